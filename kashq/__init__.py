@@ -1,0 +1,103 @@
+"""kashq: a Laravel-style, batteries-included background job queue for Python.
+
+Subclass :class:`Job`, write ``handle()``, call ``.dispatch()``; run workers
+with ``kashq queue:work`` or :func:`start_workers`. See the README for the
+tour; everything public is re-exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kashq._version import __version__
+from kashq.clock import SYSTEM_CLOCK, Clock, SystemClock
+from kashq.config import Settings, load_settings
+from kashq.dispatcher import (
+    configure,
+    dispatch,
+    dispatch_after,
+    dispatch_at,
+    dispatch_many,
+    manager,
+)
+from kashq.drivers import Driver, MemoryDriver, QueueSizes, Reservation, SyncDriver
+from kashq.envelope import Envelope
+from kashq.exceptions import (
+    ConfigError,
+    DriverError,
+    EnvelopeError,
+    FailedStoreError,
+    JobDefinitionError,
+    JobTimeout,
+    KashqError,
+    PayloadError,
+    RegistryError,
+    UnknownJobType,
+)
+from kashq.failed import FailedJob, FailedJobStore, MemoryFailedJobStore
+from kashq.job import Job, NamedJob
+from kashq.manager import QueueManager
+from kashq.registry import handler, register
+from kashq.worker import Outcome, Worker, WorkerLost, WorkerOptions, WorkerStats
+
+
+def failed_jobs() -> FailedJobStore:
+    """The current manager's failed-job store (Kashvi's ``queue.FailedJobs()``)."""
+    return manager().failed_store()
+
+
+def start_workers(concurrency: int = 1, *, connection: str | None = None, **options: Any) -> Worker:
+    """Start ``concurrency`` worker threads in this process on the current manager.
+
+    Needed for the memory driver, whose jobs live in this process. ``options``
+    are :class:`WorkerOptions` fields (``queues=("high", "default")`` ...).
+    Returns the running :class:`Worker`; call ``stop()`` on it to finish.
+    """
+    return manager().worker(connection, **options).start(concurrency)
+
+
+__all__ = [
+    "SYSTEM_CLOCK",
+    "Clock",
+    "ConfigError",
+    "Driver",
+    "DriverError",
+    "Envelope",
+    "EnvelopeError",
+    "FailedJob",
+    "FailedJobStore",
+    "FailedStoreError",
+    "Job",
+    "JobDefinitionError",
+    "JobTimeout",
+    "KashqError",
+    "MemoryDriver",
+    "MemoryFailedJobStore",
+    "NamedJob",
+    "Outcome",
+    "PayloadError",
+    "QueueManager",
+    "QueueSizes",
+    "RegistryError",
+    "Reservation",
+    "Settings",
+    "SyncDriver",
+    "SystemClock",
+    "UnknownJobType",
+    "Worker",
+    "WorkerLost",
+    "WorkerOptions",
+    "WorkerStats",
+    "__version__",
+    "configure",
+    "dispatch",
+    "dispatch_after",
+    "dispatch_at",
+    "dispatch_many",
+    "failed_jobs",
+    "handler",
+    "load_settings",
+    "manager",
+    "register",
+    "start_workers",
+]

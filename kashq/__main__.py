@@ -1,0 +1,3 @@
+from kashq.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""Configuration: defaults < ``config/kashq.toml`` < ``.env`` < ``KASHQ_*`` < CLI flags.
+
+The TOML file is ``config/kashq.toml`` in the working directory, or the path
+in ``KASHQ_CONFIG``. Every bad value becomes one :class:`ConfigError` line
+naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from kashq.exceptions import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("config") / "kashq.toml"
+CONNECTIONS = ("memory", "sync")
+
+Connection = Literal["memory", "sync"]
+
+
+class Settings(BaseSettings):
+    """Every kashq setting; the environment name is ``KASHQ_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KASHQ_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    connection: Connection = Field("memory", description="default connection")
+    queue: str = Field("default", min_length=1, description="default queue name")
+    max_retry: int = Field(3, ge=1, description="total attempts before a job is failed")
+    backoff: float = Field(1.0, ge=0, description="linear backoff base, seconds")
+    retry_after: float = Field(30.0, gt=0, description="lease of a reserved job, seconds")
+    timeout: float | None = Field(60.0, gt=0, description="seconds one attempt may run")
+    imports: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="modules holding job classes"
+    )
+    prefix: str = Field("kashq", min_length=1, pattern=r"^[^\s{}]+$", description="key prefix")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL")
+    database_url: str = Field("sqlite:///kashq.sqlite", description="SQLAlchemy database URL")
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _none_timeout(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL such as sqlite:///kashq.sqlite")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, dotenv_settings, toml)
+
+
+def config_file() -> Path:
+    """The TOML file settings are read from (it need not exist)."""
+    return Path(os.environ.get("KASHQ_CONFIG") or DEFAULT_CONFIG_FILE)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from every source; ``overrides`` (CLI flags) win. None values are ignored."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"cannot read config file {config_file()}: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    name = str(err["loc"][0]) if err["loc"] else "settings"
+    given = err.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    message = err["msg"]
+    if name == "connection":
+        message = "must be one of " + ", ".join(CONNECTIONS)
+    return f"invalid setting {name} (KASHQ_{name.upper()}): {message}{shown}"

@@ -1,0 +1,93 @@
+"""The driver protocol: how envelopes move between dispatchers and workers.
+
+Drivers store and hand out encoded envelopes; they never run user code and
+never decide retries (the worker does). An envelope whose ``available_at`` is
+in the future is a delayed job (Laravel's ``later``). A reserved job carries a
+lease: if it is neither acknowledged, released nor extended before the lease
+ends, the driver hands it out again and counts the delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from kashq.envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A job handed to one worker until it is acked, released or its lease ends.
+
+    ``raw`` is the stored text, decoded by the worker (so garbage becomes a
+    failed job, not a driver crash). ``deliveries`` counts how many times the
+    job was handed out since its last recorded outcome: 1 on a normal
+    delivery, more when earlier holders vanished without acking.
+    """
+
+    id: str
+    queue: str
+    raw: str
+    deliveries: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSizes:
+    """How many jobs a queue holds in each state."""
+
+    ready: int = 0
+    delayed: int = 0
+    reserved: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.delayed + self.reserved
+
+
+class Driver(Protocol):
+    """What the dispatcher and the worker need from a queue backend."""
+
+    def push(self, envelope: Envelope) -> None:
+        """Store one job: ready now, or delayed until ``envelope.available_at``."""
+        ...
+
+    def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Store several jobs, in one round trip where the backend allows."""
+        ...
+
+    def reserve(
+        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+    ) -> Reservation | None:
+        """Hand out the next job, trying ``queues`` in strict order.
+
+        Within a queue, higher priority first and FIFO among equals; delayed
+        jobs that are due and jobs whose lease lapsed are eligible. Waits up
+        to ``wait_s`` for one to arrive; None if none did.
+        """
+        ...
+
+    def ack(self, reservation: Reservation) -> None:
+        """Remove a finished job for good."""
+        ...
+
+    def release(self, reservation: Reservation, envelope: Envelope) -> None:
+        """Put a reserved job back as ``envelope`` (new attempts, new ``available_at``)."""
+        ...
+
+    def extend(self, reservation: Reservation, lease_s: float) -> bool:
+        """Renew the lease for ``lease_s`` from now; False if the job was lost to another."""
+        ...
+
+    def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
+        """Ready/delayed/reserved counts for each queue."""
+        ...
+
+    def clear(self, queue: str) -> int:
+        """Delete every job of ``queue`` in every state; returns how many."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and other resources."""
+        ...

@@ -1,0 +1,77 @@
+"""The sync driver: runs each job in the caller as soon as it is dispatched.
+
+For tests and scripts. Delays are ignored (the job runs now); failures follow
+the same retry rules as a worker, sleeping the backoff in the caller, and jobs
+that fail for good go to the failed-job store. The driver itself runs no user
+code: it keeps jobs in a private :class:`MemoryDriver` and hands them to the
+``drain`` function its builder supplies (a :class:`kashq.Worker`'s ``drain``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+
+from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers.base import Driver, QueueSizes, Reservation
+from kashq.drivers.memory import MemoryDriver
+from kashq.envelope import Envelope
+
+DrainFn = Callable[[Driver, Sequence[str]], None]
+
+
+class SyncDriver:
+    """Processes pushed jobs immediately through ``drain(driver, queues)``."""
+
+    def __init__(self, drain: DrainFn, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._inner = MemoryDriver(clock=clock)
+        self._drain = drain
+        self._clock = clock
+        self._queues: dict[str, None] = {}  # insertion-ordered set
+        self._local = threading.local()
+
+    def push(self, envelope: Envelope) -> None:
+        self.push_many((envelope,))
+
+    def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        now = self._clock.time()
+        self._inner.push_many([dataclasses.replace(e, available_at=now) for e in envelopes])
+        for env in envelopes:
+            self._queues.setdefault(env.queue)
+        if getattr(self._local, "draining", False):
+            return  # a job dispatched from a job: the running drain picks it up
+        self._local.draining = True
+        try:
+            while self._pending():
+                self._drain(self._inner, list(self._queues))
+        finally:
+            self._local.draining = False
+
+    def _pending(self) -> bool:
+        """Whether any queue seen so far still has work (nested dispatches add queues)."""
+        sizes = self._inner.sizes(list(self._queues)).values()
+        return any(s.ready or s.delayed for s in sizes)
+
+    def reserve(
+        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+    ) -> Reservation | None:
+        return self._inner.reserve(queues, lease_s=lease_s, wait_s=wait_s)
+
+    def ack(self, reservation: Reservation) -> None:
+        self._inner.ack(reservation)
+
+    def release(self, reservation: Reservation, envelope: Envelope) -> None:
+        self._inner.release(reservation, envelope)
+
+    def extend(self, reservation: Reservation, lease_s: float) -> bool:
+        return self._inner.extend(reservation, lease_s)
+
+    def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
+        return self._inner.sizes(queues)
+
+    def clear(self, queue: str) -> int:
+        return self._inner.clear(queue)
+
+    def close(self) -> None:
+        self._inner.close()

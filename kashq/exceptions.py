@@ -1,0 +1,70 @@
+"""kashq's exception tree.
+
+Everything kashq raises on purpose derives from :class:`KashqError`, so callers
+can catch one type. Errors from third-party libraries (redis-py, SQLAlchemy,
+pydantic) are translated into these at the boundary where they occur.
+
+    KashqError
+    ├── ConfigError            a setting has a bad value (message names it)
+    ├── RegistryError          two job types claim one name, or a bad name
+    ├── JobDefinitionError     a Job subclass is declared wrongly (also a TypeError)
+    ├── EnvelopeError          bytes from a queue are not a valid envelope
+    ├── UnknownJobType         an envelope names a type nobody registered
+    ├── PayloadError           a payload fails its job class's validation
+    ├── JobTimeout             an attempt ran past its timeout
+    ├── DriverError            the queue backend failed an operation
+    └── FailedStoreError       the failed-job store could not be written/read
+"""
+
+from __future__ import annotations
+
+
+class KashqError(Exception):
+    """Base class of every error kashq raises on purpose."""
+
+
+class ConfigError(KashqError):
+    """A configuration value is invalid; the message names the setting."""
+
+
+class RegistryError(KashqError):
+    """A job type name is invalid or already taken by something else."""
+
+
+class JobDefinitionError(KashqError, TypeError):
+    """A Job subclass declares a bad option or a payload field that clashes."""
+
+
+class EnvelopeError(KashqError):
+    """Raw queue data could not be decoded into an envelope."""
+
+
+class UnknownJobType(KashqError):
+    """An envelope names a job type that is not in the registry."""
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(
+            f"unknown job type {type_name!r}: no Job class or handler is registered under "
+            "that name (is the module that defines it listed in KASHQ_IMPORTS / --import?)"
+        )
+        self.type_name = type_name
+
+
+class PayloadError(KashqError):
+    """A payload does not validate against its job class."""
+
+
+class JobTimeout(KashqError):
+    """An attempt ran longer than its timeout and was stopped."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"job exceeded its timeout of {timeout_s:g}s")
+        self.timeout_s = timeout_s
+
+
+class DriverError(KashqError):
+    """The queue backend could not complete an operation."""
+
+
+class FailedStoreError(KashqError):
+    """The failed-job store could not complete an operation."""

@@ -1,0 +1,77 @@
+"""The failed-job store: where jobs that failed for good are recorded.
+
+This is kashq's dead-letter queue. The worker writes to it through
+:class:`FailedJobStore`; the memory implementation lives beside this module
+and the database table (``failed_jobs``) implements the same protocol.
+``log`` is idempotent by ``uuid``: a job delivered twice and failed twice is
+recorded once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    """One permanently failed job.
+
+    ``payload`` is the full envelope as JSON text (what ``queue:retry`` pushes
+    back), or the raw stored text when that could not be decoded. ``error`` is
+    a one-line message; ``exception`` the traceback. ``id`` is assigned by the
+    store (0 before logging).
+    """
+
+    uuid: str
+    connection: str
+    queue: str
+    job_type: str
+    payload: str
+    error: str
+    exception: str
+    attempts: int
+    failed_at: datetime
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    id: int = 0
+
+
+def utc_from_timestamp(ts: float) -> datetime:
+    """A timezone-aware UTC datetime for Unix seconds."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class FailedJobStore(Protocol):
+    """Record, list and remove failed jobs."""
+
+    def log(self, job: FailedJob) -> FailedJob:
+        """Record ``job`` (or return the existing record with its uuid) with its id set."""
+        ...
+
+    def all(self, *, queue: str | None = None, limit: int | None = None) -> list[FailedJob]:
+        """Failed jobs, newest first, optionally of one queue."""
+        ...
+
+    def find(self, key: int | str) -> FailedJob | None:
+        """A failed job by numeric id or by uuid."""
+        ...
+
+    def forget(self, key: int | str) -> bool:
+        """Delete one failed job; False if there was none."""
+        ...
+
+    def flush(self, *, older_than_hours: float | None = None) -> int:
+        """Delete all failed jobs, or those older than the given hours; returns how many."""
+        ...
+
+    def prune(self, before: datetime, *, chunk_size: int = 1000) -> int:
+        """Delete failed jobs that failed before ``before``, in chunks; returns how many."""
+        ...
+
+    def count(self, *, queue: str | None = None) -> int:
+        """How many failed jobs there are, optionally in one queue."""
+        ...

@@ -1,0 +1,79 @@
+"""An in-process failed-job store, for the memory and sync drivers and tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import datetime, timedelta, timezone
+
+from kashq.failed.base import FailedJob
+
+
+class MemoryFailedJobStore:
+    """Failed jobs in a dict, newest first on read; thread-safe."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, FailedJob] = {}
+        self._by_uuid: dict[str, int] = {}
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def log(self, job: FailedJob) -> FailedJob:
+        with self._lock:
+            existing = self._by_uuid.get(job.uuid)
+            if existing is not None:
+                return self._jobs[existing]
+            stored = dataclasses.replace(job, id=self._next_id)
+            self._next_id += 1
+            self._jobs[stored.id] = stored
+            self._by_uuid[stored.uuid] = stored.id
+            return stored
+
+    def all(self, *, queue: str | None = None, limit: int | None = None) -> list[FailedJob]:
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if queue is None or j.queue == queue]
+        jobs.sort(key=lambda j: (j.failed_at, j.id), reverse=True)
+        return jobs if limit is None else jobs[:limit]
+
+    def find(self, key: int | str) -> FailedJob | None:
+        with self._lock:
+            job_id = self._resolve(key)
+            return None if job_id is None else self._jobs[job_id]
+
+    def forget(self, key: int | str) -> bool:
+        with self._lock:
+            job_id = self._resolve(key)
+            if job_id is None:
+                return False
+            del self._by_uuid[self._jobs.pop(job_id).uuid]
+            return True
+
+    def flush(self, *, older_than_hours: float | None = None) -> int:
+        if older_than_hours is None:
+            with self._lock:
+                removed = len(self._jobs)
+                self._jobs.clear()
+                self._by_uuid.clear()
+                return removed
+        cutoff = datetime.now(timezone.utc) - timedelta(hours=older_than_hours)
+        return self.prune(cutoff)
+
+    def prune(self, before: datetime, *, chunk_size: int = 1000) -> int:
+        with self._lock:
+            old = [j for j in self._jobs.values() if j.failed_at < before]
+            for job in old:
+                del self._jobs[job.id]
+                del self._by_uuid[job.uuid]
+            return len(old)
+
+    def count(self, *, queue: str | None = None) -> int:
+        with self._lock:
+            if queue is None:
+                return len(self._jobs)
+            return sum(1 for j in self._jobs.values() if j.queue == queue)
+
+    def _resolve(self, key: int | str) -> int | None:
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            job_id = int(key)
+            return job_id if job_id in self._jobs else None
+        return self._by_uuid.get(key)

@@ -1,0 +1,284 @@
+"""Jobs: what users subclass and dispatch.
+
+A :class:`Job` is a pydantic model: its annotated attributes are the payload
+(validated on construction, serialised as JSON), its plain class attributes
+are options (``queue``, ``tries``, ``backoff``, ``timeout``, ``priority``...).
+:class:`NamedJob` is the GoFlow style: a type name and a JSON payload handled
+by a function registered with :func:`kashq.handler`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from kashq.envelope import Envelope, new_job_id
+from kashq.exceptions import JobDefinitionError
+from kashq.registry import REGISTRY, qualified_name
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+Delay = float | int | timedelta
+
+
+@dataclass(slots=True)
+class DispatchOptions:
+    """Per-dispatch overrides set by the fluent ``on_queue()``/``with_*()`` calls."""
+
+    queue: str | None = None
+    connection: str | None = None
+    priority: int | None = None
+    tries: int | None = None
+    backoff_s: float | None = None
+    timeout_s: float | None = None
+    delay_s: float | None = None
+    available_at: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def delay_seconds(delay: Delay) -> float:
+    """Seconds in ``delay`` (a number of seconds or a timedelta); must be >= 0."""
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+    return seconds
+
+
+class Dispatchable:
+    """The fluent options and ``dispatch*`` methods shared by Job and NamedJob.
+
+    Class-level defaults (``queue``, ``tries`` ...) come from the class;
+    ``None`` means "the configured default" (``KASHQ_QUEUE``, ``KASHQ_MAX_RETRY``...).
+    """
+
+    queue: ClassVar[str | None] = None
+    connection: ClassVar[str | None] = None
+    tries: ClassVar[int | None] = None
+    backoff: ClassVar[float | None] = None
+    timeout: ClassVar[float | None] = None
+    priority: ClassVar[int] = 0
+    max_deliveries: ClassVar[int | None] = None
+
+    _kashq_opts: DispatchOptions
+
+    # -- fluent options -------------------------------------------------
+    def on_queue(self, queue: str) -> Self:
+        """Dispatch to ``queue`` instead of the class's queue."""
+        self._kashq_opts.queue = _check_queue(queue)
+        return self
+
+    def on_connection(self, connection: str) -> Self:
+        """Dispatch through the named connection (``redis``, ``memory``...)."""
+        self._kashq_opts.connection = connection
+        return self
+
+    def with_priority(self, priority: int) -> Self:
+        """Higher runs sooner within its queue."""
+        self._kashq_opts.priority = _check_int("priority", priority)
+        return self
+
+    def with_max_retries(self, tries: int) -> Self:
+        """Total attempts allowed before the job is failed (same as ``tries``)."""
+        self._kashq_opts.tries = _check_int("tries", tries, minimum=1)
+        return self
+
+    def with_backoff(self, backoff_s: float) -> Self:
+        """Linear backoff base: retry n waits ``backoff_s * n`` seconds."""
+        self._kashq_opts.backoff_s = delay_seconds(backoff_s)
+        return self
+
+    def with_timeout(self, timeout_s: float) -> Self:
+        """Seconds one attempt may run before it is stopped and counted as failed."""
+        self._kashq_opts.timeout_s = _check_timeout(timeout_s)
+        return self
+
+    def with_metadata(self, **values: Any) -> Self:
+        """Attach string key/values (tracing ids, user ids) carried with the job."""
+        self._kashq_opts.metadata.update({k: str(v) for k, v in values.items()})
+        return self
+
+    def delay(self, delay: Delay) -> Self:
+        """Make the job available only after ``delay`` (seconds or timedelta)."""
+        self._kashq_opts.delay_s = delay_seconds(delay)
+        self._kashq_opts.available_at = None
+        return self
+
+    # -- dispatching ----------------------------------------------------
+    def dispatch(self) -> str | None:
+        """Queue the job; returns its id."""
+        from kashq.dispatcher import get_dispatcher
+
+        return get_dispatcher().dispatch(self)
+
+    def dispatch_after(self, delay: Delay) -> str | None:
+        """Queue the job to run after ``delay`` (seconds or timedelta)."""
+        return self.delay(delay).dispatch()
+
+    def dispatch_at(self, when: datetime) -> str | None:
+        """Queue the job to run at ``when`` (a naive datetime is local time)."""
+        self._kashq_opts.available_at = when.timestamp()
+        self._kashq_opts.delay_s = None
+        return self.dispatch()
+
+    # -- envelope -------------------------------------------------------
+    @property
+    def type_name(self) -> str:
+        """The registry name this job is dispatched under."""
+        raise JobDefinitionError(f"{type(self).__name__} has no type name")
+
+    def payload_data(self) -> dict[str, Any]:
+        """The JSON payload."""
+        raise JobDefinitionError(f"{type(self).__name__} has no payload")
+
+    def target_connection(self) -> str | None:
+        """The connection chosen for this job, or None for the default."""
+        return self._kashq_opts.connection or type(self).connection
+
+    def to_envelope(self, *, default_queue: str, now: float) -> Envelope:
+        """The envelope to push, with per-dispatch options over class options."""
+        opts, cls = self._kashq_opts, type(self)
+        if opts.available_at is not None:
+            available_at = opts.available_at
+        else:
+            available_at = now + (opts.delay_s or 0.0)
+        return Envelope(
+            id=new_job_id(),
+            type=self.type_name,
+            queue=opts.queue or cls.queue or default_queue,
+            payload=self.payload_data(),
+            created_at=now,
+            available_at=available_at,
+            max_tries=_first(opts.tries, cls.tries),
+            backoff_s=_first(opts.backoff_s, cls.backoff),
+            timeout_s=_first(opts.timeout_s, cls.timeout),
+            max_deliveries=cls.max_deliveries,
+            priority=_first(opts.priority, cls.priority) or 0,
+            metadata=dict(opts.metadata),
+        )
+
+
+class Job(Dispatchable, BaseModel):
+    """Base class of class-based jobs; subclass it and write ``handle()``.
+
+    ``handle()`` may be ``async def``. An optional ``failed(error)`` is called
+    once, when the job has failed for good.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    _kashq_opts: DispatchOptions = PrivateAttr(default_factory=DispatchOptions)
+    _kashq_envelope: Envelope | None = PrivateAttr(default=None)
+    __kashq_name__: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _check_class_options(cls)
+        clashes = sorted(set(cls.model_fields) & _RESERVED_NAMES)
+        if clashes:
+            raise JobDefinitionError(
+                f"{cls.__qualname__}: payload field(s) {', '.join(clashes)} clash with "
+                "Job options or methods; rename them"
+            )
+        cls.__kashq_name__ = qualified_name(cls)
+        REGISTRY.add(cls.__kashq_name__, cls, is_handler=False)
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__kashq_name__
+
+    def payload_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def envelope(self) -> Envelope | None:
+        """The envelope being processed (set by the worker), else None."""
+        return self._kashq_envelope
+
+    def attempts(self) -> int:
+        """The number of the current attempt (1 on the first run), 0 before dispatch."""
+        env = self._kashq_envelope
+        return 0 if env is None else env.attempts + 1
+
+
+class NamedJob(Dispatchable):
+    """A job named by string with a JSON payload, for ``@kashq.handler`` functions.
+
+    ``NamedJob("send_email", {"to": "a@example.com"}).with_priority(10).dispatch()``
+    """
+
+    def __init__(self, name: str, payload: dict[str, Any] | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise JobDefinitionError(f"a named job needs a non-empty type name, got {name!r}")
+        if payload is not None and not isinstance(payload, dict):
+            raise JobDefinitionError(
+                f"payload of {name!r} must be a dict, got {type(payload).__name__}"
+            )
+        self._name = name
+        self._payload = dict(payload or {})
+        self._kashq_opts = DispatchOptions()
+
+    @property
+    def type_name(self) -> str:
+        return self._name
+
+    def payload_data(self) -> dict[str, Any]:
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"NamedJob({self._name!r}, {self._payload!r})"
+
+
+_RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.startswith("_")) | {
+    "handle",
+    "failed",
+    "envelope",
+    "attempts",
+    "middleware",
+}
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _check_queue(queue: object) -> str:
+    if not isinstance(queue, str) or not queue.strip() or "," in queue:
+        raise ValueError(f"queue name must be a non-empty string without commas: {queue!r}")
+    return queue
+
+
+def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_timeout(value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _check_class_options(cls: type[Dispatchable]) -> None:
+    try:
+        if cls.queue is not None:
+            _check_queue(cls.queue)
+        if cls.tries is not None:
+            _check_int("tries", cls.tries, minimum=1)
+        if cls.max_deliveries is not None:
+            _check_int("max_deliveries", cls.max_deliveries, minimum=1)
+        if cls.backoff is not None:
+            delay_seconds(cls.backoff)
+        if cls.timeout is not None:
+            _check_timeout(cls.timeout)
+        _check_int("priority", cls.priority)
+    except ValueError as exc:
+        raise JobDefinitionError(f"{cls.__qualname__}: {exc}") from None

@@ -1,0 +1,219 @@
+"""Test helpers: Laravel's ``Queue::fake()``, a fake clock, and synchronous draining.
+
+``with kashq.testing.fake() as queue:`` records dispatches instead of queueing
+them and offers assertions. ``with kashq.testing.memory_queue() as q:`` makes
+a fresh in-memory manager with a :class:`FakeClock` current, and ``q.drain()``
+runs everything queued (retries included) without waiting in real time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from kashq import dispatcher as _dispatcher
+from kashq.config import load_settings
+from kashq.drivers.base import QueueSizes
+from kashq.drivers.memory import MemoryDriver
+from kashq.envelope import Envelope
+from kashq.failed.base import FailedJob
+from kashq.job import Dispatchable, Job
+from kashq.manager import QueueManager
+from kashq.worker.worker import WorkerStats
+
+JobSelector = type[Job] | str
+Predicate = Callable[[Any], bool]
+
+
+class FakeClock:
+    """A clock that only moves when told to; ``sleep`` advances it instantly."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(seconds, 0.0))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """One recorded dispatch: the job object and the envelope it would have been."""
+
+    job: Dispatchable
+    envelope: Envelope
+
+
+class QueueFake:
+    """Records dispatched jobs and asserts about them."""
+
+    def __init__(self, *, default_queue: str = "default") -> None:
+        self.records: list[Dispatched] = []
+        self._default_queue = default_queue
+        self._lock = threading.Lock()
+
+    # -- Dispatcher protocol ----------------------------------------------
+    def dispatch(self, job: Dispatchable) -> str:
+        envelope = job.to_envelope(default_queue=self._default_queue, now=time.time())
+        with self._lock:
+            self.records.append(Dispatched(job, envelope))
+        return envelope.id
+
+    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str]:
+        return [self.dispatch(job) for job in jobs]
+
+    # -- queries --------------------------------------------------------
+    def dispatched(
+        self, job: JobSelector, predicate: Predicate | None = None, *, queue: str | None = None
+    ) -> list[Any]:
+        """The dispatched jobs of type ``job`` (a class or a type name) that match."""
+        name = _type_name(job)
+        return [
+            r.job
+            for r in list(self.records)
+            if r.envelope.type == name
+            and (queue is None or r.envelope.queue == queue)
+            and (predicate is None or predicate(r.job))
+        ]
+
+    # -- assertions -------------------------------------------------------
+    def assert_dispatched(
+        self, job: JobSelector, predicate: Predicate | None = None, count: int | None = None
+    ) -> None:
+        """At least one (or exactly ``count``) matching job was dispatched."""
+        self._assert_count(job, predicate, count, queue=None)
+
+    def assert_dispatched_on(
+        self, queue: str, job: JobSelector, predicate: Predicate | None = None
+    ) -> None:
+        """A matching job was dispatched onto ``queue``."""
+        self._assert_count(job, predicate, None, queue=queue)
+
+    def assert_not_dispatched(self, job: JobSelector, predicate: Predicate | None = None) -> None:
+        """No matching job was dispatched."""
+        found = self.dispatched(job, predicate)
+        if found:
+            raise AssertionError(
+                f"Expected {_type_name(job)} not to be dispatched"
+                f"{_matching(predicate)}, but it was dispatched {_times(len(found))}: "
+                + ", ".join(repr(j) for j in found[:5])
+            )
+
+    def assert_nothing_dispatched(self) -> None:
+        """No job of any type was dispatched."""
+        if self.records:
+            raise AssertionError(
+                f"Expected no jobs to be dispatched, but {len(self.records)} were: "
+                + self._summary()
+            )
+
+    def _assert_count(
+        self, job: JobSelector, predicate: Predicate | None, count: int | None, *, queue: str | None
+    ) -> None:
+        name = _type_name(job)
+        found = self.dispatched(job, predicate, queue=queue)
+        where = f" on queue {queue!r}" if queue is not None else ""
+        if count is None and found:
+            return
+        if count is not None and len(found) == count:
+            return
+        wanted = f"{_times(count)}" if count is not None else "at least once"
+        raise AssertionError(
+            f"Expected {name} to be dispatched{where}{_matching(predicate)} {wanted}, "
+            f"but it was dispatched {_times(len(found))}. Dispatched: {self._summary()}"
+        )
+
+    def _summary(self) -> str:
+        if not self.records:
+            return "nothing"
+        counts: dict[str, int] = {}
+        for r in self.records:
+            key = f"{r.envelope.type} on {r.envelope.queue!r}"
+            counts[key] = counts.get(key, 0) + 1
+        return "; ".join(f"{key} x{n}" for key, n in counts.items())
+
+
+@contextmanager
+def fake(*, default_queue: str = "default") -> Iterator[QueueFake]:
+    """Record dispatches instead of queueing them, for the duration of the block."""
+    queue = QueueFake(default_queue=default_queue)
+    previous = _dispatcher.set_dispatcher(queue)
+    try:
+        yield queue
+    finally:
+        _dispatcher.set_dispatcher(previous)
+
+
+class MemoryQueue:
+    """A memory-driver manager with a fake clock, made current by :func:`memory_queue`."""
+
+    def __init__(self, manager: QueueManager, clock: FakeClock) -> None:
+        self.manager = manager
+        self.clock = clock
+
+    @property
+    def driver(self) -> MemoryDriver:
+        driver = self.manager.connection("memory")
+        assert isinstance(driver, MemoryDriver)
+        return driver
+
+    def drain(self, *queues: str, **worker_options: Any) -> WorkerStats:
+        """Run every queued job to an outcome, retries and delays included (fake time)."""
+        return drain(*queues, manager=self.manager, **worker_options)
+
+    def sizes(self, *queues: str) -> dict[str, QueueSizes]:
+        return self.driver.sizes(queues or self.driver.queue_names())
+
+    def failed(self) -> list[FailedJob]:
+        return self.manager.failed_store().all()
+
+
+@contextmanager
+def memory_queue(**settings: Any) -> Iterator[MemoryQueue]:
+    """A fresh in-memory queue with a fake clock, current for the block."""
+    clock = FakeClock()
+    manager = QueueManager(load_settings(connection="memory", **settings), clock=clock)
+    previous = _dispatcher.swap_manager(manager)
+    try:
+        yield MemoryQueue(manager, clock)
+    finally:
+        _dispatcher.swap_manager(previous)
+        manager.close()
+
+
+def drain(*queues: str, manager: QueueManager | None = None, **worker_options: Any) -> WorkerStats:
+    """Synchronously process every job on the memory connection (all queues by default)."""
+    manager = manager or _dispatcher.manager()
+    driver = manager.connection("memory")
+    if not isinstance(driver, MemoryDriver):
+        raise TypeError("drain() works on the memory connection only")
+    names = tuple(queues) or tuple(driver.queue_names())
+    worker = manager.worker("memory", queues=names, **worker_options)
+    worker.drain()
+    return worker.stats
+
+
+def _type_name(job: JobSelector) -> str:
+    if isinstance(job, str):
+        return job
+    return job.__kashq_name__
+
+
+def _times(n: int) -> str:
+    return "1 time" if n == 1 else f"{n} times"
+
+
+def _matching(predicate: Predicate | None) -> str:
+    return "" if predicate is None else " matching the given predicate"

@@ -1,0 +1,123 @@
+"""Turning an envelope into a call, and running it (sync or async, with timeouts).
+
+This is the only place user code is invoked. Resolution goes through the
+registry; a class-based job is rebuilt by validating its payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from kashq.envelope import Envelope, describe_validation_error
+from kashq.exceptions import JobDefinitionError, JobTimeout, PayloadError
+from kashq.job import Job
+from kashq.registry import Registry
+
+log = logging.getLogger(__name__)
+_thread = threading.local()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A job ready to run: the call, and the Job instance when there is one."""
+
+    call: Callable[[], Any]
+    job: Job | None
+
+
+def prepare(envelope: Envelope, registry: Registry) -> Prepared:
+    """Resolve ``envelope.type`` and build the call, or raise a KashqError saying why not."""
+    entry = registry.resolve(envelope.type)
+    if entry.is_handler:
+        fn = entry.target
+        return Prepared(lambda: fn(envelope), None)
+    cls: type[Job] = entry.target
+    try:
+        job = cls.model_validate(envelope.payload)
+    except ValidationError as exc:
+        raise PayloadError(describe_validation_error(cls.__qualname__, exc)) from None
+    handle = getattr(job, "handle", None)
+    if not callable(handle):
+        raise JobDefinitionError(f"job class {cls.__qualname__} defines no handle() method")
+    job._kashq_envelope = envelope
+    return Prepared(handle, job)
+
+
+def run(call: Callable[[], Any], timeout_s: float | None) -> None:
+    """Call ``call``; if it returns an awaitable, run it to completion.
+
+    ``timeout_s`` bounds async handlers (:class:`JobTimeout`). A synchronous
+    handler cannot be interrupted from inside its own thread; process workers
+    enforce its timeout from outside.
+    """
+    result = call()
+    if inspect.isawaitable(result):
+        run_awaitable(result, timeout_s)
+
+
+def run_awaitable(awaitable: Awaitable[Any], timeout_s: float | None) -> Any:
+    """Run an awaitable from synchronous code, on this thread's event loop."""
+
+    async def bounded() -> Any:
+        if timeout_s is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, timeout_s)
+        except asyncio.TimeoutError:
+            raise JobTimeout(timeout_s) from None
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _thread_loop().run_until_complete(bounded())
+    # Called from inside a running loop (a sync dispatch from async code):
+    # that loop is busy with us, so run the job on a loop of its own thread.
+    box: dict[str, Any] = {}
+
+    def in_thread() -> None:
+        try:
+            box["result"] = asyncio.run(bounded())
+        except BaseException as exc:  # re-raised in the caller's thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=in_thread, name="kashq-async-job")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def close_thread_loop() -> None:
+    """Close this thread's event loop, if async jobs created one."""
+    loop = getattr(_thread, "loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+    _thread.loop = None
+
+
+def call_failed_hook(job: Job | None, error: BaseException) -> None:
+    """Call ``job.failed(error)`` if defined; its own errors are logged, never raised."""
+    hook = getattr(job, "failed", None)
+    if job is None or not callable(hook):
+        return
+    try:
+        run(lambda: hook(error), None)
+    except Exception:
+        log.exception("failed() hook of %s raised", type(job).__qualname__)
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread.loop = loop
+    return loop

@@ -1,0 +1,29 @@
+"""Worker options (Laravel's ``WorkerOptions``): one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker consumes. Job-level options in the envelope win over these.
+
+    ``tries``, ``backoff_s`` and ``timeout_s`` are defaults for jobs that do
+    not set their own. ``lease_s`` is how long a reservation lasts without a
+    heartbeat. ``sleep_s`` is how long an idle worker waits for a job before
+    re-checking its limits. ``park_s`` is the delay before retrying to record
+    a failure when the failed-job store is unreachable.
+    """
+
+    connection: str = "memory"
+    queues: tuple[str, ...] = ("default",)
+    tries: int = 3
+    backoff_s: float = 1.0
+    timeout_s: float | None = 60.0
+    lease_s: float = 30.0
+    sleep_s: float = 3.0
+    max_jobs: int | None = None
+    max_time_s: float | None = None
+    stop_when_empty: bool = False
+    park_s: float = 5.0

@@ -1,0 +1,354 @@
+"""The worker: reserve → run → ack, and what to do when a job fails.
+
+The worker depends only on the :class:`~kashq.drivers.base.Driver` and
+:class:`~kashq.failed.base.FailedJobStore` protocols. Retry decisions are the
+pure functions in :mod:`kashq.worker.policy`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers.base import Driver, Reservation
+from kashq.envelope import Envelope, Failure, decode, peek
+from kashq.exceptions import EnvelopeError, KashqError
+from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
+from kashq.job import Job
+from kashq.registry import REGISTRY, Registry
+from kashq.worker import execute, policy
+from kashq.worker.options import WorkerOptions
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 0.5  # longest blocking wait, so stop() and limits are noticed promptly
+_DRAIN_STEP_S = 0.05
+
+
+class Outcome(enum.Enum):
+    """What processing one reservation ended in."""
+
+    COMPLETED = "completed"
+    RETRIED = "retried"
+    FAILED = "failed"
+    PARKED = "parked"  # failed for good, waiting for the failed-job store
+
+
+class WorkerLost(KashqError):
+    """A job's workers kept dying before it finished; it is failed instead of looping."""
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counts of outcomes since the worker was built."""
+
+    completed: int = 0
+    retried: int = 0
+    failed: int = 0
+    parked: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.completed + self.retried + self.failed + self.parked
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome is Outcome.COMPLETED:
+            self.completed += 1
+        elif outcome is Outcome.RETRIED:
+            self.retried += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
+        else:
+            self.parked += 1
+
+
+class Worker:
+    """Consumes jobs from one driver, recording permanent failures in a store."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        failed_store: FailedJobStore,
+        options: WorkerOptions | None = None,
+        *,
+        registry: Registry = REGISTRY,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.driver = driver
+        self.failed_store = failed_store
+        self.options = options or WorkerOptions()
+        self.stats = WorkerStats()
+        self._registry = registry
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._consumers_done = threading.Event()
+        self._active = 0
+        self._threads: list[threading.Thread] = []
+        self._running: dict[str, Reservation] = {}
+        self._started_at = 0.0
+
+    # -- one job --------------------------------------------------------
+    def run_next(self, wait_s: float = 0.0) -> Outcome | None:
+        """Reserve and process one job; None if none arrived within ``wait_s``."""
+        reservation = self.driver.reserve(
+            self.options.queues, lease_s=self.options.lease_s, wait_s=wait_s
+        )
+        return None if reservation is None else self.process(reservation)
+
+    def process(self, reservation: Reservation) -> Outcome:
+        """Run one reserved job to an outcome; never raises for a job's fault."""
+        with self._lock:
+            self._running[reservation.id] = reservation
+        try:
+            outcome = self._process(reservation)
+        finally:
+            with self._lock:
+                self._running.pop(reservation.id, None)
+        with self._lock:
+            self.stats.count(outcome)
+        return outcome
+
+    def _process(self, res: Reservation) -> Outcome:
+        try:
+            env = decode(res.raw)
+        except EnvelopeError as exc:
+            return self._fail_undecodable(res, exc)
+        if env.failure is not None:
+            return self._record(res, env, env.failure)
+        max_tries = env.max_tries or self.options.tries
+        if policy.worker_lost(res.deliveries, env.max_deliveries or max_tries):
+            lost = WorkerLost(
+                f"worker lost: delivered {res.deliveries} times and its worker died "
+                f"before finishing each time (max_deliveries={env.max_deliveries or max_tries})"
+            )
+            env = dataclasses.replace(env, attempts=env.attempts + res.deliveries - 1)
+            return self._fail(res, env, lost, self._job_or_none(env))
+        try:
+            prepared = execute.prepare(env, self._registry)
+        except KashqError as exc:  # unknown type, invalid payload, no handle()
+            return self._fail(res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None)
+        timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
+        started = time.perf_counter()
+        try:
+            execute.run(prepared.call, timeout_s)
+        except Exception as exc:
+            return self._after_error(res, env, exc, prepared.job)
+        self.driver.ack(res)
+        log.debug("%s %s done in %.1fms", env.type, env.id, (time.perf_counter() - started) * 1e3)
+        return Outcome.COMPLETED
+
+    def _job_or_none(self, env: Envelope) -> Job | None:
+        """The Job instance for ``env`` if it can be built (to call its failed() hook)."""
+        try:
+            return execute.prepare(env, self._registry).job
+        except KashqError:
+            return None
+
+    def _after_error(
+        self, res: Reservation, env: Envelope, error: Exception, job: Job | None
+    ) -> Outcome:
+        attempts = env.attempts + 1
+        env = dataclasses.replace(env, attempts=attempts)
+        if not policy.should_retry(attempts, env.max_tries or self.options.tries):
+            return self._fail(res, env, error, job)
+        base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
+        delay_s = policy.backoff_delay(attempts, base_s)
+        self.driver.release(
+            res, dataclasses.replace(env, available_at=self._clock.time() + delay_s)
+        )
+        log.info(
+            "%s %s attempt %d failed (%s); retry in %gs",
+            env.type,
+            env.id,
+            attempts,
+            _one_line(error),
+            delay_s,
+        )
+        return Outcome.RETRIED
+
+    def _fail(
+        self, res: Reservation, env: Envelope, error: BaseException, job: Job | None
+    ) -> Outcome:
+        """Fail for good: tell the job, then record it (or park it if the store is down)."""
+        execute.call_failed_hook(job, error)
+        failure = Failure(error=_one_line(error), exception=_traceback(error))
+        return self._record(res, env, failure)
+
+    def _record(self, res: Reservation, env: Envelope, failure: Failure) -> Outcome:
+        record = FailedJob(
+            uuid=env.id,
+            connection=self.options.connection,
+            queue=env.queue,
+            job_type=env.type,
+            payload=dataclasses.replace(env, failure=None).encode(),
+            error=failure.error,
+            exception=failure.exception,
+            attempts=env.attempts,
+            failed_at=utc_from_timestamp(self._clock.time()),
+        )
+        return self._store(res, record, env, failure)
+
+    def _fail_undecodable(self, res: Reservation, error: EnvelopeError) -> Outcome:
+        job_id, job_type = peek(res.raw)
+        record = FailedJob(
+            uuid=job_id or res.id,
+            connection=self.options.connection,
+            queue=res.queue,
+            job_type=job_type or "(undecodable)",
+            payload=res.raw,
+            error=str(error),
+            exception=str(error),
+            attempts=res.deliveries,
+            failed_at=utc_from_timestamp(self._clock.time()),
+        )
+        return self._store(res, record, None, None)
+
+    def _store(
+        self, res: Reservation, record: FailedJob, env: Envelope | None, failure: Failure | None
+    ) -> Outcome:
+        try:
+            self.failed_store.log(record)
+        except Exception as exc:
+            log.warning(
+                "could not record failed job %s (%s); keeping it queued, retry in %gs",
+                record.uuid,
+                _one_line(exc),
+                self.options.park_s,
+            )
+            if env is not None:
+                parked_at = self._clock.time() + self.options.park_s
+                self.driver.release(
+                    res, dataclasses.replace(env, failure=failure, available_at=parked_at)
+                )
+            # An undecodable job cannot carry a parked failure: leaving it
+            # reserved makes its lease lapse and the driver hand it out again.
+            return Outcome.PARKED
+        self.driver.ack(res)
+        log.warning(
+            "%s %s failed for good after %d attempt(s): %s",
+            record.job_type,
+            record.uuid,
+            record.attempts,
+            record.error,
+        )
+        return Outcome.FAILED
+
+    # -- loops ----------------------------------------------------------
+    def drain(self) -> None:
+        """Process until the queues hold no ready or delayed job, sleeping out backoffs.
+
+        Used by the sync driver and :func:`kashq.testing.drain`; with a fake
+        clock the waits are instant.
+        """
+        queues = self.options.queues
+        while True:
+            if self.run_next() is not None:
+                continue
+            if not any(s.delayed for s in self.driver.sizes(queues).values()):
+                return
+            self._clock.sleep(_DRAIN_STEP_S)
+
+    def start(self, concurrency: int = 1) -> Worker:
+        """Start ``concurrency`` consumer threads (and a lease heartbeat); returns at once."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if self._threads:
+            raise RuntimeError("worker already started")
+        self._stopping.clear()
+        self._consumers_done.clear()
+        self._active = concurrency
+        self._started_at = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._consume, name=f"kashq-worker-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
+        heartbeat = threading.Thread(target=self._heartbeat, name="kashq-heartbeat", daemon=True)
+        for thread in (*self._threads, heartbeat):
+            thread.start()
+        return self
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop taking jobs, let running ones finish, and wait for the threads."""
+        self._stopping.set()
+        self.join(timeout_s)
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for the consumer threads to end (limits reached or stopped)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+        if not any(t.is_alive() for t in self._threads):
+            self._threads = []
+            self._stopping.set()
+
+    def run(self, concurrency: int = 1) -> None:
+        """Consume in this thread's stead until stopped or a limit is reached (blocking)."""
+        self.start(concurrency)
+        try:
+            self.join()
+        except KeyboardInterrupt:
+            self.stop()
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def _consume(self) -> None:
+        opts = self.options
+        wait_s = 0.0 if opts.stop_when_empty else min(opts.sleep_s, _IDLE_WAIT_S)
+        try:
+            while not self._stopping.is_set():
+                if self._limit_reached():
+                    self._stopping.set()
+                    break
+                if self.run_next(wait_s) is None and opts.stop_when_empty:
+                    break
+        except Exception:
+            log.exception("worker thread crashed; its reserved job will be re-delivered")
+            raise
+        finally:
+            execute.close_thread_loop()
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._consumers_done.set()
+
+    def _limit_reached(self) -> bool:
+        opts = self.options
+        if opts.max_jobs is not None and self.stats.processed >= opts.max_jobs:
+            return True
+        elapsed = time.monotonic() - self._started_at
+        return opts.max_time_s is not None and elapsed >= opts.max_time_s
+
+    def _heartbeat(self) -> None:
+        """Renew the leases of running jobs every third of a lease."""
+        while not self._consumers_done.wait(self.options.lease_s / 3):
+            with self._lock:
+                running = list(self._running.values())
+            for reservation in running:
+                try:
+                    self.driver.extend(reservation, self.options.lease_s)
+                except KashqError as exc:
+                    log.warning("could not renew lease of %s: %s", reservation.id, exc)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    name = type(error).__name__
+    if isinstance(error, KashqError):
+        return message or name
+    return f"{name}: {message}" if message else name
+
+
+def _traceback(error: BaseException) -> str:
+    if error.__traceback__ is None:
+        return _one_line(error)
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
