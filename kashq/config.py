@@ -1,8 +1,9 @@
 """Configuration: defaults < ``config/kashq.toml`` < ``.env`` < ``KASHQ_*`` < CLI flags.
 
 The TOML file is ``config/kashq.toml`` in the working directory, or the path
-in ``KASHQ_CONFIG``. Every bad value becomes one :class:`ConfigError` line
-naming the setting.
+in the ``KASHQ_CONFIG`` environment variable (read from the environment only,
+since ``.env`` is itself one of the sources being located). Every bad value
+becomes one :class:`ConfigError` line naming the setting.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def decode(raw: str | bytes) -> Envelope:
     if not isinstance(data, dict):
         raise EnvelopeError(f"envelope must be a JSON object, got {type(data).__name__}")
     version = data.get("v", WIRE_VERSION)
-    if version != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:
         raise EnvelopeError(f"unsupported envelope version {version!r}")
     failure = data.get("failure")
     try:
@@ -132,7 +132,7 @@ def decode(raw: str | bytes) -> Envelope:
             failure=_failure(failure) if failure is not None else None,
         )
     except (TypeError, KeyError) as exc:
-        raise EnvelopeError(f"malformed envelope: {exc}") from None
+        raise EnvelopeError(f"malformed envelope: {exc.args[0]}") from None
 
 
 def peek(raw: str | bytes) -> tuple[str | None, str | None]:

@@ -10,6 +10,7 @@ by a function registered with :func:`kashq.handler`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Delay = float | int | timedelta
+_QUEUE_NAME = re.compile(r"^[^\s,{}]{1,200}$")
 
 
 @dataclass(slots=True)
@@ -43,7 +45,12 @@ class DispatchOptions:
 
 def delay_seconds(delay: Delay) -> float:
     """Seconds in ``delay`` (a number of seconds or a timedelta); must be >= 0."""
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise ValueError(f"delay must be seconds or a timedelta, got {delay!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
     return seconds
@@ -59,7 +66,7 @@ class Dispatchable:
     queue: ClassVar[str | None] = None
     connection: ClassVar[str | None] = None
     tries: ClassVar[int | None] = None
-    backoff: ClassVar[float | None] = None
+    backoff: ClassVar[float | timedelta | None] = None
     timeout: ClassVar[float | None] = None
     priority: ClassVar[int] = 0
     max_deliveries: ClassVar[int | None] = None
@@ -69,7 +76,7 @@ class Dispatchable:
     # -- fluent options -------------------------------------------------
     def on_queue(self, queue: str) -> Self:
         """Dispatch to ``queue`` instead of the class's queue."""
-        self._kashq_opts.queue = _check_queue(queue)
+        self._kashq_opts.queue = check_queue_name(queue)
         return self
 
     def on_connection(self, connection: str) -> Self:
@@ -154,7 +161,7 @@ class Dispatchable:
             created_at=now,
             available_at=available_at,
             max_tries=_first(opts.tries, cls.tries),
-            backoff_s=_first(opts.backoff_s, cls.backoff),
+            backoff_s=_first(opts.backoff_s, _seconds(cls.backoff)),
             timeout_s=_first(opts.timeout_s, cls.timeout),
             max_deliveries=cls.max_deliveries,
             priority=_first(opts.priority, cls.priority) or 0,
@@ -247,9 +254,16 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _check_queue(queue: object) -> str:
-    if not isinstance(queue, str) or not queue.strip() or "," in queue:
-        raise ValueError(f"queue name must be a non-empty string without commas: {queue!r}")
+def check_queue_name(queue: object) -> str:
+    """``queue`` if it is a usable queue name, else ValueError.
+
+    Queue names appear in storage keys (as Redis hash tags) and in comma-separated
+    lists on the command line, so whitespace, commas and braces are refused.
+    """
+    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+        raise ValueError(
+            f"queue name must be 1-200 characters without whitespace, commas or braces: {queue!r}"
+        )
     return queue
 
 
@@ -261,16 +275,25 @@ def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     return value
 
 
+def _seconds(value: Delay | None) -> float | None:
+    return None if value is None else delay_seconds(value)
+
+
 def _check_timeout(value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {value!r}")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not value > 0
+    ):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
     return float(value)
 
 
 def _check_class_options(cls: type[Dispatchable]) -> None:
     try:
         if cls.queue is not None:
-            _check_queue(cls.queue)
+            check_queue_name(cls.queue)
         if cls.tries is not None:
             _check_int("tries", cls.tries, minimum=1)
         if cls.max_deliveries is not None:

@@ -131,7 +131,7 @@ def _check_name(name: object) -> None:
 def _is_redefinition(old: Any, new: Any) -> bool:
     return (
         isinstance(old, type) == isinstance(new, type)
-        and getattr(old, "__module__", None) == getattr(new, "__module__", None)
+        and module_name(old) == module_name(new)
         and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None)
     )
 

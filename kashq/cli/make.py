@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import keyword
 import re
 from pathlib import Path
 from typing import Annotated
@@ -9,8 +11,9 @@ from typing import Annotated
 import typer
 
 from kashq.cli import output
+from kashq.job import check_queue_name
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 TEMPLATE = '''"""The {cls} job."""
 
@@ -54,13 +57,18 @@ def make_job(
     ] = None,
 ) -> None:
     """Create a new job class (refuses to overwrite an existing file)."""
-    if not _IDENTIFIER.match(name):
-        raise output.fail(f"job name must be a Python identifier, got {name!r}")
     cls = class_name(name)
+    if not _IDENTIFIER.match(name) or not cls.isidentifier() or keyword.iskeyword(cls):
+        raise output.fail(f"job name must be a class name such as SendWelcomeEmail, got {name!r}")
+    if queue is not None:
+        try:
+            check_queue_name(queue)
+        except ValueError as exc:
+            raise output.fail(str(exc)) from None
     target = path / f"{module_name(cls)}.py"
     if target.exists():
         raise output.fail(f"{target} already exists; not overwriting it")
-    options = f'    queue = "{queue}"\n' if queue else '    # queue = "default"\n'
+    options = f"    queue = {json.dumps(queue)}\n" if queue else '    # queue = "default"\n'
     try:
         path.mkdir(parents=True, exist_ok=True)
         init = path / "__init__.py"
