@@ -1,0 +1,22 @@
+"""Shared fixtures: every test starts with no current manager and no fake installed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kashq import dispatcher
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dispatcher() -> Iterator[None]:
+    previous_manager = dispatcher.swap_manager(None)
+    previous_override = dispatcher.set_dispatcher(None)
+    try:
+        yield
+    finally:
+        current = dispatcher.swap_manager(previous_manager)
+        dispatcher.set_dispatcher(previous_override)
+        if current is not None and current is not previous_manager:
+            current.close()

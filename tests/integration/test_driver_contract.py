@@ -1,0 +1,246 @@
+"""The driver contract: one suite every driver must pass.
+
+Parametrised over drivers; each test gets a fresh driver and a fake clock, so
+delays and leases are exercised without sleeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from kashq.drivers.base import Driver, QueueSizes, Reservation
+from kashq.drivers.memory import MemoryDriver
+from kashq.envelope import Envelope, decode, new_job_id
+from kashq.testing import FakeClock
+
+DriverFactory = Callable[[FakeClock], Driver]
+FACTORIES: dict[str, DriverFactory] = {
+    "memory": lambda clock: MemoryDriver(clock=clock),
+}
+LEASE_S = 30.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def driver(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Driver]:
+    made = FACTORIES[request.param](clock)
+    yield made
+    made.close()
+
+
+def envelope(clock: FakeClock, queue: str = "default", **fields: Any) -> Envelope:
+    now = clock.time()
+    base = Envelope(
+        id=new_job_id(),
+        type="tests.Contract",
+        queue=queue,
+        payload={"n": fields.pop("n", 0)},
+        created_at=now,
+        available_at=now,
+    )
+    return dataclasses.replace(base, **fields)
+
+
+def reserve(driver: Driver, *queues: str, lease_s: float = LEASE_S) -> Reservation | None:
+    return driver.reserve(queues or ("default",), lease_s=lease_s)
+
+
+def drain_ids(driver: Driver, *queues: str) -> list[str]:
+    ids = []
+    while (res := reserve(driver, *queues)) is not None:
+        ids.append(res.id)
+        driver.ack(res)
+    return ids
+
+
+def test_pushed_job_is_reserved_with_its_envelope_and_gone_after_ack(driver, clock):
+    env = envelope(clock, metadata={"trace": "t-1"})
+    driver.push(env)
+    res = reserve(driver)
+    assert res is not None
+    assert (res.id, res.queue, res.deliveries) == (env.id, "default", 1)
+    assert decode(res.raw) == env
+    assert driver.sizes(["default"])["default"] == QueueSizes(reserved=1)
+    driver.ack(res)
+    assert driver.sizes(["default"])["default"] == QueueSizes()
+    assert reserve(driver) is None
+
+
+def test_reserve_on_an_empty_queue_returns_none(driver):
+    assert reserve(driver, "nothing-here") is None
+
+
+def test_higher_priority_is_reserved_first(driver, clock):
+    for priority in (0, 10, 5, -3):
+        driver.push(envelope(clock, priority=priority, n=priority))
+    order = []
+    while (res := reserve(driver)) is not None:
+        order.append(decode(res.raw).priority)
+        driver.ack(res)
+    assert order == [10, 5, 0, -3]
+
+
+def test_jobs_of_equal_priority_are_reserved_in_push_order(driver, clock):
+    pushed = [envelope(clock, n=i) for i in range(25)]
+    for env in pushed:
+        driver.push(env)
+        clock.advance(0.001)
+    assert drain_ids(driver) == [env.id for env in pushed]
+
+
+def test_delayed_job_becomes_available_at_its_time(driver, clock):
+    env = envelope(clock, available_at=clock.time() + 10)
+    driver.push(env)
+    assert driver.sizes(["default"])["default"] == QueueSizes(delayed=1)
+    clock.advance(9.9)
+    assert reserve(driver) is None
+    clock.advance(0.2)
+    res = reserve(driver)
+    assert res is not None and res.id == env.id
+
+
+def test_delayed_job_keeps_priority_once_due(driver, clock):
+    late = envelope(clock, priority=9, available_at=clock.time() + 5)
+    early = envelope(clock, priority=1)
+    driver.push(late)
+    driver.push(early)
+    clock.advance(5)
+    assert drain_ids(driver) == [late.id, early.id]
+
+
+def test_release_with_delay_makes_the_job_wait_then_returns_new_envelope(driver, clock):
+    driver.push(envelope(clock))
+    res = reserve(driver)
+    assert res is not None
+    retried = dataclasses.replace(decode(res.raw), attempts=1, available_at=clock.time() + 5)
+    driver.release(res, retried)
+    assert driver.sizes(["default"])["default"] == QueueSizes(delayed=1)
+    clock.advance(4.9)
+    assert reserve(driver) is None
+    clock.advance(0.1)
+    again = reserve(driver)
+    assert again is not None
+    assert decode(again.raw).attempts == 1
+    assert again.deliveries == 1, "a release records an outcome, so deliveries start over"
+
+
+def test_release_without_delay_makes_the_job_ready_again(driver, clock):
+    driver.push(envelope(clock))
+    res = reserve(driver)
+    assert res is not None
+    driver.release(res, decode(res.raw))
+    assert driver.sizes(["default"])["default"] == QueueSizes(ready=1)
+
+
+def test_job_whose_lease_lapses_is_handed_out_again_with_its_delivery_counted(driver, clock):
+    env = envelope(clock)
+    driver.push(env)
+    first = reserve(driver)
+    assert first is not None
+    clock.advance(LEASE_S - 1)
+    assert reserve(driver) is None
+    clock.advance(2)
+    second = reserve(driver)
+    assert second is not None
+    assert (second.id, second.deliveries) == (env.id, 2)
+    assert second.token != first.token
+
+
+def test_ack_from_a_holder_whose_lease_lapsed_does_not_remove_the_new_holders_job(driver, clock):
+    driver.push(envelope(clock))
+    stale = reserve(driver)
+    clock.advance(LEASE_S + 1)
+    current = reserve(driver)
+    assert stale is not None and current is not None
+    driver.ack(stale)
+    assert driver.sizes(["default"])["default"] == QueueSizes(reserved=1)
+    driver.ack(current)
+    assert driver.sizes(["default"])["default"] == QueueSizes()
+
+
+def test_extending_a_lease_keeps_the_job_from_being_handed_out(driver, clock):
+    driver.push(envelope(clock))
+    res = reserve(driver)
+    assert res is not None
+    for _ in range(5):
+        clock.advance(LEASE_S - 5)
+        assert driver.extend(res, LEASE_S) is True
+        assert reserve(driver) is None
+    clock.advance(LEASE_S + 1)
+    assert reserve(driver) is not None
+    assert driver.extend(res, LEASE_S) is False, "the lease was lost to another holder"
+
+
+def test_sizes_count_each_state_per_queue(driver, clock):
+    driver.push(envelope(clock, "a"))
+    driver.push(envelope(clock, "a"))
+    driver.push(envelope(clock, "a", available_at=clock.time() + 60))
+    driver.push(envelope(clock, "b"))
+    assert reserve(driver, "a") is not None
+    sizes = driver.sizes(["a", "b", "unused"])
+    assert sizes == {
+        "a": QueueSizes(ready=1, delayed=1, reserved=1),
+        "b": QueueSizes(ready=1),
+        "unused": QueueSizes(),
+    }
+    assert sizes["a"].total == 3
+
+
+def test_clear_removes_every_state_of_one_queue_only(driver, clock):
+    driver.push(envelope(clock, "a"))
+    driver.push(envelope(clock, "a", available_at=clock.time() + 60))
+    driver.push(envelope(clock, "a"))
+    driver.push(envelope(clock, "b"))
+    assert reserve(driver, "a") is not None
+    assert driver.clear("a") == 3
+    assert driver.sizes(["a", "b"]) == {"a": QueueSizes(), "b": QueueSizes(ready=1)}
+    assert reserve(driver, "a") is None
+
+
+def test_bulk_push_stores_every_job_in_order(driver, clock):
+    pushed = [envelope(clock, n=i) for i in range(500)]
+    driver.push_many(pushed)
+    assert driver.sizes(["default"])["default"] == QueueSizes(ready=500)
+    assert drain_ids(driver) == [env.id for env in pushed]
+
+
+def test_bulk_push_mixes_queues_and_delays(driver, clock):
+    driver.push_many(
+        [
+            envelope(clock, "a"),
+            envelope(clock, "b", available_at=clock.time() + 3),
+            envelope(clock, "b"),
+        ]
+    )
+    assert driver.sizes(["a", "b"]) == {
+        "a": QueueSizes(ready=1),
+        "b": QueueSizes(ready=1, delayed=1),
+    }
+
+
+def test_queues_are_tried_in_strict_order(driver, clock):
+    low = envelope(clock, "low", priority=100)
+    high = envelope(clock, "high")
+    driver.push(low)
+    driver.push(high)
+    assert drain_ids(driver, "high", "low") == [high.id, low.id]
+
+
+def test_waiting_reserve_returns_a_job_pushed_meanwhile(driver, clock):
+    env = envelope(clock)
+    pusher = threading.Timer(0.1, driver.push, args=(env,))
+    pusher.start()
+    try:
+        res = driver.reserve(["default"], lease_s=LEASE_S, wait_s=10)
+    finally:
+        pusher.cancel()
+    assert res is not None and res.id == env.id
