@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import Driver, Reservation
 from kashq.envelope import Envelope, Failure, decode, peek
-from kashq.exceptions import EnvelopeError, KashqError
+from kashq.exceptions import DriverError, EnvelopeError, KashqError
 from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
 from kashq.registry import REGISTRY, Registry
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.5  # longest blocking wait, so stop() and limits are noticed promptly
 _DRAIN_STEP_S = 0.05
+_RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
 
 
 class Outcome(enum.Enum):
@@ -140,7 +142,7 @@ class Worker:
             execute.run(prepared.call, timeout_s)
         except Exception as exc:
             return self._after_error(res, env, exc, prepared.job)
-        self.driver.ack(res)
+        self._settle(self.driver.ack, res)
         log.debug("%s %s done in %.1fms", env.type, env.id, (time.perf_counter() - started) * 1e3)
         return Outcome.COMPLETED
 
@@ -160,9 +162,8 @@ class Worker:
             return self._fail(res, env, error, job)
         base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
         delay_s = policy.backoff_delay(attempts, base_s)
-        self.driver.release(
-            res, dataclasses.replace(env, available_at=self._clock.time() + delay_s)
-        )
+        retry = dataclasses.replace(env, available_at=self._clock.time() + delay_s)
+        self._settle(self.driver.release, res, retry)
         log.info(
             "%s %s attempt %d failed (%s); retry in %gs",
             env.type,
@@ -224,13 +225,12 @@ class Worker:
             )
             if env is not None:
                 parked_at = self._clock.time() + self.options.park_s
-                self.driver.release(
-                    res, dataclasses.replace(env, failure=failure, available_at=parked_at)
-                )
+                parked = dataclasses.replace(env, failure=failure, available_at=parked_at)
+                self._settle(self.driver.release, res, parked)
             # An undecodable job cannot carry a parked failure: leaving it
             # reserved makes its lease lapse and the driver hand it out again.
             return Outcome.PARKED
-        self.driver.ack(res)
+        self._settle(self.driver.ack, res)
         log.warning(
             "%s %s failed for good after %d attempt(s): %s",
             record.job_type,
@@ -239,6 +239,13 @@ class Worker:
             record.error,
         )
         return Outcome.FAILED
+
+    def _settle(self, step: Callable[..., object], res: Reservation, *args: Envelope) -> None:
+        """Ack or release; if the driver fails, the lease lapses and the job comes back."""
+        try:
+            step(res, *args)
+        except DriverError as exc:
+            log.warning("could not settle job %s (%s); it will be delivered again", res.id, exc)
 
     # -- loops ----------------------------------------------------------
     def drain(self) -> None:
@@ -303,12 +310,21 @@ class Worker:
     def _consume(self) -> None:
         opts = self.options
         wait_s = 0.0 if opts.stop_when_empty else min(opts.sleep_s, _IDLE_WAIT_S)
+        pause_s = 0.0
         try:
             while not self._stopping.is_set():
                 if self._limit_reached():
                     self._stopping.set()
                     break
-                if self.run_next(wait_s) is None and opts.stop_when_empty:
+                try:
+                    outcome = self.run_next(wait_s)
+                except DriverError as exc:
+                    pause_s = min(max(pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
+                    log.warning("queue unavailable (%s); retrying in %.1fs", exc, pause_s)
+                    self._stopping.wait(pause_s)
+                    continue
+                pause_s = 0.0
+                if outcome is None and opts.stop_when_empty:
                     break
         except Exception:
             log.exception("worker thread crashed; its reserved job will be re-delivered")

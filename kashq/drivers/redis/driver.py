@@ -1,0 +1,186 @@
+"""The Redis driver: Lua-scripted, atomic, Redis Cluster safe.
+
+Works with Redis 6.2+, Valkey and DragonflyDB. Every multi-key step is one
+script from ``lua/`` over the keys of one queue (one hash tag). Idle workers
+block on the queue's wake-up list instead of polling. Redis errors leave this
+module as :class:`~kashq.exceptions.DriverError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers.base import QueueSizes, Reservation
+from kashq.drivers.redis.client import connect, is_cluster
+from kashq.drivers.redis.keys import QueueKeys, queue_keys
+from kashq.drivers.redis.scripts import Scripts
+from kashq.envelope import Envelope
+from kashq.exceptions import DriverError
+
+T = TypeVar("T")
+_CLUSTER_WAIT_SLICE_S = 0.05  # a cluster cannot block on keys of several slots at once
+_MIN_BLOCK_S = 0.01
+
+
+class RedisDriver:
+    """Queues in Redis under ``prefix``."""
+
+    def __init__(
+        self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.client = connect(client) if isinstance(client, str) else client
+        self.prefix = prefix
+        self._clock = clock
+        self._cluster = is_cluster(self.client)
+        self._scripts = Scripts(self.client)
+        self._keys: dict[str, QueueKeys] = {}
+
+    def keys(self, queue: str) -> QueueKeys:
+        found = self._keys.get(queue)
+        if found is None:
+            found = self._keys[queue] = queue_keys(self.prefix, queue)
+        return found
+
+    # -- producing ------------------------------------------------------
+    def push(self, envelope: Envelope) -> None:
+        args = [envelope.id, envelope.encode(), envelope.priority, repr(envelope.available_at)]
+        self._call(lambda: self._scripts.push(self.keys(envelope.queue), self._now(), args))
+
+    def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        by_queue: dict[str, list[Any]] = {}
+        for env in envelopes:
+            by_queue.setdefault(env.queue, []).extend(
+                (env.id, env.encode(), env.priority, repr(env.available_at))
+            )
+        now = self._now()
+
+        def run() -> None:
+            if self._cluster:  # one script per queue; each queue is one slot
+                for queue, args in by_queue.items():
+                    self._scripts.push(self.keys(queue), now, args)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            for queue, args in by_queue.items():
+                self._scripts.push(self.keys(queue), now, args, client=pipe)
+            pipe.execute()
+
+        self._call(run)
+
+    # -- consuming ------------------------------------------------------
+    def reserve(
+        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+    ) -> Reservation | None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            next_due = float("inf")
+            for queue in queues:
+                result = self._call(lambda q=queue: self._scripts.reserve(  # type: ignore[misc]
+                    self.keys(q), self._now(), lease_s))  # fmt: skip
+                if result[0]:
+                    return Reservation(
+                        id=_text(result[0]),
+                        queue=queue,
+                        raw=_text(result[1]),
+                        deliveries=int(result[2]),
+                        token=_text(result[3]),
+                    )
+                due = float(result[1])
+                if due >= 0:
+                    next_due = min(next_due, due)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._block(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
+
+    def ack(self, reservation: Reservation) -> None:
+        keys = self.keys(reservation.queue)
+        self._call(lambda: self._scripts.ack(keys, reservation.id, reservation.token))
+
+    def release(self, reservation: Reservation, envelope: Envelope) -> None:
+        keys = self.keys(reservation.queue)
+        self._call(
+            lambda: self._scripts.release(
+                keys,
+                reservation.id,
+                reservation.token,
+                raw=envelope.encode(),
+                priority=envelope.priority,
+                available_at=envelope.available_at,
+                now=self._now(),
+            )
+        )
+
+    def extend(self, reservation: Reservation, lease_s: float) -> bool:
+        keys = self.keys(reservation.queue)
+        deadline = self._now() + lease_s
+        return bool(
+            self._call(
+                lambda: self._scripts.extend(keys, reservation.id, reservation.token, deadline)
+            )
+        )
+
+    # -- inspecting -----------------------------------------------------
+    def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
+        now = repr(self._now())
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                keys = self.keys(queue)
+                pipe.zcard(keys.ready)
+                pipe.zcount(keys.delayed, "-inf", now)
+                pipe.zcount(keys.delayed, f"({now}", "+inf")
+                pipe.zcard(keys.reserved)
+            return list(pipe.execute())
+
+        counts = self._call(run)
+        result = {}
+        for i, queue in enumerate(queues):
+            ready, due, delayed, reserved = counts[4 * i : 4 * i + 4]
+            result[queue] = QueueSizes(int(ready) + int(due), int(delayed), int(reserved))
+        return result
+
+    def clear(self, queue: str) -> int:
+        return self._call(lambda: self._scripts.clear(self.keys(queue)))
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- internals ------------------------------------------------------
+    def _now(self) -> float:
+        return self._clock.time()
+
+    def _block(self, queues: Sequence[str], timeout_s: float) -> None:
+        """Wait for a wake-up token on any of ``queues`` (or the timeout)."""
+        timeout_s = max(timeout_s, _MIN_BLOCK_S)
+        if not self._cluster or len(queues) == 1:
+            wake = [self.keys(q).wake for q in queues]
+            self._call(lambda: self.client.blpop(wake, timeout=timeout_s))
+            return
+        end = time.monotonic() + timeout_s
+        for queue in itertools.cycle(queues):
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            key = self.keys(queue).wake
+            slice_s = max(min(left, _CLUSTER_WAIT_SLICE_S), _MIN_BLOCK_S)
+            if self._call(lambda k=key, s=slice_s: self.client.blpop([k], timeout=s)):  # type: ignore[misc]
+                return
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise DriverError(f"redis: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

@@ -1,0 +1,53 @@
+-- Hand out the next job of one queue, after promoting due delayed jobs and
+-- reclaiming lapsed leases (so reclaiming is atomic and never races).
+-- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] reserved  KEYS[6] seq
+-- ARGV[1] now  ARGV[2] lease seconds
+-- Returns {id, raw, deliveries, token} or {false, next_due} where next_due is the
+-- earliest time a delayed job or a lease falls due (or -1 if none).
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+
+local function requeue(id)
+  local st = redis.call('HGET', KEYS[2], id)
+  if not st then return end
+  local priority, seq, deliveries = string.match(st, '^([^|]*)|([^|]*)|([^|]*)|')
+  redis.call('HSET', KEYS[2], id, priority .. '|' .. seq .. '|' .. deliveries .. '|')
+  redis.call('ZADD', KEYS[3], -tonumber(priority), string.format('%015d|%s', tonumber(seq), id))
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[4], id)
+  requeue(id)
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[5], id)
+  requeue(id)
+end
+
+while true do
+  local popped = redis.call('ZPOPMIN', KEYS[3])
+  if #popped == 0 then break end
+  local id = string.sub(popped[1], 17)
+  local st = redis.call('HGET', KEYS[2], id)
+  local priority, seq, deliveries = '0', '0', 0
+  if st then
+    priority, seq, deliveries = string.match(st, '^([^|]*)|([^|]*)|([^|]*)|')
+    deliveries = tonumber(deliveries)
+  end
+  local raw = redis.call('HGET', KEYS[1], id)
+  if raw or st then
+    deliveries = deliveries + 1
+    local token = tostring(redis.call('INCR', KEYS[6]))
+    redis.call('HSET', KEYS[2], id, priority .. '|' .. seq .. '|' .. deliveries .. '|' .. token)
+    redis.call('ZADD', KEYS[5], now + lease, id)
+    return {id, raw or '', deliveries, token}
+  end
+end
+
+local next_due = -1
+local first_delayed = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if #first_delayed > 0 then next_due = tonumber(first_delayed[2]) end
+local first_lease = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+if #first_lease > 0 and (next_due < 0 or tonumber(first_lease[2]) < next_due) then
+  next_due = tonumber(first_lease[2])
+end
+return {false, tostring(next_due)}
