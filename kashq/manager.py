@@ -71,7 +71,7 @@ class QueueManager:
 
     # -- workers --------------------------------------------------------
     def worker_options(self, **overrides: Any) -> WorkerOptions:
-        """Worker options from settings, with ``overrides`` (None values ignored) on top."""
+        """Worker options from settings, with ``overrides`` (WorkerOptions fields) on top."""
         s = self.settings
         options = WorkerOptions(
             connection=s.connection,
@@ -81,8 +81,7 @@ class QueueManager:
             timeout_s=s.timeout,
             lease_s=s.retry_after,
         )
-        given = {key: value for key, value in overrides.items() if value is not None}
-        return dataclasses.replace(options, **given)
+        return dataclasses.replace(options, **overrides)
 
     def worker(self, connection: str | None = None, **overrides: Any) -> Worker:
         """A :class:`Worker` on ``connection`` using this manager's failed-job store."""

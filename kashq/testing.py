@@ -199,10 +199,16 @@ def drain(*queues: str, manager: QueueManager | None = None, **worker_options: A
     driver = manager.connection("memory")
     if not isinstance(driver, MemoryDriver):
         raise TypeError("drain() works on the memory connection only")
-    names = tuple(queues) or tuple(driver.queue_names())
-    worker = manager.worker("memory", queues=names, **worker_options)
-    worker.drain()
-    return worker.stats
+    stats = WorkerStats()
+    while True:  # jobs dispatched during the drain may open queues not seen before
+        names = tuple(queues) or tuple(driver.queue_names())
+        worker = manager.worker("memory", queues=names, **worker_options)
+        worker.drain()
+        for field in ("completed", "retried", "failed", "parked"):
+            setattr(stats, field, getattr(stats, field) + getattr(worker.stats, field))
+        sizes = driver.sizes(queues or driver.queue_names()).values()
+        if not any(s.ready or s.delayed for s in sizes):
+            return stats
 
 
 def _type_name(job: JobSelector) -> str:

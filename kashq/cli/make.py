@@ -77,9 +77,10 @@ def make_job(
         target.write_text(TEMPLATE.format(cls=cls, options=options))
     except OSError as exc:
         raise output.fail(f"cannot write {target}: {exc.strerror or exc}") from None
-    dotted = ".".join((*path.parts, module_name(cls)))
     output.out.print(f"Job [bold]{target}[/] created.")
-    output.out.print(f"Add [bold]{dotted}[/] to KASHQ_IMPORTS so workers can load it.")
+    if not path.is_absolute():
+        dotted = ".".join((*path.parts, module_name(cls)))
+        output.out.print(f"Add [bold]{dotted}[/] to KASHQ_IMPORTS so workers can load it.")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,24 +29,28 @@ class SyncDriver:
         self._drain = drain
         self._clock = clock
         self._queues: dict[str, None] = {}  # insertion-ordered set
-        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._draining = False
 
     def push(self, envelope: Envelope) -> None:
         self.push_many((envelope,))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
-        now = self._clock.time()
-        self._inner.push_many([dataclasses.replace(e, available_at=now) for e in envelopes])
-        for env in envelopes:
-            self._queues.setdefault(env.queue)
-        if getattr(self._local, "draining", False):
-            return  # a job dispatched from a job: the running drain picks it up
-        self._local.draining = True
-        try:
-            while self._pending():
-                self._drain(self._inner, list(self._queues))
-        finally:
-            self._local.draining = False
+        # One thread drains at a time, so a dispatch returns only after its own
+        # jobs ran (another thread's drain never runs them, nor returns early).
+        with self._lock:
+            now = self._clock.time()
+            self._inner.push_many([dataclasses.replace(e, available_at=now) for e in envelopes])
+            for env in envelopes:
+                self._queues.setdefault(env.queue)
+            if self._draining:
+                return  # dispatched from a running job: the drain under way picks it up
+            self._draining = True
+            try:
+                while self._pending():
+                    self._drain(self._inner, list(self._queues))
+            finally:
+                self._draining = False
 
     def _pending(self) -> bool:
         """Whether any queue seen so far still has work (nested dispatches add queues)."""

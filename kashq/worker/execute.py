@@ -44,6 +44,10 @@ def prepare(envelope: Envelope, registry: Registry) -> Prepared:
         job = cls.model_validate(envelope.payload)
     except ValidationError as exc:
         raise PayloadError(describe_validation_error(cls.__qualname__, exc)) from None
+    except Exception as exc:  # a user validator raising something else
+        raise PayloadError(
+            f"payload of {cls.__qualname__} could not be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
     handle = getattr(job, "handle", None)
     if not callable(handle):
         raise JobDefinitionError(f"job class {cls.__qualname__} defines no handle() method")

@@ -11,8 +11,9 @@ class WorkerOptions:
 
     ``tries``, ``backoff_s`` and ``timeout_s`` are defaults for jobs that do
     not set their own. ``lease_s`` is how long a reservation lasts without a
-    heartbeat. ``sleep_s`` is how long an idle worker waits for a job before
-    re-checking its limits. ``park_s`` is the delay before retrying to record
+    heartbeat. ``sleep_s`` is how long an idle worker blocks waiting for a job
+    in one go (a pushed job wakes it at once); it is also the longest an idle
+    worker takes to notice ``stop()`` or a limit. ``park_s`` is the delay before retrying to record
     a failure when the failed-job store is unreachable.
     """
 
@@ -22,7 +23,7 @@ class WorkerOptions:
     backoff_s: float = 1.0
     timeout_s: float | None = 60.0
     lease_s: float = 30.0
-    sleep_s: float = 3.0
+    sleep_s: float = 1.0
     max_jobs: int | None = None
     max_time_s: float | None = None
     stop_when_empty: bool = False

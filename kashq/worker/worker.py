@@ -24,11 +24,11 @@ from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
 from kashq.registry import REGISTRY, Registry
 from kashq.worker import execute, policy
+from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 
 log = logging.getLogger(__name__)
 
-_IDLE_WAIT_S = 0.5  # longest blocking wait, so stop() and limits are noticed promptly
 _DRAIN_STEP_S = 0.05
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
 
@@ -90,10 +90,10 @@ class Worker:
         self._clock = clock
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._consumers_done = threading.Event()
         self._active = 0
         self._threads: list[threading.Thread] = []
-        self._running: dict[str, Reservation] = {}
+        self._heartbeat = Heartbeat(driver, self.options.lease_s)
+        self._claimed = 0
         self._started_at = 0.0
 
     # -- one job --------------------------------------------------------
@@ -106,13 +106,11 @@ class Worker:
 
     def process(self, reservation: Reservation) -> Outcome:
         """Run one reserved job to an outcome; never raises for a job's fault."""
-        with self._lock:
-            self._running[reservation.id] = reservation
+        self._heartbeat.track(reservation)
         try:
             outcome = self._process(reservation)
         finally:
-            with self._lock:
-                self._running.pop(reservation.id, None)
+            self._heartbeat.untrack(reservation)
         with self._lock:
             self.stats.count(outcome)
         return outcome
@@ -269,15 +267,14 @@ class Worker:
         if self._threads:
             raise RuntimeError("worker already started")
         self._stopping.clear()
-        self._consumers_done.clear()
+        self._claimed = 0
         self._active = concurrency
         self._started_at = time.monotonic()
         self._threads = [
             threading.Thread(target=self._consume, name=f"kashq-worker-{i}", daemon=True)
             for i in range(concurrency)
         ]
-        heartbeat = threading.Thread(target=self._heartbeat, name="kashq-heartbeat", daemon=True)
-        for thread in (*self._threads, heartbeat):
+        for thread in self._threads:
             thread.start()
         return self
 
@@ -294,6 +291,7 @@ class Worker:
         if not any(t.is_alive() for t in self._threads):
             self._threads = []
             self._stopping.set()
+            self._heartbeat.close()
 
     def run(self, concurrency: int = 1) -> None:
         """Consume in this thread's stead until stopped or a limit is reached (blocking)."""
@@ -309,50 +307,55 @@ class Worker:
 
     def _consume(self) -> None:
         opts = self.options
-        wait_s = 0.0 if opts.stop_when_empty else min(opts.sleep_s, _IDLE_WAIT_S)
+        wait_s = opts.sleep_s
         pause_s = 0.0
         try:
             while not self._stopping.is_set():
-                if self._limit_reached():
+                if not self._claim_slot():
                     self._stopping.set()
                     break
                 try:
-                    outcome = self.run_next(wait_s)
-                except DriverError as exc:
+                    outcome = self.run_next(0.0 if opts.stop_when_empty else wait_s)
+                    if outcome is None and opts.stop_when_empty:
+                        if self._queues_empty():
+                            self._unclaim_slot()
+                            break
+                        outcome = self.run_next(wait_s)  # delayed or reserved jobs remain
+                except Exception as exc:  # DriverError: unreachable queue; else a kashq bug
+                    self._unclaim_slot()
                     pause_s = min(max(pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
-                    log.warning("queue unavailable (%s); retrying in %.1fs", exc, pause_s)
+                    if isinstance(exc, DriverError):
+                        log.warning("queue unavailable (%s); retrying in %.1fs", exc, pause_s)
+                    else:
+                        log.exception("unexpected error in the worker loop; going on")
                     self._stopping.wait(pause_s)
                     continue
                 pause_s = 0.0
-                if outcome is None and opts.stop_when_empty:
-                    break
-        except Exception:
-            log.exception("worker thread crashed; its reserved job will be re-delivered")
-            raise
+                if outcome is None:
+                    self._unclaim_slot()
         finally:
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
-                if self._active == 0:
-                    self._consumers_done.set()
 
-    def _limit_reached(self) -> bool:
+    def _claim_slot(self) -> bool:
+        """Reserve one of ``max_jobs`` before reserving a job, so threads never overshoot."""
         opts = self.options
-        if opts.max_jobs is not None and self.stats.processed >= opts.max_jobs:
+        if opts.max_time_s is not None and time.monotonic() - self._started_at >= opts.max_time_s:
+            return False
+        with self._lock:
+            if opts.max_jobs is not None and self._claimed >= opts.max_jobs:
+                return False
+            self._claimed += 1
             return True
-        elapsed = time.monotonic() - self._started_at
-        return opts.max_time_s is not None and elapsed >= opts.max_time_s
 
-    def _heartbeat(self) -> None:
-        """Renew the leases of running jobs every third of a lease."""
-        while not self._consumers_done.wait(self.options.lease_s / 3):
-            with self._lock:
-                running = list(self._running.values())
-            for reservation in running:
-                try:
-                    self.driver.extend(reservation, self.options.lease_s)
-                except KashqError as exc:
-                    log.warning("could not renew lease of %s: %s", reservation.id, exc)
+    def _unclaim_slot(self) -> None:
+        with self._lock:
+            self._claimed -= 1
+
+    def _queues_empty(self) -> bool:
+        """No job ready, delayed or reserved (Laravel's --stop-when-empty counts them all)."""
+        return all(s.total == 0 for s in self.driver.sizes(self.options.queues).values())
 
 
 def _one_line(error: BaseException) -> str:
