@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import builtins
 import json
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,8 +41,16 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def new_job_id() -> str:
-    """A fresh, globally unique job id."""
-    return str(uuid.uuid4())
+    """A fresh, globally unique job id: a random (version 4) UUID string.
+
+    Built from ``os.urandom`` directly, which is fork-safe and cheaper than
+    ``str(uuid.uuid4())`` on the dispatch hot path.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = "89ab"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +61,12 @@ class Failure:
     exception: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """One job on the wire; see the module docstring for each field."""
+    """One job on the wire; see the module docstring for each field.
+
+    Treat it as a value: build changed copies with ``dataclasses.replace``.
+    """
 
     id: str
     type: str
@@ -73,26 +84,20 @@ class Envelope:
     failure: Failure | None = None
 
     def encode(self) -> str:
-        """The JSON text drivers store."""
-        data: dict[str, Any] = {
-            "v": WIRE_VERSION,
-            "id": self.id,
-            "type": self.type,
-            "queue": self.queue,
-            "payload": self.payload,
-            "attempts": self.attempts,
-            "max_tries": self.max_tries,
-            "backoff_s": self.backoff_s,
-            "timeout_s": self.timeout_s,
-            "max_deliveries": self.max_deliveries,
-            "priority": self.priority,
-            "metadata": self.metadata,
-            "created_at": self.created_at,
-            "available_at": self.available_at,
-        }
+        """The JSON text drivers store (keys in the documented order)."""
+        text = (
+            f'{{"v":{WIRE_VERSION},"id":{_string(self.id)},"type":{_string(self.type)},'
+            f'"queue":{_string(self.queue)},"payload":{_dumps(self.payload)},'
+            f'"attempts":{self.attempts},"max_tries":{_number(self.max_tries)},'
+            f'"backoff_s":{_number(self.backoff_s)},"timeout_s":{_number(self.timeout_s)},'
+            f'"max_deliveries":{_number(self.max_deliveries)},"priority":{self.priority},'
+            f'"metadata":{_dumps(self.metadata) if self.metadata else "{}"},'
+            f'"created_at":{self.created_at!r},"available_at":{self.available_at!r}'
+        )
         if self.failure is not None:
-            data["failure"] = {"error": self.failure.error, "exception": self.failure.exception}
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            failure = {"error": self.failure.error, "exception": self.failure.exception}
+            return f'{text},"failure":{_dumps(failure)}}}'
+        return text + "}"
 
     def payload_as(self, model: builtins.type[_ModelT]) -> _ModelT:
         """Validate the payload into a pydantic model (for function handlers)."""
@@ -108,31 +113,36 @@ def decode(raw: str | bytes) -> Envelope:
         data = json.loads(raw)
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise EnvelopeError(f"envelope is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise EnvelopeError(f"envelope must be a JSON object, got {type(data).__name__}")
     version = data.get("v", WIRE_VERSION)
     if type(version) is not int or version != WIRE_VERSION:
         raise EnvelopeError(f"unsupported envelope version {version!r}")
-    failure = data.get("failure")
+    get = data.get
     try:
-        return Envelope(
-            id=_req(data, "id", str),
-            type=_req(data, "type", str),
-            queue=_req(data, "queue", str),
-            payload=_req(data, "payload", dict),
-            created_at=_num(data, "created_at"),
-            available_at=_num(data, "available_at"),
-            attempts=_opt(data, "attempts", int) or 0,
-            max_tries=_opt(data, "max_tries", int),
-            backoff_s=_opt_num(data, "backoff_s"),
-            timeout_s=_opt_num(data, "timeout_s"),
-            max_deliveries=_opt(data, "max_deliveries", int),
-            priority=_opt(data, "priority", int) or 0,
-            metadata=_metadata(data),
-            failure=_failure(failure) if failure is not None else None,
+        failure = get("failure")
+        env = Envelope(
+            id=data["id"],
+            type=data["type"],
+            queue=data["queue"],
+            payload=data["payload"],
+            created_at=data["created_at"],
+            available_at=data["available_at"],
+            attempts=_or(get("attempts"), 0),
+            max_tries=get("max_tries"),
+            backoff_s=get("backoff_s"),
+            timeout_s=get("timeout_s"),
+            max_deliveries=get("max_deliveries"),
+            priority=_or(get("priority"), 0),
+            metadata=_or(get("metadata"), {}),
+            failure=None if failure is None else _failure(failure),
         )
-    except (TypeError, KeyError) as exc:
-        raise EnvelopeError(f"malformed envelope: {exc.args[0]}") from None
+        _check_types(env)
+    except KeyError as exc:
+        raise EnvelopeError(f"malformed envelope: missing field {exc.args[0]!r}") from None
+    except TypeError as exc:
+        raise EnvelopeError(f"malformed envelope: {exc}") from None
+    return env
 
 
 def peek(raw: str | bytes) -> tuple[str | None, str | None]:
@@ -159,45 +169,66 @@ def describe_validation_error(model_name: str, exc: ValidationError) -> str:
     return f"payload does not match {model_name}: " + "; ".join(parts)
 
 
-_T = TypeVar("_T")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _req(data: dict[str, Any], key: str, kind: type[_T]) -> _T:
-    if key not in data:
-        raise KeyError(f"missing field {key!r}")
-    value = data[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise TypeError(f"field {key!r} must be {kind.__name__}, got {type(value).__name__}")
-    return value
+def _string(value: str) -> str:
+    # Ids, type and queue names are plain in practice; escape only when needed.
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return _dumps(value)
 
 
-def _opt(data: dict[str, Any], key: str, kind: type[_T]) -> _T | None:
-    if data.get(key) is None:
-        return None
-    return _req(data, key, kind)
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
-def _num(data: dict[str, Any], key: str) -> float:
-    if key not in data:
-        raise KeyError(f"missing field {key!r}")
-    value = data[key]
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"field {key!r} must be a number, got {type(value).__name__}")
-    return float(value)
+def _number(value: float | None) -> str:
+    return "null" if value is None else repr(value)
 
 
-def _opt_num(data: dict[str, Any], key: str) -> float | None:
-    return None if data.get(key) is None else _num(data, key)
+_STR, _INT, _NUMBER = (str,), (int,), (int, float)
 
 
-def _metadata(data: dict[str, Any]) -> dict[str, str]:
-    meta = _opt(data, "metadata", dict) or {}
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+def _check_types(env: Envelope) -> None:
+    """Every field has its wire type (bool is not a number); normalise numbers."""
+    for name, kinds, optional in _FIELD_TYPES:
+        value = getattr(env, name)
+        if (value is None and optional) or (type(value) in kinds):
+            continue
+        wanted = "a number" if kinds is _NUMBER else kinds[0].__name__
+        raise TypeError(f"field {name!r} must be {wanted}, got {type(value).__name__}")
+    env.created_at = float(env.created_at)
+    env.available_at = float(env.available_at)
+    if env.backoff_s is not None:
+        env.backoff_s = float(env.backoff_s)
+    if env.timeout_s is not None:
+        env.timeout_s = float(env.timeout_s)
+    if not all(type(k) is str and type(v) is str for k, v in env.metadata.items()):
         raise TypeError("field 'metadata' must map strings to strings")
-    return meta
+
+
+_FIELD_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("id", _STR, False),
+    ("type", _STR, False),
+    ("queue", _STR, False),
+    ("payload", (dict,), False),
+    ("created_at", _NUMBER, False),
+    ("available_at", _NUMBER, False),
+    ("attempts", _INT, False),
+    ("max_tries", _INT, True),
+    ("backoff_s", _NUMBER, True),
+    ("timeout_s", _NUMBER, True),
+    ("max_deliveries", _INT, True),
+    ("priority", _INT, False),
+    ("metadata", (dict,), False),
+)
 
 
 def _failure(value: Any) -> Failure:
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise TypeError("field 'failure' must be an object")
-    return Failure(error=_req(value, "error", str), exception=_req(value, "exception", str))
+    error, exception = value["error"], value["exception"]
+    if type(error) is not str or type(exception) is not str:
+        raise TypeError("field 'failure' must hold strings 'error' and 'exception'")
+    return Failure(error=error, exception=exception)

@@ -76,43 +76,43 @@ class Dispatchable:
     # -- fluent options -------------------------------------------------
     def on_queue(self, queue: str) -> Self:
         """Dispatch to ``queue`` instead of the class's queue."""
-        self._kashq_opts.queue = check_queue_name(queue)
+        self._opts().queue = check_queue_name(queue)
         return self
 
     def on_connection(self, connection: str) -> Self:
         """Dispatch through the named connection (``redis``, ``memory``...)."""
-        self._kashq_opts.connection = connection
+        self._opts().connection = connection
         return self
 
     def with_priority(self, priority: int) -> Self:
         """Higher runs sooner within its queue."""
-        self._kashq_opts.priority = _check_int("priority", priority)
+        self._opts().priority = _check_int("priority", priority)
         return self
 
     def with_max_retries(self, tries: int) -> Self:
         """Total attempts allowed before the job is failed (same as ``tries``)."""
-        self._kashq_opts.tries = _check_int("tries", tries, minimum=1)
+        self._opts().tries = _check_int("tries", tries, minimum=1)
         return self
 
     def with_backoff(self, backoff_s: float) -> Self:
         """Linear backoff base: retry n waits ``backoff_s * n`` seconds."""
-        self._kashq_opts.backoff_s = delay_seconds(backoff_s)
+        self._opts().backoff_s = delay_seconds(backoff_s)
         return self
 
     def with_timeout(self, timeout_s: float) -> Self:
         """Seconds one attempt may run before it is stopped and counted as failed."""
-        self._kashq_opts.timeout_s = _check_timeout(timeout_s)
+        self._opts().timeout_s = _check_timeout(timeout_s)
         return self
 
     def with_metadata(self, **values: Any) -> Self:
         """Attach string key/values (tracing ids, user ids) carried with the job."""
-        self._kashq_opts.metadata.update({k: str(v) for k, v in values.items()})
+        self._opts().metadata.update({k: str(v) for k, v in values.items()})
         return self
 
     def delay(self, delay: Delay) -> Self:
         """Make the job available only after ``delay`` (seconds or timedelta)."""
-        self._kashq_opts.delay_s = delay_seconds(delay)
-        self._kashq_opts.available_at = None
+        self._opts().delay_s = delay_seconds(delay)
+        self._opts().available_at = None
         return self
 
     # -- dispatching ----------------------------------------------------
@@ -128,8 +128,8 @@ class Dispatchable:
 
     def dispatch_at(self, when: datetime) -> str | None:
         """Queue the job to run at ``when`` (a naive datetime is local time)."""
-        self._kashq_opts.available_at = when.timestamp()
-        self._kashq_opts.delay_s = None
+        self._opts().available_at = when.timestamp()
+        self._opts().delay_s = None
         return self.dispatch()
 
     # -- envelope -------------------------------------------------------
@@ -144,29 +144,33 @@ class Dispatchable:
 
     def target_connection(self) -> str | None:
         """The connection chosen for this job, or None for the default."""
-        return self._kashq_opts.connection or type(self).connection
+        return self._opts().connection or type(self).connection
 
     def to_envelope(self, *, default_queue: str, now: float) -> Envelope:
         """The envelope to push, with per-dispatch options over class options."""
-        opts, cls = self._kashq_opts, type(self)
+        opts, cls = self._opts(), type(self)
         if opts.available_at is not None:
             available_at = opts.available_at
         else:
-            available_at = now + (opts.delay_s or 0.0)
+            available_at = now + opts.delay_s if opts.delay_s else now
         return Envelope(
-            id=new_job_id(),
-            type=self.type_name,
-            queue=opts.queue or cls.queue or default_queue,
-            payload=self.payload_data(),
-            created_at=now,
-            available_at=available_at,
-            max_tries=_first(opts.tries, cls.tries),
-            backoff_s=_first(opts.backoff_s, _seconds(cls.backoff)),
-            timeout_s=_first(opts.timeout_s, cls.timeout),
-            max_deliveries=cls.max_deliveries,
-            priority=_first(opts.priority, cls.priority) or 0,
-            metadata=dict(opts.metadata),
+            new_job_id(),
+            self.type_name,
+            opts.queue or cls.queue or default_queue,
+            self.payload_data(),
+            now,
+            available_at,
+            0,
+            cls.tries if opts.tries is None else opts.tries,
+            _seconds(cls.backoff) if opts.backoff_s is None else opts.backoff_s,
+            cls.timeout if opts.timeout_s is None else opts.timeout_s,
+            cls.max_deliveries,
+            cls.priority if opts.priority is None else opts.priority,
+            dict(opts.metadata) if opts.metadata else {},
         )
+
+    def _opts(self) -> DispatchOptions:
+        return self._kashq_opts
 
 
 class Job(Dispatchable, BaseModel):
@@ -198,6 +202,12 @@ class Job(Dispatchable, BaseModel):
     @property
     def type_name(self) -> str:
         return type(self).__kashq_name__
+
+    def _opts(self) -> DispatchOptions:
+        # Straight from pydantic's private store: attribute access to a private
+        # attribute goes through BaseModel.__getattr__, slow on the dispatch path.
+        opts: DispatchOptions = self.__pydantic_private__["_kashq_opts"]  # type: ignore[index]
+        return opts
 
     def payload_data(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -248,10 +258,6 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "attempts",
     "middleware",
 }
-
-
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
 
 
 def check_queue_name(queue: object) -> str:

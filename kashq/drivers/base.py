@@ -58,13 +58,20 @@ class Driver(Protocol):
         ...
 
     def reserve(
-        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        ack: Reservation | None = None,
     ) -> Reservation | None:
         """Hand out the next job, trying ``queues`` in strict order.
 
         Within a queue, higher priority first and FIFO among equals; delayed
         jobs that are due and jobs whose lease lapsed are eligible. Waits up
-        to ``wait_s`` for one to arrive; None if none did.
+        to ``wait_s`` for one to arrive; None if none did. ``ack`` is a
+        finished reservation to acknowledge first, in the same round trip
+        where the backend allows (a worker saves one round trip per job).
         """
         ...
 

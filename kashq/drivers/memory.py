@@ -70,10 +70,17 @@ class MemoryDriver:
 
     # -- consuming ------------------------------------------------------
     def reserve(
-        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        ack: Reservation | None = None,
     ) -> Reservation | None:
         deadline = time.monotonic() + wait_s
         with self._cond:
+            if ack is not None and self._owned(ack) is not None:
+                self._forget(ack.id)
             while True:
                 now = self._clock.time()
                 for name in queues:

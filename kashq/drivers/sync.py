@@ -58,9 +58,14 @@ class SyncDriver:
         return any(s.ready or s.delayed for s in sizes)
 
     def reserve(
-        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        ack: Reservation | None = None,
     ) -> Reservation | None:
-        return self._inner.reserve(queues, lease_s=lease_s, wait_s=wait_s)
+        return self._inner.reserve(queues, lease_s=lease_s, wait_s=wait_s, ack=ack)
 
     def ack(self, reservation: Reservation) -> None:
         self._inner.ack(reservation)

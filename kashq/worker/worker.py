@@ -104,18 +104,22 @@ class Worker:
         )
         return None if reservation is None else self.process(reservation)
 
-    def process(self, reservation: Reservation) -> Outcome:
-        """Run one reserved job to an outcome; never raises for a job's fault."""
+    def process(self, reservation: Reservation, *, defer_ack: bool = False) -> Outcome:
+        """Run one reserved job to an outcome; never raises for a job's fault.
+
+        With ``defer_ack`` a completed job is not acknowledged here: the caller
+        passes it as ``ack=`` to its next ``reserve`` (one round trip per job).
+        """
         self._heartbeat.track(reservation)
         try:
-            outcome = self._process(reservation)
+            outcome = self._process(reservation, defer_ack)
         finally:
             self._heartbeat.untrack(reservation)
         with self._lock:
             self.stats.count(outcome)
         return outcome
 
-    def _process(self, res: Reservation) -> Outcome:
+    def _process(self, res: Reservation, defer_ack: bool) -> Outcome:
         try:
             env = decode(res.raw)
         except EnvelopeError as exc:
@@ -140,7 +144,8 @@ class Worker:
             execute.run(prepared.call, timeout_s)
         except Exception as exc:
             return self._after_error(res, env, exc, prepared.job)
-        self._settle(self.driver.ack, res)
+        if not defer_ack:
+            self._settle(self.driver.ack, res)
         log.debug("%s %s done in %.1fms", env.type, env.id, (time.perf_counter() - started) * 1e3)
         return Outcome.COMPLETED
 
@@ -307,7 +312,7 @@ class Worker:
 
     def _consume(self) -> None:
         opts = self.options
-        wait_s = opts.sleep_s
+        pending: Reservation | None = None  # completed, acknowledged with the next reserve
         pause_s = 0.0
         try:
             while not self._stopping.is_set():
@@ -315,12 +320,18 @@ class Worker:
                     self._stopping.set()
                     break
                 try:
-                    outcome = self.run_next(0.0 if opts.stop_when_empty else wait_s)
-                    if outcome is None and opts.stop_when_empty:
+                    res = self._reserve(0.0 if opts.stop_when_empty else opts.sleep_s, pending)
+                    pending = None
+                    if res is None and opts.stop_when_empty:
                         if self._queues_empty():
                             self._unclaim_slot()
                             break
-                        outcome = self.run_next(wait_s)  # delayed or reserved jobs remain
+                        res = self._reserve(opts.sleep_s, None)  # delayed or reserved remain
+                    if res is None:
+                        self._unclaim_slot()
+                    elif self.process(res, defer_ack=True) is Outcome.COMPLETED:
+                        pending = res
+                    pause_s = 0.0
                 except Exception as exc:  # DriverError: unreachable queue; else a kashq bug
                     self._unclaim_slot()
                     pause_s = min(max(pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
@@ -329,14 +340,16 @@ class Worker:
                     else:
                         log.exception("unexpected error in the worker loop; going on")
                     self._stopping.wait(pause_s)
-                    continue
-                pause_s = 0.0
-                if outcome is None:
-                    self._unclaim_slot()
         finally:
+            if pending is not None:
+                self._settle(self.driver.ack, pending)
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
+
+    def _reserve(self, wait_s: float, ack: Reservation | None) -> Reservation | None:
+        opts = self.options
+        return self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
 
     def _claim_slot(self) -> bool:
         """Reserve one of ``max_jobs`` before reserving a job, so threads never overshoot."""

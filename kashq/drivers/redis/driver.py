@@ -37,7 +37,8 @@ class RedisDriver:
         self.client = connect(client) if isinstance(client, str) else client
         self.prefix = prefix
         self._clock = clock
-        self._cluster = is_cluster(self.client)
+        # A cluster pipeline cannot mix slots atomically; run steps one by one there.
+        self._pipelines = not is_cluster(self.client)
         self._scripts = Scripts(self.client)
         self._keys: dict[str, QueueKeys] = {}
 
@@ -49,8 +50,7 @@ class RedisDriver:
 
     # -- producing ------------------------------------------------------
     def push(self, envelope: Envelope) -> None:
-        args = [envelope.id, envelope.encode(), envelope.priority, repr(envelope.available_at)]
-        self._call(lambda: self._scripts.push(self.keys(envelope.queue), self._now(), args))
+        self.push_many((envelope,))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         by_queue: dict[str, list[Any]] = {}
@@ -59,29 +59,33 @@ class RedisDriver:
                 (env.id, env.encode(), env.priority, repr(env.available_at))
             )
         now = self._now()
+        batches = list(by_queue.items())
+        if len(batches) == 1 or not self._pipelines:
+            for queue, args in batches:
+                self._run(lambda t, q=queue, a=args: self._scripts.push(t, self.keys(q), now, a))  # type: ignore[misc]
+            return
 
-        def run() -> None:
-            if self._cluster:  # one script per queue; each queue is one slot
-                for queue, args in by_queue.items():
-                    self._scripts.push(self.keys(queue), now, args)
-                return
-            pipe = self.client.pipeline(transaction=False)
-            for queue, args in by_queue.items():
-                self._scripts.push(self.keys(queue), now, args, client=pipe)
-            pipe.execute()
+        def build(pipe: Any) -> None:
+            for queue, args in batches:
+                self._scripts.push(pipe, self.keys(queue), now, args)
 
-        self._call(run)
+        self._run(build, pipeline=True)
 
     # -- consuming ------------------------------------------------------
     def reserve(
-        self, queues: Sequence[str], *, lease_s: float, wait_s: float = 0.0
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        ack: Reservation | None = None,
     ) -> Reservation | None:
         deadline = time.monotonic() + wait_s
         while True:
             next_due = float("inf")
             for queue in queues:
-                result = self._call(lambda q=queue: self._scripts.reserve(  # type: ignore[misc]
-                    self.keys(q), self._now(), lease_s))  # fmt: skip
+                result = self._reserve_one(queue, lease_s, ack)
+                ack = None
                 if result[0]:
                     return Reservation(
                         id=_text(result[0]),
@@ -98,32 +102,45 @@ class RedisDriver:
                 return None
             self._block(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
 
+    def _reserve_one(self, queue: str, lease_s: float, ack: Reservation | None) -> list[Any]:
+        """Reserve from ``queue``, acknowledging ``ack`` first in the same round trip."""
+        keys = self.keys(queue)
+        if ack is None or ack.queue == queue:  # one script does both: same queue, same slot
+            same = None if ack is None else (ack.id, ack.token)
+            return self._run(  # type: ignore[no-any-return]
+                lambda t: self._scripts.reserve(t, keys, self._now(), lease_s, same)
+            )[0]
+        if not self._pipelines:
+            self.ack(ack)
+            return self._reserve_one(queue, lease_s, None)
+        done = ack
+
+        def build(pipe: Any) -> None:
+            self._scripts.ack(pipe, self.keys(done.queue), done.id, done.token)
+            self._scripts.reserve(pipe, keys, self._now(), lease_s)
+
+        return self._run(build, pipeline=True)[1]  # type: ignore[no-any-return]
+
     def ack(self, reservation: Reservation) -> None:
         keys = self.keys(reservation.queue)
-        self._call(lambda: self._scripts.ack(keys, reservation.id, reservation.token))
+        self._run(lambda t: self._scripts.ack(t, keys, reservation.id, reservation.token))
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
-        keys = self.keys(reservation.queue)
-        self._call(
-            lambda: self._scripts.release(
-                keys,
-                reservation.id,
-                reservation.token,
-                raw=envelope.encode(),
-                priority=envelope.priority,
-                available_at=envelope.available_at,
-                now=self._now(),
+        keys, now = self.keys(reservation.queue), self._now()
+        raw = envelope.encode()
+        self._run(
+            lambda t: self._scripts.release(
+                t, keys, reservation.id, reservation.token, raw=raw,
+                priority=envelope.priority, available_at=envelope.available_at, now=now,
             )
-        )
+        )  # fmt: skip
 
     def extend(self, reservation: Reservation, lease_s: float) -> bool:
-        keys = self.keys(reservation.queue)
-        deadline = self._now() + lease_s
-        return bool(
-            self._call(
-                lambda: self._scripts.extend(keys, reservation.id, reservation.token, deadline)
-            )
+        keys, until = self.keys(reservation.queue), self._now() + lease_s
+        result = self._run(
+            lambda t: self._scripts.extend(t, keys, reservation.id, reservation.token, until)
         )
+        return bool(result[0])
 
     # -- inspecting -----------------------------------------------------
     def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
@@ -147,7 +164,8 @@ class RedisDriver:
         return result
 
     def clear(self, queue: str) -> int:
-        return self._call(lambda: self._scripts.clear(self.keys(queue)))
+        keys = self.keys(queue)
+        return int(self._run(lambda t: self._scripts.clear(t, keys))[0])
 
     def close(self) -> None:
         self.client.close()
@@ -156,10 +174,13 @@ class RedisDriver:
     def _now(self) -> float:
         return self._clock.time()
 
+    def _run(self, build: Callable[[Any], None], *, pipeline: bool = False) -> list[Any]:
+        return self._call(lambda: self._scripts.run(build, pipeline=pipeline))
+
     def _block(self, queues: Sequence[str], timeout_s: float) -> None:
         """Wait for a wake-up token on any of ``queues`` (or the timeout)."""
         timeout_s = max(timeout_s, _MIN_BLOCK_S)
-        if not self._cluster or len(queues) == 1:
+        if self._pipelines or len(queues) == 1:
             wake = [self.keys(q).wake for q in queues]
             self._call(lambda: self.client.blpop(wake, timeout=timeout_s))
             return

@@ -1,13 +1,20 @@
 """The Lua scripts, each called through one typed method.
 
 Scripts are loaded from the ``lua/`` folder beside this module and run with
-EVALSHA (redis-py falls back to loading them after a server restart).
+EVALSHA, directly or queued on a pipeline (redis-py's ``Script`` objects would
+add a ``SCRIPT EXISTS`` round trip to every pipeline). If Redis lost its script
+cache (a restart), the call loads every script and runs once more; that is
+safe because a NOSCRIPT error means no script of the call ran.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from kashq.drivers.redis.keys import QueueKeys
 
@@ -19,34 +26,78 @@ def _source(name: str) -> str:
 
 
 class Scripts:
-    """Registered scripts for one client."""
+    """The scripts' sources and SHA1s, and a typed method to queue each one."""
 
     def __init__(self, client: Any) -> None:
-        self._scripts = {name: client.register_script(_source(name)) for name in _NAMES}
+        self._client = client
+        self._sources = {name: _source(name) for name in _NAMES}
+        self._shas = {
+            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
+            for name, src in self._sources.items()
+        }
 
-    def push(self, keys: QueueKeys, now: float, jobs: list[Any], client: Any = None) -> Any:
-        """``jobs`` is a flat list: id, raw, priority, available_at for each job."""
-        return self._scripts["push"](
-            keys=[keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq,
-                  keys.wake],
-            args=[repr(now), *jobs],
-            client=client,
-        )  # fmt: skip
+    def load(self) -> None:
+        """Load every script into Redis's script cache."""
+        for source in self._sources.values():
+            self._client.script_load(source)
 
-    def reserve(self, keys: QueueKeys, now: float, lease_s: float) -> list[Any]:
-        result: list[Any] = self._scripts["reserve"](
-            keys=[keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq],
-            args=[repr(now), repr(lease_s)],
+    def run(self, build: Callable[[Any], None], *, pipeline: bool) -> list[Any]:
+        """Queue commands with ``build(target)`` and run them; results in order.
+
+        With ``pipeline`` the commands go in one round trip; otherwise ``build``
+        must queue exactly one command, run on the client directly.
+        """
+        for attempt in (1, 2):
+            try:
+                if not pipeline:
+                    box: list[Any] = []
+                    build(_Direct(self._client, box))
+                    return box
+                pipe = self._client.pipeline(transaction=False)
+                build(pipe)
+                results: list[Any] = pipe.execute(raise_on_error=False)
+                for result in results:
+                    if isinstance(result, Exception):
+                        raise result
+                return results
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self.load()
+        raise AssertionError("unreachable")
+
+    # -- one method per script; ``target`` is a pipeline or a _Direct ------
+    def push(self, target: Any, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> None:
+        """``jobs`` is flat: id, raw, priority, available_at for each job."""
+        self._eval(
+            target,
+            "push",
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq, keys.wake],
+            [repr(now), *jobs],
         )
-        return result
 
-    def ack(self, keys: QueueKeys, job_id: str, token: str, client: Any = None) -> Any:
-        return self._scripts["ack"](
-            keys=[keys.jobs, keys.state, keys.reserved], args=[job_id, token], client=client
+    def reserve(
+        self,
+        target: Any,
+        keys: QueueKeys,
+        now: float,
+        lease_s: float,
+        ack: tuple[str, str] | None = None,
+    ) -> None:
+        """Reserve from one queue; ``ack`` (id, token) of that queue is acknowledged first."""
+        self._eval(
+            target,
+            "reserve",
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq],
+            [repr(now), repr(lease_s), *(ack or ())],
         )
+
+    def ack(self, target: Any, keys: QueueKeys, job_id: str, token: str) -> None:
+        self._eval(target, "ack", [keys.jobs, keys.state, keys.reserved], [job_id, token])
 
     def release(
         self,
+        target: Any,
         keys: QueueKeys,
         job_id: str,
         token: str,
@@ -55,25 +106,35 @@ class Scripts:
         priority: int,
         available_at: float,
         now: float,
-    ) -> int:
-        return int(
-            self._scripts["release"](
-                keys=[keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq,
-                      keys.wake],
-                args=[job_id, token, raw, priority, repr(available_at), repr(now)],
-            )
-        )  # fmt: skip
-
-    def extend(self, keys: QueueKeys, job_id: str, token: str, deadline: float) -> int:
-        return int(
-            self._scripts["extend"](
-                keys=[keys.state, keys.reserved], args=[job_id, token, repr(deadline)]
-            )
+    ) -> None:
+        self._eval(
+            target,
+            "release",
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq, keys.wake],
+            [job_id, token, raw, priority, repr(available_at), repr(now)],
         )
 
-    def clear(self, keys: QueueKeys) -> int:
-        return int(
-            self._scripts["clear"](
-                keys=[keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.wake]
-            )
+    def extend(self, target: Any, keys: QueueKeys, job_id: str, token: str, until: float) -> None:
+        self._eval(target, "extend", [keys.state, keys.reserved], [job_id, token, repr(until)])
+
+    def clear(self, target: Any, keys: QueueKeys) -> None:
+        self._eval(
+            target,
+            "clear",
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.wake],
+            [],
         )
+
+    def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:
+        target.evalsha(self._shas[name], len(keys), *keys, *args)
+
+
+class _Direct:
+    """Runs one EVALSHA on the client at once, collecting its result like a pipeline."""
+
+    def __init__(self, client: Any, box: list[Any]) -> None:
+        self._client = client
+        self._box = box
+
+    def evalsha(self, *args: Any) -> None:
+        self._box.append(self._client.evalsha(*args))

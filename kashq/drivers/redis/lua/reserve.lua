@@ -1,10 +1,21 @@
 -- Hand out the next job of one queue, after promoting due delayed jobs and
 -- reclaiming lapsed leases (so reclaiming is atomic and never races).
+-- First, optionally, acknowledge a finished job of the same queue (saving the
+-- worker a round trip per job).
 -- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] reserved  KEYS[6] seq
--- ARGV[1] now  ARGV[2] lease seconds
+-- ARGV[1] now  ARGV[2] lease seconds  [ARGV[3] id to ack  ARGV[4] its token]
 -- Returns {id, raw, deliveries, token} or {false, next_due} where next_due is the
 -- earliest time a delayed job or a lease falls due (or -1 if none).
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+
+if ARGV[3] then
+  local st = redis.call('HGET', KEYS[2], ARGV[3])
+  if st and string.match(st, '|([^|]*)$') == ARGV[4] then
+    redis.call('HDEL', KEYS[1], ARGV[3])
+    redis.call('HDEL', KEYS[2], ARGV[3])
+    redis.call('ZREM', KEYS[5], ARGV[3])
+  end
+end
 
 local function requeue(id)
   local st = redis.call('HGET', KEYS[2], id)

@@ -1,0 +1,169 @@
+"""Fault tests on Redis with real processes: killed workers, a restarted server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kashq.drivers.base import QueueSizes
+from kashq.drivers.redis import RedisDriver
+from kashq.envelope import decode
+from kashq.testing import FakeClock
+from tests.faults.jobs import KillsItsWorker, LedgerJob
+from tests.support.redis import delete_prefix, shared_client
+from tests.support.services import REDIS_URL, RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.client = shared_client()
+        self.key = f"kashq-test-ledger-{uuid.uuid4().hex[:10]}"
+
+    def started(self) -> list[int]:
+        return [int(n) for n in self.client.lrange(f"{self.key}:start", 0, -1)]
+
+    def done(self) -> list[int]:
+        return [int(n) for n in self.client.lrange(f"{self.key}:done", 0, -1)]
+
+    def job(self, n: int, sleep_s: float = 0.0) -> LedgerJob:
+        return LedgerJob(n=n, ledger_url=REDIS_URL, ledger_key=self.key, sleep_s=sleep_s)
+
+    def close(self) -> None:
+        self.client.delete(f"{self.key}:start", f"{self.key}:done")
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    made = Ledger()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def queue() -> Iterator[RedisDriver]:
+    shared_client()
+    driver = RedisDriver(REDIS_URL, prefix=f"kashq-test-{uuid.uuid4().hex[:10]}")
+    yield driver
+    delete_prefix(driver.client, driver.prefix)
+    driver.close()
+
+
+def start_worker(driver: RedisDriver, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.faults.worker_main", REDIS_URL, driver.prefix, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+def test_jobs_of_a_killed_worker_are_finished_by_a_new_worker_and_none_is_lost(queue, ledger):
+    total, concurrency = 200, 4
+    queue.push_many([
+        ledger.job(n, sleep_s=0.01).to_envelope(default_queue="default", now=time.time())
+        for n in range(total)
+    ])  # fmt: skip
+    first = start_worker(queue, "--lease", "2", "--concurrency", str(concurrency))
+    try:
+        wait_for(lambda: len(ledger.done()) >= 50)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        stop(first)
+    in_flight = len(ledger.started()) - len(ledger.done())
+    assert len(set(ledger.done())) < total, "the kill came mid-run"
+
+    second = start_worker(queue, "--lease", "2", "--concurrency", str(concurrency))
+    try:
+        wait_for(lambda: set(ledger.done()) == set(range(total)))
+        wait_for(lambda: queue.sizes(["default"])["default"] == QueueSizes())
+    finally:
+        stop(second)
+    duplicates = len(ledger.done()) - total
+    print(f"killed with {in_flight} job(s) in flight; {duplicates} ran twice")
+    assert 0 <= duplicates <= max(in_flight, 0) <= concurrency
+
+
+def test_job_that_keeps_killing_its_worker_ends_failed_as_worker_lost(queue, tmp_path):
+    from kashq.failed.database import DatabaseFailedJobStore
+
+    failed_db = f"sqlite:///{tmp_path / 'failed.sqlite'}"
+    env = KillsItsWorker().to_envelope(default_queue="default", now=time.time())
+    queue.push(env)
+    store = DatabaseFailedJobStore(failed_db)
+    deaths = 0
+    deadline = time.monotonic() + 60
+    while store.find(env.id) is None:
+        assert time.monotonic() < deadline, "the job never ended in failed_jobs"
+        worker = start_worker(queue, "--lease", "0.5", "--failed-db", failed_db)
+        try:
+            wait_for(lambda w=worker: w.poll() is not None or store.find(env.id) is not None)
+        finally:
+            if worker.poll() is not None:
+                deaths += worker.returncode == -signal.SIGKILL
+            stop(worker)
+    record = store.find(env.id)
+    assert record is not None
+    assert record.error.startswith("worker lost: delivered 3 times")
+    assert deaths == 2, "tries=2 allows two deliveries; the third is failed"
+    assert queue.sizes(["default"])["default"] == QueueSizes()
+
+
+def test_long_job_is_never_handed_to_a_second_worker(queue, ledger):
+    queue.push(ledger.job(1, sleep_s=3.0).to_envelope(default_queue="default", now=time.time()))
+    workers = [start_worker(queue, "--lease", "0.5") for _ in range(2)]
+    try:
+        wait_for(lambda: ledger.done() == [1], timeout_s=30)
+        time.sleep(1.0)  # two more lease lengths: nobody picks it up again
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert ledger.started() == [1]
+    assert ledger.done() == [1]
+
+
+def test_redis_restarted_with_aof_keeps_pending_and_delayed_jobs(tmp_path):
+    server = RedisServer(tmp_path, appendonly=True).start()
+    clock = FakeClock()
+    try:
+        driver = RedisDriver(server.url, prefix="k", clock=clock)
+        ready = [LedgerJob(n=n, ledger_url="-", ledger_key="-") for n in range(10)]
+        delayed = [LedgerJob(n=n, ledger_url="-", ledger_key="-").delay(60) for n in range(5)]
+        envelopes = [j.to_envelope(default_queue="default", now=clock.time()) for j in ready]
+        envelopes += [j.to_envelope(default_queue="default", now=clock.time()) for j in delayed]
+        driver.push_many(envelopes)
+        server.restart()  # SIGKILL, then start again from the append-only file
+        driver = RedisDriver(server.url, prefix="k", clock=clock)
+        assert driver.sizes(["default"])["default"] == QueueSizes(ready=10, delayed=5)
+        got = []
+        while (res := driver.reserve(["default"], lease_s=30)) is not None:
+            got.append(decode(res.raw).id)
+            driver.ack(res)
+        assert got == [e.id for e in envelopes[:10]]
+        clock.advance(60)
+        later = [driver.reserve(["default"], lease_s=30) for _ in range(5)]
+        assert {decode(r.raw).id for r in later if r} == {e.id for e in envelopes[10:]}
+    finally:
+        server.stop()
