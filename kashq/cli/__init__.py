@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kashq._version import __version__
-from kashq.cli import make, output
+from kashq.cli import make, migrate, output
 
 app = typer.Typer(
     name="kashq",
@@ -36,6 +36,7 @@ def root(
 
 
 make.register(app)
+migrate.register(app)
 
 
 def main() -> None:

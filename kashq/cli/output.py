@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kashq.exceptions import KashqError
 
@@ -19,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def error(message: str) -> None:
     """Print one error line on stderr."""
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

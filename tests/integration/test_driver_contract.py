@@ -1,7 +1,9 @@
 """The driver contract: one suite every driver must pass.
 
 Parametrised over drivers; each test gets a fresh driver and a fake clock, so
-delays and leases are exercised without sleeping.
+delays and leases are exercised without sleeping. A factory is a context
+manager: it builds the driver (and whatever private storage it needs), and
+cleans both up when the test ends.
 """
 
 from __future__ import annotations
@@ -9,19 +11,57 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kashq.drivers.base import Driver, QueueSizes, Reservation
+from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope, decode, new_job_id
 from kashq.testing import FakeClock
+from tests.support.databases import database
+from tests.support.redis import redis_driver
 
-DriverFactory = Callable[[FakeClock], Driver]
+DriverFactory = Callable[[FakeClock, Path], AbstractContextManager[Driver]]
+
+
+@contextmanager
+def memory_driver(clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
+    driver = MemoryDriver(clock=clock)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def database_driver(kind: str) -> DriverFactory:
+    @contextmanager
+    def factory(clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
+        with database(kind, tmp_path, migrated=kind != "sqlite") as url:
+            driver = DatabaseDriver(url, clock=clock, poll_interval_s=0.01)
+            try:
+                yield driver
+            finally:
+                driver.close()
+
+    return factory
+
+
+def shared_redis_driver(clock: FakeClock, tmp_path: Path) -> AbstractContextManager[Driver]:
+    return redis_driver(clock=clock)
+
+
 FACTORIES: dict[str, DriverFactory] = {
-    "memory": lambda clock: MemoryDriver(clock=clock),
+    "memory": memory_driver,
+    "sqlite": database_driver("sqlite"),
+    "postgres": database_driver("postgres"),
+    "mariadb": database_driver("mariadb"),
+    "redis": shared_redis_driver,
 }
+CLUSTER = "redis-cluster"  # needs the session's local cluster, so built in the fixture
 LEASE_S = 30.0
 
 
@@ -30,11 +70,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=sorted(FACTORIES))
-def driver(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Driver]:
-    made = FACTORIES[request.param](clock)
-    yield made
-    made.close()
+@pytest.fixture(params=sorted([*FACTORIES, CLUSTER]))
+def driver(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
+    if request.param == CLUSTER:
+        made_for = redis_driver(request.getfixturevalue("redis_cluster_url"), clock=clock)
+    else:
+        made_for = FACTORIES[request.param](clock, tmp_path)
+    with made_for as made:
+        yield made
 
 
 def envelope(clock: FakeClock, queue: str = "default", **fields: Any) -> Envelope:
@@ -244,3 +287,25 @@ def test_waiting_reserve_returns_a_job_pushed_meanwhile(driver, clock):
     finally:
         pusher.cancel()
     assert res is not None and res.id == env.id
+
+
+def test_reserve_acks_the_finished_job_it_is_given_first(driver, clock):
+    first, second, third = (envelope(clock, n=i) for i in range(3))
+    driver.push_many([first, second, third])
+    held = reserve(driver)
+    assert held is not None and held.id == first.id
+
+    nxt = driver.reserve(["default"], lease_s=LEASE_S, ack=held)
+    assert nxt is not None and nxt.id == second.id
+    assert driver.sizes(["default"])["default"] == QueueSizes(ready=1, reserved=1)
+
+    stale = dataclasses.replace(nxt, token="not-the-token")
+    last = driver.reserve(["default"], lease_s=LEASE_S, ack=stale)
+    assert last is not None and last.id == third.id
+    assert driver.sizes(["default"])["default"] == QueueSizes(reserved=2), "a stale ack is a no-op"
+
+    clock.advance(LEASE_S + 1)  # both leases lapse: the acked job must not come back
+    again = driver.reserve(["default"], lease_s=LEASE_S, ack=last)
+    assert again is not None and again.id == second.id
+    assert driver.reserve(["default"], lease_s=LEASE_S, ack=again) is None
+    assert driver.sizes(["default"])["default"] == QueueSizes()

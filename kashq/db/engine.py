@@ -1,0 +1,207 @@
+"""Engines, and the boundary where SQLAlchemy errors become kashq errors.
+
+:func:`make_engine` builds an engine tuned for kashq: a SQLite file gets its
+directory created, WAL journaling, a busy timeout and ``BEGIN IMMEDIATE``
+write transactions (so several worker processes and a dispatcher share one
+file without "database is locked" surprises); MySQL/MariaDB run at READ
+COMMITTED so ``SKIP LOCKED`` reservations do not take gap locks.
+
+:class:`Database` is what the driver and the failed-job store hold: it runs a
+unit of work in one transaction, creates or checks the schema on first use,
+retries once on a dropped connection (every kashq statement is safe to
+repeat), and turns SQLAlchemy's errors into one-line kashq errors that never
+show a password.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from kashq.exceptions import ConfigError, KashqError
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_AUTOCOMMIT = "kashq_autocommit"
+T = TypeVar("T")
+
+
+def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
+    """An engine for ``url`` with kashq's per-database settings (see the module docstring)."""
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            _create_sqlite_directory(parsed)
+        elif backend in ("mysql", "mariadb"):
+            engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
+        engine = create_engine(parsed, **engine_kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise ConfigError(f"invalid database URL {_safe(url)}: {first_line(exc)}") from None
+    if backend == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def safe_url(target: Engine | str | URL) -> str:
+    """The URL of ``target`` with any password replaced by ``***``."""
+    if isinstance(target, Engine):
+        return target.url.render_as_string(hide_password=True)
+    return _safe(target)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (the DBAPI's own, if it wraps one)."""
+    orig = getattr(exc, "orig", None)
+    source = orig if isinstance(orig, BaseException) else exc
+    lines = str(source).strip().splitlines()
+    return lines[0].strip() if lines else type(source).__name__
+
+
+def describe(target: Engine | str | URL, exc: BaseException) -> str:
+    """:func:`first_line` of ``exc`` with the password of ``target`` (if any) masked."""
+    message = first_line(exc)
+    try:
+        password = (target.url if isinstance(target, Engine) else make_url(target)).password
+    except (ArgumentError, ValueError):
+        password = None
+    return message.replace(str(password), "***") if password else message
+
+
+def _safe(url: str | URL) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(unparseable URL)"
+
+
+def _create_sqlite_directory(url: URL) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    directory = Path(database).expanduser().parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the directory {directory} for the SQLite database "
+            f"{_safe(url)}: {exc.strerror or exc}"
+        ) from None
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL, busy timeout, and kashq (not the sqlite3 module) deciding when to BEGIN."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed job survives a power cut too, not only a killed
+            # process (NORMAL would be about twice as fast, and could lose the
+            # last commits on an OS crash). No job lost comes first.
+            cursor.execute("PRAGMA synchronous = FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so a transaction never has
+        # to upgrade a read lock (which fails at once instead of waiting).
+        if not conn.get_execution_options().get(_AUTOCOMMIT, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def statement_mode(conn: Connection) -> Connection:
+    """Let each statement on ``conn`` commit by itself, saving BEGIN/COMMIT round trips.
+
+    For work that is one statement (atomic on its own) or a read. MySQL keeps
+    its implicit transactions: switching autocommit there costs round trips.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.execution_options(**{_AUTOCOMMIT: True})
+    elif conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
+
+
+class Database:
+    """An engine used by one kashq component, with its error type and schema check.
+
+    ``error`` is the exception raised for any database failure
+    (:class:`~kashq.exceptions.DriverError` for the driver,
+    :class:`~kashq.exceptions.FailedStoreError` for the store).
+    """
+
+    def __init__(self, engine_or_url: Engine | str | URL, *, error: type[KashqError]) -> None:
+        self._error = error
+        if isinstance(engine_or_url, Engine):
+            self.engine, self._owned = engine_or_url, False
+        else:
+            try:
+                self.engine, self._owned = make_engine(engine_or_url), True
+            except ConfigError as exc:
+                raise error(str(exc)) from None
+        self.dialect: str = self.engine.dialect.name
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return safe_url(self.engine)
+
+    def run(self, work: Callable[[Connection], T], *, what: str, atomic: bool = True) -> T:
+        """Run ``work`` and return its result.
+
+        ``atomic``: in one transaction, committed if ``work`` returns. Otherwise
+        each statement commits by itself (for single statements and reads).
+        """
+        self.ensure_schema()
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect() as conn:
+                    if not atomic:
+                        statement_mode(conn)
+                    with conn.begin():
+                        return work(conn)
+            except DBAPIError as exc:
+                # A pooled connection the server dropped (restart, proxy cut):
+                # the pool has discarded it, so one retry gets a fresh one.
+                if attempt == 1 and exc.connection_invalidated:
+                    continue
+                raise self.error(what, exc) from exc
+            except SQLAlchemyError as exc:
+                raise self.error(what, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def error(self, what: str, exc: BaseException) -> KashqError:
+        """A one-line kashq error for ``exc`` raised while doing ``what``."""
+        return self._error(f"{what} failed on {self.url}: {describe(self.engine, exc)}")
+
+    def ensure_schema(self) -> None:
+        """Create (SQLite) or check (others) kashq's tables, once per instance."""
+        if self._ready:
+            return
+        from kashq.db import migrate
+
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                migrate.ensure_schema(self.engine)
+            except ConfigError as exc:
+                raise self._error(str(exc)) from None
+            except SQLAlchemyError as exc:
+                raise self.error("checking the schema", exc) from exc
+            self._ready = True
+
+    def close(self) -> None:
+        """Dispose of the engine's connections if this object created the engine."""
+        if self._owned:
+            self.engine.dispose()

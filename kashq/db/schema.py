@@ -1,0 +1,117 @@
+"""kashq's tables, declared once: the queue (``kashq_jobs``) and ``failed_jobs``.
+
+The Alembic migrations in ``alembic/versions/`` create exactly this schema (a
+test compares them). Times in ``kashq_jobs`` are Unix seconds, like the
+envelope's; ``failed_jobs.failed_at`` is a timezone-aware UTC datetime.
+
+``kashq_jobs.available_at`` does double duty, Laravel-style: for a waiting job
+it is when the job may run (now or later); for a reserved job it is the end of
+its lease. So "eligible" is simply ``available_at <= now``, and a job whose
+worker vanished becomes eligible again when its lease lapses. ``token`` is set
+while a job is reserved and names its current holder.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects import mysql
+
+VERSION_TABLE = "kashq_alembic_version"
+"""Alembic's version table for kashq, apart from the host application's."""
+
+MYSQL = ("mysql", "mariadb")
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (an alias of the rowid).
+SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+# MySQL's TEXT holds 64 KiB; envelopes and tracebacks may be longer.
+LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), *MYSQL)
+# MySQL's DATETIME drops fractions of a second unless asked to keep them.
+AWARE_DATETIME = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), *MYSQL)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, always returns an aware UTC datetime.
+
+    PostgreSQL keeps the zone (``timestamptz``); SQLite and MySQL do not, so
+    values are written there as naive UTC and read back as UTC.
+    """
+
+    impl = AWARE_DATETIME
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        utc = as_utc(value)
+        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (a naive one is taken to be UTC already)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+jobs = Table(
+    "kashq_jobs",
+    metadata,
+    Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("raw", LONG_TEXT, nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("available_at", Double, nullable=False),
+    Column("token", String(64), nullable=True),
+    Column("deliveries", Integer, nullable=False, server_default=text("0")),
+    UniqueConstraint("id", name="uq_kashq_jobs_id"),
+)
+# Serves reserve's "first eligible job of this queue by priority, then FIFO":
+# an index scan in (priority DESC, seq) order that stops at the first
+# available row.
+Index("ix_kashq_jobs_reserve", jobs.c.queue, jobs.c.priority.desc(), jobs.c.seq)
+
+failed_jobs = Table(
+    "failed_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False),
+    Column("connection", String(100), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("job_type", String(255), nullable=False),
+    Column("payload", LONG_TEXT, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("exception", LONG_TEXT, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("failed_at", UTCDateTime(), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    UniqueConstraint("uuid", name="uq_failed_jobs_uuid"),
+)
+Index("ix_failed_jobs_failed_at", failed_jobs.c.failed_at)
+Index("ix_failed_jobs_queue", failed_jobs.c.queue)

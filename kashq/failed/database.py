@@ -1,0 +1,169 @@
+"""The ``failed_jobs`` table as a :class:`~kashq.failed.base.FailedJobStore`.
+
+Works on SQLite (created on first use), PostgreSQL and MySQL/MariaDB (run
+``kashq migrate`` first). ``log`` is idempotent by uuid even when two workers
+record the same job at once: the unique index decides, and the loser returns
+the winner's record. Every database failure is a one-line
+:class:`~kashq.exceptions.FailedStoreError`, which the worker answers by
+parking the job until the store is back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from kashq.db.engine import Database
+from kashq.db.schema import as_utc, failed_jobs
+from kashq.exceptions import FailedStoreError
+from kashq.failed.base import FailedJob
+
+_c = failed_jobs.c
+_COLUMNS = (
+    "uuid",
+    "connection",
+    "queue",
+    "job_type",
+    "payload",
+    "error",
+    "exception",
+    "attempts",
+    "failed_at",
+    "host",
+    "pid",
+)
+
+
+class _Duplicate(Exception):
+    """A failed job with this uuid is already recorded."""
+
+
+class DatabaseFailedJobStore:
+    """Failed jobs in the ``failed_jobs`` table."""
+
+    def __init__(self, engine_or_url: Engine | str | URL) -> None:
+        self._db = Database(engine_or_url, error=FailedStoreError)
+
+    @property
+    def engine(self) -> Engine:
+        return self._db.engine
+
+    def log(self, job: FailedJob) -> FailedJob:
+        values = {name: getattr(job, name) for name in _COLUMNS}
+        values["failed_at"] = as_utc(job.failed_at)
+        statement = insert(failed_jobs).values(values)
+
+        def insert_row(conn: Connection) -> int:
+            try:
+                key = conn.execute(statement).inserted_primary_key
+            except IntegrityError:
+                raise _Duplicate() from None
+            if key is None or key[0] is None:  # pragma: no cover - every backend reports it
+                raise FailedStoreError("the database did not report the new failed job's id")
+            return int(key[0])
+
+        for _ in range(3):
+            try:
+                new_id = self._db.run(insert_row, what="recording a failed job", atomic=False)
+            except _Duplicate:
+                # Already recorded, perhaps by another worker a moment ago.
+                existing = self.find(job.uuid)
+                if existing is not None:
+                    return existing
+                continue  # ... and forgotten in between: record it again
+            return dataclasses.replace(job, id=new_id, failed_at=values["failed_at"])
+        raise FailedStoreError(f"could not record failed job {job.uuid}: it keeps vanishing")
+
+    def all(self, *, queue: str | None = None, limit: int | None = None) -> list[FailedJob]:
+        query = select(failed_jobs).order_by(_c.failed_at.desc(), _c.id.desc())
+        if queue is not None:
+            query = query.where(_c.queue == queue)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_job(row) for row in self._read(query, "listing failed jobs")]
+
+    def find(self, key: int | str) -> FailedJob | None:
+        rows = self._read(select(failed_jobs).where(_key(key)), "finding a failed job")
+        return _job(rows[0]) if rows else None
+
+    def forget(self, key: int | str) -> bool:
+        result = self._db.run(
+            lambda conn: conn.execute(delete(failed_jobs).where(_key(key))),
+            what="forgetting a failed job",
+            atomic=False,
+        )
+        return bool(result.rowcount)
+
+    def flush(self, *, older_than_hours: float | None = None) -> int:
+        if older_than_hours is not None:
+            cutoff = datetime.now(timezone.utc) - timedelta(hours=older_than_hours)
+            return self.prune(cutoff)
+        result = self._db.run(
+            lambda conn: conn.execute(delete(failed_jobs)),
+            what="flushing failed jobs",
+            atomic=False,
+        )
+        return int(result.rowcount)
+
+    def prune(self, before: datetime, *, chunk_size: int = 1000) -> int:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        old = select(_c.id).where(_c.failed_at < as_utc(before)).order_by(_c.id)
+        old = old.limit(chunk_size)
+
+        def delete_chunk(conn: Connection) -> int:
+            ids = list(conn.execute(old).scalars())
+            if ids:
+                conn.execute(delete(failed_jobs).where(_c.id.in_(ids)))
+            return len(ids)
+
+        removed = 0
+        while True:  # one short transaction per chunk: never a long lock
+            deleted = self._db.run(delete_chunk, what="pruning failed jobs")
+            removed += deleted
+            if deleted < chunk_size:
+                return removed
+
+    def count(self, *, queue: str | None = None) -> int:
+        query = select(func.count()).select_from(failed_jobs)
+        if queue is not None:
+            query = query.where(_c.queue == queue)
+        rows = self._read(query, "counting failed jobs")
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        """Release the store's connections (if it created its engine)."""
+        self._db.close()
+
+    def _read(self, query: Select[Any], what: str) -> list[Row[Any]]:
+        return self._db.run(lambda conn: list(conn.execute(query).all()), what=what, atomic=False)
+
+
+def _key(key: int | str) -> ColumnElement[bool]:
+    """A digit string or int means the numeric id; anything else is a uuid."""
+    if isinstance(key, int) or key.isdigit():
+        return _c.id == int(key)
+    return _c.uuid == key
+
+
+def _job(row: Row[Any]) -> FailedJob:
+    data = row._mapping
+    return FailedJob(
+        id=int(data["id"]),
+        **{name: data[name] for name in _COLUMNS},
+    )
