@@ -24,9 +24,9 @@ from pydantic_settings import (
 from kashq.exceptions import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("config") / "kashq.toml"
-CONNECTIONS = ("memory", "sync")
+CONNECTIONS = ("database", "redis", "memory", "sync")
 
-Connection = Literal["memory", "sync"]
+Connection = Literal["database", "redis", "memory", "sync"]
 
 
 class Settings(BaseSettings):
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         env_prefix="KASHQ_", env_file=".env", extra="ignore", validate_default=True
     )
 
-    connection: Connection = Field("memory", description="default connection")
+    connection: Connection = Field("database", description="default connection")
     queue: str = Field("default", min_length=1, description="default queue name")
     max_retry: int = Field(3, ge=1, description="total attempts before a job is failed")
     backoff: float = Field(1.0, ge=0, description="linear backoff base, seconds")

@@ -40,7 +40,7 @@ class QueueManager:
     ) -> None:
         self.settings = settings or load_settings()
         self.clock = clock
-        self._failed_store = failed_store or MemoryFailedJobStore()
+        self._failed_store = failed_store
         self._connections: dict[str, Driver] = {}
         self._lock = threading.Lock()
 
@@ -55,19 +55,40 @@ class QueueManager:
             return driver
 
     def failed_store(self) -> FailedJobStore:
-        """Where jobs that failed for good are recorded."""
-        return self._failed_store
+        """Where jobs that failed for good are recorded.
+
+        The ``failed_jobs`` table at ``KASHQ_DATABASE_URL`` when the default
+        connection is durable (database, redis); in memory for memory and sync.
+        """
+        with self._lock:
+            if self._failed_store is None:
+                if self.settings.connection in ("memory", "sync"):
+                    self._failed_store = MemoryFailedJobStore()
+                else:
+                    from kashq.failed.database import DatabaseFailedJobStore
+
+                    self._failed_store = DatabaseFailedJobStore(self.settings.database_url)
+            return self._failed_store
 
     def _build(self, name: str) -> Driver:
         if name == "memory":
             return MemoryDriver(clock=self.clock)
         if name == "sync":
             return SyncDriver(self._drain_inline, clock=self.clock)
+        if name == "redis":
+            from kashq.drivers.redis import RedisDriver
+
+            s = self.settings
+            return RedisDriver(s.redis_url, prefix=s.prefix, clock=self.clock)
+        if name == "database":
+            from kashq.drivers.database import DatabaseDriver
+
+            return DatabaseDriver(self.settings.database_url, clock=self.clock)
         raise ConfigError(f"unknown connection {name!r}: expected one of {', '.join(CONNECTIONS)}")
 
     def _drain_inline(self, driver: Driver, queues: Sequence[str]) -> None:
         options = self.worker_options(connection="sync", queues=tuple(queues))
-        Worker(driver, self._failed_store, options, clock=self.clock).drain()
+        Worker(driver, self.failed_store(), options, clock=self.clock).drain()
 
     # -- workers --------------------------------------------------------
     def worker_options(self, **overrides: Any) -> WorkerOptions:
@@ -87,7 +108,7 @@ class QueueManager:
         """A :class:`Worker` on ``connection`` using this manager's failed-job store."""
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
-        return Worker(self.connection(name), self._failed_store, options, clock=self.clock)
+        return Worker(self.connection(name), self.failed_store(), options, clock=self.clock)
 
     # -- dispatching ----------------------------------------------------
     def envelope_for(self, job: Dispatchable) -> Envelope:

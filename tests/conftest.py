@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from kashq import dispatcher
+from tests.support.services import RedisClusterNodes
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +21,13 @@ def _isolated_dispatcher() -> Iterator[None]:
         dispatcher.set_dispatcher(previous_override)
         if current is not None and current is not previous_manager:
             current.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local three-master Redis Cluster for the whole session (private servers)."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

@@ -7,6 +7,7 @@ and fails in CI (``CI=true``), where a missing server is a broken setup.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,6 +50,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too; Redis wants it <= 55535."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisServer:
     """A private ``redis-server`` on a free port, which a test may kill and restart."""
 
@@ -57,7 +76,7 @@ class RedisServer:
         if binary is None:
             unavailable("redis-server", "not on PATH")
         self.binary = str(binary)
-        self.port = free_port()
+        self.port = free_cluster_port() if cluster else free_port()
         self.workdir = workdir / f"redis-{self.port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly

@@ -49,7 +49,7 @@ def test_defaults_without_any_source() -> None:
     settings = load_settings()
 
     assert isinstance(settings, Settings)
-    assert settings.connection == "memory"
+    assert settings.connection == "database"
     assert settings.queue == "default"
     assert settings.max_retry == 3
     assert settings.backoff == 1.0
