@@ -289,6 +289,18 @@ def test_waiting_reserve_returns_a_job_pushed_meanwhile(driver, clock):
     assert res is not None and res.id == env.id
 
 
+def test_pushing_an_id_that_is_queued_replaces_the_job_instead_of_duplicating_it(driver, clock):
+    first = envelope(clock, n=1)
+    driver.push(first)
+    driver.push(dataclasses.replace(first, payload={"n": 2}))
+    driver.push_many([dataclasses.replace(first, payload={"n": 3})])
+    assert driver.sizes(["default"])["default"] == QueueSizes(ready=1)
+    res = reserve(driver)
+    assert res is not None and decode(res.raw).payload == {"n": 3}
+    driver.ack(res)
+    assert reserve(driver) is None
+
+
 def test_reserve_acks_the_finished_job_it_is_given_first(driver, clock):
     first, second, third = (envelope(clock, n=i) for i in range(3))
     driver.push_many([first, second, third])

@@ -130,3 +130,39 @@ def _wait_for(condition, timeout_s: float = 20) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_connects_over_a_unix_socket(tmp_path: Path):
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, extra_args=("--unixsocket", str(socket_path))).start()
+    try:
+        driver = RedisDriver(f"unix://{socket_path}?db=2", prefix="k")
+        env = push(driver, Noted(n=1))
+        res = driver.reserve(["default"], lease_s=30)
+        assert res is not None and res.id == env.id
+        driver.close()
+    finally:
+        server.stop()
+
+
+def test_connects_with_a_password_and_refuses_without_it(tmp_path: Path):
+    server = RedisServer(tmp_path, extra_args=("--requirepass", "s3cret")).start()
+    try:
+        driver = RedisDriver(f"redis://:s3cret@127.0.0.1:{server.port}/3", prefix="k")
+        push(driver, Noted(n=1))
+        assert driver.sizes(["default"])["default"].ready == 1
+        driver.close()
+        anonymous = RedisDriver(server.url, prefix="k")
+        with pytest.raises(DriverError) as info:
+            anonymous.sizes(["default"])
+        assert "s3cret" not in str(info.value)
+        anonymous.close()
+    finally:
+        server.stop()
+
+
+def test_scripts_are_reloaded_after_redis_loses_its_script_cache(driver):
+    push(driver, Noted(n=1))
+    driver.client.script_flush()
+    push(driver, Noted(n=2))
+    assert driver.sizes(["default"])["default"].ready == 2

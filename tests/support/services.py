@@ -71,7 +71,14 @@ def free_cluster_port() -> int:
 class RedisServer:
     """A private ``redis-server`` on a free port, which a test may kill and restart."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool = False, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        appendonly: bool = False,
+        cluster: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             unavailable("redis-server", "not on PATH")
@@ -81,6 +88,7 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.cluster = cluster
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,6 +108,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port, 0.1):
@@ -141,6 +150,14 @@ class RedisClusterNodes:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> RedisClusterNodes:
+        try:
+            self._create()
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+        return self
+
+    def _create(self) -> None:
         for node in self.nodes:
             node.start()
         cli = shutil.which("redis-cli")
@@ -153,7 +170,6 @@ class RedisClusterNodes:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
         )  # fmt: skip
         self.wait_ok()
-        return self
 
     def wait_ok(self, timeout_s: float = 20) -> None:
         """Wait until every node reports ``cluster_state:ok``."""

@@ -28,8 +28,11 @@ def _source(name: str) -> str:
 class Scripts:
     """The scripts' sources and SHA1s, and a typed method to queue each one."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, execute: Callable[..., Any] | None = None) -> None:
         self._client = client
+        # Runs one command at once; defaults to the client (a caller may pass a
+        # faster path, such as a dedicated connection per thread).
+        self._execute = execute or client.execute_command
         self._sources = {name: _source(name) for name in _NAMES}
         self._shas = {
             name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
@@ -51,7 +54,7 @@ class Scripts:
             try:
                 if not pipeline:
                     box: list[Any] = []
-                    build(_Direct(self._client, box))
+                    build(_Direct(self._execute, box))
                     return box
                 pipe = self._client.pipeline(transaction=False)
                 build(pipe)
@@ -130,11 +133,11 @@ class Scripts:
 
 
 class _Direct:
-    """Runs one EVALSHA on the client at once, collecting its result like a pipeline."""
+    """Runs one EVALSHA at once, collecting its result like a pipeline."""
 
-    def __init__(self, client: Any, box: list[Any]) -> None:
-        self._client = client
+    def __init__(self, execute: Callable[..., Any], box: list[Any]) -> None:
+        self._execute = execute
         self._box = box
 
     def evalsha(self, *args: Any) -> None:
-        self._box.append(self._client.evalsha(*args))
+        self._box.append(self._execute("EVALSHA", *args))

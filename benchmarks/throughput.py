@@ -1,0 +1,207 @@
+"""Throughput and latency of kashq's drivers, beside the raw Redis round-trip limit.
+
+    python benchmarks/throughput.py [--jobs N] [--quick]
+
+Starts a private ``redis-server`` (needs it on PATH; or set KASHQ_BENCH_REDIS_URL)
+and a fresh SQLite file, then, for each driver, measures with no-op jobs: enqueue jobs/s with one
+``Noop().dispatch()`` per job, ``dispatch_many`` jobs/s (one call with every job,
+the jobs built beforehand), drain jobs/s with one worker
+(a single consumer thread), and idle latency (dispatch → ``handle()`` starts).
+The raw redis-py figure is one LPUSH + one RPOP per item, one round trip each,
+measured in the same run; every Redis figure is also printed as a ratio to it.
+Each figure is the median of 3 runs (1 with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from rich.console import Console
+from rich.table import Table
+
+import kashq
+from kashq import Job, QueueManager
+
+console = Console()
+LATENCIES: list[float] = []
+_started = threading.Event()
+
+
+class Noop(Job):
+    def handle(self) -> None:
+        pass
+
+
+class Stamp(Job):
+    sent: float
+
+    def handle(self) -> None:
+        LATENCIES.append(time.perf_counter() - self.sent)
+        _started.set()
+
+
+@dataclass
+class Result:
+    name: str
+    enqueue: float
+    bulk: float
+    drain: float
+    p50_ms: float
+    p99_ms: float
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    url = os.environ.get("KASHQ_BENCH_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not on PATH; set KASHQ_BENCH_REDIS_URL instead")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="kashq-bench-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def raw_round_trips(url: str, n: int) -> float:
+    """Round trips/s of one LPUSH + one RPOP per item: median of 3 runs after a warm-up."""
+    client = redis.Redis.from_url(url)
+    key = f"bench-raw-{uuid.uuid4().hex}"
+
+    def one_run(count: int) -> float:
+        started = time.perf_counter()
+        for i in range(count):
+            client.lpush(key, i)
+            client.rpop(key)
+        return 2 * count / (time.perf_counter() - started)
+
+    one_run(min(n, 1000))
+    return statistics.median(one_run(n) for _ in range(3))
+
+
+def rate(n: int, fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - started)
+
+
+def bench_connection(name: str, manager: QueueManager, n: int, samples: int, runs: int) -> Result:
+    """Each figure is the median of ``runs`` runs."""
+    manager.connection().clear("default")
+    enqueues, drains, bulks = [], [], []
+    for _ in range(runs):
+        enqueues.append(rate(n, lambda: [manager.dispatch(Noop()) for _ in range(n)]))
+        drains.append(rate(n, lambda: _drain(manager)))
+        prebuilt = [Noop() for _ in range(n)]  # building jobs is the caller's work
+        bulks.append(rate(n, lambda jobs=prebuilt: manager.dispatch_many(jobs)))
+        _drain(manager)
+    p50, p99 = latency(manager, samples)
+    median = statistics.median
+    return Result(name, median(enqueues), median(bulks), median(drains), p50, p99)
+
+
+def _drain(manager: QueueManager) -> None:
+    worker = manager.worker(stop_when_empty=True)
+    worker.run(1)
+
+
+def latency(manager: QueueManager, samples: int) -> tuple[float, float]:
+    LATENCIES.clear()
+    worker = manager.worker(sleep_s=1.0).start(1)
+    try:
+        time.sleep(0.2)  # let the worker go idle
+        for _ in range(samples):
+            _started.clear()
+            manager.dispatch(Stamp(sent=time.perf_counter()))
+            _started.wait(5)
+            time.sleep(0.002)
+    finally:
+        worker.stop()
+    ordered = sorted(LATENCIES)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered) * 1e3, p99 * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs, one run: a smoke run")
+    args = parser.parse_args()
+    n = 2_000 if args.quick else args.jobs
+    samples = 50 if args.quick else 300
+    runs = 1 if args.quick else 3
+
+    results: list[Result] = []
+    with private_redis() as url:
+        raw = raw_round_trips(url, n)
+        prefix = f"bench-{uuid.uuid4().hex[:6]}"
+        sqlite_file = Path(tempfile.mkdtemp(prefix="kashq-bench-")) / "kashq.sqlite"
+        connections = {
+            "memory": kashq.load_settings(connection="memory"),
+            "redis": kashq.load_settings(connection="redis", redis_url=url, prefix=prefix),
+            "database (SQLite)": kashq.load_settings(
+                connection="database", database_url=f"sqlite:///{sqlite_file}"
+            ),
+        }
+        for name, settings in connections.items():
+            manager = QueueManager(settings)
+            try:
+                results.append(bench_connection(name, manager, n, samples, runs))
+            finally:
+                manager.close()
+
+    title = f"kashq, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"
+    table = Table(title=title)
+    for column in ("driver", "enqueue/s", "dispatch_many/s", "drain/s", "latency p50", "p99"):
+        table.add_column(column, justify="right")
+    for r in results:
+        ratio = (lambda v: f" ({v / raw:.0%})") if r.name == "redis" else (lambda v: "")
+        table.add_row(
+            r.name,
+            f"{r.enqueue:,.0f}{ratio(r.enqueue)}",
+            f"{r.bulk:,.0f}",
+            f"{r.drain:,.0f}{ratio(r.drain)}",
+            f"{r.p50_ms:.2f} ms",
+            f"{r.p99_ms:.2f} ms",
+        )
+    table.add_row("raw redis-py", f"{raw:,.0f} round trips/s", "", "", "", "")
+    console.print(table)
+    console.print("Ratios are to the raw redis-py round-trip rate (LPUSH, RPOP, 1 connection).")
+
+
+if __name__ == "__main__":
+    main()
