@@ -1,9 +1,10 @@
 """kashq in one file: define jobs, dispatch a batch, and watch two workers run it.
 
-Run it with ``python examples/quickstart.py``. It uses the in-process memory
-connection, so the workers are threads of this same process. One job fails on
-purpose: watch it retried with linear backoff (1 s, then 2 s) and land in the
-failed-job store.
+Run it with ``python examples/quickstart.py``. It uses the default connection:
+the embedded SQLite database (``kashq.sqlite`` in the working directory,
+created on first use), and starts two worker threads in this process. One job
+fails on purpose: watch it retried with linear backoff (1 s, then 2 s) and land
+in the ``failed_jobs`` table.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ def wait_until_idle(queues: tuple[str, ...]) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        stream=sys.stdout, level=logging.INFO, format="  [%(levelname)s] %(message)s"
-    )
+    logging.basicConfig(stream=sys.stdout, format="  [%(levelname)s] %(message)s")
+    logging.getLogger("kashq").setLevel(logging.INFO)  # show retries and failures
     queues = ("emails", "default")
 
     print("Dispatching 5 welcome emails and 1 card charge that will fail ...")

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import URL, Connection, Engine, make_url
+from sqlalchemy import URL, Connection, Engine, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from kashq.db.engine import describe, first_line, make_engine, safe_url, statement_mode
@@ -154,8 +153,14 @@ def _missing_sqlite_file(url: str | URL) -> bool:
 
 
 def _current(conn: Connection) -> str | None:
-    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    # Read the version table directly: building an Alembic MigrationContext
+    # just to look logs "Context impl ..." at INFO on every first use.
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(versions) > 1:
+        raise ConfigError(f"{VERSION_TABLE} holds several revisions: {', '.join(versions)}")
+    return versions[0] if versions else None
 
 
 @contextmanager
