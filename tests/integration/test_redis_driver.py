@@ -166,3 +166,25 @@ def test_scripts_are_reloaded_after_redis_loses_its_script_cache(driver):
     driver.client.script_flush()
     push(driver, Noted(n=2))
     assert driver.sizes(["default"])["default"].ready == 2
+
+
+def test_bulk_push_across_chunks_and_queues_keeps_each_queues_order(driver):
+    now = time.time()
+    envelopes = [
+        Noted(n=i).to_envelope(default_queue="a" if i % 3 else "b", now=now) for i in range(2500)
+    ]
+    driver.push_many(envelopes)
+    for queue in ("a", "b"):
+        expected = [e.id for e in envelopes if e.queue == queue]
+        got = []
+        while (res := driver.reserve([queue], lease_s=30)) is not None:
+            got.append(res.id)
+            driver.ack(res)
+        assert got == expected
+
+
+def test_bulk_push_after_the_script_cache_was_lost_stores_every_job_once(driver):
+    driver.client.script_flush()
+    now = time.time()
+    driver.push_many([Noted(n=i).to_envelope(default_queue="a", now=now) for i in range(1500)])
+    assert driver.sizes(["a"])["a"].ready == 1500

@@ -11,10 +11,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
+from redis.exceptions import NoScriptError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation
@@ -59,23 +60,17 @@ class RedisDriver:
         self.push_many((envelope,))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
-        by_queue: dict[str, list[Any]] = {}
-        for env in envelopes:
-            by_queue.setdefault(env.queue, []).extend(
-                (env.id, env.encode(), env.priority, repr(env.available_at))
-            )
         now = self._now()
-        batches = list(by_queue.items())
-        if len(batches) == 1 or not self._pipelines:
-            for queue, args in batches:
+        if not self._pipelines:  # a cluster: one script call per queue (one slot each)
+            for queue, chunk in _chunks(envelopes):
+                args = _push_args(chunk)
                 self._run(lambda t, q=queue, a=args: self._scripts.push(t, self.keys(q), now, a))  # type: ignore[misc]
             return
+        self._call(lambda: self._stream(lambda: self._push_commands(envelopes, now)))
 
-        def build(pipe: Any) -> None:
-            for queue, args in batches:
-                self._scripts.push(pipe, self.keys(queue), now, args)
-
-        self._run(build, pipeline=True)
+    def _push_commands(self, envelopes: Sequence[Envelope], now: float) -> Iterator[list[Any]]:
+        for queue, chunk in _chunks(envelopes):
+            yield self._scripts.push_command(self.keys(queue), now, _push_args(chunk))
 
     # -- consuming ------------------------------------------------------
     def reserve(
@@ -186,24 +181,50 @@ class RedisDriver:
 
     def _execute(self, *args: Any) -> Any:
         """Send one command on this thread's own connection and read the reply."""
+        return self._stream(lambda: iter((list(args),)))[0]
+
+    def _stream(self, commands: Callable[[], Iterator[list[Any]]]) -> list[Any]:
+        """Send ``commands()`` on this thread's connection without waiting, then read
+        every reply: Redis runs one command while the next is being built.
+
+        A connection the server closed while idle (restart, CLIENT KILL) fails
+        on first use: everything is sent once more on a new connection, as the
+        redis-py client does; a lost script cache is reloaded and everything
+        sent again. Both are safe because every kashq script can be repeated.
+        """
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                sent = 0
+                for command in commands():
+                    conn.send_command(*command)
+                    sent += 1
+                replies: list[Any] = []
+                error: Exception | None = None
+                for _ in range(sent):
+                    try:
+                        replies.append(conn.read_response())
+                    except redis.ResponseError as exc:  # read the rest before raising
+                        error = error or exc
+                if error is None:
+                    return replies
+                if attempt == 2 or not isinstance(error, NoScriptError):
+                    raise error
+                self._scripts.load()
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                conn.disconnect()  # the next send connects afresh
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self.client.connection_pool.make_connection()
             self._local.conn = conn
             with self._lock:
                 self._own_connections.append(conn)
-        for attempt in (1, 2):
-            try:
-                conn.send_command(*args)
-                return conn.read_response()
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()  # the next send connects afresh
-                # A connection the server closed while idle (restart, CLIENT
-                # KILL) fails on first use: try once more on a new one, as the
-                # redis-py client does. Every kashq script is safe to repeat.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return conn
 
     def _run(self, build: Callable[[Any], None], *, pipeline: bool = False) -> list[Any]:
         return self._call(lambda: self._scripts.run(build, pipeline=pipeline))
@@ -230,6 +251,26 @@ class RedisDriver:
             return fn()
         except redis.RedisError as exc:
             raise DriverError(f"redis: {exc}") from exc
+
+
+_PUSH_CHUNK = 1000  # jobs per push script call: Redis runs one while the next is encoded
+
+
+def _chunks(envelopes: Sequence[Envelope]) -> Iterator[tuple[str, Sequence[Envelope]]]:
+    """``envelopes`` grouped by queue (first-seen order), in chunks of ``_PUSH_CHUNK``."""
+    by_queue: dict[str, list[Envelope]] = {}
+    for env in envelopes:
+        by_queue.setdefault(env.queue, []).append(env)
+    for queue, queued in by_queue.items():
+        for start in range(0, len(queued), _PUSH_CHUNK):
+            yield queue, queued[start : start + _PUSH_CHUNK]
+
+
+def _push_args(envelopes: Sequence[Envelope]) -> list[Any]:
+    args: list[Any] = []
+    for env in envelopes:
+        args += (env.id, env.encode(), env.priority, repr(env.available_at))
+    return args
 
 
 def _text(value: Any) -> str:

@@ -128,6 +128,12 @@ class Scripts:
             [],
         )
 
+    def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> list[Any]:
+        """The whole ``EVALSHA push ...`` command, for callers that send it themselves."""
+        key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq,
+                    keys.wake]  # fmt: skip
+        return ["EVALSHA", self._shas["push"], len(key_list), *key_list, repr(now), *jobs]
+
     def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:
         target.evalsha(self._shas[name], len(keys), *keys, *args)
 
