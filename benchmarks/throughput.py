@@ -36,7 +36,7 @@ from rich.table import Table
 import kashq
 from kashq import Job, QueueManager
 
-console = Console()
+console = Console(width=110)  # wide enough for the table when not on a terminal
 LATENCIES: list[float] = []
 _started = threading.Event()
 
