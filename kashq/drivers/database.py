@@ -107,7 +107,11 @@ _SIZES = (
     .group_by(_c.queue)
 )
 _CLEAR = delete(jobs).where(_c.queue == bindparam("p_queue"))
-_DELETE_IDS = delete(jobs).where(_c.id.in_(bindparam("p_ids", expanding=True)))
+_IN_IDS = _c.id.in_(bindparam("p_ids", expanding=True))
+_HELD_IDS = select(_c.id).where(_IN_IDS & _c.token.is_not(None))
+_DELETE_WAITING_IDS = delete(jobs).where(_IN_IDS & _c.token.is_(None))
+# A reserve repeated after a lost reply finds the job its token already holds.
+_BY_TOKEN = select(_c.id, _c.queue, _c.raw, _c.deliveries).where(_c.token == bindparam("p_token"))
 _QUEUE_NAMES = select(_c.queue).distinct().order_by(_c.queue)
 
 
@@ -169,9 +173,14 @@ class DatabaseDriver:
         # One statement on PostgreSQL; SQLite and MySQL need a transaction
         # for the ack to go with the claim (and MySQL for any claim).
         atomic = self._mysql or (ack is not None and self._db.dialect == "sqlite")
+        # One token for the whole call: if a statement is repeated (a dropped
+        # connection retried by Database.run), the job it already took is found.
+        token, calls = secrets.token_hex(16), [0]
         while True:
             found = self._db.run(
-                functools.partial(self._take, queues=queues, lease_s=lease_s, ack=ack),
+                functools.partial(
+                    self._take, queues=queues, lease_s=lease_s, ack=ack, token=token, calls=calls
+                ),
                 what="reserve",
                 atomic=atomic,
             )
@@ -247,9 +256,15 @@ class DatabaseDriver:
         queues: Sequence[str],
         lease_s: float,
         ack: Reservation | None,
+        token: str,
+        calls: list[int],
     ) -> Reservation | None:
         now = self._clock.time()
-        token = secrets.token_hex(16)
+        calls[0] += 1
+        if calls[0] > 1:
+            taken = conn.execute(_BY_TOKEN, {"p_token": token}).first()
+            if taken is not None:
+                return Reservation(taken.id, taken.queue, taken.raw, taken.deliveries, token)
         acked = {"p_acked": "", "p_acked_token": ""}
         if ack is not None:
             acked = {"p_acked": ack.id, "p_acked_token": ack.token}
@@ -293,12 +308,21 @@ def _row(envelope: Envelope) -> dict[str, Any]:
 
 
 def _replace(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows``, replacing stored jobs with the same ids (the last one wins)."""
+    """Insert ``rows``, replacing waiting jobs with the same ids (the last copy wins).
+
+    A job with the same id that a worker holds (it has a token) is left alone
+    and its new copy dropped, so repeating a push is harmless.
+    """
     latest: dict[str, dict[str, Any]] = {}
     for row in rows:
         latest.pop(row["id"], None)
         latest[row["id"]] = row
     ids = list(latest)
+    held: set[str] = set()
     for start in range(0, len(ids), _DELETE_CHUNK):
-        conn.execute(_DELETE_IDS, {"p_ids": ids[start : start + _DELETE_CHUNK]})
-    conn.execute(_INSERT, list(latest.values()))
+        chunk = {"p_ids": ids[start : start + _DELETE_CHUNK]}
+        held.update(conn.execute(_HELD_IDS, chunk).scalars())
+        conn.execute(_DELETE_WAITING_IDS, chunk)
+    fresh = [row for job_id, row in latest.items() if job_id not in held]
+    if fresh:
+        conn.execute(_INSERT, fresh)

@@ -62,6 +62,9 @@ class MemoryDriver:
         now = self._clock.time()
         with self._cond:
             for env in envelopes:
+                held = self._jobs.get(env.id)
+                if held is not None and held.state == _RESERVED:
+                    continue  # a worker holds it: leave the running job alone
                 self._forget(env.id)
                 stored = _Stored(env.encode(), env.queue, env.priority, "", next(self._seq))
                 self._jobs[env.id] = stored

@@ -270,3 +270,29 @@ def test_extending_twice_at_the_same_instant_still_reports_the_lease_as_held(kin
         assert driver.extend(res, 30) is True
         assert driver.extend(res, 30) is True
         driver.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_repeated_reserve_with_the_same_token_returns_the_same_job(kind, tmp_path):
+    """A reserve statement repeated after a dropped connection takes no second job."""
+    with database(kind, tmp_path, migrated=kind != "sqlite") as url:
+        driver = DatabaseDriver(url)
+        try:
+            driver.push_many([envelope(n=1), envelope(n=2)])
+            calls = [0]
+
+            def take() -> object:
+                return driver._db.run(
+                    lambda conn: driver._take(
+                        conn, queues=["default"], lease_s=30, ack=None, token="t-1", calls=calls
+                    ),
+                    what="reserve",
+                    atomic=driver._mysql,
+                )
+
+            first, again = take(), take()
+            assert first is not None and again is not None
+            assert first.id == again.id  # type: ignore[attr-defined]
+            assert driver.sizes(["default"])["default"].ready == 1
+        finally:
+            driver.close()

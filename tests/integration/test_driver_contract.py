@@ -301,6 +301,29 @@ def test_pushing_an_id_that_is_queued_replaces_the_job_instead_of_duplicating_it
     assert reserve(driver) is None
 
 
+def test_pushing_an_id_that_a_worker_holds_leaves_the_running_job_alone(driver, clock):
+    first = envelope(clock, n=1)
+    driver.push(first)
+    held = reserve(driver)
+    assert held is not None
+    driver.push(dataclasses.replace(first, payload={"n": 2}))  # e.g. a repeated push
+    assert reserve(driver) is None, "never handed to a second worker"
+    assert driver.sizes(["default"])["default"] == QueueSizes(reserved=1)
+    driver.ack(held)
+    assert driver.sizes(["default"])["default"] == QueueSizes()
+
+
+def test_one_bulk_push_holding_an_id_twice_stores_one_job_the_last_copy(driver, clock):
+    first = envelope(clock, n=1)
+    driver.push_many([first, envelope(clock, n=7), dataclasses.replace(first, payload={"n": 2})])
+    assert driver.sizes(["default"])["default"] == QueueSizes(ready=2)
+    got = []
+    while (res := reserve(driver)) is not None:
+        got.append(decode(res.raw).payload["n"])
+        driver.ack(res)
+    assert sorted(got) == [2, 7]
+
+
 def test_reserve_acks_the_finished_job_it_is_given_first(driver, clock):
     first, second, third = (envelope(clock, n=i) for i in range(3))
     driver.push_many([first, second, third])

@@ -188,3 +188,14 @@ def test_bulk_push_after_the_script_cache_was_lost_stores_every_job_once(driver)
     now = time.time()
     driver.push_many([Noted(n=i).to_envelope(default_queue="a", now=now) for i in range(1500)])
     assert driver.sizes(["a"])["a"].ready == 1500
+
+
+def test_a_repeated_reserve_with_the_same_token_returns_the_same_job(driver):
+    """A reserve whose reply was lost is sent again with its token: no second job is taken."""
+    push(driver, Noted(n=1))
+    push(driver, Noted(n=2))
+    first = driver._reserve_one("default", 30, "retry-token", None)
+    again = driver._reserve_one("default", 30, "retry-token", None)
+    assert first[0] == again[0]
+    assert int(again[2]) == 1, "the repeat is not another delivery"
+    assert driver.sizes(["default"])["default"].ready == 1

@@ -9,8 +9,10 @@ module as :class:`~kashq.exceptions.DriverError`.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -44,8 +46,7 @@ class RedisDriver:
         # Plain Redis: each thread sends its scripts on a connection of its own,
         # skipping the client's per-command pool checkout (about 40 us a call).
         self._local = threading.local()
-        self._own_connections: list[Any] = []
-        self._lock = threading.Lock()
+        self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
         self._scripts = Scripts(self.client, self._execute if self._pipelines else None)
         self._keys: dict[str, QueueKeys] = {}
 
@@ -82,10 +83,11 @@ class RedisDriver:
         ack: Reservation | None = None,
     ) -> Reservation | None:
         deadline = time.monotonic() + wait_s
+        token = os.urandom(8).hex()  # the same token on a retry: the same job comes back
         while True:
             next_due = float("inf")
             for queue in queues:
-                result = self._reserve_one(queue, lease_s, ack)
+                result = self._reserve_one(queue, lease_s, token, ack)
                 ack = None
                 if result[0]:
                     return Reservation(
@@ -103,22 +105,26 @@ class RedisDriver:
                 return None
             self._block(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
 
-    def _reserve_one(self, queue: str, lease_s: float, ack: Reservation | None) -> list[Any]:
+    def _reserve_one(
+        self, queue: str, lease_s: float, token: str, ack: Reservation | None
+    ) -> list[Any]:
         """Reserve from ``queue``, acknowledging ``ack`` first in the same round trip."""
         keys = self.keys(queue)
         if ack is None or ack.queue == queue:  # one script does both: same queue, same slot
             same = None if ack is None else (ack.id, ack.token)
             return self._run(  # type: ignore[no-any-return]
-                lambda t: self._scripts.reserve(t, keys, self._now(), lease_s, same)
+                lambda t: self._scripts.reserve(
+                    t, keys, self._now(), lease_s, token=token, ack=same
+                )
             )[0]
         if not self._pipelines:
             self.ack(ack)
-            return self._reserve_one(queue, lease_s, None)
+            return self._reserve_one(queue, lease_s, token, None)
         done = ack
 
         def build(pipe: Any) -> None:
             self._scripts.ack(pipe, self.keys(done.queue), done.id, done.token)
-            self._scripts.reserve(pipe, keys, self._now(), lease_s)
+            self._scripts.reserve(pipe, keys, self._now(), lease_s, token=token)
 
         return self._run(build, pipeline=True)[1]  # type: ignore[no-any-return]
 
@@ -169,10 +175,8 @@ class RedisDriver:
         return int(self._run(lambda t: self._scripts.clear(t, keys))[0])
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._own_connections = self._own_connections, []
-        for conn in connections:
-            conn.disconnect()
+        for held in list(self._held):
+            held.conn.disconnect()
         self.client.close()
 
     # -- internals ------------------------------------------------------
@@ -218,13 +222,19 @@ class RedisDriver:
         raise AssertionError("unreachable")
 
     def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.client.connection_pool.make_connection()
-            self._local.conn = conn
-            with self._lock:
-                self._own_connections.append(conn)
-        return conn
+        """This thread's own connection, made on first use and closed when the thread ends.
+
+        It is not taken from the client's pool (so it never counts against the
+        pool's limit); the holder lives in thread-local storage, which Python
+        drops when the thread exits.
+        """
+        held: _HeldConnection | None = getattr(self._local, "held", None)
+        if held is None:
+            pool = self.client.connection_pool
+            held = _HeldConnection(pool.connection_class(**pool.connection_kwargs))
+            self._local.held = held
+            self._held.add(held)
+        return held.conn
 
     def _run(self, build: Callable[[Any], None], *, pipeline: bool = False) -> list[Any]:
         return self._call(lambda: self._scripts.run(build, pipeline=pipeline))
@@ -253,13 +263,27 @@ class RedisDriver:
             raise DriverError(f"redis: {exc}") from exc
 
 
+class _HeldConnection:
+    """One thread's dedicated connection; disconnected when the thread's storage goes."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        try:
+            self.conn.disconnect()
+        except Exception:  # interpreter shutdown, already closed: nothing to do
+            return
+
+
 _PUSH_CHUNK = 1000  # jobs per push script call: Redis runs one while the next is encoded
 
 
 def _chunks(envelopes: Sequence[Envelope]) -> Iterator[tuple[str, Sequence[Envelope]]]:
-    """``envelopes`` grouped by queue (first-seen order), in chunks of ``_PUSH_CHUNK``."""
+    """``envelopes`` by queue (first-seen order), one per id, in chunks of ``_PUSH_CHUNK``."""
+    latest = {env.id: env for env in envelopes}  # a repeated id: its last copy counts
     by_queue: dict[str, list[Envelope]] = {}
-    for env in envelopes:
+    for env in latest.values():
         by_queue.setdefault(env.queue, []).append(env)
     for queue, queued in by_queue.items():
         for start in range(0, len(queued), _PUSH_CHUNK):

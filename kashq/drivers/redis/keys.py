@@ -19,8 +19,9 @@ class QueueKeys:
     ``ready``     ZSET  score -priority, member ``"<seq:15 digits>|<id>"`` (FIFO by seq)
     ``delayed``   ZSET  score available_at, member job id
     ``reserved``  ZSET  score lease deadline, member job id
-    ``seq``       STRING counter for FIFO order and reservation tokens
+    ``seq``       STRING counter for FIFO order
     ``wake``      LIST  wake-up tokens idle workers block on
+    ``claims``    HASH  reservation token → job id (a repeated reserve returns the same job)
     """
 
     jobs: str
@@ -30,6 +31,7 @@ class QueueKeys:
     reserved: str
     seq: str
     wake: str
+    claims: str
 
 
 def queue_keys(prefix: str, queue: str) -> QueueKeys:
@@ -43,4 +45,5 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         reserved=f"{base}:reserved",
         seq=f"{base}:seq",
         wake=f"{base}:wake",
+        claims=f"{base}:claims",
     )

@@ -75,7 +75,7 @@ class Scripts:
         self._eval(
             target,
             "push",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq, keys.wake],
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.seq, keys.wake],
             [repr(now), *jobs],
         )
 
@@ -85,18 +85,22 @@ class Scripts:
         keys: QueueKeys,
         now: float,
         lease_s: float,
+        *,
+        token: str,
         ack: tuple[str, str] | None = None,
     ) -> None:
-        """Reserve from one queue; ``ack`` (id, token) of that queue is acknowledged first."""
+        """Reserve from one queue under ``token``; ``ack`` (id, token) is acknowledged first."""
         self._eval(
             target,
             "reserve",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq],
-            [repr(now), repr(lease_s), *(ack or ())],
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.claims],
+            [repr(now), repr(lease_s), token, *(ack or ())],
         )
 
     def ack(self, target: Any, keys: QueueKeys, job_id: str, token: str) -> None:
-        self._eval(target, "ack", [keys.jobs, keys.state, keys.reserved], [job_id, token])
+        self._eval(
+            target, "ack", [keys.jobs, keys.state, keys.reserved, keys.claims], [job_id, token]
+        )
 
     def release(
         self,
@@ -113,7 +117,16 @@ class Scripts:
         self._eval(
             target,
             "release",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq, keys.wake],
+            [
+                keys.jobs,
+                keys.state,
+                keys.ready,
+                keys.delayed,
+                keys.reserved,
+                keys.seq,
+                keys.wake,
+                keys.claims,
+            ],
             [job_id, token, raw, priority, repr(available_at), repr(now)],
         )
 
@@ -124,14 +137,21 @@ class Scripts:
         self._eval(
             target,
             "clear",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.wake],
+            [
+                keys.jobs,
+                keys.state,
+                keys.ready,
+                keys.delayed,
+                keys.reserved,
+                keys.wake,
+                keys.claims,
+            ],
             [],
         )
 
     def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> list[Any]:
         """The whole ``EVALSHA push ...`` command, for callers that send it themselves."""
-        key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq,
-                    keys.wake]  # fmt: skip
+        key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.seq, keys.wake]
         return ["EVALSHA", self._shas["push"], len(key_list), *key_list, repr(now), *jobs]
 
     def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:

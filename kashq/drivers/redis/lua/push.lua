@@ -1,10 +1,11 @@
 -- Store jobs of one queue: ready now, or delayed until their time.
 -- Work is batched (one HMGET/HSET/ZADD per chunk, not per job) so a bulk push
 -- of thousands of jobs costs a handful of commands.
--- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed
--- KEYS[5] reserved  KEYS[6] seq  KEYS[7] wake
+-- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] seq  KEYS[6] wake
 -- ARGV[1] now; then for each job 4 values: id, raw envelope, priority, available_at
--- Returns the number of jobs stored. A job id that is already queued is replaced.
+-- Returns the number of jobs stored. A job id that is already waiting (ready or
+-- delayed) is replaced; one that is reserved is left to its worker and the new
+-- copy dropped, so repeating a push (a retry after a lost reply) is harmless.
 local CHUNK = 7000 -- even, and below Lua's limit on unpacked arguments
 
 local function call_chunked(command, key, args)
@@ -18,48 +19,57 @@ local count = (#ARGV - 1) / 4
 local ids = {}
 for j = 1, count do ids[j] = ARGV[4 * j - 2] end
 
--- Replacing a queued job: drop its old ready/delayed/reserved entries first.
+-- A job already waiting is replaced: drop its old ready/delayed entries first.
+-- A reserved one (it has a token) is skipped.
+local skip = {}
 for s = 1, count, CHUNK do
   local old = redis.call('HMGET', KEYS[2], unpack(ids, s, math.min(s + CHUNK - 1, count)))
   for k, st in ipairs(old) do
     if st then
       local id = ids[s + k - 1]
-      local old_seq = tonumber(string.match(st, '^[^|]*|([^|]*)|'))
-      redis.call('ZREM', KEYS[3], string.format('%015d|%s', old_seq, id))
-      redis.call('ZREM', KEYS[4], id)
-      redis.call('ZREM', KEYS[5], id)
+      local old_seq, token = string.match(st, '^[^|]*|([^|]*)|[^|]*|(.*)$')
+      if token ~= '' then
+        skip[s + k - 1] = true
+      else
+        redis.call('ZREM', KEYS[3], string.format('%015d|%s', tonumber(old_seq), id))
+        redis.call('ZREM', KEYS[4], id)
+      end
     end
   end
 end
 
-local seq = redis.call('INCRBY', KEYS[6], count) - count
+local seq = redis.call('INCRBY', KEYS[5], count) - count
 local bodies, states, ready, delayed = {}, {}, {}, {}
 for j = 1, count do
   local i = 4 * j - 2
   local id, priority, available_at = ARGV[i], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   seq = seq + 1
-  bodies[#bodies + 1] = id
-  bodies[#bodies + 1] = ARGV[i + 1]
-  states[#states + 1] = id
-  states[#states + 1] = priority .. '|' .. seq .. '|0|'
-  if available_at > now then
-    delayed[#delayed + 1] = available_at
-    delayed[#delayed + 1] = id
-  else
-    ready[#ready + 1] = -priority
-    ready[#ready + 1] = string.format('%015d|%s', seq, id)
+  if not skip[j] then
+    bodies[#bodies + 1] = id
+    bodies[#bodies + 1] = ARGV[i + 1]
+    states[#states + 1] = id
+    states[#states + 1] = priority .. '|' .. seq .. '|0|'
+    if available_at > now then
+      delayed[#delayed + 1] = available_at
+      delayed[#delayed + 1] = id
+    else
+      ready[#ready + 1] = -priority
+      ready[#ready + 1] = string.format('%015d|%s', seq, id)
+    end
   end
 end
-call_chunked('HSET', KEYS[1], bodies)
-call_chunked('HSET', KEYS[2], states)
+if #bodies > 0 then
+  call_chunked('HSET', KEYS[1], bodies)
+  call_chunked('HSET', KEYS[2], states)
+end
 if #ready > 0 then call_chunked('ZADD', KEYS[3], ready) end
 if #delayed > 0 then call_chunked('ZADD', KEYS[4], delayed) end
 
 local woken = #ready / 2
 if woken > 0 then
   for _ = 1, math.min(woken, 64) do
-    redis.call('LPUSH', KEYS[7], 1)
+    redis.call('LPUSH', KEYS[6], 1)
   end
-  redis.call('LTRIM', KEYS[7], 0, 63)
+  redis.call('LTRIM', KEYS[6], 0, 63)
 end
 return count

@@ -1,6 +1,6 @@
 -- Put a reserved job back with a new envelope: ready now or delayed until available_at.
 -- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] reserved
--- KEYS[6] seq  KEYS[7] wake
+-- KEYS[6] seq  KEYS[7] wake  KEYS[8] claims
 -- ARGV[1] id  ARGV[2] token  ARGV[3] raw envelope  ARGV[4] priority
 -- ARGV[5] available_at  ARGV[6] now
 -- Returns 1 if released, 0 if the reservation was stale.
@@ -9,6 +9,7 @@ local st = redis.call('HGET', KEYS[2], id)
 if not st or string.match(st, '|([^|]*)$') ~= ARGV[2] then return 0 end
 local priority, available_at = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('ZREM', KEYS[5], id)
+redis.call('HDEL', KEYS[8], ARGV[2])
 local seq = redis.call('INCR', KEYS[6])
 redis.call('HSET', KEYS[1], id, ARGV[3])
 redis.call('HSET', KEYS[2], id, priority .. '|' .. seq .. '|0|')
