@@ -40,7 +40,8 @@ class QueueManager:
     ) -> None:
         self.settings = settings or load_settings()
         self.clock = clock
-        self._failed_store = failed_store
+        self._given_store = failed_store
+        self._stores: dict[bool, FailedJobStore] = {}  # keyed by "durable"
         self._connections: dict[str, Driver] = {}
         self._lock = threading.Lock()
 
@@ -54,21 +55,27 @@ class QueueManager:
                 driver = self._connections[name] = self._build(name)
             return driver
 
-    def failed_store(self) -> FailedJobStore:
-        """Where jobs that failed for good are recorded.
+    def failed_store(self, connection: str | None = None) -> FailedJobStore:
+        """Where jobs of ``connection`` (default: the default one) that fail for good go.
 
-        The ``failed_jobs`` table at ``KASHQ_DATABASE_URL`` when the default
-        connection is durable (database, redis); in memory for memory and sync.
+        The ``failed_jobs`` table at ``KASHQ_DATABASE_URL`` for durable
+        connections (database, redis), so a failure outlives the process; in
+        memory for memory and sync. A store given to the manager serves all.
         """
+        durable = (connection or self.settings.connection) not in ("memory", "sync")
         with self._lock:
-            if self._failed_store is None:
-                if self.settings.connection in ("memory", "sync"):
-                    self._failed_store = MemoryFailedJobStore()
-                else:
+            if self._given_store is not None:
+                return self._given_store
+            store = self._stores.get(durable)
+            if store is None:
+                if durable:
                     from kashq.failed.database import DatabaseFailedJobStore
 
-                    self._failed_store = DatabaseFailedJobStore(self.settings.database_url)
-            return self._failed_store
+                    store = DatabaseFailedJobStore(self.settings.database_url)
+                else:
+                    store = MemoryFailedJobStore()
+                self._stores[durable] = store
+            return store
 
     def _build(self, name: str) -> Driver:
         if name == "memory":
@@ -88,7 +95,7 @@ class QueueManager:
 
     def _drain_inline(self, driver: Driver, queues: Sequence[str]) -> None:
         options = self.worker_options(connection="sync", queues=tuple(queues))
-        Worker(driver, self.failed_store(), options, clock=self.clock).drain()
+        Worker(driver, self.failed_store("sync"), options, clock=self.clock).drain()
 
     # -- workers --------------------------------------------------------
     def worker_options(self, **overrides: Any) -> WorkerOptions:
@@ -108,7 +115,8 @@ class QueueManager:
         """A :class:`Worker` on ``connection`` using this manager's failed-job store."""
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
-        return Worker(self.connection(name), self.failed_store(), options, clock=self.clock)
+        store = self.failed_store(name)
+        return Worker(self.connection(name), store, options, clock=self.clock)
 
     # -- dispatching ----------------------------------------------------
     def envelope_for(self, job: Dispatchable) -> Envelope:

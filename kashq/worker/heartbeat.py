@@ -22,14 +22,16 @@ class Heartbeat:
     def __init__(self, driver: Driver, lease_s: float) -> None:
         self._driver = driver
         self._lease_s = lease_s
-        self._running: dict[str, Reservation] = {}
+        # Keyed by (id, token): one process may hold a job twice (a lease that
+        # lapsed under it), and each holder renews its own reservation.
+        self._running: dict[tuple[str, str], Reservation] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def track(self, reservation: Reservation) -> None:
         with self._lock:
-            self._running[reservation.id] = reservation
+            self._running[(reservation.id, reservation.token)] = reservation
             if self._thread is None:
                 self._stop = threading.Event()
                 self._thread = threading.Thread(
@@ -40,7 +42,7 @@ class Heartbeat:
 
     def untrack(self, reservation: Reservation) -> None:
         with self._lock:
-            self._running.pop(reservation.id, None)
+            self._running.pop((reservation.id, reservation.token), None)
 
     def close(self) -> None:
         """End the renewal thread now (a later ``track`` starts a new one)."""

@@ -108,3 +108,18 @@ def test_a_job_dispatched_in_one_process_is_run_by_a_worker_in_another_with_no_s
     assert not (tmp_path / "out.txt").exists()
     python("import kashq, app_jobs; kashq.manager().worker(stop_when_empty=True).run(1)")
     assert (tmp_path / "out.txt").read_text() == "done"
+
+
+def test_a_worker_on_a_durable_connection_records_failures_durably_whatever_the_default(
+    tmp_path,
+):
+    settings = load_settings(
+        connection="memory", database_url=f"sqlite:///{tmp_path / 'failed.sqlite'}"
+    )
+    manager = QueueManager(settings)
+    try:
+        assert isinstance(manager.worker("database").failed_store, DatabaseFailedJobStore)
+        assert isinstance(manager.worker("memory").failed_store, MemoryFailedJobStore)
+        assert isinstance(manager.failed_store(), MemoryFailedJobStore)
+    finally:
+        manager.close()

@@ -473,3 +473,10 @@ def test_config_error_does_not_chain_the_pydantic_error() -> None:
 
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__ is True
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://127.0.0.1:7000", "rediss+cluster://node.internal:7000"]
+)
+def test_cluster_redis_urls_are_accepted(url: str) -> None:
+    assert load_settings(redis_url=url).redis_url == url
