@@ -27,6 +27,7 @@ from kashq.failed.database import DatabaseFailedJobStore
 from kashq.testing import FakeClock
 from tests.support.databases import postgres_database
 from tests.support.proxy import TcpProxy
+from tests.support.redis import redis_driver
 
 CALLS: list[str] = []
 PARK_S = 5.0
@@ -45,6 +46,10 @@ class FailsForGood(Job):
 
 @contextmanager
 def make_driver(kind: str, clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
+    if kind == "redis":  # the production pairing: Redis queue, PostgreSQL failed_jobs
+        with redis_driver(clock=clock) as on_redis:
+            yield on_redis
+        return
     driver: Driver
     if kind == "memory":
         driver = MemoryDriver(clock=clock)
@@ -68,7 +73,7 @@ def recorded_rows(url: str, uuid: str) -> list[tuple[str, int]]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("driver_kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("driver_kind", ["memory", "sqlite", "redis"])
 def test_failure_while_the_store_is_down_is_recorded_once_it_is_back(driver_kind, tmp_path):
     CALLS.clear()
     clock = FakeClock()

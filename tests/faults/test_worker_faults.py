@@ -1,4 +1,7 @@
-"""Fault tests on Redis with real processes: killed workers, a restarted server."""
+"""Fault tests with real worker processes: killed workers, a job that kills its worker,
+a long job beside a second worker (on Redis, SQLite and PostgreSQL), and a restarted
+Redis. The ledger the jobs write to lives in the machine's Redis, which no test here
+disturbs."""
 
 from __future__ import annotations
 
@@ -9,15 +12,18 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from kashq.drivers.base import QueueSizes
+from kashq.drivers.base import Driver, QueueSizes
+from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.redis import RedisDriver
 from kashq.envelope import decode
 from kashq.testing import FakeClock
 from tests.faults.jobs import KillsItsWorker, LedgerJob
+from tests.support.databases import database
 from tests.support.redis import delete_prefix, shared_client
 from tests.support.services import REDIS_URL, RedisServer
 
@@ -49,18 +55,35 @@ def ledger() -> Iterator[Ledger]:
     made.close()
 
 
-@pytest.fixture
-def queue() -> Iterator[RedisDriver]:
-    shared_client()
-    driver = RedisDriver(REDIS_URL, prefix=f"kashq-test-{uuid.uuid4().hex[:10]}")
-    yield driver
-    delete_prefix(driver.client, driver.prefix)
-    driver.close()
+@dataclass
+class Queue:
+    """A durable driver under test, and the arguments a worker process needs for it."""
+
+    driver: Driver
+    worker_args: list[str]
+
+    def sizes(self) -> QueueSizes:
+        return self.driver.sizes(["default"])["default"]
 
 
-def start_worker(driver: RedisDriver, *args: str) -> subprocess.Popen[bytes]:
+@pytest.fixture(params=["redis", "sqlite", "postgres"])
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Queue]:
+    if request.param == "redis":
+        shared_client()
+        driver = RedisDriver(REDIS_URL, prefix=f"kashq-test-{uuid.uuid4().hex[:10]}")
+        yield Queue(driver, ["redis", REDIS_URL, "--prefix", driver.prefix])
+        delete_prefix(driver.client, driver.prefix)
+        driver.close()
+        return
+    with database(request.param, tmp_path, migrated=True) as url:
+        db_driver = DatabaseDriver(url)
+        yield Queue(db_driver, ["database", url])
+        db_driver.close()
+
+
+def start_worker(queue: Queue, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.worker_main", REDIS_URL, driver.prefix, *args],
+        [sys.executable, "-m", "tests.faults.worker_main", *queue.worker_args, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -81,7 +104,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def test_jobs_of_a_killed_worker_are_finished_by_a_new_worker_and_none_is_lost(queue, ledger):
     total, concurrency = 200, 4
-    queue.push_many([
+    queue.driver.push_many([
         ledger.job(n, sleep_s=0.01).to_envelope(default_queue="default", now=time.time())
         for n in range(total)
     ])  # fmt: skip
@@ -94,13 +117,13 @@ def test_jobs_of_a_killed_worker_are_finished_by_a_new_worker_and_none_is_lost(q
         stop(first)
     # In flight = reserved and not yet acknowledged when the worker died: those
     # are the only jobs that may run again.
-    in_flight = queue.sizes(["default"])["default"].reserved
+    in_flight = queue.sizes().reserved
     assert len(set(ledger.done())) < total, "the kill came mid-run"
 
     second = start_worker(queue, "--lease", "2", "--concurrency", str(concurrency))
     try:
         wait_for(lambda: set(ledger.done()) == set(range(total)))
-        wait_for(lambda: queue.sizes(["default"])["default"] == QueueSizes())
+        wait_for(lambda: queue.sizes() == QueueSizes())
     finally:
         stop(second)
     duplicates = len(ledger.done()) - total
@@ -113,7 +136,7 @@ def test_job_that_keeps_killing_its_worker_ends_failed_as_worker_lost(queue, tmp
 
     failed_db = f"sqlite:///{tmp_path / 'failed.sqlite'}"
     env = KillsItsWorker().to_envelope(default_queue="default", now=time.time())
-    queue.push(env)
+    queue.driver.push(env)
     store = DatabaseFailedJobStore(failed_db)
     deaths = 0
     deadline = time.monotonic() + 60
@@ -130,11 +153,13 @@ def test_job_that_keeps_killing_its_worker_ends_failed_as_worker_lost(queue, tmp
     assert record is not None
     assert record.error.startswith("worker lost: delivered 3 times")
     assert deaths == 2, "tries=2 allows two deliveries; the third is failed"
-    assert queue.sizes(["default"])["default"] == QueueSizes()
+    assert queue.sizes() == QueueSizes()
 
 
 def test_long_job_is_never_handed_to_a_second_worker(queue, ledger):
-    queue.push(ledger.job(1, sleep_s=3.0).to_envelope(default_queue="default", now=time.time()))
+    queue.driver.push(
+        ledger.job(1, sleep_s=3.0).to_envelope(default_queue="default", now=time.time())
+    )
     workers = [start_worker(queue, "--lease", "0.5") for _ in range(2)]
     try:
         wait_for(lambda: ledger.done() == [1], timeout_s=30)
