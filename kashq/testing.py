@@ -204,8 +204,7 @@ def drain(*queues: str, manager: QueueManager | None = None, **worker_options: A
         names = tuple(queues) or tuple(driver.queue_names())
         worker = manager.worker("memory", queues=names, **worker_options)
         worker.drain()
-        for field in ("completed", "retried", "failed", "parked"):
-            setattr(stats, field, getattr(stats, field) + getattr(worker.stats, field))
+        stats.add(worker.stats)
         sizes = driver.sizes(queues or driver.queue_names()).values()
         if not any(s.ready or s.delayed for s in sizes):
             return stats

@@ -59,6 +59,11 @@ class WorkerStats:
     def processed(self) -> int:
         return self.completed + self.retried + self.failed + self.parked
 
+    def add(self, other: WorkerStats) -> None:
+        """Add ``other``'s counts to these."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
     def count(self, outcome: Outcome) -> None:
         if outcome is Outcome.COMPLETED:
             self.completed += 1

@@ -72,12 +72,7 @@ class Scripts:
     # -- one method per script; ``target`` is a pipeline or a _Direct ------
     def push(self, target: Any, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> None:
         """``jobs`` is flat: id, raw, priority, available_at for each job."""
-        self._eval(
-            target,
-            "push",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.seq, keys.wake],
-            [repr(now), *jobs],
-        )
+        target.evalsha(*self.push_command(keys, now, jobs)[1:])
 
     def reserve(
         self,
