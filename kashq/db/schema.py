@@ -1,4 +1,4 @@
-"""kashq's tables, declared once: the queue (``kashq_jobs``) and ``failed_jobs``.
+"""kashq's tables, declared once: the queue (``kashq_jobs``), ``failed_jobs`` and ``kashq_control``.
 
 The Alembic migrations in ``alembic/versions/`` create exactly this schema (a
 test compares them). Times in ``kashq_jobs`` are Unix seconds, like the
@@ -9,6 +9,9 @@ it is when the job may run (now or later); for a reserved job it is the end of
 its lease. So "eligible" is simply ``available_at <= now``, and a job whose
 worker vanished becomes eligible again when its lease lapses. ``token`` is set
 while a job is reserved and names its current holder.
+
+``kashq_control`` holds the driver's control records (the restart signal,
+supervisors' live stats); ``expires_at`` is Unix seconds, or NULL for never.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ MYSQL = ("mysql", "mariadb")
 SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 # MySQL's TEXT holds 64 KiB; envelopes and tracebacks may be longer.
 LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), *MYSQL)
+# MySQL compares strings case-insensitively by default; control names are exact.
+CONTROL_NAME = String(191).with_variant(mysql.VARCHAR(191, collation="utf8mb4_bin"), *MYSQL)
 # MySQL's DATETIME drops fractions of a second unless asked to keep them.
 AWARE_DATETIME = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), *MYSQL)
 
@@ -115,3 +120,11 @@ failed_jobs = Table(
 )
 Index("ix_failed_jobs_failed_at", failed_jobs.c.failed_at)
 Index("ix_failed_jobs_queue", failed_jobs.c.queue)
+
+control = Table(
+    "kashq_control",
+    metadata,
+    Column("name", CONTROL_NAME, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("expires_at", Double, nullable=True),
+)

@@ -15,6 +15,16 @@ from typing import Protocol
 
 from kashq.envelope import Envelope
 
+CONTROL_NAME_MAX = 191
+"""Longest control record name: a MySQL/MariaDB key of 191 utf8mb4 characters fits 767 bytes."""
+
+
+def check_control_name(name: object) -> str:
+    """``name`` if it is a usable control record name, else ValueError."""
+    if not isinstance(name, str) or not 1 <= len(name) <= CONTROL_NAME_MAX:
+        raise ValueError(f"control record name must be 1-{CONTROL_NAME_MAX} characters: {name!r}")
+    return name
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
@@ -91,8 +101,29 @@ class Driver(Protocol):
         """Ready/delayed/reserved counts for each queue."""
         ...
 
+    def queue_names(self) -> list[str]:
+        """Sorted names of the queues holding at least one job (ready, delayed or reserved)."""
+        ...
+
     def clear(self, queue: str) -> int:
         """Delete every job of ``queue`` in every state; returns how many."""
+        ...
+
+    # -- control records ------------------------------------------------
+    def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
+        """Set record ``name`` to ``value``; with ``ttl_s`` it expires that many seconds from now.
+
+        Times are the driver's clock, like ``available_at``. Overwrites any
+        record of that name, resetting its expiry.
+        """
+        ...
+
+    def get_control(self, prefix: str = "") -> dict[str, str]:
+        """Every live (unexpired) record whose name starts with ``prefix``, by name."""
+        ...
+
+    def delete_control(self, name: str) -> bool:
+        """Remove record ``name``; False if there was no live record of that name."""
         ...
 
     def close(self) -> None:

@@ -19,6 +19,10 @@ of one queue need synchronised clocks (NTP), as with Laravel's database queue.
 Differences from the memory driver, neither visible to the contract: a job
 whose lease lapsed keeps its place (it is not moved behind its equals), and a
 released job goes behind its equals as in Laravel (it is re-inserted).
+
+Control records live in ``kashq_control``, written with the dialect's upsert;
+an expired record is skipped by readers, and the reader that first sees one
+deletes every expired record (so the table stays small without a janitor).
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
-from kashq.db.schema import MYSQL, jobs
-from kashq.drivers.base import QueueSizes, Reservation
+from kashq.db.schema import MYSQL, control, jobs
+from kashq.drivers.base import QueueSizes, Reservation, check_control_name
 from kashq.envelope import Envelope
 from kashq.exceptions import DriverError
 
@@ -114,6 +120,19 @@ _DELETE_WAITING_IDS = delete(jobs).where(_IN_IDS & _c.token.is_(None))
 _BY_TOKEN = select(_c.id, _c.queue, _c.raw, _c.deliveries).where(_c.token == bindparam("p_token"))
 _QUEUE_NAMES = select(_c.queue).distinct().order_by(_c.queue)
 
+_k = control.c
+_LIKE_ESCAPE = "/"
+_IS_EXPIRED = _k.expires_at <= bindparam("p_now")
+# Expired records of any name come along, so any reader can sweep them.
+_CONTROL_READ = select(_k.name, _k.value, _k.expires_at).where(
+    _k.name.like(bindparam("p_like"), escape=_LIKE_ESCAPE) | _IS_EXPIRED
+)
+_CONTROL_SWEEP = delete(control).where(_IS_EXPIRED)
+_CONTROL_DELETE = delete(control).where(
+    (_k.name == bindparam("p_name"))
+    & (_k.expires_at.is_(None) | (_k.expires_at > bindparam("p_now")))
+)
+
 
 class _Duplicate(Exception):
     """A pushed id is already stored: replace it instead (the memory driver's rule)."""
@@ -135,6 +154,7 @@ class DatabaseDriver:
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._mysql = self._db.dialect in MYSQL
+        self._control_upsert = _upsert(self._db.dialect)
 
     @property
     def engine(self) -> Engine:
@@ -245,6 +265,51 @@ class DatabaseDriver:
         )
         return int(result.rowcount)
 
+    # -- control records ------------------------------------------------
+    def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
+        check_control_name(name)
+        row = {
+            "name": name,
+            "value": value,
+            "expires_at": None if ttl_s is None else self._clock.time() + ttl_s,
+        }
+        self._db.run(
+            lambda conn: conn.execute(self._control_upsert, row),
+            what="writing a control record",
+            atomic=False,
+        )
+
+    def get_control(self, prefix: str = "") -> dict[str, str]:
+        now = self._clock.time()
+        params = {"p_like": _like_prefix(prefix), "p_now": now}
+        rows = self._db.run(
+            lambda conn: conn.execute(_CONTROL_READ, params).all(),
+            what="reading control records",
+            atomic=False,
+        )
+        records, expired = {}, False
+        for name, value, expires_at in rows:
+            if expires_at is not None and expires_at <= now:
+                expired = True
+            elif name.startswith(prefix):  # SQLite's LIKE ignores case
+                records[name] = value
+        if expired:
+            self._db.run(
+                lambda conn: conn.execute(_CONTROL_SWEEP, {"p_now": now}),
+                what="deleting expired control records",
+                atomic=False,
+            )
+        return dict(sorted(records.items()))
+
+    def delete_control(self, name: str) -> bool:
+        params = {"p_name": name, "p_now": self._clock.time()}
+        result = self._db.run(
+            lambda conn: conn.execute(_CONTROL_DELETE, params),
+            what="deleting a control record",
+            atomic=False,
+        )
+        return result.rowcount == 1
+
     def close(self) -> None:
         self._db.close()
 
@@ -305,6 +370,33 @@ def _row(envelope: Envelope) -> dict[str, Any]:
         "token": None,
         "deliveries": 0,
     }
+
+
+def _upsert(dialect: str) -> Insert:
+    """An insert of a control record that replaces one of the same name, atomically."""
+    if dialect in MYSQL:
+        on_mysql = mysql.insert(control)
+        return on_mysql.on_duplicate_key_update(
+            value=on_mysql.inserted.value, expires_at=on_mysql.inserted.expires_at
+        )
+    if dialect == "sqlite":
+        on_sqlite = sqlite.insert(control)
+        return on_sqlite.on_conflict_do_update(
+            index_elements=[_k.name],
+            set_={"value": on_sqlite.excluded.value, "expires_at": on_sqlite.excluded.expires_at},
+        )
+    on_postgres = postgresql.insert(control)
+    return on_postgres.on_conflict_do_update(
+        index_elements=[_k.name],
+        set_={"value": on_postgres.excluded.value, "expires_at": on_postgres.excluded.expires_at},
+    )
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching names that start with ``prefix`` taken literally."""
+    for special in (_LIKE_ESCAPE, "%", "_"):
+        prefix = prefix.replace(special, _LIKE_ESCAPE + special)
+    return prefix + "%"
 
 
 def _replace(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import QueueSizes, Reservation
+from kashq.drivers.base import QueueSizes, Reservation, check_control_name
 from kashq.envelope import Envelope
 
 _READY, _DELAYED, _RESERVED = "ready", "delayed", "reserved"
@@ -53,6 +53,7 @@ class MemoryDriver:
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count(1)
         self._cond = threading.Condition()
+        self._control: dict[str, tuple[str, float | None]] = {}  # name -> (value, expires_at)
 
     # -- producing ------------------------------------------------------
     def push(self, envelope: Envelope) -> None:
@@ -139,9 +140,8 @@ class MemoryDriver:
             return result
 
     def queue_names(self) -> list[str]:
-        """Every queue this driver has seen, in first-use order."""
         with self._cond:
-            return list(self._queues)
+            return sorted(name for name, q in self._queues.items() if any(q.counts.values()))
 
     def clear(self, queue: str) -> int:
         with self._cond:
@@ -150,6 +150,27 @@ class MemoryDriver:
                 del self._jobs[job_id]
             self._queues.pop(queue, None)
             return len(ids)
+
+    # -- control records ------------------------------------------------
+    def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
+        check_control_name(name)
+        expires_at = None if ttl_s is None else self._clock.time() + ttl_s
+        with self._cond:
+            self._control[name] = (value, expires_at)
+
+    def get_control(self, prefix: str = "") -> dict[str, str]:
+        now = self._clock.time()
+        with self._cond:
+            expired = [n for n, (_, exp) in self._control.items() if exp is not None and exp <= now]
+            for name in expired:
+                del self._control[name]
+            return {n: v for n, (v, _) in sorted(self._control.items()) if n.startswith(prefix)}
+
+    def delete_control(self, name: str) -> bool:
+        now = self._clock.time()
+        with self._cond:
+            found = self._control.pop(name, None)
+        return found is not None and (found[1] is None or found[1] > now)
 
     def close(self) -> None:
         with self._cond:

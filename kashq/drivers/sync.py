@@ -79,8 +79,20 @@ class SyncDriver:
     def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
         return self._inner.sizes(queues)
 
+    def queue_names(self) -> list[str]:
+        return self._inner.queue_names()
+
     def clear(self, queue: str) -> int:
         return self._inner.clear(queue)
+
+    def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
+        self._inner.put_control(name, value, ttl_s)
+
+    def get_control(self, prefix: str = "") -> dict[str, str]:
+        return self._inner.get_control(prefix)
+
+    def delete_control(self, name: str) -> bool:
+        return self._inner.delete_control(name)
 
     def close(self) -> None:
         self._inner.close()

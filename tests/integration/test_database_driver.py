@@ -68,7 +68,8 @@ def test_two_processes_reserving_concurrently_never_get_the_same_job(kind, tmp_p
         taken = Counter(job_id for out in outputs for job_id in out)
         assert sorted(taken) == sorted(env.id for env in pushed)
         assert set(taken.values()) == {1}, "a job was handed to two processes"
-        assert all(outputs), "both processes should have taken jobs"
+        if kind != "sqlite":  # SQLite's write lock is not fair: one process may take all
+            assert all(outputs), "both processes should have taken jobs"
         assert driver.sizes(["default"])["default"].total == 0
         driver.close()
 

@@ -9,6 +9,7 @@ cleans both up when the test ends.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -20,6 +21,7 @@ import pytest
 from kashq.drivers.base import Driver, QueueSizes, Reservation
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.memory import MemoryDriver
+from kashq.drivers.redis import RedisDriver
 from kashq.envelope import Envelope, decode, new_job_id
 from kashq.testing import FakeClock
 from tests.support.databases import database
@@ -70,14 +72,38 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def open_driver(
+    request: pytest.FixtureRequest, kind: str, clock: FakeClock, tmp_path: Path
+) -> AbstractContextManager[Driver]:
+    if kind == CLUSTER:
+        return redis_driver(request.getfixturevalue("redis_cluster_url"), clock=clock)
+    return FACTORIES[kind](clock, tmp_path)
+
+
 @pytest.fixture(params=sorted([*FACTORIES, CLUSTER]))
 def driver(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
-    if request.param == CLUSTER:
-        made_for = redis_driver(request.getfixturevalue("redis_cluster_url"), clock=clock)
-    else:
-        made_for = FACTORIES[request.param](clock, tmp_path)
-    with made_for as made:
+    with open_driver(request, request.param, clock, tmp_path) as made:
         yield made
+
+
+@pytest.fixture
+def another_driver(
+    request: pytest.FixtureRequest, driver: Driver, clock: FakeClock, tmp_path: Path
+) -> Iterator[Driver]:
+    """A second driver of the kind under test, with storage of its own (prefix, database)."""
+    kind = request.node.callspec.params["driver"]
+    (tmp_path / "another").mkdir()
+    with open_driver(request, kind, clock, tmp_path / "another") as made:
+        yield made
+
+
+def same_storage(driver: Driver, clock: FakeClock) -> Driver:
+    """Another driver on ``driver``'s storage, as another process would open it."""
+    if isinstance(driver, RedisDriver):
+        return RedisDriver(driver.client, prefix=driver.prefix, clock=clock)
+    if isinstance(driver, DatabaseDriver):
+        return DatabaseDriver(driver.engine, clock=clock)
+    return driver  # the memory driver's storage is the driver itself
 
 
 def envelope(clock: FakeClock, queue: str = "default", **fields: Any) -> Envelope:
@@ -344,3 +370,133 @@ def test_reserve_acks_the_finished_job_it_is_given_first(driver, clock):
     assert again is not None and again.id == second.id
     assert driver.reserve(["default"], lease_s=LEASE_S, ack=again) is None
     assert driver.sizes(["default"])["default"] == QueueSizes()
+
+
+# --------------------------------------------------------------------------- queue names
+
+
+def test_queue_names_lists_exactly_the_queues_holding_ready_delayed_or_reserved_jobs(driver, clock):
+    assert driver.queue_names() == []
+    driver.push(envelope(clock, "ready"))
+    driver.push(envelope(clock, "delayed", available_at=clock.time() + 60))
+    driver.push(envelope(clock, "held"))
+    assert reserve(driver, "held") is not None
+    driver.sizes(["only-asked-about"])
+    assert reserve(driver, "only-reserved-from") is None
+    assert driver.queue_names() == ["delayed", "held", "ready"]
+
+
+def test_a_cleared_or_drained_queue_leaves_the_queue_names(driver, clock):
+    driver.push_many([envelope(clock, "a"), envelope(clock, "b"), envelope(clock, "c")])
+    assert driver.clear("a") == 1
+    assert len(drain_ids(driver, "b")) == 1
+    res = reserve(driver, "c")
+    assert res is not None
+    driver.release(res, dataclasses.replace(decode(res.raw), available_at=clock.time() + 5))
+    assert driver.queue_names() == ["c"], "a released job keeps its queue listed"
+    clock.advance(LEASE_S + 10)
+    assert driver.queue_names() == ["c"]
+    assert len(drain_ids(driver, "c")) == 1
+    assert driver.queue_names() == []
+
+
+def test_queue_names_holding_colons_are_listed_whole_and_control_records_never(driver, clock):
+    driver.put_control("control", "x")
+    assert driver.queue_names() == []
+    names = ["emails:high", "a:b:c", "emails", "control"]
+    driver.push_many([envelope(clock, name) for name in names])
+    assert driver.queue_names() == sorted(names)
+    assert driver.clear("control") == 1
+    assert driver.get_control() == {"control": "x"}
+
+
+# --------------------------------------------------------------------------- control records
+
+
+def test_control_record_is_set_overwritten_read_and_deleted(driver):
+    assert driver.get_control() == {}
+    driver.put_control("restart", "1700000000.5")
+    assert driver.get_control() == {"restart": "1700000000.5"}
+    driver.put_control("restart", "1700000001.25")
+    assert driver.get_control("restart") == {"restart": "1700000001.25"}
+    assert driver.delete_control("restart") is True
+    assert driver.delete_control("restart") is False
+    assert driver.get_control() == {}
+
+
+def test_get_control_returns_the_records_whose_names_start_with_the_prefix(driver):
+    records = {
+        "supervisor:web-1:10": '{"jobs": 3}',
+        "supervisor:web-2:11": "{}",
+        "Supervisor:upper": "case counts",
+        "supervisor_x": "underscore",
+        "supervisor%y": "percent",
+        "super": "shorter",
+        "restart": "1",
+    }
+    for name, value in records.items():
+        driver.put_control(name, value)
+    assert driver.get_control("supervisor:") == {
+        "supervisor:web-1:10": '{"jobs": 3}',
+        "supervisor:web-2:11": "{}",
+    }
+    assert driver.get_control("supervisor_") == {"supervisor_x": "underscore"}
+    assert driver.get_control("supervisor%") == {"supervisor%y": "percent"}
+    assert driver.get_control("nothing") == {}
+    assert driver.get_control() == records
+
+
+def test_control_record_with_a_ttl_expires_and_one_without_stays(driver, clock):
+    driver.put_control("supervisor:h:1", "{}", ttl_s=10)
+    driver.put_control("restart", "t")
+    clock.advance(9.9)
+    assert driver.get_control() == {"supervisor:h:1": "{}", "restart": "t"}
+    clock.advance(0.2)
+    assert driver.get_control() == {"restart": "t"}
+    driver.put_control("supervisor:h:2", "{}", ttl_s=1)
+    clock.advance(2)
+    assert driver.delete_control("supervisor:h:2") is False, "an expired record is gone"
+    clock.advance(10**6)
+    assert driver.get_control("restart") == {"restart": "t"}
+
+
+def test_overwriting_a_control_record_resets_its_ttl(driver, clock):
+    driver.put_control("stats", "1", ttl_s=10)
+    clock.advance(8)
+    driver.put_control("stats", "2", ttl_s=10)
+    clock.advance(8)
+    assert driver.get_control() == {"stats": "2"}
+    driver.put_control("stats", "3")
+    clock.advance(100)
+    assert driver.get_control() == {"stats": "3"}
+
+
+def test_control_values_and_names_keep_any_text(driver):
+    value = json.dumps({"host": "wörker-✓", "queues": ["a", "b"], "rate": 1.5}) + "x" * 20_000
+    driver.put_control("supervisor:hôst:1", value)
+    driver.put_control("n" * 191, "")
+    assert driver.get_control() == {"supervisor:hôst:1": value, "n" * 191: ""}
+    for bad in ("", "n" * 192):
+        with pytest.raises(ValueError, match="control record name"):
+            driver.put_control(bad, "x")
+
+
+def test_control_records_are_private_to_their_prefix_or_database(driver, another_driver, clock):
+    driver.put_control("restart", "mine")
+    another_driver.put_control("other", "theirs", ttl_s=5)
+    assert driver.get_control() == {"restart": "mine"}
+    assert another_driver.get_control() == {"other": "theirs"}
+    assert another_driver.delete_control("restart") is False
+    assert driver.get_control() == {"restart": "mine"}
+
+
+def test_control_records_are_shared_by_drivers_on_the_same_storage(driver, clock):
+    other = same_storage(driver, clock)
+    driver.put_control("supervisor:h:1", "{}", ttl_s=10)
+    assert other.get_control("supervisor:") == {"supervisor:h:1": "{}"}
+    other.put_control("restart", "t")
+    assert driver.get_control() == {"restart": "t", "supervisor:h:1": "{}"}
+    clock.advance(11)
+    assert other.get_control() == {"restart": "t"}
+    assert driver.delete_control("restart") is True
+    assert other.get_control() == {}

@@ -11,20 +11,22 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, insert, inspect, make_url, text
 
 from kashq.db import migrate
-from kashq.db.schema import VERSION_TABLE, metadata
+from kashq.db.schema import VERSION_TABLE, jobs, metadata
 from kashq.drivers.database import DatabaseDriver
+from kashq.exceptions import DriverError
 from kashq.failed.database import DatabaseFailedJobStore
 from tests.integration.test_database_driver import envelope
 from tests.integration.test_failed_store import failed
-from tests.support.databases import KINDS, database
+from tests.support.databases import KINDS, SERVER_KINDS, database
 from tests.support.processes import run_together, start_python
 from tests.support.services import free_port, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
-KASHQ_TABLES = {"kashq_jobs", "failed_jobs"}
+KASHQ_TABLES = {"kashq_jobs", "failed_jobs", "kashq_control"}
+HEAD = "0002"
 
 
 def schema_diffs(url: str) -> list[object]:
@@ -51,7 +53,8 @@ def table_names(url: str) -> set[str]:
 def test_upgrade_head_on_an_empty_database_yields_exactly_the_declared_schema(kind, tmp_path):
     with database(kind, tmp_path) as url:
         assert migrate.current_revision(url) is None
-        assert migrate.upgrade(url) == migrate.head_revision()
+        assert migrate.head_revision() == HEAD
+        assert migrate.upgrade(url) == HEAD
         assert schema_diffs(url) == []
         assert table_names(url) == KASHQ_TABLES | {VERSION_TABLE}
         engine = create_engine(url)
@@ -68,7 +71,7 @@ def test_upgrade_head_on_an_empty_database_yields_exactly_the_declared_schema(ki
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_downgrade_base_removes_both_tables(kind, tmp_path):
+def test_downgrade_base_removes_every_kashq_table(kind, tmp_path):
     with database(kind, tmp_path) as url:
         migrate.upgrade(url)
         assert migrate.downgrade(url) is None
@@ -91,6 +94,56 @@ def test_upgrade_leaves_the_host_applications_alembic_history_alone(kind, tmp_pa
         engine.dispose()
         assert host == [("hostapp42",)]
         assert migrate.current_revision(url) == migrate.head_revision()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_database_at_revision_0001_upgrades_to_head_keeping_its_jobs(kind, tmp_path):
+    with database(kind, tmp_path) as url:
+        assert migrate.upgrade(url, "0001") == "0001"
+        assert "kashq_control" not in table_names(url)
+        queued = envelope()
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(jobs).values(
+                    id=queued.id, queue="default", raw=queued.encode(), available_at=0.0
+                )
+            )
+        engine.dispose()
+        assert migrate.upgrade(url) == HEAD
+        assert schema_diffs(url) == []
+        driver = DatabaseDriver(url)
+        held = driver.reserve(["default"], lease_s=30)
+        assert held is not None and held.id == queued.id
+        driver.put_control("restart", "1")
+        driver.close()
+        assert migrate.downgrade(url, "0001") == "0001"
+        assert table_names(url) & KASHQ_TABLES == {"kashq_jobs", "failed_jobs"}
+
+
+def test_sqlite_file_at_revision_0001_upgrades_itself_on_first_use(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    migrate.upgrade(url, "0001")
+    driver = DatabaseDriver(url)
+    driver.put_control("restart", "1")
+    assert driver.get_control() == {"restart": "1"}
+    driver.close()
+    assert migrate.current_revision(url) == HEAD
+    assert schema_diffs(url) == []
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_server_database_at_revision_0001_asks_for_kashq_migrate_in_one_line(kind, tmp_path):
+    with database(kind, tmp_path) as url:
+        migrate.upgrade(url, "0001")
+        driver = DatabaseDriver(url)
+        with pytest.raises(DriverError, match=r"revision 0001 \(kashq needs 0002\)") as caught:
+            driver.get_control()
+        driver.close()
+    message = str(caught.value)
+    assert message.endswith("run `kashq migrate`") and "\n" not in message
+    password = make_url(url).password
+    assert not password or str(password) not in message
 
 
 def test_sqlite_database_migrates_itself_on_first_use_by_the_driver(tmp_path):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 import kashq
 from kashq import Job
 from kashq.config import load_settings
+from kashq.drivers.base import Driver, Reservation
+from kashq.drivers.sync import SyncDriver
+from kashq.envelope import Envelope, new_job_id
 from kashq.manager import QueueManager
 from kashq.testing import FakeClock
 
@@ -75,3 +78,25 @@ def test_a_job_dispatched_from_a_job_runs_after_it_even_on_another_queue(sync):
 def test_dispatch_many_runs_each_job(sync):
     kashq.dispatch_many([Record(label="a"), Record(label="b")])
     assert RUNS == ["a", "b"]
+
+
+def test_queue_names_and_control_records_are_the_inner_memory_drivers():
+    clock = FakeClock()
+    held: list[Reservation] = []
+
+    def hold(driver: Driver, queues: Sequence[str]) -> None:  # reserve, never ack: jobs stay
+        while (res := driver.reserve(queues, lease_s=60)) is not None:
+            held.append(res)
+
+    driver = SyncDriver(hold, clock=clock)
+    for queue in ("b:low", "a"):
+        now = clock.time()
+        driver.push(Envelope(new_job_id(), "t.Job", queue, {}, created_at=now, available_at=now))
+    assert driver.queue_names() == ["a", "b:low"]
+    driver.put_control("supervisor:h:1", "{}", ttl_s=10)
+    driver.put_control("restart", "t")
+    assert driver.get_control("supervisor:") == {"supervisor:h:1": "{}"}
+    clock.advance(11)
+    assert driver.get_control() == {"restart": "t"}
+    assert driver.delete_control("restart") is True
+    assert driver.get_control() == {}

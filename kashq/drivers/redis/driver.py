@@ -9,6 +9,7 @@ module as :class:`~kashq.exceptions.DriverError`.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 import time
@@ -20,9 +21,15 @@ import redis
 from redis.exceptions import NoScriptError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import QueueSizes, Reservation
+from kashq.drivers.base import QueueSizes, Reservation, check_control_name
 from kashq.drivers.redis.client import connect, is_cluster
-from kashq.drivers.redis.keys import QueueKeys, queue_keys
+from kashq.drivers.redis.keys import (
+    QueueKeys,
+    control_key,
+    jobs_key_pattern,
+    queue_keys,
+    queue_of_jobs_key,
+)
 from kashq.drivers.redis.scripts import Scripts
 from kashq.envelope import Envelope
 from kashq.exceptions import DriverError
@@ -49,6 +56,7 @@ class RedisDriver:
         self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
         self._scripts = Scripts(self.client, self._execute if self._pipelines else None)
         self._keys: dict[str, QueueKeys] = {}
+        self._control_key = control_key(prefix)
 
     def keys(self, queue: str) -> QueueKeys:
         found = self._keys.get(queue)
@@ -170,9 +178,33 @@ class RedisDriver:
             result[queue] = QueueSizes(int(ready) + int(due), int(delayed), int(reserved))
         return result
 
+    def queue_names(self) -> list[str]:
+        # A queue's jobs hash exists exactly while it holds a job in any state
+        # (Redis drops empty hashes). On a cluster, scan_iter walks every primary.
+        pattern = jobs_key_pattern(self.prefix)
+        keys = self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
+        names = {queue_of_jobs_key(self.prefix, _text(key)) for key in keys}
+        return sorted(name for name in names if name is not None)
+
     def clear(self, queue: str) -> int:
         keys = self.keys(queue)
         return int(self._run(lambda t: self._scripts.clear(t, keys))[0])
+
+    # -- control records ------------------------------------------------
+    def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
+        check_control_name(name)
+        expires_at = None if ttl_s is None else self._now() + ttl_s
+        record = json.dumps({"v": value, "exp": expires_at})
+        self._call(lambda: self.client.hset(self._control_key, name, record))
+
+    def get_control(self, prefix: str = "") -> dict[str, str]:
+        now, key = self._now(), self._control_key
+        flat = self._run(lambda t: self._scripts.control_get(t, key, now, prefix))[0]
+        return dict(sorted((_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)))
+
+    def delete_control(self, name: str) -> bool:
+        now, key = self._now(), self._control_key
+        return bool(self._run(lambda t: self._scripts.control_delete(t, key, now, name))[0])
 
     def close(self) -> None:
         for held in list(self._held):

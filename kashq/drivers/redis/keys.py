@@ -2,12 +2,16 @@
 
 All keys of one queue share the hash tag ``{<queue>}`` (``kashq:{emails}:ready``),
 so they live in one Redis Cluster slot and every script can touch them
-atomically.
+atomically. The control records are one hash, ``<prefix>:{control}``; a queue
+named ``control`` shares its slot but none of its keys.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+_JOBS_SUFFIX = "}:jobs"
+_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +51,29 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         wake=f"{base}:wake",
         claims=f"{base}:claims",
     )
+
+
+def jobs_key_pattern(prefix: str) -> str:
+    """A SCAN pattern matching the ``jobs`` key of every queue under ``prefix``."""
+    return f"{prefix.translate(_GLOB_SPECIAL)}:{{*{_JOBS_SUFFIX}"
+
+
+def queue_of_jobs_key(prefix: str, key: str) -> str | None:
+    """The queue whose ``jobs`` key is ``key``, or None if it is not one under ``prefix``.
+
+    The name is what lies between the hash tag's braces, so it may hold ``:``;
+    queue names never hold braces, so a key with more (another prefix nested
+    under this one) is not a queue of ours.
+    """
+    start = f"{prefix}:{{"
+    if not (key.startswith(start) and key.endswith(_JOBS_SUFFIX)):
+        return None
+    queue = key[len(start) : -len(_JOBS_SUFFIX)]
+    if not queue or "{" in queue or "}" in queue or queue_keys(prefix, queue).jobs != key:
+        return None
+    return queue
+
+
+def control_key(prefix: str) -> str:
+    """The hash of control records under ``prefix``: name → ``{"v": value, "exp": unix|null}``."""
+    return f"{prefix}:{{control}}"

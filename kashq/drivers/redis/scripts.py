@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from kashq.drivers.redis.keys import QueueKeys
 
-_NAMES = ("push", "reserve", "ack", "release", "extend", "clear")
+_NAMES = ("push", "reserve", "ack", "release", "extend", "clear", "control_get", "control_delete")
 
 
 def _source(name: str) -> str:
@@ -143,6 +143,13 @@ class Scripts:
             ],
             [],
         )
+
+    def control_get(self, target: Any, key: str, now: float, prefix: str) -> None:
+        """Live control records under ``prefix`` as a flat name, value list."""
+        self._eval(target, "control_get", [key], [repr(now), prefix])
+
+    def control_delete(self, target: Any, key: str, now: float, name: str) -> None:
+        self._eval(target, "control_delete", [key], [repr(now), name])
 
     def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> list[Any]:
         """The whole ``EVALSHA push ...`` command, for callers that send it themselves."""
