@@ -57,8 +57,9 @@ class PayloadError(KashqError):
 class JobTimeout(KashqError):
     """An attempt ran longer than its timeout and was stopped."""
 
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__(f"job exceeded its timeout of {timeout_s:g}s")
+    def __init__(self, timeout_s: float, *, killed: bool = False) -> None:
+        how = "; its worker process was killed" if killed else ""
+        super().__init__(f"job exceeded its timeout of {timeout_s:g}s{how}")
         self.timeout_s = timeout_s
 
 

@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import Driver, Reservation
@@ -24,10 +25,13 @@ from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
 from kashq.registry import REGISTRY, Registry
 from kashq.worker import execute, policy
+from kashq.worker.events import EventKind, JobEvent, Listener
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 
 log = logging.getLogger(__name__)
+# Per-job outcomes, apart so queue:work (which prints its own line per job) can mute them.
+job_log = logging.getLogger("kashq.jobs")
 
 _DRAIN_STEP_S = 0.05
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
@@ -86,6 +90,7 @@ class Worker:
         *,
         registry: Registry = REGISTRY,
         clock: Clock = SYSTEM_CLOCK,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.driver = driver
         self.failed_store = failed_store
@@ -100,6 +105,34 @@ class Worker:
         self._heartbeat = Heartbeat(driver, self.options.lease_s)
         self._claimed = 0
         self._started_at = 0.0
+        self._listeners: list[Listener] = list(listeners)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every :class:`JobEvent` from now on."""
+        self._listeners.append(listener)
+
+    def _emit(
+        self, kind: EventKind, res: Reservation | None, env: Envelope | None, **kw: Any
+    ) -> None:
+        if not self._listeners:
+            return
+        event = JobEvent(
+            kind,
+            res,
+            env,
+            env.type if env is not None else "",
+            env.queue if env is not None else (res.queue if res is not None else ""),
+            at=self._clock.time(),
+            **kw,
+        )
+        self._notify(event)
+
+    def _notify(self, event: JobEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("worker listener %r raised; going on", listener)
 
     # -- one job --------------------------------------------------------
     def run_next(self, wait_s: float = 0.0) -> Outcome | None:
@@ -144,14 +177,18 @@ class Worker:
         except KashqError as exc:  # unknown type, invalid payload, no handle()
             return self._fail(res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None)
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
+        attempt = env.attempts + 1
+        self._emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
         try:
             execute.run(prepared.call, timeout_s)
         except Exception as exc:
-            return self._after_error(res, env, exc, prepared.job)
+            took_s = time.perf_counter() - started
+            return self._after_error(res, env, exc, prepared.job, took_s)
+        took_s = time.perf_counter() - started
         if not defer_ack:
             self._settle(self.driver.ack, res)
-        log.debug("%s %s done in %.1fms", env.type, env.id, (time.perf_counter() - started) * 1e3)
+        self._emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
         return Outcome.COMPLETED
 
     def _job_or_none(self, env: Envelope) -> Job | None:
@@ -161,18 +198,47 @@ class Worker:
         except KashqError:
             return None
 
+    def abandon(self, reservation: Reservation, error: Exception) -> Outcome:
+        """Count an attempt that ended outside :meth:`process` as failed by ``error``.
+
+        For a job whose process was killed for running past its timeout, or
+        died: the attempt follows the retry rules (released with a backoff, or
+        failed for good with the job's ``failed()`` hook called).
+        """
+        try:
+            env = decode(reservation.raw)
+        except EnvelopeError as exc:
+            return self._fail_undecodable(reservation, exc)
+        if env.failure is not None:
+            return self._record(reservation, env, env.failure)
+        return self._after_error(reservation, env, error, self._job_or_none(env))
+
     def _after_error(
-        self, res: Reservation, env: Envelope, error: Exception, job: Job | None
+        self,
+        res: Reservation,
+        env: Envelope,
+        error: Exception,
+        job: Job | None,
+        took_s: float | None = None,
     ) -> Outcome:
         attempts = env.attempts + 1
         env = dataclasses.replace(env, attempts=attempts)
         if not policy.should_retry(attempts, env.max_tries or self.options.tries):
-            return self._fail(res, env, error, job)
+            return self._fail(res, env, error, job, took_s)
         base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
         delay_s = policy.backoff_delay(attempts, base_s)
         retry = dataclasses.replace(env, available_at=self._clock.time() + delay_s)
         self._settle(self.driver.release, res, retry)
-        log.info(
+        self._emit(
+            EventKind.RETRIED,
+            res,
+            env,
+            attempt=attempts,
+            duration_s=took_s,
+            delay_s=delay_s,
+            error=_one_line(error),
+        )
+        job_log.info(
             "%s %s attempt %d failed (%s); retry in %gs",
             env.type,
             env.id,
@@ -183,14 +249,21 @@ class Worker:
         return Outcome.RETRIED
 
     def _fail(
-        self, res: Reservation, env: Envelope, error: BaseException, job: Job | None
+        self,
+        res: Reservation,
+        env: Envelope,
+        error: BaseException,
+        job: Job | None,
+        took_s: float | None = None,
     ) -> Outcome:
         """Fail for good: tell the job, then record it (or park it if the store is down)."""
         execute.call_failed_hook(job, error)
         failure = Failure(error=_one_line(error), exception=_traceback(error))
-        return self._record(res, env, failure)
+        return self._record(res, env, failure, took_s)
 
-    def _record(self, res: Reservation, env: Envelope, failure: Failure) -> Outcome:
+    def _record(
+        self, res: Reservation, env: Envelope, failure: Failure, took_s: float | None = None
+    ) -> Outcome:
         record = FailedJob(
             uuid=env.id,
             connection=self.options.connection,
@@ -202,7 +275,7 @@ class Worker:
             attempts=env.attempts,
             failed_at=utc_from_timestamp(self._clock.time()),
         )
-        return self._store(res, record, env, failure)
+        return self._store(res, record, env, failure, took_s)
 
     def _fail_undecodable(self, res: Reservation, error: EnvelopeError) -> Outcome:
         job_id, job_type = peek(res.raw)
@@ -220,7 +293,12 @@ class Worker:
         return self._store(res, record, None, None)
 
     def _store(
-        self, res: Reservation, record: FailedJob, env: Envelope | None, failure: Failure | None
+        self,
+        res: Reservation,
+        record: FailedJob,
+        env: Envelope | None,
+        failure: Failure | None,
+        took_s: float | None = None,
     ) -> Outcome:
         try:
             self.failed_store.log(record)
@@ -237,9 +315,11 @@ class Worker:
                 self._settle(self.driver.release, res, parked)
             # An undecodable job cannot carry a parked failure: leaving it
             # reserved makes its lease lapse and the driver hand it out again.
+            self._emit_failure(EventKind.PARKED, res, env, record, took_s)
             return Outcome.PARKED
         self._settle(self.driver.ack, res)
-        log.warning(
+        self._emit_failure(EventKind.FAILED, res, env, record, took_s)
+        job_log.warning(
             "%s %s failed for good after %d attempt(s): %s",
             record.job_type,
             record.uuid,
@@ -247,6 +327,29 @@ class Worker:
             record.error,
         )
         return Outcome.FAILED
+
+    def _emit_failure(
+        self,
+        kind: EventKind,
+        res: Reservation,
+        env: Envelope | None,
+        record: FailedJob,
+        took_s: float | None,
+    ) -> None:
+        if not self._listeners:
+            return
+        event = JobEvent(
+            kind,
+            res,
+            env,
+            record.job_type,
+            record.queue,
+            attempt=record.attempts,
+            at=self._clock.time(),
+            duration_s=took_s,
+            error=record.error,
+        )
+        self._notify(event)
 
     def _settle(self, step: Callable[..., object], res: Reservation, *args: Envelope) -> None:
         """Ack or release; if the driver fails, the lease lapses and the job comes back."""
@@ -293,6 +396,10 @@ class Worker:
         self._stopping.set()
         self.join(timeout_s)
 
+    def request_stop(self) -> None:
+        """Ask the threads to stop after their current job; returns at once (signal-safe)."""
+        self._stopping.set()
+
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for the consumer threads to end (limits reached or stopped)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -334,6 +441,7 @@ class Worker:
                         res = self._reserve(opts.sleep_s, None)  # delayed or reserved remain
                     if res is None:
                         self._unclaim_slot()
+                        self._emit(EventKind.IDLE, None, None)
                     elif self.process(res, defer_ack=True) is Outcome.COMPLETED:
                         pending = res
                     pause_s = 0.0
