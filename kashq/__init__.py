@@ -38,7 +38,15 @@ from kashq.failed import FailedJob, FailedJobStore, MemoryFailedJobStore
 from kashq.job import Job, NamedJob
 from kashq.manager import QueueManager
 from kashq.registry import handler, register
-from kashq.worker import Outcome, Worker, WorkerLost, WorkerOptions, WorkerStats
+from kashq.worker import (
+    EventKind,
+    JobEvent,
+    Outcome,
+    Worker,
+    WorkerLost,
+    WorkerOptions,
+    WorkerStats,
+)
 
 
 def failed_jobs() -> FailedJobStore:
@@ -64,11 +72,13 @@ __all__ = [
     "DriverError",
     "Envelope",
     "EnvelopeError",
+    "EventKind",
     "FailedJob",
     "FailedJobStore",
     "FailedStoreError",
     "Job",
     "JobDefinitionError",
+    "JobEvent",
     "JobTimeout",
     "KashqError",
     "MemoryDriver",

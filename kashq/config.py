@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     max_retry: int = Field(3, ge=1, description="total attempts before a job is failed")
     backoff: float = Field(1.0, ge=0, description="linear backoff base, seconds")
     retry_after: float = Field(30.0, gt=0, description="lease of a reserved job, seconds")
-    timeout: float | None = Field(60.0, gt=0, description="seconds one attempt may run")
+    timeout: float | None = Field(25.0, gt=0, description="seconds one attempt may run")
     imports: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="modules holding job classes"
     )
@@ -111,8 +111,22 @@ def _describe(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     name = str(err["loc"][0]) if err["loc"] else "settings"
     given = err.get("input")
+    if name.endswith("_url") and isinstance(given, str):
+        given = _hide_password(given)
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
     message = err["msg"]
     if name == "connection":
         message = "must be one of " + ", ".join(CONNECTIONS)
     return f"invalid setting {name} (KASHQ_{name.upper()}): {message}{shown}"
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        rest, scheme = url, ""
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kashq._version import __version__
-from kashq.cli import make, migrate, output
+from kashq.cli import failed, make, migrate, output, queues, work
 
 app = typer.Typer(
     name="kashq",
@@ -37,6 +37,9 @@ def root(
 
 make.register(app)
 migrate.register(app)
+work.register(app)
+queues.register(app)
+failed.register(app)
 
 
 def main() -> None:

@@ -1,14 +1,25 @@
-"""The CLI's only way to print: rich consoles for results (stdout) and errors (stderr)."""
+"""The CLI's only way to print: rich consoles for results (stdout) and errors (stderr).
+
+Commands print through the helpers here: plain lines, rich tables, a live view,
+and JSON (written to stdout verbatim, never through rich markup or
+highlighting, so it always parses).
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from kashq.exceptions import KashqError
 
@@ -16,11 +27,17 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+FLEX_MIN = 20
 
 
 def error(message: str) -> None:
     """Print one error line on stderr."""
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+
+
+def warning(message: str) -> None:
+    """Print one warning line on stderr (the command goes on)."""
+    err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -40,3 +57,68 @@ def friendly(fn: F) -> F:
             raise fail(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def line(text: str = "") -> None:
+    """Print ``text`` on stdout as it is (no markup, no highlighting)."""
+    out.print(text, markup=False, highlight=False, emoji=False)
+
+
+def show(renderable: RenderableType) -> None:
+    """Print a rich renderable (a table, a grid ...) on stdout."""
+    out.print(renderable)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout, bypassing rich entirely."""
+    stream = out.file
+    stream.write(json.dumps(data, indent=2) + "\n")
+    stream.flush()
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    flexible: str | None = None,
+    right: Sequence[str] = (),
+    styles: Sequence[str | None] | None = None,
+) -> Table:
+    """A result table of plain-text cells that keeps every cell whole but ``flexible``'s.
+
+    The ``flexible`` column (a long message) is cut with an ellipsis to what
+    the terminal leaves, but never below ``FLEX_MIN`` characters; if the table
+    still does not fit, it is printed wider rather than chopping ids and names.
+    """
+    natural = [
+        max([cell_len(name), *(cell_len(row[i]) for row in rows)]) for i, name in enumerate(columns)
+    ]
+    chrome = 3 * len(columns) + 1  # padding and borders of the default box
+    grid = Table(header_style="bold")
+    if flexible in columns:
+        at = columns.index(flexible)
+        room = out.width - chrome - sum(natural) + natural[at]
+        natural[at] = min(natural[at], max(FLEX_MIN, room))
+    for name, width in zip(columns, natural, strict=True):
+        grid.add_column(
+            name,
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=width,
+            justify="right" if name in right else "left",
+        )
+    for i, row in enumerate(rows):
+        grid.add_row(*(Text(cell) for cell in row), style=styles[i] if styles else None)
+    if sum(natural) + chrome > out.width:
+        grid.width = sum(natural) + chrome  # wider than the terminal, never chopped
+    return grid
+
+
+def local_time(moment: datetime) -> str:
+    """An aware datetime in the local zone as ``YYYY-MM-DD HH:MM:SS``."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def live(renderable: RenderableType) -> Live:
+    """A live view on stdout, refreshed only when the caller updates it."""
+    return Live(renderable, console=out, auto_refresh=False, transient=False)

@@ -1,6 +1,16 @@
 """The worker: the consume loop and the retry/fail policy."""
 
+from kashq.worker.events import EventKind, JobEvent, Listener
 from kashq.worker.options import WorkerOptions
 from kashq.worker.worker import Outcome, Worker, WorkerLost, WorkerStats
 
-__all__ = ["Outcome", "Worker", "WorkerLost", "WorkerOptions", "WorkerStats"]
+__all__ = [
+    "EventKind",
+    "JobEvent",
+    "Listener",
+    "Outcome",
+    "Worker",
+    "WorkerLost",
+    "WorkerOptions",
+    "WorkerStats",
+]

@@ -21,7 +21,7 @@ class WorkerOptions:
     queues: tuple[str, ...] = ("default",)
     tries: int = 3
     backoff_s: float = 1.0
-    timeout_s: float | None = 60.0
+    timeout_s: float | None = 25.0
     lease_s: float = 30.0
     sleep_s: float = 1.0
     max_jobs: int | None = None

@@ -54,7 +54,7 @@ def test_defaults_without_any_source() -> None:
     assert settings.max_retry == 3
     assert settings.backoff == 1.0
     assert settings.retry_after == 30
-    assert settings.timeout == 60
+    assert settings.timeout == 25
     assert settings.imports == []
     assert settings.prefix == "kashq"
 
@@ -215,7 +215,7 @@ def test_each_setting_comes_from_its_highest_layer(
 
     settings = load_settings(retry_after=80)
 
-    assert settings.timeout == 60  # default
+    assert settings.timeout == 25  # default
     assert settings.queue == "toml"
     assert settings.prefix == "toml"
     assert settings.max_retry == 4  # .env
@@ -228,7 +228,7 @@ def test_none_override_is_ignored_and_keeps_default() -> None:
 
     assert settings.max_retry == 3
     assert settings.queue == "default"
-    assert settings.timeout == 60  # None as an override means "not given", not "no timeout"
+    assert settings.timeout == 25  # None as an override means "not given", not "no timeout"
 
 
 def test_none_override_does_not_hide_env_var(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -160,5 +160,5 @@ def test_testing_drain_runs_jobs_dispatched_onto_new_queues_during_the_drain():
 
 def test_an_explicit_none_override_turns_a_worker_option_off():
     manager = QueueManager(load_settings(connection="memory"))
-    assert manager.worker_options().timeout_s == 60.0
+    assert manager.worker_options().timeout_s == 25.0
     assert manager.worker_options(timeout_s=None).timeout_s is None

@@ -1,0 +1,58 @@
+"""What several commands share: the connection argument and opening the configured queues."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from kashq.config import Settings, load_settings
+from kashq.failed.base import FailedJobStore
+from kashq.manager import QueueManager
+
+ConnectionArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Connection to use: database, redis (default: KASHQ_CONNECTION).",
+        show_default=False,
+    ),
+]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def open_manager(connection: str | None = None, **overrides: Any) -> QueueManager:
+    """A queue manager from the settings, with ``connection`` (and flags) on top.
+
+    A bad connection name or setting raises :class:`~kashq.exceptions.ConfigError`
+    (one line, turned into an exit by :func:`kashq.cli.output.friendly`).
+    """
+    settings: Settings = load_settings(connection=connection, **overrides)
+    return QueueManager(settings)
+
+
+@contextmanager
+def opened(connection: str | None) -> Iterator[tuple[QueueManager, FailedJobStore]]:
+    """A manager for ``connection`` and its failed-job store, both closed afterwards."""
+    manager = open_manager(connection)
+    try:
+        store = manager.failed_store()
+    except BaseException:
+        manager.close()
+        raise
+    try:
+        yield manager, store
+    finally:
+        manager.close()
+        close = getattr(store, "close", None)  # not part of the protocol
+        if callable(close):
+            close()
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    from kashq.db.engine import safe_url
+
+    return safe_url(url)

@@ -1,0 +1,349 @@
+"""Failed jobs: ``queue:failed``, ``queue:failed:show``, ``queue:retry``, ``queue:forget``,
+``queue:flush`` and ``queue:prune-failed``.
+
+They read and change the failed-job store of the configured connection (the
+``failed_jobs`` table at ``KASHQ_DATABASE_URL`` for database and redis).
+``queue:retry`` pushes a job back before it forgets the record, so a failure
+between the two leaves a duplicate at worst, never a lost job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kashq.cli import output
+from kashq.cli.common import JsonOpt, opened
+from kashq.envelope import decode
+from kashq.exceptions import KashqError
+from kashq.failed.base import FailedJob, FailedJobStore
+from kashq.manager import QueueManager
+
+# Connections a job can be pushed back to from another process.
+DURABLE_CONNECTIONS = ("database", "redis")
+_ERROR_WIDTH = 80
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+ConnectionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--connection",
+        "-c",
+        help="Connection whose failed jobs to use (default: KASHQ_CONNECTION).",
+        show_default=False,
+    ),
+]
+QueueFilterOpt = Annotated[
+    str | None,
+    typer.Option("--queue", "-q", help="Only failed jobs of this queue.", show_default=False),
+]
+IdArg = Annotated[str, typer.Argument(help="Numeric id or uuid of the failed job.")]
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def record_data(job: FailedJob, *, full: bool = False) -> dict[str, Any]:
+    """A failed job as JSON-ready data (``full`` adds the payload and the traceback)."""
+    data: dict[str, Any] = {
+        "id": job.id,
+        "uuid": job.uuid,
+        "connection": job.connection,
+        "queue": job.queue,
+        "job_type": job.job_type,
+        "error": job.error,
+        "attempts": job.attempts,
+        "failed_at": job.failed_at.isoformat(),
+        "host": job.host,
+        "pid": job.pid,
+    }
+    if full:
+        data["payload"] = _payload_value(job.payload)
+        data["exception"] = job.exception
+    return data
+
+
+def _payload_value(payload: str) -> Any:
+    """The stored payload parsed as JSON, or the raw text when it is not JSON."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload
+
+
+def _first_line(text: str, width: int = _ERROR_WIDTH) -> str:
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+def _jobs_table(jobs: list[FailedJob]) -> Table:
+    rows = [
+        [
+            str(job.id),
+            job.queue,
+            job.job_type,
+            _first_line(job.error),
+            str(job.attempts),
+            output.local_time(job.failed_at),
+        ]
+        for job in jobs
+    ]
+    columns = ["id", "queue", "job", "error", "attempts", "failed at"]
+    return output.table(columns, rows, flexible="error", right=("id", "attempts"))
+
+
+@output.friendly
+def failed_command(
+    key: Annotated[
+        str | None,
+        typer.Argument(help="Show this failed job (numeric id or uuid) instead of a list."),
+    ] = None,
+    queue: QueueFilterOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="Show at most this many (newest first)."),
+    ] = None,
+    as_json: JsonOpt = False,
+    connection: ConnectionOpt = None,
+) -> None:
+    """List failed jobs, newest first: id, queue, job, error, attempts, failed at."""
+    with opened(connection) as (_, store):
+        if key is not None:
+            _show(store, key, as_json)
+            return
+        jobs = store.all(queue=queue, limit=limit)
+    if as_json:
+        output.print_json([record_data(job) for job in jobs])
+    elif not jobs:
+        output.line("No failed jobs.")
+    else:
+        output.show(_jobs_table(jobs))
+
+
+@output.friendly
+def show_command(key: IdArg, as_json: JsonOpt = False, connection: ConnectionOpt = None) -> None:
+    """Show one failed job: its fields, payload and full traceback."""
+    with opened(connection) as (_, store):
+        _show(store, key, as_json)
+
+
+def _find(store: FailedJobStore, key: str) -> FailedJob:
+    job = store.find(key.strip())
+    if job is None:
+        raise output.fail(f"no failed job with id or uuid {key!r}")
+    return job
+
+
+def _show(store: FailedJobStore, key: str, as_json: bool) -> None:
+    job = _find(store, key)
+    if as_json:
+        output.print_json(record_data(job, full=True))
+        return
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold", no_wrap=True)
+    fields.add_column(overflow="fold")
+    fields.add_row("id", str(job.id))
+    fields.add_row("uuid", job.uuid)
+    fields.add_row("connection", job.connection)
+    fields.add_row("queue", job.queue)
+    fields.add_row("job", job.job_type)
+    fields.add_row("attempts", str(job.attempts))
+    fields.add_row("failed at", f"{output.local_time(job.failed_at)} ({job.failed_at.isoformat()})")
+    fields.add_row("host / pid", f"{job.host} / {job.pid}")
+    fields.add_row("error", job.error)
+    output.show(fields)
+    payload = _payload_value(job.payload)
+    output.line("\nPayload:")
+    output.line(json.dumps(payload, indent=2) if not isinstance(payload, str) else payload)
+    output.line("\nException:")
+    output.line(job.exception.rstrip() or "(none recorded)")
+
+
+# --------------------------------------------------------------------------- retrying
+
+
+def _parse_range(text: str) -> list[str]:
+    found = _RANGE.match(text)
+    if found is None:
+        raise output.fail(f"--range must look like 1-5, got {text!r}", code=2)
+    first, last = int(found.group(1)), int(found.group(2))
+    if first > last:
+        raise output.fail(f"--range {text!r} is empty: {first} is after {last}", code=2)
+    return [str(n) for n in range(first, last + 1)]
+
+
+def _selection(ids: list[str], ranges: list[str]) -> tuple[bool, list[str]]:
+    """``(everything, keys)`` asked for by the IDS argument and ``--range`` options."""
+    if "all" in (key.lower() for key in ids):
+        if len(ids) > 1 or ranges:
+            raise output.fail("`all` must be the only ID (no other IDs, no --range)", code=2)
+        return True, []
+    keys = [key.strip() for key in ids]
+    for text in ranges:
+        keys.extend(_parse_range(text))
+    return False, keys
+
+
+def _records(
+    store: FailedJobStore, everything: bool, keys: list[str], queue: str | None
+) -> tuple[list[FailedJob], bool]:
+    """The records to retry, oldest first for `all`; reports unknown ids, returns (jobs, ok)."""
+    if everything or not keys:
+        return list(reversed(store.all(queue=queue))), True
+    chosen: dict[int, FailedJob] = {}
+    ok = True
+    for key in keys:
+        job = store.find(key)
+        if job is None:
+            output.error(f"no failed job with id or uuid {key!r}")
+            ok = False
+        elif queue is not None and job.queue != queue:
+            output.error(f"failed job #{job.id} is on queue {job.queue!r}, not {queue!r}; skipped")
+            ok = False
+        else:
+            chosen.setdefault(job.id, job)
+    return list(chosen.values()), ok
+
+
+def _target(manager: QueueManager, job: FailedJob) -> str | None:
+    """The connection to push ``job`` back to, or None (reported) if there is none."""
+    configured = manager.settings.connection
+    if job.connection in DURABLE_CONNECTIONS:
+        return job.connection
+    if configured not in DURABLE_CONNECTIONS:
+        output.error(
+            f"cannot retry #{job.id}: its connection {job.connection!r} is not reachable from "
+            f"here and the configured connection {configured!r} lives in this process only"
+        )
+        return None
+    output.warning(
+        f"#{job.id} failed on connection {job.connection!r}, which cannot be reached from "
+        f"here: pushing it to the configured connection {configured!r}"
+    )
+    return configured
+
+
+def _retry_one(manager: QueueManager, store: FailedJobStore, job: FailedJob) -> bool:
+    """Push ``job`` back (same id, attempts 0, due now), then forget it; False on error."""
+    try:
+        envelope = decode(job.payload)
+    except KashqError as exc:
+        output.error(f"cannot retry #{job.id}: its stored payload is not a job envelope ({exc})")
+        return False
+    name = _target(manager, job)
+    if name is None:
+        return False
+    fresh = dataclasses.replace(
+        envelope, attempts=0, failure=None, available_at=manager.clock.time()
+    )
+    try:
+        manager.connection(name).push(fresh)
+    except KashqError as exc:
+        output.error(f"cannot retry #{job.id}: {exc}")
+        return False
+    try:
+        store.forget(job.id)
+    except KashqError as exc:
+        output.error(f"#{job.id} was pushed back but is still listed as failed: {exc}")
+        return False
+    output.line(f"Retried #{job.id} {fresh.type} ({fresh.id}) on {fresh.queue!r}")
+    return True
+
+
+@output.friendly
+def retry_command(
+    ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Ids or uuids of failed jobs, or `all`.", show_default=False),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Only failed jobs of this queue; alone, retries all of them.",
+            show_default=False,
+        ),
+    ] = None,
+    ranges: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--range", help="Ids from-to, inclusive, e.g. 1-5 (repeatable).", show_default=False
+        ),
+    ] = None,
+    connection: ConnectionOpt = None,
+) -> None:
+    """Push failed jobs back onto their queues (same job id, attempts reset)."""
+    everything, keys = _selection(ids or [], ranges or [])
+    if not everything and not keys and queue is None:
+        raise output.fail("nothing to retry: give failed job IDs, `all`, --range or --queue", 2)
+    with opened(connection) as (manager, store):
+        jobs, ok = _records(store, everything, keys, queue)
+        if not jobs and ok:
+            output.line("No failed jobs to retry.")
+        for job in jobs:
+            ok = _retry_one(manager, store, job) and ok
+    if not ok:
+        raise typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------- deleting
+
+
+@output.friendly
+def forget_command(key: IdArg, connection: ConnectionOpt = None) -> None:
+    """Delete one failed job."""
+    with opened(connection) as (_, store):
+        job = _find(store, key)
+        if not store.forget(job.id):
+            raise output.fail(f"no failed job with id or uuid {key!r}")
+    output.line(f"Deleted failed job #{job.id} ({job.uuid}).")
+
+
+HoursOpt = Annotated[
+    float | None,
+    typer.Option("--hours", min=0, help="Only those that failed more than this many hours ago."),
+]
+
+
+@output.friendly
+def flush_command(hours: HoursOpt = None, connection: ConnectionOpt = None) -> None:
+    """Delete all failed jobs (or only those older than --hours)."""
+    with opened(connection) as (_, store):
+        count = store.flush(older_than_hours=hours)
+    older = "" if hours is None else f" older than {hours:g} hours"
+    output.line(f"Deleted {_jobs(count)}{older}.")
+
+
+@output.friendly
+def prune_command(
+    hours: Annotated[
+        float, typer.Option("--hours", min=0, help="Delete those older than this many hours.")
+    ] = 24,
+    connection: ConnectionOpt = None,
+) -> None:
+    """Delete failed jobs older than --hours (default 24)."""
+    before = datetime.now(timezone.utc) - timedelta(hours=hours)
+    with opened(connection) as (_, store):
+        count = store.prune(before)
+    output.line(f"Pruned {_jobs(count)} older than {hours:g} hours.")
+
+
+def _jobs(count: int) -> str:
+    return f"{count} failed job" + ("" if count == 1 else "s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("queue:failed")(failed_command)
+    app.command("queue:failed:show")(show_command)
+    app.command("queue:retry")(retry_command)
+    app.command("queue:forget")(forget_command)
+    app.command("queue:flush")(flush_command)
+    app.command("queue:prune-failed")(prune_command)

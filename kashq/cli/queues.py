@@ -1,0 +1,294 @@
+"""Queues: ``queue:size``, ``queue:clear``, ``queue:monitor`` and ``queue:restart``.
+
+Sizes come from the driver (ready, delayed, reserved) and the failed-job store
+(failed). ``queue:monitor`` adds throughput from the statistics every
+``queue:work`` supervisor publishes as a control record ``supervisor:<name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from kashq.cli import output
+from kashq.cli.common import ConnectionArg, JsonOpt, opened
+from kashq.drivers.base import Driver
+from kashq.failed.base import FailedJobStore
+from kashq.manager import QueueManager
+
+SUPERVISOR_PREFIX = "supervisor:"
+# A supervisor whose last record is older than this is taken to be gone.
+SUPERVISOR_STALE_S = 60.0
+
+QueuesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        "-q",
+        help="Comma-separated queues (default: every known queue).",
+        show_default=False,
+    ),
+]
+
+Sizes = dict[str, dict[str, int]]
+
+
+def _split(queues: str | None) -> list[str]:
+    names = [name.strip() for name in (queues or "").split(",") if name.strip()]
+    if queues is not None and not names:
+        raise output.fail("--queue needs at least one queue name", code=2)
+    return list(dict.fromkeys(names))
+
+
+def queue_names(manager: QueueManager, driver: Driver, store: FailedJobStore) -> list[str]:
+    """The configured queue first, then every queue holding jobs or failed jobs."""
+    seen = set(driver.queue_names()) | {job.queue for job in store.all()}
+    default = manager.settings.queue
+    return [default, *sorted(seen - {default})]
+
+
+def sizes(driver: Driver, store: FailedJobStore, names: Sequence[str]) -> Sizes:
+    """``{queue: {ready, delayed, reserved, failed}}`` for ``names``, in order."""
+    counts = driver.sizes(list(names))
+    result: Sizes = {}
+    for name in names:
+        size = counts.get(name)
+        result[name] = {
+            "ready": size.ready if size else 0,
+            "delayed": size.delayed if size else 0,
+            "reserved": size.reserved if size else 0,
+            "failed": store.count(queue=name),
+        }
+    return result
+
+
+def _measure(manager: QueueManager, store: FailedJobStore, queues: list[str]) -> Sizes:
+    driver = manager.connection()
+    return sizes(driver, store, queues or queue_names(manager, driver, store))
+
+
+def _alerts(figures: Sizes, max_jobs: int | None) -> list[str]:
+    if max_jobs is None:
+        return []
+    return [q for q, f in figures.items() if f["ready"] + f["delayed"] > max_jobs]
+
+
+def _sizes_table(figures: Sizes, alerts: Sequence[str] = (), *, status: bool = False) -> Table:
+    counts = ["ready", "delayed", "reserved", "failed"]
+    rows = []
+    for name, f in figures.items():
+        rows.append([name, *(str(f[k]) for k in counts)])
+        if status:
+            rows[-1].append("ALERT" if name in alerts else "OK")
+    styles = ["bold red" if name in alerts else None for name in figures]
+    columns = ["queue", *counts, *(["status"] if status else [])]
+    return output.table(columns, rows, right=counts, styles=styles)
+
+
+@output.friendly
+def size_command(
+    connection: ConnectionArg = None, queue: QueuesOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Show how many jobs each queue holds: ready, delayed, reserved, failed."""
+    queues = _split(queue)
+    with opened(connection) as (manager, store):
+        figures = _measure(manager, store, queues)
+    if as_json:
+        output.print_json(figures)
+    else:
+        output.show(_sizes_table(figures))
+
+
+@output.friendly
+def clear_command(
+    connection: ConnectionArg = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue", "-q", help="Queue to clear (default: KASHQ_QUEUE).", show_default=False
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")
+    ] = False,
+) -> None:
+    """Delete every job of a queue: ready, delayed and reserved (failed jobs stay)."""
+    with opened(connection) as (manager, _):
+        name = queue or manager.settings.queue
+        where = f"queue {name!r} on connection {manager.settings.connection!r}"
+        if not force and not _confirm(f"Delete every job of {where}?"):
+            raise output.fail("Not cleared.")
+        count = manager.connection().clear(name)
+    output.line(f"Cleared {count} job{'' if count == 1 else 's'} from {where}.")
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:  # no input (EOF) or Ctrl-C
+        return False
+
+
+@output.friendly
+def restart_command(connection: ConnectionArg = None) -> None:
+    """Tell every queue:work supervisor to restart its workers after their current job."""
+    with opened(connection) as (manager, _):
+        manager.connection().put_control("restart", str(time.time()))
+        name = manager.settings.connection
+    output.line(
+        "Broadcast queue restart signal: every queue:work supervisor on "
+        f"{name!r} restarts its workers after their current job."
+    )
+
+
+# --------------------------------------------------------------------------- monitor
+
+
+@dataclass
+class Throughput:
+    """Supervisor statistics between two frames: live counts and jobs per second."""
+
+    last: dict[str, int] = field(default_factory=dict)  # supervisor -> processed
+    last_at: float | None = None
+    supervisors: int = 0
+    workers: int = 0
+    rate: float | None = None
+
+    def update(self, records: dict[str, str], now: float) -> None:
+        """Take in the ``supervisor:`` control records read at ``now`` (Unix seconds)."""
+        parsed = {name: _stats(text) for name, text in records.items()}
+        live = {
+            name: stats
+            for name, stats in parsed.items()
+            if stats is not None and now - _number(stats.get("at")) <= SUPERVISOR_STALE_S
+        }
+        self.supervisors = len(live)
+        self.workers = sum(int(_number(s.get("workers"))) for s in live.values())
+        current = {name: int(_number(s.get("processed"))) for name, s in live.items()}
+        if self.last_at is not None and now > self.last_at:
+            done = 0
+            for name, processed in current.items():
+                before = self.last.get(name)
+                if before is not None:  # a restarted supervisor counts from zero again
+                    done += processed - before if processed >= before else processed
+            self.rate = done / (now - self.last_at)
+        self.last, self.last_at = current, now
+
+    def summary(self) -> str:
+        rate = "—" if self.rate is None else f"{self.rate:.1f}"
+        return (
+            f"supervisors: {self.supervisors}   worker processes: {self.workers}   jobs/s: {rate}"
+        )
+
+
+def _stats(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _frame(connection: str, figures: Sizes, alerts: list[str], throughput: Throughput) -> Group:
+    title = f"kashq queues on {connection!r} at {time.strftime('%H:%M:%S')}"
+    head = Text(title, style="bold")
+    foot = Text(throughput.summary() + "   (Ctrl-C to stop)", style="dim")
+    return Group(head, _sizes_table(figures, alerts, status=True), foot)
+
+
+@output.friendly
+def monitor_command(
+    connection: ConnectionArg = None,
+    *,
+    queue: QueuesOpt = None,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option("--max", min=0, help="Alert when a queue's ready+delayed jobs exceed this."),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Print once and exit: 1 if any queue is over --max (cron)."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+    ] = 2.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --once: print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Watch queue sizes and throughput live (Ctrl-C to stop); --once for scripts."""
+    queues = _split(queue)
+    if as_json and not once:
+        raise output.fail("--json needs --once (the live view is for people)", code=2)
+    with opened(connection) as (manager, store):
+        if once:
+            _monitor_once(manager, store, queues, max_jobs, as_json)
+        else:
+            _monitor_live(manager, store, queues, max_jobs, interval)
+
+
+def _monitor_once(
+    manager: QueueManager,
+    store: FailedJobStore,
+    queues: list[str],
+    max_jobs: int | None,
+    as_json: bool,
+) -> None:
+    figures = _measure(manager, store, queues)
+    alerts = _alerts(figures, max_jobs)
+    throughput = Throughput()
+    throughput.update(manager.connection().get_control(SUPERVISOR_PREFIX), time.time())
+    if as_json:
+        output.print_json(
+            {
+                "queues": figures,
+                "alerts": alerts,
+                "supervisors": throughput.supervisors,
+                "workers": throughput.workers,
+            }
+        )
+    else:
+        output.show(_frame(manager.settings.connection, figures, alerts, throughput))
+    if alerts:
+        raise typer.Exit(code=1)
+
+
+def _monitor_live(
+    manager: QueueManager,
+    store: FailedJobStore,
+    queues: list[str],
+    max_jobs: int | None,
+    interval_s: float,
+) -> None:
+    driver = manager.connection()
+    throughput = Throughput()
+    try:
+        with output.live(Text("…")) as view:
+            while True:
+                figures = _measure(manager, store, queues)
+                throughput.update(driver.get_control(SUPERVISOR_PREFIX), time.time())
+                alerts = _alerts(figures, max_jobs)
+                frame = _frame(manager.settings.connection, figures, alerts, throughput)
+                view.update(frame, refresh=True)
+                time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return
+
+
+def register(app: typer.Typer) -> None:
+    app.command("queue:size")(size_command)
+    app.command("queue:clear")(clear_command)
+    app.command("queue:monitor")(monitor_command)
+    app.command("queue:restart")(restart_command)

@@ -1,0 +1,207 @@
+"""``kashq queue:work``: a supervisor keeping N worker processes alive (see kashq.supervisor)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from kashq.cli import output
+from kashq.cli.common import ConnectionArg, open_manager, shown_url
+from kashq.cli.joblines import JobLines
+from kashq.config import Settings
+from kashq.exceptions import ConfigError
+from kashq.imports import ImportFailed, import_job_modules
+from kashq.supervisor.spec import Output, WorkSpec
+
+_NOT_ACROSS_PROCESSES = ("memory", "sync")
+
+
+@output.friendly
+def work_command(
+    *,
+    connection: ConnectionArg = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            help="Queues to consume, comma-separated, in strict priority order.",
+            show_default="KASHQ_QUEUE",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes to keep running.")
+    ] = 1,
+    tries: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Attempts for jobs that set none.", show_default="KASHQ_MAX_RETRY"
+        ),
+    ] = None,
+    backoff: Annotated[
+        float | None,
+        typer.Option(min=0, help="Linear backoff base in seconds.", show_default="KASHQ_BACKOFF"),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds an attempt may run before its process is killed (0: no limit).",
+            show_default="KASHQ_TIMEOUT",
+        ),
+    ] = None,
+    sleep: Annotated[
+        float, typer.Option(min=0.05, help="Seconds an idle worker blocks waiting for a job.")
+    ] = 1.0,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option("--max-jobs", min=1, help="Replace a worker process after this many jobs."),
+    ] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(
+            "--max-time", min=0.1, help="Replace a worker process after this many seconds."
+        ),
+    ] = None,
+    memory: Annotated[
+        float,
+        typer.Option(
+            min=1, help="Replace a worker process (after its job) once it used this many MB."
+        ),
+    ] = 128,
+    stop_when_empty: Annotated[
+        bool, typer.Option("--stop-when-empty", help="Exit once the queues are empty.")
+    ] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Each worker processes at most one job, then exits.")
+    ] = False,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            "-i",
+            help="Module (or path/to/file.py) defining job classes; repeatable.",
+            show_default="KASHQ_IMPORTS",
+        ),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
+    ] = 30.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line and event (for log shippers).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No line per job.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show job ids and worker starts.")
+    ] = False,
+) -> None:
+    """Start a supervisor that keeps [bold]--workers[/] worker processes consuming jobs.
+
+    SIGTERM or Ctrl-C lets running jobs finish (up to --grace seconds) and exits 0;
+    a second one stops at once (running jobs are handed out again). A job running
+    past its timeout has its process killed and replaced; the attempt counts as failed.
+    """
+    from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
+
+    manager = open_manager(connection)
+    settings = manager.settings
+    if settings.connection in _NOT_ACROSS_PROCESSES:
+        raise ConfigError(
+            f"queue:work cannot use the {settings.connection} connection: its jobs live in one "
+            "process (use kashq.start_workers() there, or the database or redis connection)"
+        )
+    queues = tuple(q.strip() for q in (queue or settings.queue).split(",") if q.strip())
+    modules = tuple(settings.imports) + tuple(_split(imports or []))
+    mode = _output_mode(json_output, quiet)
+    lines = JobLines(mode, verbose=verbose)
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
+    try:
+        import_job_modules(modules)
+    except ImportFailed as exc:
+        output.error(str(exc))
+        output.err.print(exc.details, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    driver = manager.connection(settings.connection)
+    driver.sizes(queues)  # fail now, in one line, if the queue is unreachable
+    spec = WorkSpec(
+        connection=settings.connection, queues=queues, imports=modules, tries=tries,
+        backoff_s=backoff, timeout_s=timeout, sleep_s=sleep, max_jobs=max_jobs,
+        max_time_s=max_time, memory_mb=memory, stop_when_empty=stop_when_empty, once=once,
+        output=mode, verbose=verbose,
+    )  # fmt: skip
+    _banner(lines, settings, spec, workers)
+    _warn_timeout(lines, settings, timeout)
+    supervisor = Supervisor(spec, SupervisorOptions(workers=workers, grace_s=grace), driver, lines)
+    code = supervisor.run()
+    driver.close()
+    raise typer.Exit(code)
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _output_mode(json_output: bool, quiet: bool) -> Output:
+    if json_output:
+        return Output.JSON
+    if quiet:
+        return Output.QUIET
+    return Output.TTY if sys.stdout.isatty() else Output.PLAIN
+
+
+def _failed_store_name(settings: Settings) -> str:
+    return f"the failed_jobs table at {shown_url(settings.database_url)}"
+
+
+def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -> None:
+    url = settings.redis_url if settings.connection == "redis" else settings.database_url
+    timeout = spec.timeout_s if spec.timeout_s is not None else settings.timeout
+    limits = [
+        f"timeout {f'{timeout:g}s' if timeout else 'none'}",
+        f"tries {spec.tries or settings.max_retry}",
+        f"backoff {spec.backoff_s if spec.backoff_s is not None else settings.backoff:g}s",
+        f"lease {settings.retry_after:g}s",
+        f"memory {spec.memory_mb:g} MB",
+    ]
+    text = (
+        f"kashq queue:work · {settings.connection} ({shown_url(url)})\n"
+        f"  queues       {', '.join(spec.queues)}\n"
+        f"  workers      {workers} process{'es' if workers != 1 else ''} · {' · '.join(limits)}\n"
+        f"  failed jobs  {_failed_store_name(settings)}\n"
+        f"  modules      {', '.join(spec.imports) or '(none: set --import or KASHQ_IMPORTS)'}\n"
+    )
+    lines.note(
+        "supervisor.starting",
+        text,
+        style="bold",
+        connection=settings.connection,
+        url=shown_url(url),
+        queues=list(spec.queues),
+        workers=workers,
+        failed_jobs=shown_url(settings.database_url),
+        imports=list(spec.imports),
+    )
+
+
+def _warn_timeout(lines: JobLines, settings: Settings, flag: float | None) -> None:
+    timeout = (flag or None) if flag is not None else settings.timeout
+    lease = settings.retry_after
+    if timeout is not None and timeout < lease:
+        return
+    shown = "no timeout" if timeout is None else f"timeout {timeout:g}s"
+    lines.note(
+        "supervisor.warning",
+        f"warning: {shown} is not shorter than the lease ({lease:g}s, KASHQ_RETRY_AFTER): "
+        "leases are renewed while a job runs, but a job that blocks its whole process "
+        "(C code holding the GIL) stops the renewals and may be handed to a second worker "
+        "before it is killed. Use a timeout below the lease, or raise KASHQ_RETRY_AFTER.",
+        style="yellow",
+        timeout_s=timeout,
+        lease_s=lease,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("queue:work")(work_command)

@@ -1,0 +1,219 @@
+"""Shared-memory slots: what each worker process is running, readable by its supervisor.
+
+The supervisor creates one file (unlinked at once, inherited by the worker
+processes as a file descriptor) holding one fixed-size slot per worker. A
+worker writes into its slot the reservation it is running and the deadline of
+the attempt; the supervisor reads the deadlines to kill a process whose job
+ran past its timeout — even one stuck in C code, which no thread inside the
+process could interrupt — and the worker started in its place reads the slot
+to settle the job its predecessor left behind. Writing a slot costs a memory
+copy, no system call.
+
+Layout of a slot (little-endian): the supervisor's part (``timed_out_seq``),
+then the worker's header, then the reservation's id, queue, token and raw
+envelope. The worker brackets each change with an odd/even ``seq`` so a reader
+can tell a torn read (seqlock); only the worker writes its part and only the
+supervisor writes its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+
+from kashq.drivers.base import Reservation
+
+SLOT_BYTES = 1 << 20  # sparse: only the pages a worker touches use memory
+_SUPERVISOR = struct.Struct("<Q")  # timed_out_seq
+_SEQ = struct.Struct("<Q")
+# seq, state, pid, deadline, started (both time.monotonic()), processed, failed,
+# deliveries, id/queue/token/raw lengths
+_HEADER = struct.Struct("<QIIddQQIIIII")
+_HEADER_AT = _SUPERVISOR.size
+_DATA_AT = _HEADER_AT + _HEADER.size
+MAX_RAW_BYTES = SLOT_BYTES - _DATA_AT - 1024  # room left for id, queue and token
+
+
+class SlotState(enum.IntEnum):
+    """What a worker process is doing, as recorded in its slot."""
+
+    IDLE = 0  # holds nothing
+    RUNNING = 1  # running the reservation in the slot
+    COMPLETED = 2  # finished it; its acknowledgement rides on the next reserve
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """A consistent snapshot of one slot."""
+
+    seq: int
+    state: SlotState
+    pid: int
+    deadline: float  # time.monotonic() seconds; 0 = no timeout
+    started: float  # time.monotonic() seconds
+    processed: int
+    failed: int
+    timed_out_seq: int
+    reservation: Reservation | None
+
+    @property
+    def timed_out(self) -> bool:
+        """The supervisor killed the worker because this very attempt ran too long."""
+        return self.state is SlotState.RUNNING and self.timed_out_seq == self.seq
+
+
+class Slots:
+    """One slot per worker process, in a shared, unlinked temporary file."""
+
+    def __init__(self, fd: int, count: int) -> None:
+        self.fd = fd
+        self.count = count
+        self._map = mmap.mmap(fd, SLOT_BYTES * count)
+
+    @classmethod
+    def create(cls, count: int) -> Slots:
+        """New zeroed slots; the file is unlinked at once (it lives while a process maps it)."""
+        fd, path = tempfile.mkstemp(prefix="kashq-slots-")
+        os.unlink(path)
+        os.ftruncate(fd, SLOT_BYTES * count)
+        os.set_inheritable(fd, True)
+        return cls(fd, count)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self.fd)
+
+    def writer(self, index: int) -> SlotWriter:
+        return SlotWriter(self._map, index * SLOT_BYTES)
+
+    def read(self, index: int) -> SlotView | None:
+        """A snapshot of slot ``index``, or None if it stays torn.
+
+        A live worker's write takes microseconds, so a few retries see it
+        through; a slot that stays torn belongs to a worker that died while
+        writing it, and its reservation is left to the lease to recover.
+        """
+        base = index * SLOT_BYTES
+        for _ in range(1000):
+            view = _read(self._map, base)
+            if view is not None:
+                return view
+        return None
+
+    def mark_timed_out(self, index: int, seq: int) -> None:
+        """Record that the attempt with ``seq`` in slot ``index`` was killed for its timeout."""
+        _SUPERVISOR.pack_into(self._map, index * SLOT_BYTES, seq)
+
+
+def _read(buf: mmap.mmap, base: int) -> SlotView | None:
+    (seq_before,) = _SEQ.unpack_from(buf, base + _HEADER_AT)
+    if seq_before & 1:
+        return None
+    fields = _HEADER.unpack_from(buf, base + _HEADER_AT)
+    seq, state, pid, deadline, started, processed, failed, deliveries = fields[:8]
+    id_len, queue_len, token_len, raw_len = fields[8:]
+    reservation = None
+    if state != SlotState.IDLE:
+        at = base + _DATA_AT
+        data = bytes(buf[at : at + id_len + queue_len + token_len + raw_len])
+        job_id = data[:id_len].decode()
+        queue = data[id_len : id_len + queue_len].decode()
+        token = data[id_len + queue_len : id_len + queue_len + token_len].decode()
+        raw = data[id_len + queue_len + token_len :].decode()
+        reservation = Reservation(job_id, queue, raw, deliveries, token)
+    (timed_out_seq,) = _SUPERVISOR.unpack_from(buf, base)
+    (seq_after,) = _SEQ.unpack_from(buf, base + _HEADER_AT)
+    if seq_after != seq_before or seq != seq_before:
+        return None
+    return SlotView(
+        seq,
+        SlotState(state),
+        pid,
+        deadline,
+        started,
+        processed,
+        failed,
+        timed_out_seq,
+        reservation,
+    )
+
+
+class SlotWriter:
+    """The worker process's side of its slot."""
+
+    def __init__(self, buf: mmap.mmap, base: int) -> None:
+        self._buf = buf
+        self._base = base
+        # A replacement worker carries on its predecessor's counters and seq
+        # (read even if torn: a predecessor may have died mid-write).
+        fields = _HEADER.unpack_from(buf, base + _HEADER_AT)
+        self.seq = fields[0] + (fields[0] & 1)
+        self.processed, self.failed = fields[5], fields[6]
+        self.state = SlotState.IDLE
+        self._pid = os.getpid()
+        self._deadline = self._started = 0.0
+        self._deliveries = 0
+        self._lengths = (0, 0, 0, 0)
+
+    def running(self, res: Reservation, deadline: float, started: float) -> bool:
+        """Record that ``res`` runs until ``deadline``; False if it is too big to record."""
+        raw = res.raw.encode()
+        if len(raw) > MAX_RAW_BYTES:
+            self._deadline, self._lengths = 0.0, (0, 0, 0, 0)
+            self._write(SlotState.IDLE)
+            return False
+        parts = (res.id.encode(), res.queue.encode(), res.token.encode(), raw)
+        self._begin()
+        at = self._base + _DATA_AT
+        for part in parts:
+            self._buf[at : at + len(part)] = part
+            at += len(part)
+        self._deadline, self._started, self._deliveries = deadline, started, res.deliveries
+        self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(raw))
+        self._write(SlotState.RUNNING, begun=True)
+        return True
+
+    def finished(self, *, completed: bool, failed: bool) -> None:
+        """The running job ended; ``completed`` if its ack is still to be sent."""
+        self.processed += 1
+        self.failed += failed
+        self._write(SlotState.COMPLETED if completed else SlotState.IDLE)
+
+    def reset(self) -> None:
+        """Mark the slot idle whatever it held (after settling a predecessor's job)."""
+        self._deadline, self._lengths = 0.0, (0, 0, 0, 0)
+        self._write(SlotState.IDLE)
+
+    def idle(self) -> None:
+        """Nothing held (a reserve returned nothing, so any pending ack was sent)."""
+        if self.state is not SlotState.IDLE:
+            self._write(SlotState.IDLE)
+
+    def _begin(self) -> None:
+        self.seq += 1  # odd: a write is in progress
+        _SEQ.pack_into(self._buf, self._base + _HEADER_AT, self.seq)
+
+    def _write(self, state: SlotState, *, begun: bool = False) -> None:
+        if not begun:
+            self._begin()
+        self.state = state
+        header = self._base + _HEADER_AT
+        _HEADER.pack_into(
+            self._buf,
+            header,
+            self.seq,  # still odd
+            state,
+            self._pid,
+            self._deadline,
+            self._started,
+            self.processed,
+            self.failed,
+            self._deliveries,
+            *self._lengths,
+        )
+        self.seq += 1  # even again, written last: the slot is consistent
+        _SEQ.pack_into(self._buf, header, self.seq)

@@ -1,0 +1,84 @@
+"""What a worker process is told to do: one JSON document on its command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class Output(str, enum.Enum):
+    """How worker processes report jobs on stdout."""
+
+    TTY = "tty"  # coloured lines for a terminal
+    PLAIN = "plain"  # the same lines without colour, for files and pipes
+    JSON = "json"  # one JSON object per event, for log shippers
+    QUIET = "quiet"  # nothing per job
+
+
+class Exit(enum.IntEnum):
+    """Exit codes of a worker process, as the supervisor reads them."""
+
+    DONE = 0  # stopped (signal, --once, --stop-when-empty): do not replace
+    RECYCLE = 3  # reached --max-jobs, --max-time or --memory: replace it
+    FATAL = 4  # cannot start (import error, bad settings): stop everything
+    FORCED = 5  # stopped at once by a second signal
+
+
+@dataclass(frozen=True, slots=True)
+class WorkSpec:
+    """Everything a worker process needs besides the settings it loads itself.
+
+    ``None`` means "the configured default". ``timeout_s == 0`` turns the
+    timeout off, as in Laravel.
+    """
+
+    connection: str
+    queues: tuple[str, ...]
+    imports: tuple[str, ...] = ()
+    tries: int | None = None
+    backoff_s: float | None = None
+    timeout_s: float | None = None
+    sleep_s: float | None = None
+    max_jobs: int | None = None
+    max_time_s: float | None = None
+    memory_mb: float | None = None
+    stop_when_empty: bool = False
+    once: bool = False
+    output: Output = Output.PLAIN
+    verbose: bool = False
+    slots_fd: int = -1
+    index: int = 0
+    recover: str | None = None  # how the predecessor in this slot ended, if it died
+
+    def worker_overrides(self) -> dict[str, Any]:
+        """The WorkerOptions fields this spec sets (the rest come from the settings)."""
+        given = {
+            "connection": self.connection,
+            "queues": self.queues,
+            "tries": self.tries,
+            "backoff_s": self.backoff_s,
+            "sleep_s": self.sleep_s,
+            "max_jobs": 1 if self.once else self.max_jobs,
+            "max_time_s": self.max_time_s,
+            "stop_when_empty": self.stop_when_empty,
+        }
+        overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if self.timeout_s is not None:
+            overrides["timeout_s"] = self.timeout_s or None
+        return overrides
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["output"] = self.output.value
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkSpec:
+        data = json.loads(text)
+        data["queues"] = tuple(data["queues"])
+        data["imports"] = tuple(data["imports"])
+        data["output"] = Output(data["output"])
+        return cls(**data)

@@ -1,0 +1,226 @@
+"""The pieces of queue:work that need no processes: slots, the spec, imports, output lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kashq.cli.joblines import JobLines, duration
+from kashq.drivers.base import Reservation
+from kashq.envelope import Envelope
+from kashq.imports import ImportFailed, import_job_modules
+from kashq.supervisor.slots import MAX_RAW_BYTES, Slots, SlotState
+from kashq.supervisor.spec import Output, WorkSpec
+from kashq.worker.events import EventKind, JobEvent
+
+RES = Reservation("job-1", "emails", '{"v":1}', 2, "token-1")
+
+
+@pytest.fixture
+def slots() -> Iterator[Slots]:
+    made = Slots.create(3)
+    yield made
+    made.close()
+
+
+# --------------------------------------------------------------------------- slots
+
+
+def test_a_fresh_slot_is_idle(slots: Slots) -> None:
+    view = slots.read(1)
+
+    assert view is not None
+    assert view.state is SlotState.IDLE
+    assert view.reservation is None
+    assert not view.timed_out
+
+
+def test_running_slot_holds_the_reservation_and_deadline(slots: Slots) -> None:
+    writer = slots.writer(1)
+
+    assert writer.running(RES, deadline=105.0, started=100.0)
+
+    view = slots.read(1)
+    assert view is not None
+    assert view.state is SlotState.RUNNING
+    assert view.reservation == RES
+    assert (view.deadline, view.started) == (105.0, 100.0)
+    assert slots.read(0).state is SlotState.IDLE  # type: ignore[union-attr]
+
+
+def test_finished_jobs_are_counted_and_a_completed_one_keeps_its_reservation(slots: Slots) -> None:
+    writer = slots.writer(2)
+    writer.running(RES, 0.0, 1.0)
+    writer.finished(completed=True, failed=False)
+    writer.running(RES, 0.0, 2.0)
+    writer.finished(completed=False, failed=True)
+
+    view = slots.read(2)
+    assert view is not None
+    assert view.state is SlotState.IDLE
+    assert (view.processed, view.failed) == (2, 1)
+    writer.running(RES, 0.0, 3.0)
+    writer.finished(completed=True, failed=False)
+    completed = slots.read(2)
+    assert completed is not None and completed.state is SlotState.COMPLETED
+    assert completed.reservation == RES
+
+
+def test_a_replacement_writer_carries_on_the_counters(slots: Slots) -> None:
+    first = slots.writer(0)
+    first.running(RES, 0.0, 1.0)
+    first.finished(completed=False, failed=False)
+
+    second = slots.writer(0)
+    second.reset()
+    second.running(RES, 0.0, 1.0)
+    second.finished(completed=False, failed=True)
+
+    view = slots.read(0)
+    assert view is not None
+    assert (view.processed, view.failed) == (2, 1)
+
+
+def test_timed_out_marks_only_the_attempt_it_names(slots: Slots) -> None:
+    writer = slots.writer(1)
+    writer.running(RES, 5.0, 1.0)
+    view = slots.read(1)
+    assert view is not None
+
+    slots.mark_timed_out(1, view.seq)
+    assert slots.read(1).timed_out  # type: ignore[union-attr]
+
+    writer.finished(completed=True, failed=False)
+    writer.running(RES, 5.0, 1.0)
+    assert not slots.read(1).timed_out  # type: ignore[union-attr]
+
+
+def test_a_torn_slot_reads_as_none(slots: Slots) -> None:
+    writer = slots.writer(1)
+    writer._begin()  # a worker that died in the middle of a write
+
+    assert slots.read(1) is None
+
+
+def test_a_job_too_big_for_its_slot_is_not_recorded(slots: Slots) -> None:
+    writer = slots.writer(1)
+    huge = Reservation("big", "default", "x" * (MAX_RAW_BYTES + 1), 1, "t")
+
+    assert not writer.running(huge, 5.0, 1.0)
+
+    assert slots.read(1).state is SlotState.IDLE  # type: ignore[union-attr]
+
+
+def test_unicode_reservations_round_trip(slots: Slots) -> None:
+    res = Reservation("id-é", "files:ü", '{"name":"日本"}', 1, "tök")
+    slots.writer(0).running(res, 1.0, 0.5)
+
+    assert slots.read(0).reservation == res  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = WorkSpec(
+        "redis", ("high", "default"), imports=("app.jobs",), tries=4, timeout_s=0,
+        max_jobs=10, memory_mb=64, output=Output.JSON, index=2, recover="was killed by SIGKILL",
+    )  # fmt: skip
+
+    assert WorkSpec.from_json(spec.to_json()) == spec
+
+
+def test_spec_overrides_only_what_was_given_and_zero_timeout_means_none() -> None:
+    spec = WorkSpec("database", ("default",), timeout_s=0, once=True)
+
+    overrides = spec.worker_overrides()
+
+    assert overrides["timeout_s"] is None
+    assert overrides["max_jobs"] == 1
+    assert "tries" not in overrides
+    assert "backoff_s" not in overrides
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def test_import_by_path_names_the_module_after_the_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "kashq_path_import_probe.py").write_text("VALUE = 42\n")
+
+    names = import_job_modules(["sub/kashq_path_import_probe.py"], cwd=str(tmp_path))
+
+    assert names == ["kashq_path_import_probe"]
+    assert sys.modules["kashq_path_import_probe"].VALUE == 42
+
+
+def test_import_failure_carries_the_users_traceback(tmp_path: Path) -> None:
+    (tmp_path / "kashq_broken_probe.py").write_text("x = 1\nraise KeyError('oops')\n")
+
+    with pytest.raises(ImportFailed) as caught:
+        import_job_modules(["kashq_broken_probe"], cwd=str(tmp_path))
+
+    assert str(caught.value) == "cannot import job module 'kashq_broken_probe': KeyError: 'oops'"
+    assert 'kashq_broken_probe.py", line 2' in caught.value.details
+    assert "importlib" not in caught.value.details
+
+
+# --------------------------------------------------------------------------- output
+
+
+def event(kind: EventKind, **fields: object) -> JobEvent:
+    env = Envelope("id-1", "app.jobs.Mail", "emails", {}, 0.0, 0.0)
+    return JobEvent(kind, RES, env, env.type, env.queue, at=1_800_000_000.0, **fields)  # type: ignore[arg-type]
+
+
+def test_duration_is_laravel_style() -> None:
+    assert duration(0.01234) == "12.34ms"
+    assert duration(2.5) == "2.50s"
+
+
+def test_plain_lines_end_with_the_status() -> None:
+    stream = io.StringIO()
+    lines = JobLines(Output.PLAIN, worker=0, stream=stream)
+
+    lines(event(EventKind.STARTED, attempt=1))
+    lines(event(EventKind.COMPLETED, attempt=1, duration_s=0.0123))
+    lines(event(EventKind.RETRIED, attempt=1, duration_s=0.5, delay_s=2, error="E: x"))
+    lines(event(EventKind.IDLE))
+
+    first, second, third, detail = stream.getvalue().splitlines()
+    assert first.endswith(" RUNNING") and "app.jobs.Mail ...." in first
+    assert second.endswith(" 12.30ms DONE")
+    assert third.endswith(" 500.00ms RETRY in 2s")
+    assert detail.strip() == "E: x"
+    assert len(first) == len(second) == len(third) == 100  # dots fill a fixed width
+
+
+def test_json_lines_carry_the_event_fields() -> None:
+    stream = io.StringIO()
+    lines = JobLines(Output.JSON, worker=3, stream=stream)
+
+    lines(event(EventKind.FAILED, attempt=2, duration_s=0.001, error="boom"))
+
+    (record,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert record["event"] == "job.failed"
+    assert record["job"] == "app.jobs.Mail"
+    assert record["job_id"] == "id-1"
+    assert record["worker"] == 3
+    assert record["attempt"] == 2
+    assert record["error"] == "boom"
+    assert record["at"].startswith("2027-01-15T")
+
+
+def test_quiet_prints_no_job_lines_but_still_supervisor_notes() -> None:
+    stream = io.StringIO()
+    lines = JobLines(Output.QUIET, stream=stream)
+
+    lines(event(EventKind.COMPLETED, duration_s=0.1))
+    lines.note("supervisor.stopping", "Stopping.")
+
+    assert stream.getvalue() == "Stopping.\n"
