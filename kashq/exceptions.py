@@ -12,8 +12,10 @@ pydantic) are translated into these at the boundary where they occur.
     ├── UnknownJobType         an envelope names a type nobody registered
     ├── PayloadError           a payload fails its job class's validation
     ├── JobTimeout             an attempt ran past its timeout
+    ├── WorkerLost             a job's worker died while running it
     ├── DriverError            the queue backend failed an operation
-    └── FailedStoreError       the failed-job store could not be written/read
+    ├── FailedStoreError       the failed-job store could not be written/read
+    └── ImportFailed           a job module given to a worker could not be imported
 """
 
 from __future__ import annotations
@@ -69,3 +71,15 @@ class DriverError(KashqError):
 
 class FailedStoreError(KashqError):
     """The failed-job store could not complete an operation."""
+
+
+class WorkerLost(KashqError):
+    """A job's worker died while running it (its attempt counts as failed)."""
+
+
+class ImportFailed(KashqError):
+    """A job module could not be imported; ``details`` holds its traceback."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details

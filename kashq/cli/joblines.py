@@ -13,6 +13,7 @@ rich; otherwise they are plain text, or JSON with ``--json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -62,12 +63,13 @@ class JobLines:
 
     # -- worker events --------------------------------------------------
     def __call__(self, event: JobEvent) -> None:
-        if self.mode is Output.QUIET or event.kind is EventKind.IDLE:
+        status = _STATUS.get(event.kind)
+        if self.mode is Output.QUIET or status is None:  # IDLE and RAN print nothing
             return
         if self.mode is Output.JSON:
             self._write_json(_event_fields(event, self._worker, self._pid))
             return
-        label, colour = _STATUS[event.kind]
+        label, colour = status
         if event.kind is EventKind.RETRIED and event.delay_s is not None:
             label = f"RETRY in {event.delay_s:g}s"
         took = "" if event.duration_s is None else duration(event.duration_s)
@@ -95,15 +97,12 @@ class JobLines:
         """A supervisor event: a plain message, or a JSON object with ``fields``."""
         if self.mode is Output.JSON:
             self._write_json({"event": event, "at": _iso(time.time()), **fields})
-        elif self._console is not None:
-            styled = f"[{style}]{escape(message)}[/]" if style else escape(message)
-            self._console.print(styled, soft_wrap=True)
         else:
-            self._stream.write(message + "\n")
-            self._stream.flush()
+            self._emit(message, f"[{style}]{escape(message)}[/]" if style else escape(message))
 
     def flush(self) -> None:
-        self._stream.flush()
+        with contextlib.suppress(OSError):
+            self._stream.flush()
 
     # -- rendering --------------------------------------------------------
     def _line(
@@ -115,21 +114,27 @@ class JobLines:
         tail = f" {took} {label}" if took else f" {label}"
         dots = max(width - len(stamp) - len(name) - len(tail) - 4, 1)
         detail = f"\n      {error}" if error else ""
-        if self._console is not None:
-            took_markup = f" [bright_black]{took}[/]" if took else ""
-            self._console.print(
-                f"  [bright_black]{stamp}[/] {escape(name)} [bright_black]{'.' * dots}[/]"
-                f"{took_markup} [bold {colour}]{label}[/]"
-                + (f"\n      [bright_black]{escape(error or '')}[/]" if error else ""),
-                soft_wrap=True,
-            )
-        else:
-            self._stream.write(f"  {stamp} {name} {'.' * dots}{tail}{detail}\n")
-            self._stream.flush()
+        took_markup = f" [bright_black]{took}[/]" if took else ""
+        styled = (
+            f"  [bright_black]{stamp}[/] {escape(name)} [bright_black]{'.' * dots}[/]"
+            f"{took_markup} [bold {colour}]{label}[/]"
+            + (f"\n      [bright_black]{escape(error or '')}[/]" if error else "")
+        )
+        self._emit(f"  {stamp} {name} {'.' * dots}{tail}{detail}", styled)
 
     def _write_json(self, fields: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(fields, separators=(",", ":")) + "\n")
-        self._stream.flush()
+        self._emit(json.dumps(fields, separators=(",", ":")), None)
+
+    def _emit(self, plain: str, styled: str | None) -> None:
+        """One line (or two), in one write; a closed or full stdout never stops a worker."""
+        try:
+            if self._console is not None and styled is not None:
+                self._console.print(styled, soft_wrap=True)
+            else:
+                self._stream.write(plain + "\n")
+                self._stream.flush()
+        except OSError:
+            pass
 
     def _timestamp(self, at: float) -> str:
         second = int(at)

@@ -13,7 +13,7 @@ from kashq.cli.common import ConnectionArg, open_manager, shown_url
 from kashq.cli.joblines import JobLines
 from kashq.config import Settings
 from kashq.exceptions import ConfigError
-from kashq.imports import ImportFailed, import_job_modules
+from kashq.imports import ImportFailed, check_in_subprocess
 from kashq.supervisor.spec import Output, WorkSpec
 
 _NOT_ACROSS_PROCESSES = ("memory", "sync")
@@ -118,7 +118,7 @@ def work_command(
     lines = JobLines(mode, verbose=verbose)
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
     try:
-        import_job_modules(modules)
+        check_in_subprocess(modules)
     except ImportFailed as exc:
         output.error(str(exc))
         output.err.print(exc.details, markup=False, highlight=False)

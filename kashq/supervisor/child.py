@@ -2,16 +2,18 @@
 
 It imports the job modules, settles whatever job its predecessor in the same
 slot left behind, then consumes one job at a time, recording each in its slot
-so the supervisor can enforce timeouts. SIGTERM (from the supervisor) means
-"finish the current job, then exit"; a second SIGTERM exits at once, leaving
-the job to its lease. SIGINT is ignored from the first instruction on: Ctrl-C
-on a terminal reaches every process of the group, and the supervisor alone
-decides what it means. When the supervisor's pipe on stdin closes (it died),
-the process finishes its job and exits.
+so the supervisor can enforce timeouts. SIGTERM means "finish the current job,
+then exit"; further SIGTERMs change nothing (a whole process group may get one
+from a service manager as well as from the supervisor, which forces a stop
+with SIGKILL). SIGINT is ignored from the first instruction on: Ctrl-C on a
+terminal reaches every process of the group, and the supervisor alone decides
+what it means. When the supervisor's pipe on stdin closes (it died), the
+process finishes its job and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -24,21 +26,23 @@ from types import FrameType
 
 from kashq.cli.joblines import JobLines
 from kashq.config import load_settings
-from kashq.exceptions import JobTimeout, KashqError
-from kashq.imports import ImportFailed, import_job_modules
+from kashq.drivers.base import Reservation
+from kashq.exceptions import ConfigError, ImportFailed, JobTimeout, KashqError, WorkerLost
+from kashq.imports import import_job_modules
 from kashq.manager import QueueManager
-from kashq.supervisor.slots import Slots, SlotState, SlotWriter
+from kashq.supervisor.slots import Slots, SlotState, SlotView, SlotWriter
 from kashq.supervisor.spec import Exit, WorkSpec
 from kashq.worker.events import EventKind, JobEvent
-from kashq.worker.worker import Worker, WorkerLost
+from kashq.worker.worker import Worker
 
 COMMAND = (
-    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-    "from kashq.supervisor.child import main; main()"
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "early = []; signal.signal(signal.SIGTERM, lambda *_: early.append(1)); "
+    "from kashq.supervisor.child import main; main(sys.argv[1:], len(early))"
 )
-"""``python -c COMMAND SPEC``: SIGINT is ignored before anything heavy is imported."""
+"""``python -c COMMAND SPEC``: signals are caught before anything heavy is imported."""
 
-_RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+log = logging.getLogger("kashq.worker")
 
 
 class WorkerProcess:
@@ -52,16 +56,17 @@ class WorkerProcess:
         self.orphaned = False
         self.recycle = False
         self._worker: Worker | None = None
+        self._memory_limit = 0 if spec.memory_mb is None else int(spec.memory_mb * 1024 * 1024)
+        self._warned_big = False
 
     # -- signals and the supervisor's pipe ------------------------------
-    def install_signals(self) -> None:
+    def install_signals(self, early: int = 0) -> None:
+        self.signals += early
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_term)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
-        if self.signals > 1:
-            os._exit(Exit.FORCED)
 
     def watch_supervisor(self) -> None:
         def watch() -> None:
@@ -76,6 +81,10 @@ class WorkerProcess:
 
         threading.Thread(target=watch, name="kashq-supervisor-watch", daemon=True).start()
 
+    @property
+    def stopping(self) -> bool:
+        return bool(self.signals) or self.orphaned
+
     # -- running ----------------------------------------------------------
     def run(self) -> int:
         spec = self.spec
@@ -84,67 +93,63 @@ class WorkerProcess:
             import_job_modules(spec.imports)
             manager = QueueManager(load_settings(connection=spec.connection))
             options = manager.worker_options(**spec.worker_overrides())
-            driver = manager.connection(spec.connection)
-            store = manager.failed_store(spec.connection)
         except ImportFailed as exc:
             lines.note("worker.fatal", f"{exc}\n{exc.details}", style="red", error=str(exc))
             return Exit.FATAL
-        except KashqError as exc:
+        except ConfigError as exc:
             lines.note("worker.fatal", str(exc), style="red", error=str(exc))
             return Exit.FATAL
+        self._check_memory_baseline(lines)
         slots = Slots(spec.slots_fd, spec.index + 1)
         writer = slots.writer(spec.index)
-        worker = Worker(driver, store, options, listeners=[self._slot_listener(writer), lines])
-        self._worker = worker
         started = time.monotonic()
         try:
-            self._recover(worker, slots, writer)
+            driver = manager.connection(spec.connection)
+            store = manager.failed_store(spec.connection)
+            worker = Worker(driver, store, options, listeners=[self._slot_listener(writer), lines])
+            self._worker = worker
+            self._recover(worker, slots.read(spec.index), writer)
             if spec.once:
-                if not self._stopping:
+                if not self.stopping:
                     worker.run_next(wait_s=options.sleep_s)
             else:
                 self._consume(worker)
-        except KashqError as exc:
+        except KashqError as exc:  # the queue is unreachable: the supervisor starts another
             lines.note("worker.error", f"worker {spec.index}: {exc}", style="red", error=str(exc))
-        finally:
-            writer.idle()
-            lines.flush()
-            driver.close()
+            return Exit.ERROR
+        writer.idle()
+        manager.close()
         if self.recycle or self._limit_reached(worker, time.monotonic() - started):
             return Exit.RECYCLE
         return Exit.DONE
 
-    @property
-    def _stopping(self) -> bool:
-        return bool(self.signals) or self.orphaned
-
     def _consume(self, worker: Worker) -> None:
         worker.start(1)
         while worker.running:
-            if self._stopping:
+            if self.stopping:
                 worker.request_stop()
             time.sleep(0.05)
         worker.join()
 
     def _limit_reached(self, worker: Worker, ran_s: float) -> bool:
         """Did the worker stop for --max-jobs or --max-time (so it is to be replaced)?"""
-        if self._stopping or self.spec.once:
+        if self.stopping or self.spec.once:
             return False
         opts = worker.options
         if opts.max_jobs is not None and worker.stats.processed >= opts.max_jobs:
             return True
         return opts.max_time_s is not None and ran_s >= opts.max_time_s
 
+    # -- the slot ---------------------------------------------------------
     def _slot_listener(self, writer: SlotWriter) -> Callable[[JobEvent], None]:
-        memory_bytes = None if self.spec.memory_mb is None else self.spec.memory_mb * 1024 * 1024
-
         def on_event(event: JobEvent) -> None:
             kind = event.kind
             if kind is EventKind.STARTED:
                 assert event.reservation is not None
-                now = time.monotonic()
-                deadline = now + event.timeout_s if event.timeout_s else 0.0
-                writer.running(event.reservation, deadline, now)
+                if not writer.running(event.reservation, time.monotonic(), event.timeout_s):
+                    self._warn_unguarded(event)
+            elif kind is EventKind.RAN:
+                writer.settling(ok=event.error is None)  # no timeout for failed() and the ack
             elif kind is EventKind.IDLE:
                 writer.idle()
             else:
@@ -152,44 +157,94 @@ class WorkerProcess:
                     completed=kind is EventKind.COMPLETED,
                     failed=kind in (EventKind.FAILED, EventKind.PARKED),
                 )
-                if memory_bytes is not None and _peak_rss() > memory_bytes:
-                    self.recycle = True
-                    if self._worker is not None:
-                        self._worker.request_stop()  # before its next reserve
+                self._check_memory()
 
         return on_event
 
-    def _recover(self, worker: Worker, slots: Slots, writer: SlotWriter) -> None:
-        """Settle the job a predecessor in this slot left: ack it, or count its attempt failed."""
-        view = slots.read(self.spec.index)
+    def _warn_unguarded(self, event: JobEvent) -> None:
+        if not self._warned_big:
+            self._warned_big = True
+            log.warning(
+                "job %s is too big to record for the supervisor (over 1 MB): jobs this big run "
+                "without a hard timeout, and are recovered by their lease if the worker dies",
+                event.job_id,
+            )
+
+    def _recover(self, worker: Worker, view: SlotView | None, writer: SlotWriter) -> None:
+        """Settle the job a predecessor in this slot left: ack it, or count its attempt failed.
+
+        The slot is cleared first, so a crash while settling leaves the job to
+        its lease rather than to a loop of replacements.
+        """
+        writer.reset()
         if view is None or view.reservation is None or self.spec.recover is None:
-            writer.reset()
             return
-        res = view.reservation
+        res: Reservation = view.reservation
         if view.state is SlotState.COMPLETED:
             worker.driver.ack(res)
-        elif view.timed_out:
-            worker.abandon(res, JobTimeout(round(view.deadline - view.started, 3), killed=True))
-        else:
+            return
+        if not worker.driver.extend(res, worker.options.lease_s):
+            return  # its lease lapsed and another worker has it now
+        if view.timed_out:
+            worker.abandon(res, JobTimeout(view.timeout_s, killed=True))
+        elif view.state is SlotState.RUNNING:
             worker.abandon(res, WorkerLost(f"its worker process {self.spec.recover}"))
-        writer.reset()
+        else:  # SETTLING: handle() had raised, and recording that did not finish
+            worker.abandon(
+                res, WorkerLost(f"its worker process {self.spec.recover} after the job raised")
+            )
+
+    # -- memory -------------------------------------------------------------
+    def _check_memory_baseline(self, lines: JobLines) -> None:
+        if self._memory_limit and _rss_bytes() > self._memory_limit:
+            used = _rss_bytes() // 2**20
+            lines.note(
+                "worker.warning",
+                f"worker {self.spec.index} uses {used} MB right after start-up, more than "
+                f"--memory {self.spec.memory_mb:g}: the memory limit is ignored",
+                style="yellow",
+                worker=self.spec.index,
+                rss_mb=used,
+            )
+            self._memory_limit = 0
+
+    def _check_memory(self) -> None:
+        if self._memory_limit and _rss_bytes() > self._memory_limit:
+            log.warning(
+                "worker %d uses %d MB, over --memory %g: replacing it after this job",
+                self.spec.index,
+                _rss_bytes() // 2**20,
+                self.spec.memory_mb,
+            )
+            self.recycle = True
+            if self._worker is not None:
+                self._worker.request_stop()  # before its next reserve
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RSS_UNIT
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    process = WorkerProcess(WorkSpec.from_json(args[0]))
-    process.install_signals()
+def _rss_bytes() -> int:
+    """Resident memory now (Linux), or the peak where the system does not tell."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def main(argv: list[str], early_signals: int = 0) -> None:
+    process = WorkerProcess(WorkSpec.from_json(argv[0]))
+    process.install_signals(early_signals)
     process.watch_supervisor()
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
     logging.getLogger("kashq.jobs").setLevel(logging.ERROR)  # each job has its own line
-    code = process.run()
-    sys.stdout.flush()
+    try:
+        code = process.run()
+    except Exception:
+        log.exception("worker %d crashed", process.spec.index)
+        code = Exit.ERROR
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -30,7 +30,7 @@ from kashq.drivers.base import Reservation
 SLOT_BYTES = 1 << 20  # sparse: only the pages a worker touches use memory
 _SUPERVISOR = struct.Struct("<Q")  # timed_out_seq
 _SEQ = struct.Struct("<Q")
-# seq, state, pid, deadline, started (both time.monotonic()), processed, failed,
+# seq, state, pid, started (time.monotonic()), timeout_s (0: none), processed, failed,
 # deliveries, id/queue/token/raw lengths
 _HEADER = struct.Struct("<QIIddQQIIIII")
 _HEADER_AT = _SUPERVISOR.size
@@ -42,8 +42,11 @@ class SlotState(enum.IntEnum):
     """What a worker process is doing, as recorded in its slot."""
 
     IDLE = 0  # holds nothing
-    RUNNING = 1  # running the reservation in the slot
-    COMPLETED = 2  # finished it; its acknowledgement rides on the next reserve
+    RUNNING = 1  # running the reservation in the slot: handle() has not returned
+    COMPLETED = (
+        2  # handle() returned; the acknowledgement is pending (or rides on the next reserve)
+    )
+    SETTLING = 3  # handle() raised; the retry or the failure is being recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,17 @@ class SlotView:
     seq: int
     state: SlotState
     pid: int
-    deadline: float  # time.monotonic() seconds; 0 = no timeout
     started: float  # time.monotonic() seconds
+    timeout_s: float  # 0: no timeout (or handle() is over)
     processed: int
     failed: int
     timed_out_seq: int
     reservation: Reservation | None
+
+    @property
+    def deadline(self) -> float:
+        """When the running attempt's timeout ends (time.monotonic()); 0 if it has none."""
+        return self.started + self.timeout_s if self.timeout_s else 0.0
 
     @property
     def timed_out(self) -> bool:
@@ -114,31 +122,36 @@ def _read(buf: mmap.mmap, base: int) -> SlotView | None:
     if seq_before & 1:
         return None
     fields = _HEADER.unpack_from(buf, base + _HEADER_AT)
-    seq, state, pid, deadline, started, processed, failed, deliveries = fields[:8]
-    id_len, queue_len, token_len, raw_len = fields[8:]
-    reservation = None
+    seq, state, pid, started, timeout_s, processed, failed, deliveries = fields[:8]
+    lengths = fields[8:]
+    data = b""
     if state != SlotState.IDLE:
         at = base + _DATA_AT
-        data = bytes(buf[at : at + id_len + queue_len + token_len + raw_len])
-        job_id = data[:id_len].decode()
-        queue = data[id_len : id_len + queue_len].decode()
-        token = data[id_len + queue_len : id_len + queue_len + token_len].decode()
-        raw = data[id_len + queue_len + token_len :].decode()
-        reservation = Reservation(job_id, queue, raw, deliveries, token)
+        data = bytes(buf[at : at + min(sum(lengths), SLOT_BYTES - _DATA_AT)])
     (timed_out_seq,) = _SUPERVISOR.unpack_from(buf, base)
     (seq_after,) = _SEQ.unpack_from(buf, base + _HEADER_AT)
     if seq_after != seq_before or seq != seq_before:
+        return None  # torn by a concurrent write: decode nothing
+    try:
+        view_state = SlotState(state)
+        reservation = _reservation(data, lengths, deliveries) if data else None
+    except ValueError:  # UnicodeDecodeError included: a slot half-written by a dead worker
         return None
     return SlotView(
-        seq,
-        SlotState(state),
-        pid,
-        deadline,
-        started,
-        processed,
-        failed,
-        timed_out_seq,
-        reservation,
+        seq, view_state, pid, started, timeout_s, processed, failed, timed_out_seq, reservation
+    )
+
+
+def _reservation(data: bytes, lengths: tuple[int, ...], deliveries: int) -> Reservation:
+    id_len, queue_len, token_len, _ = lengths
+    queue_at, token_at = id_len, id_len + queue_len
+    raw_at = token_at + token_len
+    return Reservation(
+        data[:id_len].decode(),
+        data[queue_at:token_at].decode(),
+        data[raw_at:].decode(),
+        deliveries,
+        data[token_at:raw_at].decode(),
     )
 
 
@@ -155,15 +168,15 @@ class SlotWriter:
         self.processed, self.failed = fields[5], fields[6]
         self.state = SlotState.IDLE
         self._pid = os.getpid()
-        self._deadline = self._started = 0.0
+        self._started = self._timeout_s = 0.0
         self._deliveries = 0
         self._lengths = (0, 0, 0, 0)
 
-    def running(self, res: Reservation, deadline: float, started: float) -> bool:
-        """Record that ``res`` runs until ``deadline``; False if it is too big to record."""
+    def running(self, res: Reservation, started: float, timeout_s: float | None) -> bool:
+        """Record that ``res`` runs from ``started``; False if it is too big to record."""
         raw = res.raw.encode()
         if len(raw) > MAX_RAW_BYTES:
-            self._deadline, self._lengths = 0.0, (0, 0, 0, 0)
+            self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
             self._write(SlotState.IDLE)
             return False
         parts = (res.id.encode(), res.queue.encode(), res.token.encode(), raw)
@@ -172,10 +185,16 @@ class SlotWriter:
         for part in parts:
             self._buf[at : at + len(part)] = part
             at += len(part)
-        self._deadline, self._started, self._deliveries = deadline, started, res.deliveries
+        self._started, self._timeout_s = started, timeout_s or 0.0
+        self._deliveries = res.deliveries
         self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(raw))
         self._write(SlotState.RUNNING, begun=True)
         return True
+
+    def settling(self, *, ok: bool) -> None:
+        """handle() is over (``ok``: it returned); its timeout no longer applies."""
+        self._timeout_s = 0.0
+        self._write(SlotState.COMPLETED if ok else SlotState.SETTLING)
 
     def finished(self, *, completed: bool, failed: bool) -> None:
         """The running job ended; ``completed`` if its ack is still to be sent."""
@@ -185,7 +204,7 @@ class SlotWriter:
 
     def reset(self) -> None:
         """Mark the slot idle whatever it held (after settling a predecessor's job)."""
-        self._deadline, self._lengths = 0.0, (0, 0, 0, 0)
+        self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
         self._write(SlotState.IDLE)
 
     def idle(self) -> None:
@@ -208,8 +227,8 @@ class SlotWriter:
             self.seq,  # still odd
             state,
             self._pid,
-            self._deadline,
             self._started,
+            self._timeout_s,
             self.processed,
             self.failed,
             self._deliveries,

@@ -19,12 +19,12 @@ class Output(str, enum.Enum):
 
 
 class Exit(enum.IntEnum):
-    """Exit codes of a worker process, as the supervisor reads them."""
+    """Exit codes of a worker process, as the supervisor reads them (sysexits.h values)."""
 
-    DONE = 0  # stopped (signal, --once, --stop-when-empty): do not replace
-    RECYCLE = 3  # reached --max-jobs, --max-time or --memory: replace it
-    FATAL = 4  # cannot start (import error, bad settings): stop everything
-    FORCED = 5  # stopped at once by a second signal
+    DONE = 0  # stopped as asked (signal, --once, --stop-when-empty)
+    ERROR = 70  # could not go on (the queue unreachable, a kashq bug): replace it, with a pause
+    RECYCLE = 75  # reached --max-jobs, --max-time or --memory: replace it
+    FATAL = 78  # cannot start (import error, bad settings): stop everything
 
 
 @dataclass(frozen=True, slots=True)

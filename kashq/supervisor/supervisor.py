@@ -1,49 +1,56 @@
 """The ``queue:work`` supervisor: keeps N worker processes alive and enforces hard timeouts.
 
-It runs no user code. Each worker process records the job it runs in a
-shared-memory slot (:mod:`kashq.supervisor.slots`); every 50 ms the supervisor
-reaps exited workers and replaces them, and kills a worker whose job ran past
-its deadline (the replacement then counts that attempt as failed). It also
-polls the driver for ``queue:restart`` and publishes its figures there for
-``queue:monitor``.
+It runs no user code and does no I/O in its loop. Each worker process records
+the job it runs in a shared-memory slot (:mod:`kashq.supervisor.slots`); every
+50 ms the supervisor reaps exited workers and replaces them, and kills a worker
+whose job ran past its timeout (the replacement then counts that attempt as
+failed). A :class:`~kashq.supervisor.control.ControlThread` talks to the
+queue backend: ``queue:restart``, the figures for ``queue:monitor``, and
+handing back the jobs of workers killed by a forced stop.
 
 Signals: the first SIGTERM/SIGINT asks every worker to finish its job and
 exit (up to the grace period, after which they are killed); a second one kills
-them at once. Jobs a killed worker held are handed out again — at once when
-the supervisor can reach the driver, else when their lease lapses.
+them at once. Jobs a killed worker held are handed back at once — or, if the
+queue cannot be reached, when their lease lapses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any, Protocol
 
-from kashq.cli.joblines import JobLines
-from kashq.drivers.base import Driver, Reservation
-from kashq.envelope import decode, peek
-from kashq.exceptions import EnvelopeError, KashqError
+from kashq.drivers.base import Driver
+from kashq.envelope import peek
 from kashq.supervisor.child import COMMAND
+from kashq.supervisor.control import ControlThread
 from kashq.supervisor.slots import Slots, SlotState
-from kashq.supervisor.spec import Exit, Output, WorkSpec
+from kashq.supervisor.spec import Exit, WorkSpec
 
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.05
-_RESTART_POLL_S = 1.0
-_STATS_EVERY_S = 2.0
-_STATS_TTL_S = 10.0
-_QUICK_CRASH_S = 2.0  # a worker dying sooner than this after its start is crash-looping
+KILL_MARGIN_S = 0.5  # past the timeout: an async job's own timeout fires first, cleanly
+_QUICK_EXIT_S = 2.0  # a worker ending sooner than this after its start is looping
 _MAX_BACKOFF_S = 30.0
+_CONTROL_STOP_S = 10.0
+
+
+class Reporter(Protocol):
+    """Where the supervisor says what it does (the CLI's output)."""
+
+    def note(self, event: str, message: str, *, style: str = "", **fields: Any) -> None: ...
+
+    def timeout(
+        self, job_id: str, job_type: str, took_s: float, limit_s: float, worker: int
+    ) -> None: ...
 
 
 @dataclass
@@ -53,17 +60,9 @@ class _Process:
     index: int
     popen: subprocess.Popen[bytes]
     started: float
-    replace: bool = False  # replace it when it exits (restart signal, timeout kill)
+    replace: bool = False  # replace it when it exits (restart signal)
     timed_out: bool = False
-    told: bool = False  # sent SIGTERM already: a second one would stop it mid-job
-
-
-@dataclass
-class _Schedule:
-    """A slot waiting for a new worker process."""
-
-    at: float
-    recover: str | None = None
+    told: bool = False  # sent SIGTERM already (once is enough; SIGKILL forces)
 
 
 @dataclass
@@ -78,65 +77,66 @@ class SupervisorOptions:
 class _State:
     signals: int = 0
     stopping: bool = False
+    forced: bool = False
     grace_deadline: float = 0.0
     fatal: bool = False
-    crashes: dict[int, int] = field(default_factory=dict)
+    quick_exits: dict[int, int] = field(default_factory=dict)
 
 
 class Supervisor:
     """Starts, watches and replaces the worker processes of one ``queue:work``."""
 
     def __init__(
-        self, spec: WorkSpec, options: SupervisorOptions, driver: Driver, lines: JobLines
+        self, spec: WorkSpec, options: SupervisorOptions, driver: Driver, reporter: Reporter
     ) -> None:
         self.spec = spec
         self.options = options
-        self.driver = driver
-        self.lines = lines
+        self.reporter = reporter
         self.slots = Slots.create(options.workers)
+        self.control = ControlThread(driver, self._figures)
         self._procs: dict[int, _Process] = {}
-        self._scheduled: dict[int, _Schedule] = {}
+        self._scheduled: dict[int, tuple[float, str | None]] = {}  # index -> (at, recover)
         self._state = _State()
-        self._restart_seen = 0.0
-        self._next_restart_poll = self._next_stats = 0.0
-        self._driver_warned = False
+        self._restart_seen = self.control.baseline
         self._started_at = time.time()
-        # Host and pid name it for people; the random part keeps two containers
-        # with the same hostname and pid 1 apart.
-        self._stats_name = f"supervisor:{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
     # -- the loop ---------------------------------------------------------
     def run(self) -> int:
         """Run until every worker has exited; returns the exit code for the command."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        self._restart_seen = self._restart_time() or 0.0
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
         for index in range(self.options.workers):
             self._start(index, None)
-        forced = False
+        self.control.start()  # its first report counts the workers
         try:
             while self._procs or self._scheduled:
-                now = time.monotonic()
-                if self._state.signals >= 2 and not forced:
-                    forced = True
-                    self._kill_all("stopping at once")
-                elif self._state.signals == 1 and not self._state.stopping:
-                    self._begin_stop("finishing running jobs")
-                self._reap(now)
-                self._start_due(now)
-                self._enforce_timeouts(now)
-                self._poll_driver(now)
-                if self._state.stopping and now > self._state.grace_deadline and not forced:
-                    forced = True
-                    self._kill_all(f"grace period of {self.options.grace_s:g}s is over")
+                self._tick(time.monotonic())
                 time.sleep(_TICK_S)
         finally:
-            self._publish_stats(final=True)
+            self.control.stop(_CONTROL_STOP_S)
             self.slots.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if self._state.fatal:
             return 1
-        self.lines.note("supervisor.stopped", "Stopped.", style="bright_black")
-        return 1 if forced and self._state.signals >= 2 else 0
+        self.reporter.note("supervisor.stopped", "Stopped.", style="bright_black")
+        return 1 if self._state.forced and self._state.signals >= 2 else 0
+
+    def _tick(self, now: float) -> None:
+        state = self._state
+        if state.signals >= 2 and not state.forced:
+            self._kill_all("stopping at once")
+        elif state.signals == 1 and not state.stopping:
+            self._begin_stop("finishing running jobs")
+        self._reap(now)
+        self._start_due(now)
+        self._enforce_timeouts(now)
+        if self.control.restart_at > self._restart_seen and not state.stopping:
+            self._restart_seen = self.control.restart_at
+            self._restart_workers()
+        if state.stopping and now > state.grace_deadline and not state.forced:
+            self._kill_all(f"grace period of {self.options.grace_s:g}s is over")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._state.signals += 1
@@ -144,14 +144,19 @@ class Supervisor:
     # -- processes ----------------------------------------------------------
     def _start(self, index: int, recover: str | None) -> None:
         spec = dataclasses.replace(self.spec, index=index, slots_fd=self.slots.fd, recover=recover)
-        popen = subprocess.Popen(
-            [sys.executable, "-c", COMMAND, spec.to_json()],
-            stdin=subprocess.PIPE,
-            pass_fds=(self.slots.fd,),
-        )
+        try:
+            popen = subprocess.Popen(
+                [sys.executable, "-c", COMMAND, spec.to_json()],
+                stdin=subprocess.PIPE,
+                pass_fds=(self.slots.fd,),
+            )
+        except OSError as exc:  # out of processes or memory: try again shortly
+            self.reporter.note("worker.error", f"  cannot start worker {index}: {exc}", style="red")
+            self._scheduled[index] = (time.monotonic() + 1.0, recover)
+            return
         self._procs[index] = _Process(index, popen, time.monotonic())
-        if self.spec.verbose or self.lines.mode is Output.JSON:
-            self.lines.note(
+        if self.spec.verbose:
+            self.reporter.note(
                 "worker.started",
                 f"  worker {index} started (pid {popen.pid})",
                 style="bright_black",
@@ -166,51 +171,57 @@ class Supervisor:
                 continue
             del self._procs[index]
             if proc.popen.stdin is not None:
-                proc.popen.stdin.close()
+                with contextlib.suppress(OSError):
+                    proc.popen.stdin.close()
             self._after_exit(proc, code, now)
 
     def _after_exit(self, proc: _Process, code: int, now: float) -> None:
         state, index = self._state, proc.index
-        how = _describe_exit(code)
         if code == Exit.FATAL:
             state.fatal = True
-            self._begin_stop("a worker could not start")
+            if not state.stopping:
+                self._begin_stop("a worker could not start")
             return
         if state.stopping:
             if code not in (Exit.DONE, Exit.RECYCLE) and not proc.timed_out:
-                self._settle_abandoned(index)
-            return  # a job killed for its timeout now is left to its lease
-        if code == Exit.DONE and not proc.replace:
-            return  # --once, --stop-when-empty: this worker is done
+                self._hand_back(index)
+            return  # a job killed for its timeout just now is left to its lease
+        if code == Exit.DONE and not proc.replace and (self.spec.once or self.spec.stop_when_empty):
+            return  # this worker is done
         recover = None
         if proc.timed_out:
             recover = "was killed: its job ran past its timeout"
         elif code not in (Exit.DONE, Exit.RECYCLE):
-            recover = how
-            self.lines.note(
+            recover = _describe_exit(code)
+            self.reporter.note(
                 "worker.died",
-                f"  worker {index} (pid {proc.popen.pid}) {how}; starting a new one",
+                f"  worker {index} (pid {proc.popen.pid}) {recover}; starting a new one",
                 style="red",
                 worker=index,
                 pid=proc.popen.pid,
                 exit_code=code,
             )
-        delay = 0.0
-        if recover is not None and not proc.timed_out and now - proc.started < _QUICK_CRASH_S:
-            crashes = state.crashes[index] = state.crashes.get(index, 0) + 1
-            delay = min(2.0 ** (crashes - 1), _MAX_BACKOFF_S)
-        else:
-            state.crashes.pop(index, None)
-        self._scheduled[index] = _Schedule(now + delay, recover)
+        elif code == Exit.DONE and not proc.told:
+            recover = "stopped unexpectedly"  # a SIGTERM from outside: replace it
+        pause = 0.0 if code == Exit.RECYCLE else self._pause_before_restart(proc, now)
+        self._scheduled[index] = (now + pause, recover)
+
+    def _pause_before_restart(self, proc: _Process, now: float) -> float:
+        """No pause, unless the worker keeps dying right after it starts (1 s, 2 s … 30 s)."""
+        if proc.timed_out or proc.replace or now - proc.started >= _QUICK_EXIT_S:
+            self._state.quick_exits.pop(proc.index, None)
+            return 0.0
+        count = self._state.quick_exits[proc.index] = self._state.quick_exits.get(proc.index, 0) + 1
+        return 0.0 if count == 1 else min(2.0 ** (count - 2), _MAX_BACKOFF_S)
 
     def _start_due(self, now: float) -> None:
         if self._state.stopping:
             self._scheduled.clear()
             return
-        for index, schedule in list(self._scheduled.items()):
-            if schedule.at <= now:
+        for index, (at, recover) in list(self._scheduled.items()):
+            if at <= now:
                 del self._scheduled[index]
-                self._start(index, schedule.recover)
+                self._start(index, recover)
 
     def _signal_all(self, signum: int) -> None:
         """Send ``signum`` to every worker; SIGTERM only to those not told yet."""
@@ -227,8 +238,8 @@ class Supervisor:
         state.stopping = True
         state.grace_deadline = time.monotonic() + self.options.grace_s
         self._scheduled.clear()
-        running = self._running_count()
-        self.lines.note(
+        running = sum(self._slot_state(i) is SlotState.RUNNING for i in self._procs)
+        self.reporter.note(
             "supervisor.stopping",
             f"Stopping ({why}): {running} running job(s) finish first, "
             f"for up to {self.options.grace_s:g}s.",
@@ -238,35 +249,38 @@ class Supervisor:
         self._signal_all(signal.SIGTERM)
 
     def _kill_all(self, why: str) -> None:
-        self._state.stopping = True
+        self._state.stopping = self._state.forced = True
         self._scheduled.clear()
-        self.lines.note(
+        self.reporter.note(
             "supervisor.killing",
-            f"Stopping at once ({why}): running jobs will be handed out again.",
+            f"Stopping at once ({why}): running jobs are handed back to the queue.",
             style="red",
         )
         self._signal_all(signal.SIGKILL)
 
-    def _running_count(self) -> int:
-        count = 0
-        for index in self._procs:
-            view = self.slots.read(index)
-            count += view is not None and view.state is SlotState.RUNNING
-        return count
+    def _slot_state(self, index: int) -> SlotState | None:
+        view = self.slots.read(index)
+        return None if view is None else view.state
 
-    def _settle_abandoned(self, index: int) -> None:
-        """A worker killed while stopping: hand its job out again now, not after its lease."""
+    def _hand_back(self, index: int) -> None:
+        """A worker killed while stopping: its job goes back now, not after its lease."""
         view = self.slots.read(index)
         if view is None or view.reservation is None:
             return
-        res = view.reservation
-        try:
-            if view.state is SlotState.COMPLETED:
-                self.driver.ack(res)
-            elif view.state is SlotState.RUNNING:
-                self.driver.release(res, decode(res.raw))
-        except (KashqError, EnvelopeError) as exc:
-            log.warning("job %s is left to its lease: %s", res.id, exc)
+        if view.state is SlotState.COMPLETED:
+            self.control.hand_back(view.reservation, completed=True)
+        elif view.state is SlotState.RUNNING:
+            self.control.hand_back(view.reservation, completed=False)
+
+    def _restart_workers(self) -> None:
+        self.reporter.note(
+            "supervisor.restart",
+            "Restart signal received: each worker finishes its job and is replaced.",
+            style="yellow",
+        )
+        for proc in self._procs.values():
+            proc.replace = True
+        self._signal_all(signal.SIGTERM)
 
     # -- timeouts -----------------------------------------------------------
     def _enforce_timeouts(self, now: float) -> None:
@@ -276,7 +290,7 @@ class Supervisor:
             view = self.slots.read(index)
             if view is None or view.state is not SlotState.RUNNING or not view.deadline:
                 continue
-            if now < view.deadline or view.pid != proc.popen.pid:
+            if now < view.deadline + KILL_MARGIN_S or view.pid != proc.popen.pid:
                 continue  # in time, or a predecessor's job the new process is settling
             again = self.slots.read(index)
             if again is None or again.seq != view.seq:
@@ -284,79 +298,28 @@ class Supervisor:
             self.slots.mark_timed_out(index, view.seq)
             proc.timed_out = True
             proc.popen.kill()
-            self._report_timeout(index, view.started, view.deadline, view.reservation)
+            job_id, job_type = peek(view.reservation.raw) if view.reservation else (None, None)
+            self.reporter.timeout(
+                job_id or "", job_type or "(job)", now - view.started, view.timeout_s, index
+            )
 
-    def _report_timeout(
-        self, index: int, started: float, deadline: float, res: Reservation | None
-    ) -> None:
-        job_id, job_type = peek(res.raw) if res is not None else (None, None)
-        took_s = time.monotonic() - started
-        self.lines.timeout(job_id or "", job_type or "(job)", took_s, deadline - started, index)
-
-    # -- the driver: restart signal, stats ----------------------------------
-    def _poll_driver(self, now: float) -> None:
-        if now >= self._next_restart_poll:
-            self._next_restart_poll = now + _RESTART_POLL_S
-            requested = self._restart_time()
-            if requested is not None and requested > self._restart_seen:
-                self._restart_seen = requested
-                self._restart_workers()
-        if now >= self._next_stats:
-            self._next_stats = now + _STATS_EVERY_S
-            self._publish_stats()
-
-    def _restart_time(self) -> float | None:
-        try:
-            value = self.driver.get_control("restart").get("restart")
-        except KashqError as exc:
-            self._warn_driver(exc)
-            return None
-        try:
-            return None if value is None else float(value)
-        except ValueError:
-            return None
-
-    def _restart_workers(self) -> None:
-        self.lines.note(
-            "supervisor.restart",
-            "Restart signal received: each worker finishes its job and is replaced.",
-            style="yellow",
-        )
-        for proc in self._procs.values():
-            proc.replace = True
-        self._signal_all(signal.SIGTERM)
-
-    def _publish_stats(self, *, final: bool = False) -> None:
+    # -- figures --------------------------------------------------------------
+    def _figures(self) -> dict[str, Any]:
+        """What the supervisor publishes for ``queue:monitor`` (read by the control thread)."""
         processed = failed = 0
         for index in range(self.options.workers):
             view = self.slots.read(index)
             if view is not None:
                 processed += view.processed
                 failed += view.failed
-        name = self._stats_name
-        record = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
+        return {
             "connection": self.spec.connection,
             "queues": list(self.spec.queues),
             "workers": len(self._procs),
             "processed": processed,
             "failed": failed,
             "started_at": self._started_at,
-            "at": time.time(),
         }
-        try:
-            if final:
-                self.driver.delete_control(name)
-            else:
-                self.driver.put_control(name, json.dumps(record), ttl_s=_STATS_TTL_S)
-        except KashqError as exc:
-            self._warn_driver(exc)
-
-    def _warn_driver(self, exc: Exception) -> None:
-        if not self._driver_warned:
-            self._driver_warned = True
-            log.warning("supervisor cannot reach the queue (%s); retrying", exc)
 
 
 def _describe_exit(code: int) -> str:

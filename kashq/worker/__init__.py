@@ -1,8 +1,9 @@
 """The worker: the consume loop and the retry/fail policy."""
 
+from kashq.exceptions import WorkerLost
 from kashq.worker.events import EventKind, JobEvent, Listener
 from kashq.worker.options import WorkerOptions
-from kashq.worker.worker import Outcome, Worker, WorkerLost, WorkerStats
+from kashq.worker.worker import Outcome, Worker, WorkerStats
 
 __all__ = [
     "EventKind",

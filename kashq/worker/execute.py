@@ -115,7 +115,9 @@ def call_failed_hook(job: Job | None, error: BaseException) -> None:
         return
     try:
         run(lambda: hook(error), None)
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # SystemExit too: a hook must not end the worker
         log.exception("failed() hook of %s raised", type(job).__qualname__)
 
 

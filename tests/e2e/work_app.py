@@ -63,6 +63,20 @@ class SlowOnce(Job):
         record(self.envelope.id)
 
 
+class SlowHook(Job):
+    tries = 1
+    timeout = 2
+
+    def handle(self) -> None:
+        time.sleep(1.5)
+        raise RuntimeError("the real cause")
+
+    def failed(self, error: BaseException) -> None:
+        time.sleep(1.5)  # past the job's timeout: the hook must not be killed
+        with open(HERE / "hooks.txt", "a") as hooks:
+            hooks.write(self.envelope.id + "\\n")
+
+
 class Flaky(Job):
     tries = 2
     backoff = 0

@@ -14,7 +14,7 @@ from kashq.cli.joblines import JobLines, duration
 from kashq.drivers.base import Reservation
 from kashq.envelope import Envelope
 from kashq.imports import ImportFailed, import_job_modules
-from kashq.supervisor.slots import MAX_RAW_BYTES, Slots, SlotState
+from kashq.supervisor.slots import _DATA_AT, MAX_RAW_BYTES, SLOT_BYTES, Slots, SlotState
 from kashq.supervisor.spec import Output, WorkSpec
 from kashq.worker.events import EventKind, JobEvent
 
@@ -43,28 +43,28 @@ def test_a_fresh_slot_is_idle(slots: Slots) -> None:
 def test_running_slot_holds_the_reservation_and_deadline(slots: Slots) -> None:
     writer = slots.writer(1)
 
-    assert writer.running(RES, deadline=105.0, started=100.0)
+    assert writer.running(RES, started=100.0, timeout_s=5.0)
 
     view = slots.read(1)
     assert view is not None
     assert view.state is SlotState.RUNNING
     assert view.reservation == RES
-    assert (view.deadline, view.started) == (105.0, 100.0)
+    assert (view.started, view.timeout_s, view.deadline) == (100.0, 5.0, 105.0)
     assert slots.read(0).state is SlotState.IDLE  # type: ignore[union-attr]
 
 
 def test_finished_jobs_are_counted_and_a_completed_one_keeps_its_reservation(slots: Slots) -> None:
     writer = slots.writer(2)
-    writer.running(RES, 0.0, 1.0)
+    writer.running(RES, 1.0, None)
     writer.finished(completed=True, failed=False)
-    writer.running(RES, 0.0, 2.0)
+    writer.running(RES, 2.0, None)
     writer.finished(completed=False, failed=True)
 
     view = slots.read(2)
     assert view is not None
     assert view.state is SlotState.IDLE
     assert (view.processed, view.failed) == (2, 1)
-    writer.running(RES, 0.0, 3.0)
+    writer.running(RES, 3.0, None)
     writer.finished(completed=True, failed=False)
     completed = slots.read(2)
     assert completed is not None and completed.state is SlotState.COMPLETED
@@ -73,12 +73,12 @@ def test_finished_jobs_are_counted_and_a_completed_one_keeps_its_reservation(slo
 
 def test_a_replacement_writer_carries_on_the_counters(slots: Slots) -> None:
     first = slots.writer(0)
-    first.running(RES, 0.0, 1.0)
+    first.running(RES, 1.0, None)
     first.finished(completed=False, failed=False)
 
     second = slots.writer(0)
     second.reset()
-    second.running(RES, 0.0, 1.0)
+    second.running(RES, 1.0, None)
     second.finished(completed=False, failed=True)
 
     view = slots.read(0)
@@ -88,7 +88,7 @@ def test_a_replacement_writer_carries_on_the_counters(slots: Slots) -> None:
 
 def test_timed_out_marks_only_the_attempt_it_names(slots: Slots) -> None:
     writer = slots.writer(1)
-    writer.running(RES, 5.0, 1.0)
+    writer.running(RES, 1.0, 4.0)
     view = slots.read(1)
     assert view is not None
 
@@ -96,8 +96,33 @@ def test_timed_out_marks_only_the_attempt_it_names(slots: Slots) -> None:
     assert slots.read(1).timed_out  # type: ignore[union-attr]
 
     writer.finished(completed=True, failed=False)
-    writer.running(RES, 5.0, 1.0)
+    writer.running(RES, 1.0, 4.0)
     assert not slots.read(1).timed_out  # type: ignore[union-attr]
+
+
+def test_handle_returning_clears_the_timeout_while_the_outcome_is_settled(slots: Slots) -> None:
+    writer = slots.writer(1)
+    writer.running(RES, 1.0, 4.0)
+
+    writer.settling(ok=False)
+    settling = slots.read(1)
+    writer.settling(ok=True)
+    completed = slots.read(1)
+
+    assert settling is not None and completed is not None
+    assert settling.state is SlotState.SETTLING
+    assert completed.state is SlotState.COMPLETED
+    assert settling.deadline == completed.deadline == 0.0
+    assert completed.reservation == RES
+
+
+def test_a_slot_holding_broken_text_reads_as_none(slots: Slots) -> None:
+    writer = slots.writer(1)
+    writer.running(Reservation("id", "q", '{"name":"日本"}', 1, "t"), 1.0, None)
+    data_at = SLOT_BYTES + _DATA_AT  # slot 1's reservation bytes
+    slots._map[data_at : data_at + 1] = b"\xff"  # a dead worker's half-copied text
+
+    assert slots.read(1) is None
 
 
 def test_a_torn_slot_reads_as_none(slots: Slots) -> None:
@@ -111,14 +136,14 @@ def test_a_job_too_big_for_its_slot_is_not_recorded(slots: Slots) -> None:
     writer = slots.writer(1)
     huge = Reservation("big", "default", "x" * (MAX_RAW_BYTES + 1), 1, "t")
 
-    assert not writer.running(huge, 5.0, 1.0)
+    assert not writer.running(huge, 1.0, 4.0)
 
     assert slots.read(1).state is SlotState.IDLE  # type: ignore[union-attr]
 
 
 def test_unicode_reservations_round_trip(slots: Slots) -> None:
     res = Reservation("id-é", "files:ü", '{"name":"日本"}', 1, "tök")
-    slots.writer(0).running(res, 1.0, 0.5)
+    slots.writer(0).running(res, 0.5, 1.0)
 
     assert slots.read(0).reservation == res  # type: ignore[union-attr]
 

@@ -55,8 +55,9 @@ def test_completed_job_emits_started_then_completed_with_its_duration() -> None:
 
     e.worker.run_next()
 
-    started, completed = e.seen
-    assert (started.kind, completed.kind) == (EventKind.STARTED, EventKind.COMPLETED)
+    started, ran, completed = e.seen
+    assert e.kinds() == [EventKind.STARTED, EventKind.RAN, EventKind.COMPLETED]
+    assert ran.duration_s is not None
     assert started.job_id == completed.job_id == job_id
     assert started.job_type == "tests.unit.test_worker_events.Fine"
     assert started.queue == "default"
@@ -76,11 +77,13 @@ def test_failing_attempts_emit_retried_with_the_delay_then_failed() -> None:
 
     assert e.kinds() == [
         EventKind.STARTED,
+        EventKind.RAN,
         EventKind.RETRIED,
         EventKind.STARTED,
+        EventKind.RAN,
         EventKind.FAILED,
     ]
-    retried, failed = e.seen[1], e.seen[3]
+    retried, failed = e.seen[2], e.seen[5]
     assert retried.delay_s == 3
     assert retried.error == "ValueError: broken"
     assert failed.attempt == 2
@@ -112,7 +115,7 @@ def test_a_listener_that_raises_does_not_stop_the_worker() -> None:
     e.push(Fine())
 
     assert e.worker.run_next() is Outcome.COMPLETED
-    assert e.kinds() == [EventKind.STARTED, EventKind.COMPLETED]
+    assert e.kinds() == [EventKind.STARTED, EventKind.RAN, EventKind.COMPLETED]
 
 
 def test_abandon_counts_the_attempt_as_failed_and_retries_after_the_backoff() -> None:
@@ -146,3 +149,21 @@ def test_abandon_on_the_last_try_fails_for_good_and_calls_the_failed_hook() -> N
     assert record.attempts == 1
     assert [record.error] == HOOKED
     assert e.driver.sizes(["default"])["default"].total == 0
+
+
+class Exits(Job):
+    tries = 1
+
+    def handle(self) -> None:
+        raise SystemExit(3)
+
+
+def test_a_job_calling_sys_exit_fails_its_attempt_and_the_worker_goes_on() -> None:
+    e = Events()
+    e.push(Exits())
+    e.push(Fine())
+
+    assert e.worker.run_next() is Outcome.FAILED
+    assert e.worker.run_next() is Outcome.COMPLETED
+    (record,) = e.store.all()
+    assert record.error == "SystemExit: 3"

@@ -7,8 +7,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from kashq.exceptions import ConfigError
+from kashq.exceptions import ConfigError, DriverError
 
+CONNECT_TIMEOUT_S = 5.0
 CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
 
 
@@ -16,15 +17,21 @@ def connect(url: str) -> Any:
     """A client for ``url``: ``redis://``, ``rediss://`` (TLS), ``unix://``, or a cluster.
 
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) connects to a Redis
-    Cluster through any one of its nodes.
+    Cluster through any one of its nodes. A host that does not answer fails
+    after ``CONNECT_TIMEOUT_S`` instead of the system's TCP timeout (a URL's own
+    ``socket_connect_timeout`` wins).
     """
     try:
         for scheme, plain in CLUSTER_SCHEMES.items():
             if url.startswith(scheme):
-                return RedisCluster.from_url(plain + url[len(scheme) :])
-        return redis.Redis.from_url(url)
-    except (ValueError, redis.RedisError) as exc:
+                return RedisCluster.from_url(
+                    plain + url[len(scheme) :], socket_connect_timeout=CONNECT_TIMEOUT_S
+                )
+        return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    except ValueError as exc:
         raise ConfigError(f"invalid Redis URL: {exc}") from None
+    except redis.RedisError as exc:  # a cluster client connects at once
+        raise DriverError(f"cannot reach the Redis cluster: {exc}") from None
 
 
 def is_cluster(client: Any) -> bool:

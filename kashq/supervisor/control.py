@@ -1,0 +1,119 @@
+"""The supervisor's conversation with the queue backend, on a thread of its own.
+
+Reading the ``queue:restart`` record, publishing the supervisor's figures for
+``queue:monitor``, and handing back the jobs of workers killed by a forced stop
+all wait on the network; doing them here keeps the supervisor's loop — which
+enforces timeouts and answers signals — free of I/O even while Redis or the
+database is slow or gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kashq.drivers.base import Driver, Reservation
+from kashq.envelope import decode
+from kashq.exceptions import EnvelopeError, KashqError
+
+log = logging.getLogger(__name__)
+
+RESTART_RECORD = "restart"
+STATS_PREFIX = "supervisor:"
+_RESTART_POLL_S = 1.0
+_STATS_EVERY_S = 2.0
+_STATS_TTL_S = 10.0
+
+
+class ControlThread:
+    """Polls for restarts, publishes figures, and settles abandoned jobs."""
+
+    def __init__(self, driver: Driver, figures: Callable[[], dict[str, Any]]) -> None:
+        self.driver = driver
+        self._figures = figures
+        self._tasks: queue.Queue[tuple[str, Reservation] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="kashq-control", daemon=True)
+        self._warned = False
+        # Host and pid name the record for people; the random part keeps two
+        # containers with the same hostname and pid 1 apart.
+        self.name = f"{STATS_PREFIX}{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.restart_at = self._restart_record() or time.time()
+        self.baseline = self.restart_at
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Finish the queued work (for up to ``timeout_s``), then withdraw the figures."""
+        self._tasks.put(None)
+        self._thread.join(timeout_s)
+
+    def hand_back(self, reservation: Reservation, *, completed: bool) -> None:
+        """Acknowledge a finished job, or put a running one back, as soon as possible."""
+        self._tasks.put(("ack" if completed else "release", reservation))
+
+    # -- the thread -------------------------------------------------------
+    def _run(self) -> None:
+        next_poll = next_stats = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + _RESTART_POLL_S
+                requested = self._restart_record()
+                if requested is not None and requested > self.restart_at:
+                    self.restart_at = requested
+            if now >= next_stats:
+                next_stats = now + _STATS_EVERY_S
+                self._call(self.driver.put_control, self.name, self._stats(), _STATS_TTL_S)
+            try:
+                task = self._tasks.get(timeout=max(min(next_poll, next_stats) - now, 0.01))
+            except queue.Empty:
+                continue
+            if task is None:
+                self._call(self.driver.delete_control, self.name)
+                return
+            self._settle(*task)
+
+    def _settle(self, how: str, res: Reservation) -> None:
+        if how == "ack":
+            self._call(self.driver.ack, res)
+            return
+        try:
+            envelope = decode(res.raw)
+        except EnvelopeError:
+            return  # its lease brings it back and a worker fails it with the reason
+        self._call(self.driver.release, res, envelope)
+
+    def _restart_record(self) -> float | None:
+        records = self._call(self.driver.get_control, RESTART_RECORD)
+        try:
+            return None if not records else float(records[RESTART_RECORD])
+        except (KeyError, ValueError):
+            return None
+
+    def _stats(self) -> str:
+        try:
+            figures = self._figures()
+        except ValueError:  # the slots were closed under us: the supervisor is exiting
+            figures = {}
+        return json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), **figures, "at": time.time()}
+        )
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            result = fn(*args)
+        except KashqError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("the supervisor cannot reach the queue (%s); it keeps trying", exc)
+            return None
+        self._warned = False
+        return result
