@@ -63,3 +63,10 @@ def raw_round_trips(url: str, n: int) -> float:
 
     one_run(min(n, 1000))
     return statistics.median(one_run(n) for _ in range(3))
+
+
+def p50_p99_ms(latencies_s: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile of ``latencies_s``, in milliseconds."""
+    ordered = sorted(latencies_s)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered) * 1e3, p99 * 1e3

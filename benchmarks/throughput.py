@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import private_redis, raw_round_trips
+from common import p50_p99_ms, private_redis, raw_round_trips
 from rich.console import Console
 from rich.table import Table
 
@@ -97,9 +97,7 @@ def latency(manager: QueueManager, samples: int) -> tuple[float, float]:
             time.sleep(0.002)
     finally:
         worker.stop()
-    ordered = sorted(LATENCIES)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1e3, p99 * 1e3
+    return p50_p99_ms(LATENCIES)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 import redis
-from common import private_redis, raw_round_trips
+from common import p50_p99_ms, private_redis, raw_round_trips
 from rich.console import Console
 from rich.table import Table
 
@@ -96,9 +96,7 @@ def idle_latency(manager: QueueManager, env: dict[str, str], samples: int) -> tu
             latencies.append(float(popped[1]))
     finally:
         stop(proc)
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1e3, p99 * 1e3
+    return p50_p99_ms(latencies)
 
 
 def main() -> None:
