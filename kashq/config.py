@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     prefix: str = Field("kashq", min_length=1, pattern=r"^[^\s{}]+$", description="key prefix")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL")
     database_url: str = Field("sqlite:///kashq.sqlite", description="SQLAlchemy database URL")
+    events: bool = Field(True, description="record every job's lifecycle in the event store")
+    events_max_len: int = Field(
+        100_000, ge=100, description="events kept per Redis stream (approximate trimming)"
+    )
+    slack_webhook_url: str | None = Field(None, description="Slack incoming webhook for alerts")
+    slack_channel: str | None = Field(None, description="Slack channel for alerts")
+    alert_webhook_url: str | None = Field(None, description="URL that gets a JSON POST per alert")
+    alert_webhook_secret: str | None = Field(None, description="HMAC-SHA256 key signing alerts")
+    alert_timeout: float = Field(5.0, gt=0, description="seconds an alerter may take")
+    timezone: str = Field("UTC", min_length=1, description="time zone of recurring schedules")
 
     @field_validator("imports", mode="before")
     @classmethod
@@ -69,6 +79,24 @@ class Settings(BaseSettings):
         schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
         if not value.startswith(schemes):
             raise ValueError("must start with " + ", ".join(schemes))
+        return value
+
+    @field_validator("slack_webhook_url", "alert_webhook_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from None
         return value
 
     @field_validator("database_url")

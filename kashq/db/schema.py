@@ -128,3 +128,40 @@ control = Table(
     Column("value", Text, nullable=False),
     Column("expires_at", Double, nullable=True),
 )
+
+# Distributed locks (kashq.locks on the database driver): a row per held lock;
+# an expired row is free to take.
+locks = Table(
+    "kashq_locks",
+    metadata,
+    Column("name", CONTROL_NAME, primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+# Windowed counters (rate limits, exception throttles): one row per key and window.
+counters = Table(
+    "kashq_counters",
+    metadata,
+    Column("name", CONTROL_NAME, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+# The event store on the database driver: one row per lifecycle step of a job.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("job_type", String(255), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("at", Double, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("details", Text, nullable=False),
+)
+Index("ix_job_events_job_id", job_events.c.job_id, job_events.c.id)
+Index("ix_job_events_at", job_events.c.at)

@@ -25,8 +25,15 @@ from tests.support.processes import run_together, start_python
 from tests.support.services import free_port, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
-KASHQ_TABLES = {"kashq_jobs", "failed_jobs", "kashq_control"}
-HEAD = "0002"
+KASHQ_TABLES = {
+    "kashq_jobs",
+    "failed_jobs",
+    "kashq_control",
+    "kashq_locks",
+    "kashq_counters",
+    "job_events",
+}
+HEAD = "0003"
 
 
 def schema_diffs(url: str) -> list[object]:
@@ -137,7 +144,7 @@ def test_server_database_at_revision_0001_asks_for_kashq_migrate_in_one_line(kin
     with database(kind, tmp_path) as url:
         migrate.upgrade(url, "0001")
         driver = DatabaseDriver(url)
-        with pytest.raises(DriverError, match=r"revision 0001 \(kashq needs 0002\)") as caught:
+        with pytest.raises(DriverError, match=r"revision 0001 \(kashq needs 0003\)") as caught:
             driver.get_control()
         driver.close()
     message = str(caught.value)
