@@ -59,7 +59,7 @@ class LockBackend(Protocol):
         ...
 
     def hit(self, key: str, window_s: float) -> int:
-        """Count one event for ``key`` in the current ``window_s``-second window; returns the count."""
+        """Count one event for ``key`` in the current ``window_s`` window; returns the count."""
         ...
 
     def close(self) -> None:
