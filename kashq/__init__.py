@@ -10,6 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from kashq._version import __version__
+from kashq.alerts import (
+    Alert,
+    AlertDispatcher,
+    Alerter,
+    AlertError,
+    LogAlerter,
+    SlackAlerter,
+    WebhookAlerter,
+)
 from kashq.clock import SYSTEM_CLOCK, Clock, SystemClock
 from kashq.config import Settings, load_settings
 from kashq.dispatcher import (
@@ -20,6 +29,7 @@ from kashq.dispatcher import (
     dispatch_many,
     manager,
 )
+from kashq.dlq import DeadLetterError, DeadLetterQueue, RetryError
 from kashq.drivers import Driver, MemoryDriver, QueueSizes, Reservation, SyncDriver
 from kashq.envelope import Envelope
 from kashq.exceptions import (
@@ -37,8 +47,18 @@ from kashq.exceptions import (
 )
 from kashq.failed import FailedJob, FailedJobStore, MemoryFailedJobStore
 from kashq.job import Job, NamedJob
+from kashq.locks import LockNotAcquired
 from kashq.manager import QueueManager
+from kashq.middleware import (
+    JobContext,
+    Middleware,
+    RateLimited,
+    ReleaseJob,
+    ThrottlesExceptions,
+    WithoutOverlapping,
+)
 from kashq.registry import handler, register
+from kashq.scheduler import ScheduleError, Scheduler, schedule
 from kashq.worker import (
     EventKind,
     JobEvent,
@@ -67,8 +87,14 @@ def start_workers(concurrency: int = 1, *, connection: str | None = None, **opti
 
 __all__ = [
     "SYSTEM_CLOCK",
+    "Alert",
+    "AlertDispatcher",
+    "AlertError",
+    "Alerter",
     "Clock",
     "ConfigError",
+    "DeadLetterError",
+    "DeadLetterQueue",
     "Driver",
     "DriverError",
     "Envelope",
@@ -79,23 +105,36 @@ __all__ = [
     "FailedStoreError",
     "ImportFailed",
     "Job",
+    "JobContext",
     "JobDefinitionError",
     "JobEvent",
     "JobTimeout",
     "KashqError",
+    "LockNotAcquired",
+    "LogAlerter",
     "MemoryDriver",
     "MemoryFailedJobStore",
+    "Middleware",
     "NamedJob",
     "Outcome",
     "PayloadError",
     "QueueManager",
     "QueueSizes",
+    "RateLimited",
     "RegistryError",
+    "ReleaseJob",
     "Reservation",
+    "RetryError",
+    "ScheduleError",
+    "Scheduler",
     "Settings",
+    "SlackAlerter",
     "SyncDriver",
     "SystemClock",
+    "ThrottlesExceptions",
     "UnknownJobType",
+    "WebhookAlerter",
+    "WithoutOverlapping",
     "Worker",
     "WorkerLost",
     "WorkerOptions",
@@ -111,5 +150,6 @@ __all__ = [
     "load_settings",
     "manager",
     "register",
+    "schedule",
     "start_workers",
 ]

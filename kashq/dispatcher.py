@@ -8,7 +8,7 @@ fake with :func:`kashq.testing.fake`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ class Dispatcher(Protocol):
 
     def dispatch(self, job: Dispatchable) -> str | None: ...
 
-    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str]: ...
+    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> Sequence[str | None]: ...
 
 
 _lock = threading.Lock()
@@ -111,6 +111,9 @@ def dispatch_at(job: Dispatchable, when: datetime) -> str | None:
     return job.dispatch_at(when)
 
 
-def dispatch_many(jobs: Iterable[Dispatchable]) -> list[str]:
-    """Dispatch several jobs in one round trip per connection where the driver can."""
-    return get_dispatcher().dispatch_many(jobs)
+def dispatch_many(jobs: Iterable[Dispatchable]) -> list[str | None]:
+    """Dispatch several jobs in one round trip per connection where the driver can.
+
+    Returns their ids in order; None for a unique job that was already queued.
+    """
+    return list(get_dispatcher().dispatch_many(jobs))

@@ -16,6 +16,18 @@ pydantic) are translated into these at the boundary where they occur.
     ├── DriverError            the queue backend failed an operation
     ├── FailedStoreError       the failed-job store could not be written/read
     └── ImportFailed           a job module given to a worker could not be imported
+
+The feature modules add their own, in the same tree:
+
+    KashqError
+    ├── LockNotAcquired        kashq.locks: the lock is held by someone else
+    ├── ReleaseJob             kashq.middleware: put the job back without running it
+    ├── ScheduleError          kashq.scheduler: a bad schedule or cron expression
+    ├── AlertError             kashq.alerts: an alerter could not deliver
+    ├── DeadLetterError        kashq.dlq: a failed job cannot be retried or found
+    │   └── RetryError         some of a batch could not be retried
+    └── DriverError
+        └── EventStoreError    kashq.events: the event store failed an operation
 """
 
 from __future__ import annotations

@@ -9,11 +9,13 @@ by a function registered with :func:`kashq.handler`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -24,8 +26,16 @@ from kashq.registry import REGISTRY, qualified_name
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from kashq.middleware import Middleware
+
 Delay = float | int | timedelta
 _QUEUE_NAME = re.compile(r"^[^\s,{}]{1,200}$")
+UniqueUntil = Literal["processing", "completed"]
+
+# Envelope metadata carrying a unique job's lock, so the worker can free it.
+UNIQUE_KEY = "kashq.unique_key"
+UNIQUE_TOKEN = "kashq.unique_token"
+UNIQUE_UNTIL = "kashq.unique_until"
 
 
 @dataclass(slots=True)
@@ -117,7 +127,7 @@ class Dispatchable:
 
     # -- dispatching ----------------------------------------------------
     def dispatch(self) -> str | None:
-        """Queue the job; returns its id."""
+        """Queue the job; returns its id (None: a unique job already queued, nothing pushed)."""
         from kashq.dispatcher import get_dispatcher
 
         return get_dispatcher().dispatch(self)
@@ -177,8 +187,13 @@ class Job(Dispatchable, BaseModel):
     """Base class of class-based jobs; subclass it and write ``handle()``.
 
     ``handle()`` may be ``async def``. An optional ``failed(error)`` is called
-    once, when the job has failed for good.
+    once, when the job has failed for good. ``middleware()`` lists layers run
+    around ``handle()`` (:mod:`kashq.middleware`). With ``unique_for`` set, a
+    dispatch while an equal job (same ``unique_id()``) is queued pushes nothing.
     """
+
+    unique_for: ClassVar[float | None] = None
+    unique_until: ClassVar[UniqueUntil] = "completed"
 
     model_config = ConfigDict(extra="ignore")
 
@@ -222,6 +237,25 @@ class Job(Dispatchable, BaseModel):
         env = self._kashq_envelope
         return 0 if env is None else env.attempts + 1
 
+    def middleware(self) -> list[Middleware]:
+        """The middleware run around ``handle()``, outermost first (none by default)."""
+        return []
+
+    def unique_id(self) -> str:
+        """What makes two dispatches of a unique job the same (default: a hash of the payload)."""
+        text = json.dumps(self.payload_data(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def unique_lock_key(self) -> str:
+        """The lock a unique job holds while queued: ``unique:<type>:<unique_id()>``."""
+        unique_id = self.unique_id()
+        if not isinstance(unique_id, str) or not unique_id:
+            raise JobDefinitionError(
+                f"{type(self).__qualname__}.unique_id() must return a non-empty str, "
+                f"got {unique_id!r}"
+            )
+        return f"unique:{self.type_name}:{unique_id}"
+
 
 class NamedJob(Dispatchable):
     """A job named by string with a JSON payload, for ``@kashq.handler`` functions.
@@ -257,6 +291,10 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "envelope",
     "attempts",
     "middleware",
+    "unique_for",
+    "unique_until",
+    "unique_id",
+    "unique_lock_key",
 }
 
 
@@ -309,5 +347,22 @@ def _check_class_options(cls: type[Dispatchable]) -> None:
         if cls.timeout is not None:
             _check_timeout(cls.timeout)
         _check_int("priority", cls.priority)
+        if isinstance(cls, type) and issubclass(cls, Job):
+            _check_unique(cls)
     except ValueError as exc:
         raise JobDefinitionError(f"{cls.__qualname__}: {exc}") from None
+
+
+def _check_unique(cls: type[Job]) -> None:
+    ttl = cls.unique_for
+    if ttl is not None and (
+        not isinstance(ttl, (int, float))
+        or isinstance(ttl, bool)
+        or not math.isfinite(ttl)
+        or ttl <= 0
+    ):
+        raise ValueError(f"unique_for must be a finite number of seconds > 0, got {ttl!r}")
+    if cls.unique_until not in ("processing", "completed"):
+        raise ValueError(
+            f"unique_until must be 'processing' or 'completed', got {cls.unique_until!r}"
+        )

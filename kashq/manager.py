@@ -9,21 +9,25 @@ store directly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from kashq.alerts import AlertDispatcher, dispatcher_from_settings
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.config import CONNECTIONS, Settings, load_settings
 from kashq.drivers.base import Driver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.sync import SyncDriver
 from kashq.envelope import Envelope
-from kashq.exceptions import ConfigError
+from kashq.events import EventRecorder, store_for
+from kashq.exceptions import ConfigError, KashqError
 from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
-from kashq.job import Dispatchable
+from kashq.job import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL, Dispatchable, Job
+from kashq.locks import Lock, LockBackend, backend_for
 from kashq.worker.options import WorkerOptions
 from kashq.worker.worker import Worker
 
@@ -43,6 +47,8 @@ class QueueManager:
         self._given_store = failed_store
         self._stores: dict[bool, FailedJobStore] = {}  # keyed by "durable"
         self._connections: dict[str, Driver] = {}
+        self._recorders: dict[str, EventRecorder] = {}
+        self._alerts: list[AlertDispatcher] = []
         self._lock = threading.Lock()
 
     # -- connections ----------------------------------------------------
@@ -93,9 +99,24 @@ class QueueManager:
             return DatabaseDriver(self.settings.database_url, clock=self.clock)
         raise ConfigError(f"unknown connection {name!r}: expected one of {', '.join(CONNECTIONS)}")
 
+    def recorder(self, connection: str | None = None) -> EventRecorder | None:
+        """The event recorder of ``connection``; None when events are off (``KASHQ_EVENTS``)."""
+        if not self.settings.events:
+            return None
+        name = connection or self.settings.connection
+        driver = self.connection(name)
+        with self._lock:
+            recorder = self._recorders.get(name)
+            if recorder is None:
+                recorder = self._recorders[name] = EventRecorder(store_for(driver, self.settings))
+            return recorder
+
     def _drain_inline(self, driver: Driver, queues: Sequence[str]) -> None:
         options = self.worker_options(connection="sync", queues=tuple(queues))
-        Worker(driver, self.failed_store("sync"), options, clock=self.clock).drain()
+        # The sync driver hands its private memory driver over: use the locks
+        # its dispatches took (those of the sync connection).
+        locks = self.locks("sync")
+        Worker(driver, self.failed_store("sync"), options, clock=self.clock, locks=locks).drain()
 
     # -- workers --------------------------------------------------------
     def worker_options(self, **overrides: Any) -> WorkerOptions:
@@ -112,38 +133,120 @@ class QueueManager:
         return dataclasses.replace(options, **overrides)
 
     def worker(self, connection: str | None = None, **overrides: Any) -> Worker:
-        """A :class:`Worker` on ``connection`` using this manager's failed-job store."""
+        """A :class:`Worker` on ``connection`` using this manager's failed-job store.
+
+        It records events (unless ``KASHQ_EVENTS`` is off) and sends alerts
+        for jobs that fail for good when alerters are configured.
+        """
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
         store = self.failed_store(name)
-        return Worker(self.connection(name), store, options, clock=self.clock)
+        worker = Worker(self.connection(name), store, options, clock=self.clock)
+        self._listen(worker, name)
+        return worker
+
+    def _listen(self, worker: Worker, name: str) -> None:
+        recorder = self.recorder(name)
+        if recorder is not None:
+            worker.add_listener(recorder.listener)
+        alerts = dispatcher_from_settings(self.settings, connection=name)
+        if alerts is not None:
+            worker.add_listener(alerts.listener)
+            with self._lock:
+                self._alerts.append(alerts)
 
     # -- dispatching ----------------------------------------------------
     def envelope_for(self, job: Dispatchable) -> Envelope:
         """The envelope ``job`` would be pushed as."""
         return job.to_envelope(default_queue=self.settings.queue, now=self.clock.time())
 
-    def dispatch(self, job: Dispatchable) -> str:
-        """Push one job; returns its id."""
+    def locks(self, connection: str | None = None) -> LockBackend:
+        """The lock backend sharing connection ``connection``'s storage."""
+        return backend_for(self.connection(connection))
+
+    def dispatch(self, job: Dispatchable) -> str | None:
+        """Push one job; returns its id, or None for a unique job already queued."""
         envelope = self.envelope_for(job)
-        self.connection(job.target_connection()).push(envelope)
+        name = job.target_connection()
+        lock = None
+        if isinstance(job, Job) and job.unique_for is not None:
+            lock = self._claim_unique(job, job.unique_for, name, envelope)
+            if lock is None:
+                return None
+        try:
+            self.connection(name).push(envelope)
+        except BaseException:
+            _free([lock] if lock is not None else [])
+            raise
+        self._record_dispatched(name, [envelope])
         return envelope.id
 
-    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str]:
-        """Push many jobs, one ``push_many`` per connection; returns their ids in order."""
+    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
+        """Push many jobs, one ``push_many`` per connection; returns their ids in order.
+
+        A unique job whose equal is already queued (or earlier in ``jobs``) is
+        skipped: its place in the list holds None.
+        """
         by_connection: dict[str | None, list[Envelope]] = {}
-        ids: list[str] = []
-        for job in jobs:
-            envelope = self.envelope_for(job)
-            by_connection.setdefault(job.target_connection(), []).append(envelope)
-            ids.append(envelope.id)
-        for name, envelopes in by_connection.items():
-            self.connection(name).push_many(envelopes)
+        claimed: dict[str | None, list[Lock]] = {}
+        ids: list[str | None] = []
+        try:
+            for job in jobs:
+                envelope = self.envelope_for(job)
+                name = job.target_connection()
+                if isinstance(job, Job) and job.unique_for is not None:
+                    lock = self._claim_unique(job, job.unique_for, name, envelope)
+                    if lock is None:
+                        ids.append(None)
+                        continue
+                    claimed.setdefault(name, []).append(lock)
+                by_connection.setdefault(name, []).append(envelope)
+                ids.append(envelope.id)
+            for name, envelopes in list(by_connection.items()):
+                self.connection(name).push_many(envelopes)
+                claimed.pop(name, None)  # pushed: the worker frees these
+                self._record_dispatched(name, envelopes)
+        except BaseException:
+            _free([lock for locks in claimed.values() for lock in locks])
+            raise
         return ids
 
+    def _claim_unique(
+        self, job: Job, ttl_s: float, name: str | None, envelope: Envelope
+    ) -> Lock | None:
+        """Take ``job``'s unique lock on its connection and note it in the envelope.
+
+        None if an equal job holds it (nothing is to be pushed).
+        """
+        key = job.unique_lock_key()
+        lock = self.locks(name).try_acquire(key, float(ttl_s))
+        if lock is not None:
+            envelope.metadata.update(
+                {UNIQUE_KEY: key, UNIQUE_TOKEN: lock.token, UNIQUE_UNTIL: job.unique_until}
+            )
+        return lock
+
+    def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
+        recorder = self.recorder(name)
+        if recorder is not None:
+            recorder.dispatched(envelopes)
+
     def close(self) -> None:
-        """Close every connection this manager opened."""
+        """Flush events and alerts, then close every connection this manager opened."""
         with self._lock:
             drivers, self._connections = list(self._connections.values()), {}
+            recorders, self._recorders = list(self._recorders.values()), {}
+            alerts, self._alerts = self._alerts, []
+        for dispatcher in alerts:
+            dispatcher.close()
+        for recorder in recorders:
+            recorder.close()  # before its driver: the store shares the driver's client
         for driver in drivers:
             driver.close()
+
+
+def _free(locks: Iterable[Lock]) -> None:
+    """Release unique locks of jobs that were not pushed after all."""
+    for lock in locks:
+        with contextlib.suppress(KashqError):  # else the lock runs out by its TTL
+            lock.release()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kashq._version import __version__
-from kashq.cli import failed, make, migrate, output, queues, work
+from kashq.cli import events, failed, make, migrate, output, queues, schedule, work
 
 app = typer.Typer(
     name="kashq",
@@ -40,6 +40,8 @@ migrate.register(app)
 work.register(app)
 queues.register(app)
 failed.register(app)
+events.register(app)
+schedule.register(app)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ between the two leaves a duplicate at worst, never a lost job.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,7 @@ from rich.table import Table
 
 from kashq.cli import output
 from kashq.cli.common import JsonOpt, opened
-from kashq.envelope import decode
+from kashq.dlq import push_back
 from kashq.exceptions import KashqError
 from kashq.failed.base import FailedJob, FailedJobStore
 from kashq.manager import QueueManager
@@ -232,26 +231,13 @@ def _target(manager: QueueManager, job: FailedJob) -> str | None:
 
 def _retry_one(manager: QueueManager, store: FailedJobStore, job: FailedJob) -> bool:
     """Push ``job`` back (same id, attempts 0, due now), then forget it; False on error."""
-    try:
-        envelope = decode(job.payload)
-    except KashqError as exc:
-        output.error(f"cannot retry #{job.id}: its stored payload is not a job envelope ({exc})")
-        return False
     name = _target(manager, job)
     if name is None:
         return False
-    fresh = dataclasses.replace(
-        envelope, attempts=0, failure=None, available_at=manager.clock.time()
-    )
     try:
-        manager.connection(name).push(fresh)
+        fresh = push_back(manager, store, job, connection=name)
     except KashqError as exc:
-        output.error(f"cannot retry #{job.id}: {exc}")
-        return False
-    try:
-        store.forget(job.id)
-    except KashqError as exc:
-        output.error(f"#{job.id} was pushed back but is still listed as failed: {exc}")
+        output.error(str(exc))
         return False
     output.line(f"Retried #{job.id} {fresh.type} ({fresh.id}) on {fresh.queue!r}")
     return True

@@ -86,6 +86,13 @@ def work_command(
             show_default="KASHQ_IMPORTS",
         ),
     ] = None,
+    with_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--with-scheduler",
+            help="Also run schedule:work (recurring schedules) beside the workers.",
+        ),
+    ] = False,
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
     ] = 30.0,
@@ -103,6 +110,7 @@ def work_command(
     a second one stops at once (running jobs are handed out again). A job running
     past its timeout has its process killed and replaced; the attempt counts as failed.
     """
+    from kashq.scheduler import SchedulerProcess
     from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 
     manager = open_manager(connection)
@@ -134,8 +142,13 @@ def work_command(
     _banner(lines, settings, spec, workers)
     _warn_timeout(lines, settings, timeout)
     supervisor = Supervisor(spec, SupervisorOptions(workers=workers, grace_s=grace), driver, lines)
-    code = supervisor.run()
-    driver.close()
+    scheduler = SchedulerProcess(settings.connection, modules).start() if with_scheduler else None
+    try:
+        code = supervisor.run()
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+        driver.close()
     raise typer.Exit(code)
 
 

@@ -92,7 +92,7 @@ class WorkerProcess:
         try:
             import_job_modules(spec.imports)
             manager = QueueManager(load_settings(connection=spec.connection))
-            options = manager.worker_options(**spec.worker_overrides())
+            manager.worker_options(**spec.worker_overrides())  # bad options fail here, once
         except ImportFailed as exc:
             lines.note("worker.fatal", f"{exc}\n{exc.details}", style="red", error=str(exc))
             return Exit.FATAL
@@ -104,21 +104,24 @@ class WorkerProcess:
         writer = slots.writer(spec.index)
         started = time.monotonic()
         try:
-            driver = manager.connection(spec.connection)
-            store = manager.failed_store(spec.connection)
-            worker = Worker(driver, store, options, listeners=[self._slot_listener(writer), lines])
+            # The manager's worker records events and sends alerts; the slot and
+            # the output lines listen too.
+            worker = manager.worker(**spec.worker_overrides())
+            worker.add_listener(self._slot_listener(writer))
+            worker.add_listener(lines)
             self._worker = worker
             self._recover(worker, slots.read(spec.index), writer)
             if spec.once:
                 if not self.stopping:
-                    worker.run_next(wait_s=options.sleep_s)
+                    worker.run_next(wait_s=worker.options.sleep_s)
             else:
                 self._consume(worker)
         except KashqError as exc:  # the queue is unreachable: the supervisor starts another
             lines.note("worker.error", f"worker {spec.index}: {exc}", style="red", error=str(exc))
             return Exit.ERROR
+        finally:
+            manager.close()  # flushes events and alerts
         writer.idle()
-        manager.close()
         if self.recycle or self._limit_reached(worker, time.monotonic() - started):
             return Exit.RECYCLE
         return Exit.DONE

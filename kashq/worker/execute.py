@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from kashq.envelope import Envelope, describe_validation_error
 from kashq.exceptions import JobDefinitionError, JobTimeout, PayloadError
 from kashq.job import Job
+from kashq.middleware import JobContext, job_context, run_pipeline
 from kashq.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -127,3 +128,21 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
         loop = asyncio.new_event_loop()
         _thread.loop = loop
     return loop
+
+
+def run_job(prepared: Prepared, timeout_s: float | None, context: JobContext) -> None:
+    """Run a prepared job through its middleware (if any), with ``context`` current.
+
+    Middleware are synchronous; the innermost ``call_next`` runs ``handle()``
+    to completion (async handlers on this thread's event loop).
+    """
+    job = prepared.job
+    if job is None:  # a function handler: no middleware
+        run(prepared.call, timeout_s)
+        return
+    with job_context(context):
+        layers = job.middleware()
+        if layers:
+            run_pipeline(job, layers, lambda: run(prepared.call, timeout_s))
+        else:
+            run(prepared.call, timeout_s)

@@ -8,13 +8,11 @@ pure functions in :mod:`kashq.worker.policy`.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import Driver, Reservation
@@ -22,11 +20,16 @@ from kashq.envelope import Envelope, Failure, decode, peek
 from kashq.exceptions import DriverError, EnvelopeError, KashqError, WorkerLost
 from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
+from kashq.locks import LockBackend, backend_for
+from kashq.middleware import JobContext, ReleaseJob
 from kashq.registry import REGISTRY, Registry
-from kashq.worker import execute, policy
+from kashq.worker import execute, policy, unique
 from kashq.worker.events import EventKind, Listener, Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
+from kashq.worker.outcome import Outcome, WorkerStats
+
+__all__ = ["Outcome", "Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
 # Per-job outcomes, apart so queue:work (which prints its own line per job) can mute them.
@@ -34,44 +37,6 @@ job_log = logging.getLogger("kashq.jobs")
 
 _DRAIN_STEP_S = 0.05
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
-
-
-class Outcome(enum.Enum):
-    """What processing one reservation ended in."""
-
-    COMPLETED = "completed"
-    RETRIED = "retried"
-    FAILED = "failed"
-    PARKED = "parked"  # failed for good, waiting for the failed-job store
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    """Counts of outcomes since the worker was built."""
-
-    completed: int = 0
-    retried: int = 0
-    failed: int = 0
-    parked: int = 0
-
-    @property
-    def processed(self) -> int:
-        return self.completed + self.retried + self.failed + self.parked
-
-    def add(self, other: WorkerStats) -> None:
-        """Add ``other``'s counts to these."""
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
-    def count(self, outcome: Outcome) -> None:
-        if outcome is Outcome.COMPLETED:
-            self.completed += 1
-        elif outcome is Outcome.RETRIED:
-            self.retried += 1
-        elif outcome is Outcome.FAILED:
-            self.failed += 1
-        else:
-            self.parked += 1
 
 
 class Worker:
@@ -86,6 +51,7 @@ class Worker:
         registry: Registry = REGISTRY,
         clock: Clock = SYSTEM_CLOCK,
         listeners: Sequence[Listener] = (),
+        locks: LockBackend | None = None,
     ) -> None:
         self.driver = driver
         self.failed_store = failed_store
@@ -101,6 +67,15 @@ class Worker:
         self._claimed = 0
         self._started_at = 0.0
         self._events = Listeners(listeners, clock)
+        self._locks = locks
+
+    @property
+    def locks(self) -> LockBackend:
+        """The lock backend middleware and unique jobs use (default: the driver's)."""
+        return self._locks if self._locks is not None else backend_for(self.driver)
+
+    def _locks_of(self) -> LockBackend:
+        return self.locks
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`JobEvent` from now on."""
@@ -150,10 +125,12 @@ class Worker:
             return self._fail(res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None)
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
         attempt = env.attempts + 1
+        unique.release_on_start(self._locks_of, env)
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
         try:
-            execute.run(prepared.call, timeout_s)
+            context = JobContext(self.driver, env, self._clock, self._locks_of)
+            execute.run_job(prepared, timeout_s, context)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
@@ -164,6 +141,7 @@ class Worker:
             return self._after_error(res, env, exc, prepared.job, took_s)
         took_s = time.perf_counter() - started
         self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
+        unique.release_on_end(self._locks_of, env)
         if not defer_ack:
             self._settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
@@ -199,6 +177,8 @@ class Worker:
         job: Job | None,
         took_s: float | None = None,
     ) -> Outcome:
+        if isinstance(error, ReleaseJob):  # not a failure: a middleware put the job back
+            return self._release(res, env, error, job, took_s)
         attempts = env.attempts + 1
         env = dataclasses.replace(env, attempts=attempts)
         if not policy.should_retry(attempts, env.max_tries or self.options.tries):
@@ -226,6 +206,29 @@ class Worker:
         )
         return Outcome.RETRIED
 
+    def _release(
+        self,
+        res: Reservation,
+        env: Envelope,
+        release: ReleaseJob,
+        job: Job | None,
+        took_s: float | None,
+    ) -> Outcome:
+        """Put the job back as a middleware asked: no failure, the attempt counted only if asked."""
+        attempt = env.attempts + 1
+        if release.count_attempt:
+            env = dataclasses.replace(env, attempts=attempt)
+            if not policy.should_retry(attempt, env.max_tries or self.options.tries):
+                return self._fail(res, env, release, job, took_s)
+        back = dataclasses.replace(env, available_at=self._clock.time() + release.delay_s)
+        self._settle(self.driver.release, res, back)
+        self._events.emit(
+            EventKind.RETRIED, res, env, attempt=attempt, duration_s=took_s,
+            delay_s=release.delay_s, error=_one_line(release),
+        )  # fmt: skip
+        job_log.info("%s %s attempt %d %s", env.type, env.id, attempt, _one_line(release))
+        return Outcome.RETRIED
+
     def _fail(
         self,
         res: Reservation,
@@ -242,6 +245,7 @@ class Worker:
     def _record(
         self, res: Reservation, env: Envelope, failure: Failure, took_s: float | None = None
     ) -> Outcome:
+        unique.release_on_end(self._locks_of, env)  # failed for good: an equal job may come
         record = FailedJob(
             uuid=env.id,
             connection=self.options.connection,

@@ -6,6 +6,7 @@ SQLite default and, where the behaviour depends on the driver, on Redis too.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from kashq.cli import app as cli_app
 from tests.e2e.work_app import App, json_events, make_app
+from tests.support.http import http_server
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -431,3 +433,54 @@ def test_queue_work_help_lists_its_options() -> None:
     assert result.exit_code == 0
     for option in ("--workers", "--timeout", "--max-jobs", "--memory", "--once", "--import"):
         assert option in result.stdout
+
+
+# --------------------------------------------------------------------------- events and alerts
+
+
+def test_queue_work_records_each_jobs_history_in_the_event_store(app: App) -> None:
+    (app.root / "fail.flag").touch()
+    (job_id,) = app.dispatch("[j.Flaky()]")
+
+    code, output = app.work("--stop-when-empty")
+
+    assert code == 0, output
+    events = app.kashq("queue:events", job_id, "--json")
+    assert events.returncode == 0, events.stderr
+    kinds = [event["type"] for event in json.loads(events.stdout)]
+    assert kinds == [
+        "dispatched", "started", "attempt_failed", "released",
+        "started", "attempt_failed", "failed",
+    ]  # fmt: skip
+
+
+def test_queue_work_alerts_a_webhook_when_a_job_fails_for_good(sqlite_app: App) -> None:
+    (sqlite_app.root / "fail.flag").touch()
+    with http_server() as server:
+        sqlite_app.env["KASHQ_ALERT_WEBHOOK_URL"] = server.url
+        (job_id,) = sqlite_app.dispatch("[j.Flaky()]")
+
+        code, output = sqlite_app.work("--stop-when-empty")
+
+        assert code == 0, output
+        (posted,) = server.wait_for(1)
+    alert = posted.json()
+    assert alert["job_id"] == job_id
+    assert alert["job_type"] == "e2e_jobs.Flaky"
+    assert alert["attempts"] == 2
+    assert "fail.flag is set" in alert["error"]
+
+
+def test_with_scheduler_runs_recurring_schedules_beside_the_workers(sqlite_app: App) -> None:
+    (sqlite_app.root / "e2e_schedules.py").write_text(
+        "import kashq\nimport e2e_jobs\n\n"
+        "kashq.schedule.every(seconds=1).name('tick').dispatch(e2e_jobs.Record(n=0))\n"
+    )
+    worker = sqlite_app.start_work("--with-scheduler", "--import", "e2e_schedules")
+    try:
+        sqlite_app.wait_for_ledger(2, timeout_s=30)  # two ticks ran as jobs
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=30)
+    assert code == 0, worker.output()
+    assert "Traceback" not in worker.output()

@@ -1,0 +1,174 @@
+"""The dead-letter queue API: list, retry, forget and alert on failed jobs from code.
+
+:class:`DeadLetterQueue` wraps a failed-job store (the current manager's by
+default) and the manager's connections. Retrying works as ``queue:retry``
+does: decode the stored envelope, reset its attempts, failure and due time,
+push it with the same job id onto the record's connection, and only then
+forget the record, so a crash between the two leaves a duplicate at worst,
+never a lost job. :func:`push_back` is that step on its own.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import logging
+
+from kashq.alerts import Alert, Alerter, deliver
+from kashq.envelope import Envelope, decode
+from kashq.exceptions import EnvelopeError, KashqError
+from kashq.failed.base import FailedJob, FailedJobStore
+from kashq.manager import QueueManager
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterError(KashqError):
+    """A failed job is unknown, or cannot be pushed back onto a queue."""
+
+
+class RetryError(DeadLetterError):
+    """Some failed jobs of a bulk retry could not be pushed back (the others were).
+
+    ``retried`` holds the job ids pushed back; ``failures`` maps the numeric
+    id of each record left in the store to the reason.
+    """
+
+    def __init__(self, retried: list[str], failures: dict[int, str]) -> None:
+        reasons = "; ".join(failures.values())
+        super().__init__(
+            f"{len(failures)} failed job(s) could not be retried ({len(retried)} were): {reasons}"
+        )
+        self.retried = retried
+        self.failures = failures
+
+
+def fresh_envelope(job: FailedJob, now: float, *, queue: str | None = None) -> Envelope:
+    """The envelope to push back for ``job``: attempts 0, no failure, due ``now``."""
+    try:
+        envelope = decode(job.payload)
+    except EnvelopeError as exc:
+        raise DeadLetterError(
+            f"cannot retry failed job #{job.id}: its stored payload is not a job envelope ({exc})"
+        ) from None
+    return dataclasses.replace(
+        envelope, attempts=0, failure=None, available_at=now, queue=queue or envelope.queue
+    )
+
+
+def push_back(
+    manager: QueueManager,
+    store: FailedJobStore,
+    job: FailedJob,
+    *,
+    connection: str | None = None,
+    queue: str | None = None,
+) -> Envelope:
+    """Push ``job`` back (same id) onto ``connection`` (default: its own), then forget it.
+
+    ``queue`` moves it onto another queue. On the ``sync`` connection a push
+    runs the job at once, and a second failure would be recorded under the
+    same uuid as the record about to be forgotten; so there the record is
+    forgotten first and put back if the push raises.
+    """
+    fresh = fresh_envelope(job, manager.clock.time(), queue=queue)
+    name = connection or job.connection
+    forget_first = name == "sync"
+    if forget_first:
+        store.forget(job.id)
+    try:
+        manager.connection(name).push(fresh)
+    except KashqError as exc:
+        if forget_first:
+            store.log(job)
+        raise DeadLetterError(f"cannot retry failed job #{job.id}: {exc}") from exc
+    recorder = manager.recorder(name)
+    if recorder is not None:
+        recorder.retried([fresh])
+    if not forget_first:
+        try:
+            store.forget(job.id)
+        except KashqError as exc:
+            raise DeadLetterError(
+                f"failed job #{job.id} was pushed back as {fresh.id} but is still listed "
+                f"as failed: {exc}"
+            ) from exc
+    return fresh
+
+
+class DeadLetterQueue:
+    """Failed jobs as a queue you can inspect, retry, forget and alert on.
+
+    ``store`` defaults to the manager's failed-job store and ``manager`` to
+    the current one (:func:`kashq.manager`). Keys are numeric ids or uuids.
+    """
+
+    def __init__(
+        self, store: FailedJobStore | None = None, *, manager: QueueManager | None = None
+    ) -> None:
+        if manager is None:
+            from kashq.dispatcher import manager as current_manager
+
+            manager = current_manager()
+        self.manager = manager
+        self.store = store if store is not None else manager.failed_store()
+        self._alerters: builtins.list[Alerter] = []
+
+    def list(self, queue: str | None = None, limit: int | None = None) -> builtins.list[FailedJob]:
+        """Failed jobs, newest first, optionally of one queue and at most ``limit``."""
+        return self.store.all(queue=queue, limit=limit)
+
+    def count(self, queue: str | None = None) -> int:
+        """How many failed jobs there are, optionally in one queue."""
+        return self.store.count(queue=queue)
+
+    def get(self, key: int | str) -> FailedJob:
+        """The failed job with this id or uuid; :class:`DeadLetterError` if there is none."""
+        job = self.store.find(key.strip() if isinstance(key, str) else key)
+        if job is None:
+            raise DeadLetterError(f"no failed job with id or uuid {key!r}")
+        return job
+
+    def retry(self, key: int | str, *, target_queue: str | None = None) -> str:
+        """Push one failed job back onto its queue (or ``target_queue``); returns its job id."""
+        return push_back(self.manager, self.store, self.get(key), queue=target_queue).id
+
+    def retry_all(
+        self, target_queue: str | None = None, *, queue: str | None = None
+    ) -> builtins.list[str]:
+        """Push every failed job (of ``queue``, if given) back, oldest first; returns job ids.
+
+        Records that cannot be pushed back stay in the store; after trying all
+        of them a :class:`RetryError` names them.
+        """
+        retried: builtins.list[str] = []
+        failures: dict[int, str] = {}
+        for job in reversed(self.store.all(queue=queue)):
+            try:
+                retried.append(push_back(self.manager, self.store, job, queue=target_queue).id)
+            except DeadLetterError as exc:
+                failures[job.id] = str(exc)
+        if failures:
+            raise RetryError(retried, failures)
+        return retried
+
+    def forget(self, key: int | str) -> FailedJob:
+        """Delete one failed job; returns the deleted record."""
+        job = self.get(key)
+        if not self.store.forget(job.id):
+            raise DeadLetterError(f"no failed job with id or uuid {key!r}")
+        return job
+
+    def add_alerter(self, alerter: Alerter) -> None:
+        """Make :meth:`notify` also tell ``alerter``."""
+        self._alerters.append(alerter)
+
+    def notify(self, job: FailedJob) -> int:
+        """Tell every alerter about ``job`` now; returns how many succeeded.
+
+        Each send is bounded by the ``alert_timeout`` setting; failures are
+        logged, never raised.
+        """
+        alert = Alert.from_failed_job(job)
+        timeout_s = self.manager.settings.alert_timeout
+        return sum(deliver(alerter, alert, timeout_s) for alerter in self._alerters)

@@ -1,0 +1,304 @@
+"""The hot path: turning worker and dispatcher steps into stored events without slowing them.
+
+:meth:`EventRecorder.listener` (a worker listener) and :meth:`~EventRecorder.dispatched`
+only append a reference to an in-memory deque: no round trip, no lock, no
+allocation beyond the deque slot. A background thread maps what it finds to
+:class:`~kashq.events.base.Event` objects and writes them in batches (one
+``append_many`` per ``batch_size`` events, at least every ``flush_interval_s``).
+For a store that keeps JSON text (Redis) it skips the Event objects and
+encodes each step straight to that text (:func:`~kashq.events.base.encode_event`).
+
+Nothing raises into the worker. When the store is unreachable the recorder
+logs one warning, keeps the events, retries with a growing pause (up to 5 s)
+and logs once more when the store is back. It buffers at most
+``max_buffered`` events: beyond that it drops the *oldest* ones and counts
+them (``dropped``), logging the count when the store is back or at close.
+:meth:`close` writes everything still buffered; if the store is down then, the
+remaining events are dropped and their number logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from kashq.envelope import Envelope
+from kashq.events import base
+from kashq.events.base import Event, EventStore, TextEventStore
+from kashq.events.memory import NullEventStore
+from kashq.exceptions import KashqError
+from kashq.worker.events import EventKind, JobEvent
+
+log = logging.getLogger(__name__)
+
+_IDLE, _RAN = EventKind.IDLE, EventKind.RAN
+_RETRY_MIN_S, _RETRY_MAX_S = 0.1, 5.0
+_LIVE: weakref.WeakSet[EventRecorder] = weakref.WeakSet()
+
+# A buffered item: a worker's JobEvent, or (type, envelope, at) from a dispatcher.
+_Item = JobEvent | tuple[str, Envelope, float]
+
+
+class EventRecorder:
+    """Records job lifecycle events in ``store`` from a background thread, in batches."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        flush_interval_s: float = 0.05,
+        batch_size: int = 500,
+        max_buffered: int = 100_000,
+    ) -> None:
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        self.max_buffered = max_buffered
+        self.recorded = 0
+        self.dropped = 0
+        self._enabled = not isinstance(store, NullEventStore)
+        self._buffer: deque[_Item] = deque()
+        # Stores that keep JSON get it straight from the steps; others get Events.
+        self._text = isinstance(store, TextEventStore)
+        self._make: Callable[..., Any] = base.encode_event if self._text else Event
+        self._pending: list[Any] = []  # a batch (Events or JSON) that failed to write
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._requested = self._done = 0  # flush requests made / served
+        self._failing = False
+        self._pause_s = 0.0
+        self._retry_at = 0.0
+        self._dropped_reported = 0
+
+    # -- the hot path ---------------------------------------------------
+    def listener(self, event: JobEvent) -> None:
+        """A worker listener: remember ``event`` for the background writer (never blocks)."""
+        kind = event.kind
+        if kind is _IDLE or (kind is _RAN and event.error is None) or not self._enabled:
+            return
+        self._push(event)
+
+    def dispatched(self, envelopes: Iterable[Envelope]) -> None:
+        """Record that ``envelopes`` were pushed to their queues."""
+        if self._enabled:
+            for envelope in envelopes:
+                self._push((base.DISPATCHED, envelope, envelope.created_at))
+
+    def retried(self, envelopes: Iterable[Envelope]) -> None:
+        """Record that ``envelopes`` were pushed back from the failed jobs (``queue:retry``)."""
+        if self._enabled:
+            now = time.time()
+            for envelope in envelopes:
+                self._push((base.RETRIED, envelope, now))
+
+    def _push(self, item: _Item) -> None:
+        buffer = self._buffer
+        buffer.append(item)
+        if self._thread is None:
+            self._start()
+        if len(buffer) >= self.batch_size:
+            self._wake.set()
+
+    # -- control --------------------------------------------------------
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Write every event buffered so far now; False if some could not be (yet)."""
+        with self._cond:
+            if self._thread is None:
+                return not self._buffer
+            self._requested += 1
+            request = self._requested
+            self._wake.set()
+            self._cond.wait_for(lambda: self._done >= request, timeout_s)
+            # A pass that began after the request writes all it found, or stops failing.
+            return self._done >= request and not self._failing
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is buffered (dropped and logged if the store is down); close the store."""
+        self._enabled = False  # listeners stop buffering before the last pass
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            thread = self._thread
+        if thread is not None:
+            self._wake.set()
+            thread.join(timeout_s)
+        left = len(self._buffer) + len(self._pending)
+        if left:
+            log.error("event recorder closed with %d events not recorded", left)
+        _LIVE.discard(self)
+        self.store.close()
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._thread is not None or self._closing:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="kashq-event-recorder", daemon=True
+            )
+            self._thread.start()
+            _LIVE.add(self)
+
+    # -- the background writer --------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            with self._cond:
+                closing, request = self._closing, self._requested
+            try:
+                self._write(force=closing or request > self._done, final=closing)
+            except Exception:  # a bug here must not end recording for good
+                log.exception("event recorder failed; going on")
+            with self._cond:
+                self._done = max(self._done, request)
+                self._cond.notify_all()
+            if closing:
+                return
+
+    def _write(self, *, force: bool, final: bool) -> None:
+        """Write what is buffered now, batch by batch, stopping at the first failure."""
+        left = len(self._buffer)
+        while self._pending or left > 0:
+            if not self._pending:
+                taken = min(left, self.batch_size)
+                left -= taken
+                self._pending = self._take(taken)
+                if not self._pending:
+                    continue
+            if self._failing and not force and time.monotonic() < self._retry_at:
+                break
+            try:
+                self._append(self._pending)
+            except KashqError as exc:  # the store is unreachable: keep the batch
+                self._failed(exc, final)
+                break
+            except Exception:  # a bug, not an outage: retrying would never end
+                log.exception("event store rejected %d events; dropping them", len(self._pending))
+                self.dropped += len(self._pending)
+                self._pending = []
+                continue
+            self.recorded += len(self._pending)
+            self._pending = []
+            self._recovered()
+        self._trim()
+
+    def _append(self, batch: list[Any]) -> None:
+        if self._text:
+            cast(TextEventStore, self.store).append_encoded(batch)
+        else:
+            self.store.append_many(batch)
+
+    def _take(self, count: int) -> list[Any]:
+        host, pid, popleft = base.HOST, os.getpid(), self._buffer.popleft
+        events: list[Any] = []
+        for _ in range(count):
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            _to_events(item, host, pid, events.append, self._make)
+        return events
+
+    def _failed(self, exc: Exception, final: bool) -> None:
+        if final:
+            left = len(self._pending) + len(self._buffer)
+            log.error("event store unreachable at close (%s): %d events not recorded", exc, left)
+            self.dropped += left
+            self._pending = []
+            self._buffer.clear()
+            return
+        if not self._failing:
+            log.warning(
+                "event store unreachable (%s); buffering up to %d events, dropping the "
+                "oldest beyond that, until it is back",
+                exc,
+                self.max_buffered,
+            )
+        self._failing = True
+        self._pause_s = min(max(self._pause_s * 2, _RETRY_MIN_S), _RETRY_MAX_S)
+        self._retry_at = time.monotonic() + self._pause_s
+
+    def _recovered(self) -> None:
+        if not self._failing:
+            return
+        self._failing, self._pause_s = False, 0.0
+        lost = self.dropped - self._dropped_reported
+        self._dropped_reported = self.dropped
+        log.warning("event store reachable again; %d events were dropped meanwhile", lost)
+
+    def _trim(self) -> None:
+        """Keep at most ``max_buffered`` events waiting, dropping the oldest."""
+        excess = len(self._pending) + len(self._buffer) - self.max_buffered
+        if excess <= 0:
+            return
+        if self._pending:
+            cut = min(excess, len(self._pending))
+            del self._pending[:cut]
+            self.dropped += cut
+            excess -= cut
+        for _ in range(excess):
+            try:
+                self._buffer.popleft()
+            except IndexError:
+                break
+            self.dropped += 1
+
+
+def _to_events(
+    item: _Item, host: str, pid: int, out: Callable[[Any], None], make: Callable[..., Any]
+) -> None:
+    """Pass the events of one buffered item, built by ``make`` (``Event`` or ``encode_event``,
+    which take the same fields), to ``out``; a reclaimed job's STARTED gives two."""
+    if isinstance(item, tuple):
+        kind, env, at = item
+        details: dict[str, Any] = {}
+        if kind == base.DISPATCHED and env.available_at > env.created_at:
+            details["delay_s"] = round(env.available_at - env.created_at, 3)
+        if env.priority:
+            details["priority"] = env.priority
+        out(make(kind, env.id, env.type, env.queue, env.attempts, at, host, pid, details))
+        return
+    details = {}
+    if item.duration_s is not None and item.kind is not EventKind.RETRIED:  # on attempt_failed
+        details["duration_ms"] = round(item.duration_s * 1000, 3)
+    if item.delay_s is not None:
+        details["delay_s"] = item.delay_s
+    if item.error is not None:
+        details["error"] = item.error
+    kind_name, job_id, job_type, queue = _MAPPING[item.kind], item.job_id, item.job_type, item.queue
+    res = item.reservation
+    if kind_name is base.STARTED and res is not None and res.deliveries > 1:
+        reclaimed = {"deliveries": res.deliveries}
+        out(
+            make(
+                base.RECLAIMED, job_id, job_type, queue, item.attempt, item.at, host, pid, reclaimed
+            )
+        )
+    out(make(kind_name, job_id, job_type, queue, item.attempt, item.at, host, pid, details))
+
+
+_MAPPING = {
+    EventKind.STARTED: base.STARTED,
+    EventKind.RAN: base.ATTEMPT_FAILED,  # only RAN with an error is buffered
+    EventKind.RETRIED: base.RELEASED,
+    EventKind.COMPLETED: base.COMPLETED,
+    EventKind.FAILED: base.FAILED,
+    EventKind.PARKED: base.PARKED,
+}
+
+
+@atexit.register
+def _close_all() -> None:
+    """Write what live recorders hold before the interpreter ends (their threads are daemons)."""
+    for recorder in list(_LIVE):
+        recorder.close(timeout_s=5.0)

@@ -1,0 +1,126 @@
+"""Locks and counters in Redis (GoFlow's ``NewDistributedLock``).
+
+A lock is one string key holding its holder's token, taken with
+``SET key token NX PX ttl``; release and extend are Lua compare-and-delete and
+compare-and-pexpire (``lua/``), so only the token's holder can free or
+prolong it. Every key carries a hash tag, so this works on Redis Cluster.
+This is the single-instance lock (no Redlock): it is as safe as the one Redis
+(or cluster primary) holding the key. Redis errors leave as ``DriverError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis
+
+from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers.redis.client import connect
+from kashq.exceptions import DriverError
+from kashq.locks.held import HeldLock, acquire_waiting, check_ttl, new_token
+
+T = TypeVar("T")
+
+
+def lock_key(prefix: str, key: str) -> str:
+    """The Redis key of lock ``key``: ``<prefix>:lock:{<key>}``."""
+    return f"{prefix}:lock:{{{key}}}"
+
+
+def counter_key(prefix: str, key: str, window: int) -> str:
+    """The Redis key of counter ``key`` in window number ``window``."""
+    return f"{prefix}:count:{{{key}}}:{window}"
+
+
+def _ms(seconds: float) -> int:
+    """Seconds as whole milliseconds, at least 1 (PX/PEXPIRE reject 0)."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+class _Scripts:
+    """The ``lua/`` scripts, one typed method each (NOSCRIPT reloads are redis-py's)."""
+
+    def __init__(self, client: Any) -> None:
+        def load(name: str) -> Any:
+            source = resources.files("kashq.locks").joinpath(f"lua/{name}.lua").read_text("utf-8")
+            return client.register_script(source)
+
+        self._release, self._extend, self._hit = load("release"), load("extend"), load("hit")
+
+    def release(self, key: str, token: str) -> bool:
+        return int(self._release(keys=[key], args=[token])) == 1
+
+    def extend(self, key: str, token: str, ttl_ms: int) -> bool:
+        return int(self._extend(keys=[key], args=[token, ttl_ms])) == 1
+
+    def hit(self, key: str, expire_ms: int) -> int:
+        return int(self._hit(keys=[key], args=[expire_ms]))
+
+
+class DistributedLock:
+    """A :class:`~kashq.locks.base.LockBackend` on Redis, keys under ``prefix``.
+
+    ``client`` is a URL (``redis://``, ``rediss://``, ``redis+cluster://``) or a
+    redis-py client (``redis.Redis`` or ``RedisCluster``). ``clock`` places the
+    counters' windows; lock TTLs are kept by Redis itself.
+    """
+
+    def __init__(
+        self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._owned = isinstance(client, str)
+        self.client = connect(client) if isinstance(client, str) else client
+        self.prefix = prefix
+        self._clock = clock
+        self._scripts = _Scripts(self.client)
+
+    def acquire(self, key: str, ttl_s: float, *, wait_s: float = 0.0) -> HeldLock:
+        """Take ``key`` for ``ttl_s`` seconds, waiting up to ``wait_s``; else LockNotAcquired."""
+        check_ttl(ttl_s)
+        return acquire_waiting(lambda: self.try_acquire(key, ttl_s), key, wait_s)
+
+    def try_acquire(self, key: str, ttl_s: float) -> HeldLock | None:
+        """Take ``key`` now if it is free; None if it is held."""
+        check_ttl(ttl_s)
+        token = new_token()
+        name = lock_key(self.prefix, key)
+        taken = self._call(
+            "acquiring a lock", lambda: self.client.set(name, token, nx=True, px=_ms(ttl_s))
+        )
+        return HeldLock(self, key, token) if taken else None
+
+    def hit(self, key: str, window_s: float) -> int:
+        """Count one event for ``key`` in the current fixed window; returns the count."""
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        now = self._clock.time()
+        window = math.floor(now / window_s)
+        expire_ms = _ms((window + 1) * window_s - now)
+        name = counter_key(self.prefix, key, window)
+        return self._call("counting a hit", lambda: self._scripts.hit(name, expire_ms))
+
+    def release_token(self, key: str, token: str) -> bool:
+        """Delete ``key`` if it is held under ``token``."""
+        name = lock_key(self.prefix, key)
+        return self._call("releasing a lock", lambda: self._scripts.release(name, token))
+
+    def extend_token(self, key: str, token: str, ttl_s: float) -> bool:
+        """Make ``key`` last ``ttl_s`` from now if it is held under ``token``."""
+        name = lock_key(self.prefix, key)
+        return self._call("extending a lock", lambda: self._scripts.extend(name, token, _ms(ttl_s)))
+
+    def close(self) -> None:
+        """Close the connections, if this object opened them (it was given a URL)."""
+        if self._owned:
+            self.client.close()
+
+    def _call(self, what: str, step: Callable[[], T]) -> T:
+        try:
+            return step()
+        except redis.RedisError as exc:
+            message = str(exc).strip().splitlines()
+            reason = message[0] if message else type(exc).__name__
+            raise DriverError(f"{what} failed on Redis: {reason}") from exc

@@ -1,0 +1,244 @@
+"""Job middleware (Laravel's pipeline) and the built-in ones.
+
+A job lists middleware in ``middleware()``; the worker runs them around
+``handle()``, the first in the list outermost. A middleware is any object
+with ``handle(job, call_next)``: it may run code before and after
+``call_next()`` (which runs the rest of the pipeline and ``handle()`` to
+completion, async handlers included), skip it, or raise :class:`ReleaseJob`
+to put the job back on its queue for later without counting a failure::
+
+    class Sync(Job):
+        account_id: int
+
+        def middleware(self) -> list[Middleware]:
+            return [WithoutOverlapping(str(self.account_id)), RateLimited("api", 10, 60)]
+
+Middleware run synchronously in the worker's thread. :func:`current` gives
+them (and ``handle()``) the job's :class:`JobContext`: the worker's driver,
+lock backend, envelope and clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kashq.clock import Clock
+from kashq.drivers.base import Driver
+from kashq.envelope import Envelope
+from kashq.exceptions import KashqError
+
+if TYPE_CHECKING:
+    from kashq.job import Job
+    from kashq.locks.base import LockBackend
+
+__all__ = [
+    "JobContext",
+    "Middleware",
+    "RateLimited",
+    "ReleaseJob",
+    "ThrottlesExceptions",
+    "WithoutOverlapping",
+    "current",
+    "run_pipeline",
+]
+
+
+class ReleaseJob(KashqError):
+    """Raised by a middleware to put the job back for ``delay_s`` seconds.
+
+    The attempt is not counted (unless ``count_attempt``), no failure is
+    recorded and ``failed()`` is not called; the worker emits a RETRIED event.
+    """
+
+    def __init__(self, delay_s: float, *, count_attempt: bool = False, reason: str = "") -> None:
+        if not isinstance(delay_s, (int, float)) or not math.isfinite(delay_s) or delay_s < 0:
+            raise ValueError(f"release delay must be a finite number of seconds >= 0: {delay_s!r}")
+        what = f"released for {delay_s:g}s"
+        super().__init__(f"{what}: {reason}" if reason else what)
+        self.delay_s = float(delay_s)
+        self.count_attempt = count_attempt
+
+
+class Middleware(Protocol):
+    """One layer around ``handle()``: call ``call_next()`` to run the rest."""
+
+    def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
+        """Run before/after ``call_next()``, skip it, or raise :class:`ReleaseJob`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running job's middleware can use: the worker's driver, locks, envelope, clock."""
+
+    driver: Driver
+    envelope: Envelope
+    clock: Clock
+    locks_of: Callable[[], LockBackend]  # built on first use: most jobs never need locks
+
+    @property
+    def locks(self) -> LockBackend:
+        """The lock backend of the worker's connection (shared by all its workers)."""
+        return self.locks_of()
+
+
+_current: ContextVar[JobContext | None] = ContextVar("kashq_job_context", default=None)
+
+
+def current() -> JobContext:
+    """The context of the job running in this thread (or task); KashqError outside a job."""
+    context = _current.get()
+    if context is None:
+        raise KashqError("no kashq job is running here: middleware context is only set by a worker")
+    return context
+
+
+@contextmanager
+def job_context(context: JobContext) -> Iterator[JobContext]:
+    """Make ``context`` what :func:`current` returns for the block (the worker uses this)."""
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+def run_pipeline(job: Job, layers: Sequence[Middleware], call: Callable[[], Any]) -> Any:
+    """Run ``call`` through ``layers``, the first outermost (Laravel's pipeline)."""
+
+    def step(index: int) -> Any:
+        if index == len(layers):
+            return call()
+        return layers[index].handle(job, lambda: step(index + 1))
+
+    return step(0)
+
+
+def window_remaining_s(now: float, window_s: float) -> float:
+    """Seconds until the fixed ``window_s`` window holding ``now`` ends.
+
+    Counters (``LockBackend.hit``) use windows aligned to the Unix epoch.
+    """
+    return window_s - (now % window_s)
+
+
+def _positive(name: str, value: object) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class WithoutOverlapping:
+    """Never run two jobs of this type with the same ``key`` at once (across workers).
+
+    Holds lock ``overlap:<job type>:<key>`` while the job runs (at most
+    ``expire_after`` seconds, in case its worker dies); a job finding it held
+    is released for ``release_after`` seconds.
+    """
+
+    def __init__(
+        self,
+        key: str | int = "",
+        *,
+        release_after: float = 5,
+        expire_after: float = 300,
+        count_attempt: bool = False,
+    ) -> None:
+        self.key = str(key)
+        self.release_after = _positive("release_after", release_after)
+        self.expire_after = _positive("expire_after", expire_after)
+        self.count_attempt = count_attempt
+
+    def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
+        """Run ``call_next`` holding the overlap lock, or release the job if it is held."""
+        lock_key = f"overlap:{job.type_name}:{self.key}"
+        lock = current().locks.try_acquire(lock_key, self.expire_after)
+        if lock is None:
+            raise ReleaseJob(
+                self.release_after,
+                count_attempt=self.count_attempt,
+                reason=f"{lock_key} is held by another job",
+            )
+        try:
+            return call_next()
+        finally:
+            lock.release()
+
+
+class RateLimited:
+    """Let at most ``max`` jobs through per ``per_seconds`` window for ``key``.
+
+    Counted on the worker connection's lock backend, so the limit is global
+    across workers on Redis and database connections. A job over the limit
+    is released until the window ends, without counting an attempt.
+    """
+
+    def __init__(self, key: str, max: int, per_seconds: float) -> None:
+        self.key = str(key)
+        self.max = _count("max", max)
+        self.per_seconds = _positive("per_seconds", per_seconds)
+
+    def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
+        """Count this run; over the limit, release the job until the window ends."""
+        context = current()
+        hits = context.locks.hit(f"rate:{self.key}", self.per_seconds)
+        if hits > self.max:
+            wait_s = window_remaining_s(context.clock.time(), self.per_seconds)
+            raise ReleaseJob(wait_s, reason=f"rate limit {self.key!r} reached")
+        return call_next()
+
+
+class ThrottlesExceptions:
+    """After ``max_exceptions`` failures within ``decay_seconds``, hold off running the job.
+
+    Every exception the job raises is counted (``hit``) and still follows the
+    retry rules. Once the count reaches ``max_exceptions`` in a window, jobs
+    using the same ``key`` (default: the job type) are released, without
+    running and without counting an attempt, until that window ends.
+    """
+
+    def __init__(
+        self, max_exceptions: int, decay_seconds: float, *, key: str | None = None
+    ) -> None:
+        self.max_exceptions = _count("max_exceptions", max_exceptions)
+        self.decay_seconds = _positive("decay_seconds", decay_seconds)
+        self.key = key
+
+    def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
+        """Release the job while throttled; otherwise run it and count its exception."""
+        context = current()
+        key = self.key if self.key is not None else job.type_name
+        flag = f"kashq.throttle:{key}"
+        # The "open" state is a control record of the driver rather than a lock:
+        # reading it must not take it, or two workers checking at once would
+        # each think the other's check was the throttle.
+        until = context.driver.get_control(flag).get(flag)
+        now = context.clock.time()  # the driver's clock: control records expire by it
+        if until is not None and float(until) > now:
+            raise ReleaseJob(float(until) - now, reason=f"exceptions of {key!r} throttled")
+        try:
+            return call_next()
+        except ReleaseJob:
+            raise
+        except Exception:
+            if context.locks.hit(f"throttle:{key}", self.decay_seconds) >= self.max_exceptions:
+                failed_at = context.clock.time()
+                left_s = window_remaining_s(failed_at, self.decay_seconds)
+                context.driver.put_control(flag, repr(failed_at + left_s), ttl_s=left_s)
+            raise

@@ -1,0 +1,46 @@
+"""Freeing a unique job's lock from the worker, by the token its envelope carries.
+
+``dispatch()`` of a job with ``unique_for`` takes lock
+``unique:<type>:<unique_id>`` and records its key, token and release point
+(``unique_until``) in the envelope's metadata. The worker frees it when
+processing starts (``"processing"``) or when the job completes or fails for
+good (``"completed"``); a retry keeps it. Freeing goes through the token, so
+a lock that expired and was taken by a newer dispatch is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import cast
+
+from kashq.envelope import Envelope
+from kashq.exceptions import KashqError
+from kashq.job import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL
+from kashq.locks.base import LockBackend
+from kashq.locks.held import HeldLock, TokenSteps
+
+log = logging.getLogger(__name__)
+
+
+def release_on_start(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
+    """Free the lock of a job unique until processing, as its processing starts."""
+    if env.metadata and env.metadata.get(UNIQUE_UNTIL) == "processing":
+        _release(locks_of, env)
+
+
+def release_on_end(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
+    """Free a unique job's lock once it completed or failed for good."""
+    if env.metadata and UNIQUE_KEY in env.metadata:
+        _release(locks_of, env)
+
+
+def _release(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
+    key, token = env.metadata.get(UNIQUE_KEY), env.metadata.get(UNIQUE_TOKEN)
+    if not key or not token:
+        return
+    try:
+        # Every kashq backend implements the token steps behind its HeldLocks.
+        HeldLock(cast(TokenSteps, locks_of()), key, token).release()
+    except KashqError as exc:  # the lock expires by its TTL instead
+        log.warning("could not free unique lock %s of job %s: %s", key, env.id, exc)
