@@ -9,6 +9,7 @@ id) from which a reader can resume.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import socket
@@ -254,9 +255,10 @@ class EventStore(Protocol):
         ...
 
 
-class Subscribing:
+class Subscribing(abc.ABC):
     """:meth:`EventStore.subscribe` written once, over each store's :meth:`tail`."""
 
+    @abc.abstractmethod
     def tail(
         self,
         after: str | None = None,
@@ -264,7 +266,7 @@ class Subscribing:
         poll_s: float = DEFAULT_POLL_S,
         stop: threading.Event | None = None,
     ) -> Iterator[Event]:
-        raise NotImplementedError
+        """Yield events after ``after`` (None: from now on), live, until ``stop`` is set."""
 
     def subscribe(
         self,
