@@ -20,7 +20,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    make_url,
+    select,
+)
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from kashq.exceptions import ConfigError, KashqError
@@ -205,3 +216,29 @@ class Database:
         """Dispose of the engine's connections if this object created the engine."""
         if self._owned:
             self.engine.dispose()
+
+
+def delete_in_chunks(
+    db: Database, table: Table, where: ColumnElement[bool], *, chunk_size: int, what: str
+) -> int:
+    """Delete ``table``'s rows matching ``where``, ``chunk_size`` ids per transaction.
+
+    One short transaction per chunk, so pruning a large table never holds a
+    long lock. ``table`` must have an ``id`` column. Returns how many went.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    ids_of_chunk = select(table.c.id).where(where).order_by(table.c.id).limit(chunk_size)
+
+    def delete_chunk(conn: Connection) -> int:
+        ids = list(conn.execute(ids_of_chunk).scalars())
+        if ids:
+            conn.execute(delete(table).where(table.c.id.in_(ids)))
+        return len(ids)
+
+    removed = 0
+    while True:
+        deleted = db.run(delete_chunk, what=what)
+        removed += deleted
+        if deleted < chunk_size:
+            return removed

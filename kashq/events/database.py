@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, Row, delete, func, insert, select
+from sqlalchemy import URL, Engine, Row, func, insert, select
 
-from kashq.db.engine import Database
+from kashq.db.engine import Database, delete_in_chunks
 from kashq.db.schema import job_events
 from kashq.events.base import (
     DEFAULT_POLL_S,
@@ -86,20 +86,9 @@ class DatabaseEventStore(Subscribing):
 
     def prune(self, older_than_s: float, *, chunk_size: int = 1000) -> int:
         cutoff = time.time() - older_than_s
-        old = select(_c.id).where(_c.at < cutoff).order_by(_c.id).limit(chunk_size)
-
-        def delete_chunk(conn: Connection) -> int:
-            ids = list(conn.execute(old).scalars())
-            if ids:
-                conn.execute(delete(job_events).where(_c.id.in_(ids)))
-            return len(ids)
-
-        removed = 0
-        while True:  # one short transaction per chunk: never a long lock
-            deleted = self._db.run(delete_chunk, what="pruning events")
-            removed += deleted
-            if deleted < chunk_size:
-                return removed
+        return delete_in_chunks(
+            self._db, job_events, _c.at < cutoff, chunk_size=chunk_size, what="pruning events"
+        )
 
     def close(self) -> None:
         """Dispose of the engine if this store created it (a borrowed one stays)."""

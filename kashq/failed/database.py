@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from kashq.db.engine import Database
+from kashq.db.engine import Database, delete_in_chunks
 from kashq.db.schema import as_utc, failed_jobs
 from kashq.exceptions import FailedStoreError
 from kashq.failed.base import FailedJob
@@ -121,23 +121,10 @@ class DatabaseFailedJobStore:
         return int(result.rowcount)
 
     def prune(self, before: datetime, *, chunk_size: int = 1000) -> int:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        old = select(_c.id).where(_c.failed_at < as_utc(before)).order_by(_c.id)
-        old = old.limit(chunk_size)
-
-        def delete_chunk(conn: Connection) -> int:
-            ids = list(conn.execute(old).scalars())
-            if ids:
-                conn.execute(delete(failed_jobs).where(_c.id.in_(ids)))
-            return len(ids)
-
-        removed = 0
-        while True:  # one short transaction per chunk: never a long lock
-            deleted = self._db.run(delete_chunk, what="pruning failed jobs")
-            removed += deleted
-            if deleted < chunk_size:
-                return removed
+        return delete_in_chunks(
+            self._db, failed_jobs, _c.failed_at < as_utc(before), chunk_size=chunk_size,
+            what="pruning failed jobs",
+        )  # fmt: skip
 
     def count(self, *, queue: str | None = None) -> int:
         query = select(func.count()).select_from(failed_jobs)
