@@ -66,33 +66,27 @@ def push_back(
 ) -> Envelope:
     """Push ``job`` back (same id) onto ``connection`` (default: its own), then forget it.
 
-    ``queue`` moves it onto another queue. On the ``sync`` connection a push
-    runs the job at once, and a second failure would be recorded under the
-    same uuid as the record about to be forgotten; so there the record is
-    forgotten first and put back if the push raises.
+    ``queue`` moves it onto another queue. The record is forgotten only if it
+    is still this failure: a worker (or the sync connection, at once) may fail
+    the pushed job again before the forget, and that newer record stays. A
+    crash between push and forget leaves a duplicate record, never a lost job.
     """
     fresh = fresh_envelope(job, manager.clock.time(), queue=queue)
     name = connection or job.connection
-    forget_first = name == "sync"
-    if forget_first:
-        store.forget(job.id)
     try:
         manager.connection(name).push(fresh)
     except KashqError as exc:
-        if forget_first:
-            store.log(job)
         raise DeadLetterError(f"cannot retry failed job #{job.id}: {exc}") from exc
     recorder = manager.recorder(name)
     if recorder is not None:
         recorder.retried([fresh])
-    if not forget_first:
-        try:
-            store.forget(job.id)
-        except KashqError as exc:
-            raise DeadLetterError(
-                f"failed job #{job.id} was pushed back as {fresh.id} but is still listed "
-                f"as failed: {exc}"
-            ) from exc
+    try:
+        store.forget(job.id, failed_at=job.failed_at)
+    except KashqError as exc:
+        raise DeadLetterError(
+            f"failed job #{job.id} was pushed back as {fresh.id} but is still listed "
+            f"as failed: {exc}"
+        ) from exc
     return fresh
 
 

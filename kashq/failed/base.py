@@ -3,8 +3,11 @@
 This is kashq's dead-letter queue. The worker writes to it through
 :class:`FailedJobStore`; the memory implementation lives beside this module
 and the database table (``failed_jobs``) implements the same protocol.
-``log`` is idempotent by ``uuid``: a job delivered twice and failed twice is
-recorded once.
+``log`` keeps one record per ``uuid``: a job delivered twice and failed twice
+is recorded once, and a later failure of the same job (after ``queue:retry``)
+replaces the earlier record. ``forget(key, failed_at=...)`` deletes a record
+only if it is still that failure, so a retry never deletes the record of the
+failure that followed it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class FailedJobStore(Protocol):
     """Record, list and remove failed jobs."""
 
     def log(self, job: FailedJob) -> FailedJob:
-        """Record ``job`` (or return the existing record with its uuid) with its id set."""
+        """Record ``job`` with its id set; a record with its uuid is kept, or replaced if older."""
         ...
 
     def all(self, *, queue: str | None = None, limit: int | None = None) -> list[FailedJob]:
@@ -60,8 +63,8 @@ class FailedJobStore(Protocol):
         """A failed job by numeric id or by uuid."""
         ...
 
-    def forget(self, key: int | str) -> bool:
-        """Delete one failed job; False if there was none."""
+    def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
+        """Delete one failed job (only if it failed at ``failed_at``, when given); False if none."""
         ...
 
     def flush(self, *, older_than_hours: float | None = None) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -81,11 +82,15 @@ class DatabaseFailedJobStore:
             try:
                 new_id = self._db.run(insert_row, what="recording a failed job", atomic=False)
             except _Duplicate:
-                # Already recorded, perhaps by another worker a moment ago.
+                # Already recorded: by another worker a moment ago (the same
+                # failure), or an earlier failure of a retried job (replace it).
                 existing = self.find(job.uuid)
-                if existing is not None:
+                if existing is None:
+                    continue  # ... and forgotten in between: record it again
+                if values["failed_at"] <= existing.failed_at:
                     return existing
-                continue  # ... and forgotten in between: record it again
+                self._replace(existing, values)
+                return dataclasses.replace(job, id=existing.id, failed_at=values["failed_at"])
             return dataclasses.replace(job, id=new_id, failed_at=values["failed_at"])
         raise FailedStoreError(f"could not record failed job {job.uuid}: it keeps vanishing")
 
@@ -101,9 +106,22 @@ class DatabaseFailedJobStore:
         rows = self._read(select(failed_jobs).where(_key(key)), "finding a failed job")
         return _job(rows[0]) if rows else None
 
-    def forget(self, key: int | str) -> bool:
+    def _replace(self, existing: FailedJob, values: dict[str, Any]) -> None:
+        """Overwrite ``existing`` with a later failure of the same job (if still older)."""
+        changes = {name: value for name, value in values.items() if name != "uuid"}
+        statement = (
+            update(failed_jobs)
+            .where(_c.id == existing.id, _c.failed_at < values["failed_at"])
+            .values(changes)
+        )
+        self._db.run(lambda conn: conn.execute(statement), what="recording a failed job")
+
+    def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
+        condition = _key(key)
+        if failed_at is not None:
+            condition = condition & (_c.failed_at == as_utc(failed_at))
         result = self._db.run(
-            lambda conn: conn.execute(delete(failed_jobs).where(_key(key))),
+            lambda conn: conn.execute(delete(failed_jobs).where(condition)),
             what="forgetting a failed job",
             atomic=False,
         )

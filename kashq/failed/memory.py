@@ -22,7 +22,11 @@ class MemoryFailedJobStore:
         with self._lock:
             existing = self._by_uuid.get(job.uuid)
             if existing is not None:
-                return self._jobs[existing]
+                kept = self._jobs[existing]
+                if job.failed_at <= kept.failed_at:
+                    return kept  # the same failure again (a duplicate delivery)
+                newer = self._jobs[existing] = dataclasses.replace(job, id=existing)
+                return newer
             stored = dataclasses.replace(job, id=self._next_id)
             self._next_id += 1
             self._jobs[stored.id] = stored
@@ -40,10 +44,12 @@ class MemoryFailedJobStore:
             job_id = self._resolve(key)
             return None if job_id is None else self._jobs[job_id]
 
-    def forget(self, key: int | str) -> bool:
+    def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
         with self._lock:
             job_id = self._resolve(key)
             if job_id is None:
+                return False
+            if failed_at is not None and self._jobs[job_id].failed_at != failed_at:
                 return False
             del self._by_uuid[self._jobs.pop(job_id).uuid]
             return True

@@ -250,6 +250,6 @@ def test_retrying_on_the_sync_connection_keeps_the_record_of_a_second_failure():
 
         (again,) = dlq.list()
         assert again.uuid == job_id
-        assert again.id != first.id, "a new record, not the forgotten one"
+        assert again.failed_at > first.failed_at, "the second failure, not the forgotten one"
     finally:
         manager.close()

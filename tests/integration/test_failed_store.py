@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -222,3 +223,34 @@ def test_unreachable_database_is_a_one_line_failed_store_error_without_the_passw
     assert "pw-98765" not in str(caught.value)
     assert "\n" not in str(caught.value)
     store.close()
+
+
+def test_a_later_failure_of_the_same_job_replaces_its_record(store):
+    first = store.log(failed(error="first", ago=timedelta(seconds=5)))
+    later = dataclasses.replace(failed(error="second"), uuid=first.uuid)
+
+    replaced = store.log(later)
+
+    assert replaced.id == first.id
+    (kept,) = store.all()
+    assert (kept.id, kept.error, kept.failed_at) == (first.id, "second", later.failed_at)
+
+
+def test_a_duplicate_of_the_same_failure_keeps_the_first_record(store):
+    first = store.log(failed(error="first"))
+
+    again = store.log(dataclasses.replace(failed(error="again"), uuid=first.uuid))
+
+    assert again.id == first.id
+    assert store.find(first.uuid).error == "first"
+
+
+def test_forget_with_a_stale_failed_at_keeps_a_newer_failure(store):
+    first = store.log(failed(error="first", ago=timedelta(seconds=5)))
+    store.log(dataclasses.replace(failed(error="second"), uuid=first.uuid))
+
+    assert store.forget(first.id, failed_at=first.failed_at) is False
+    newer = store.find(first.uuid)
+    assert newer.error == "second"
+    assert store.forget(first.id, failed_at=newer.failed_at) is True
+    assert store.count() == 0
