@@ -12,6 +12,8 @@ timeouts and lease renewal on, output off with ``--quiet``) on no-op jobs:
 - latency: one idle worker; a job is dispatched, and ``handle()`` reports when
   it started (dispatch → start), 300 times with a pause between.
 
+The event store is on, as by default; `--no-events` measures with it off.
+
 The raw redis-py round-trip rate is measured in the same run. Medians of 3
 runs (1 with ``--quick``).
 """
@@ -103,6 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="4,000 jobs, one run: a smoke run")
+    parser.add_argument(
+        "--no-events", action="store_true", help="KASHQ_EVENTS=false: no event store writes"
+    )
     args = parser.parse_args()
     n = 4_000 if args.quick else args.jobs
     runs = 1 if args.quick else 3
@@ -117,6 +122,7 @@ def main() -> None:
             "KASHQ_CONNECTION": "redis", "KASHQ_REDIS_URL": url, "KASHQ_PREFIX": prefix,
             "KASHQ_DATABASE_URL": f"sqlite:///{workdir / 'kashq.sqlite'}",
             "BENCH_LATENCY_KEY": f"{prefix}:latency",
+            "KASHQ_EVENTS": "false" if args.no_events else "true",
         }  # fmt: skip
         manager = QueueManager(
             kashq.load_settings(connection="redis", redis_url=url, prefix=prefix)
@@ -128,7 +134,9 @@ def main() -> None:
         finally:
             manager.close()
 
-    table = Table(title=f"kashq queue:work on Redis, {n:,} no-op jobs, median of {runs} run(s)")
+    events = "events off" if args.no_events else "events on"
+    title = f"kashq queue:work on Redis, {n:,} no-op jobs, {events}, median of {runs} run(s)"
+    table = Table(title=title)
     for column in ("workers", "drain/s", "of raw", "scaling"):
         table.add_column(column, justify="right")
     table.add_row("--workers=1", f"{one:,.0f}", f"{one / raw:.0%}", "1.00x")
