@@ -23,6 +23,17 @@ ConnectionArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def comma_list(*values: str | None) -> list[str]:
+    """The names in comma-separated ``values``, stripped, without blanks or repeats."""
+    names = (part.strip() for value in values if value for part in value.split(","))
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def job_modules(settings: Settings, imports: list[str] | None) -> list[str]:
+    """The modules holding job classes: ``KASHQ_IMPORTS`` then ``--import`` (comma lists too)."""
+    return comma_list(*settings.imports, *(imports or []))
+
+
 def open_manager(connection: str | None = None, **overrides: Any) -> QueueManager:
     """A queue manager from the settings, with ``connection`` (and flags) on top.
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, open_manager
+from kashq.cli.common import ConnectionArg, JsonOpt, comma_list, open_manager
 from kashq.events import EVENT_TYPES, Event, EventStore, store_for
 
 IN_PROCESS = ("memory", "sync")
@@ -91,7 +91,7 @@ def events_command(
 def _names(value: str | None, option: str, allowed: tuple[str, ...] = ()) -> set[str] | None:
     if value is None:
         return None
-    names = {part.strip() for part in value.split(",") if part.strip()}
+    names = set(comma_list(value))
     if not names:
         raise output.fail(f"{option} needs at least one name", code=2)
     unknown = sorted(names - set(allowed)) if allowed else []

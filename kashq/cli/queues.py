@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, opened
+from kashq.cli.common import ConnectionArg, JsonOpt, comma_list, opened
 from kashq.drivers.base import Driver
 from kashq.failed.base import FailedJobStore
 from kashq.manager import QueueManager
@@ -42,10 +42,10 @@ Sizes = dict[str, dict[str, int]]
 
 
 def _split(queues: str | None) -> list[str]:
-    names = [name.strip() for name in (queues or "").split(",") if name.strip()]
+    names = comma_list(queues)
     if queues is not None and not names:
         raise output.fail("--queue needs at least one queue name", code=2)
-    return list(dict.fromkeys(names))
+    return names
 
 
 def queue_names(manager: QueueManager, driver: Driver, store: FailedJobStore) -> list[str]:

@@ -16,7 +16,7 @@ import typer
 
 from kashq import dispatcher
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, open_manager, shown_url
+from kashq.cli.common import ConnectionArg, JsonOpt, job_modules, open_manager, shown_url
 from kashq.config import Settings, load_settings
 from kashq.exceptions import ConfigError
 from kashq.imports import ImportFailed, import_job_modules
@@ -40,8 +40,7 @@ ImportOpt = Annotated[
 
 def _import(settings: Settings, imports: list[str] | None) -> list[str]:
     """Import the schedule modules; an import error is one line plus the user's traceback."""
-    modules = [*settings.imports, *(p.strip() for v in imports or [] for p in v.split(","))]
-    modules = list(dict.fromkeys(m for m in modules if m))
+    modules = job_modules(settings, imports)
     try:
         import_job_modules(modules)
     except ImportFailed as exc:

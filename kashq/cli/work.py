@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, open_manager, shown_url
+from kashq.cli.common import ConnectionArg, comma_list, job_modules, open_manager, shown_url
 from kashq.cli.joblines import JobLines
 from kashq.config import Settings
 from kashq.exceptions import ConfigError
@@ -120,8 +120,8 @@ def work_command(
             f"queue:work cannot use the {settings.connection} connection: its jobs live in one "
             "process (use kashq.start_workers() there, or the database or redis connection)"
         )
-    queues = tuple(q.strip() for q in (queue or settings.queue).split(",") if q.strip())
-    modules = tuple(settings.imports) + tuple(_split(imports or []))
+    queues = tuple(comma_list(queue or settings.queue))
+    modules = tuple(job_modules(settings, imports))
     mode = _output_mode(json_output, quiet)
     lines = JobLines(mode, verbose=verbose)
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
@@ -150,10 +150,6 @@ def work_command(
             scheduler.stop()
         driver.close()
     raise typer.Exit(code)
-
-
-def _split(values: list[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def _output_mode(json_output: bool, quiet: bool) -> Output:

@@ -31,8 +31,9 @@ def release_on_start(locks_of: Callable[[], LockBackend], env: Envelope) -> None
 
 def release_on_end(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
     """Free a unique job's lock once it completed or failed for good."""
-    if env.metadata and UNIQUE_KEY in env.metadata:
-        _release(locks_of, env)
+    metadata = env.metadata
+    if metadata and UNIQUE_KEY in metadata and metadata.get(UNIQUE_UNTIL) != "processing":
+        _release(locks_of, env)  # a job unique until processing freed it when it started
 
 
 def _release(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
