@@ -7,7 +7,7 @@ tour; everything public is re-exported here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kashq._version import __version__
 from kashq.alerts import (
@@ -69,6 +69,28 @@ from kashq.worker import (
     WorkerStats,
 )
 
+if TYPE_CHECKING:
+    from kashq.drivers.sharded.driver import ShardedDriver as ShardedQueue
+    from kashq.drivers.sharded.strategy import ShardStrategy
+
+_LAZY = {
+    "ShardStrategy": "kashq.drivers.sharded.strategy",
+    "ShardedQueue": "kashq.drivers.sharded.driver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The sharded driver loads redis-py only when used (memory users never need it).
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    attribute = "ShardedDriver" if name == "ShardedQueue" else name
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
 
 def failed_jobs() -> FailedJobStore:
     """The current manager's failed-job store (Kashvi's ``queue.FailedJobs()``)."""
@@ -128,6 +150,8 @@ __all__ = [
     "ScheduleError",
     "Scheduler",
     "Settings",
+    "ShardStrategy",
+    "ShardedQueue",
     "SlackAlerter",
     "SyncDriver",
     "SystemClock",

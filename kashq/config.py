@@ -24,9 +24,11 @@ from pydantic_settings import (
 from kashq.exceptions import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("config") / "kashq.toml"
-CONNECTIONS = ("database", "redis", "memory", "sync")
+CONNECTIONS = ("database", "redis", "sharded", "memory", "sync")
+SHARD_STRATEGIES = ("hash", "round_robin", "least_loaded")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
-Connection = Literal["database", "redis", "memory", "sync"]
+Connection = Literal["database", "redis", "sharded", "memory", "sync"]
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,12 @@ class Settings(BaseSettings):
     )
     prefix: str = Field("kashq", min_length=1, pattern=r"^[^\s{}]+$", description="key prefix")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL")
+    shards: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Redis URLs of the sharded connection, comma-separated"
+    )
+    shard_strategy: Literal["hash", "round_robin", "least_loaded"] = Field(
+        "least_loaded", description="how the sharded connection places new jobs"
+    )
     database_url: str = Field("sqlite:///kashq.sqlite", description="SQLAlchemy database URL")
     events: bool = Field(True, description="record every job's lifecycle in the event store")
     events_max_len: int = Field(
@@ -59,7 +67,7 @@ class Settings(BaseSettings):
     alert_timeout: float = Field(5.0, gt=0, description="seconds an alerter may take")
     timezone: str = Field("UTC", min_length=1, description="time zone of recurring schedules")
 
-    @field_validator("imports", mode="before")
+    @field_validator("imports", "shards", mode="before")
     @classmethod
     def _split_imports(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -76,9 +84,17 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-        if not value.startswith(schemes):
-            raise ValueError("must start with " + ", ".join(schemes))
+        if not value.startswith(_REDIS_SCHEMES):
+            raise ValueError("must start with " + ", ".join(_REDIS_SCHEMES))
+        return value
+
+    @field_validator("shards")
+    @classmethod
+    def _check_shards(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(_REDIS_SCHEMES[:3]):
+                shown = _hide_password(url)
+                raise ValueError(f"{shown!r} must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("slack_webhook_url", "alert_webhook_url")
@@ -145,6 +161,10 @@ def _describe(exc: ValidationError) -> str:
     message = err["msg"]
     if name == "connection":
         message = "must be one of " + ", ".join(CONNECTIONS)
+    elif name == "shard_strategy":
+        message = "must be one of " + ", ".join(SHARD_STRATEGIES)
+    elif name == "shards":
+        shown = ""  # the message names the bad URL, its password hidden
     return f"invalid setting {name} (KASHQ_{name.upper()}): {message}{shown}"
 
 

@@ -61,11 +61,23 @@ class QueueManager:
                 driver = self._connections[name] = self._build(name)
             return driver
 
+    def add_connection(self, name: str, driver: Driver) -> None:
+        """Serve connection ``name`` with ``driver`` (e.g. a :class:`kashq.ShardedQueue`).
+
+        Jobs reach it with ``on_connection(name)`` or ``connection = name``.
+        The manager closes it with the others.
+        """
+        with self._lock:
+            old = self._connections.get(name)
+            if old is not None and old is not driver:
+                raise ConfigError(f"connection {name!r} is already open")
+            self._connections[name] = driver
+
     def failed_store(self, connection: str | None = None) -> FailedJobStore:
         """Where jobs of ``connection`` (default: the default one) that fail for good go.
 
         The ``failed_jobs`` table at ``KASHQ_DATABASE_URL`` for durable
-        connections (database, redis), so a failure outlives the process; in
+        connections (database, redis, sharded), so a failure outlives the process; in
         memory for memory and sync. A store given to the manager serves all.
         """
         durable = (connection or self.settings.connection) not in ("memory", "sync")
@@ -93,6 +105,13 @@ class QueueManager:
 
             s = self.settings
             return RedisDriver(s.redis_url, prefix=s.prefix, clock=self.clock)
+        if name == "sharded":
+            from kashq.drivers.sharded import ShardedDriver
+
+            s = self.settings
+            return ShardedDriver(
+                s.shards, strategy=s.shard_strategy, prefix=s.prefix, clock=self.clock
+            )
         if name == "database":
             from kashq.drivers.database import DatabaseDriver
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from kashq import dispatcher
-from tests.support.services import RedisClusterNodes
+from tests.support.services import RedisClusterNodes, RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +31,20 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         yield cluster.url
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """URLs of three private redis-servers for the whole session (sharding tests).
+
+    Tests that kill a shard start their own servers instead.
+    """
+    workdir = tmp_path_factory.mktemp("redis-shards")
+    servers = [RedisServer(workdir) for _ in range(3)]
+    try:
+        for server in servers:
+            server.start()
+        yield [server.url for server in servers]
+    finally:
+        for server in servers:
+            server.stop()

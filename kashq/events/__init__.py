@@ -50,7 +50,8 @@ _memory_lock = threading.Lock()
 def store_for(driver: Any, settings: Settings, *, always: bool = False) -> EventStore:
     """The event store that goes with ``driver``, chosen by the driver's type.
 
-    A Redis driver gets the stream under its prefix (sharing its client), a
+    A Redis driver gets the stream under its prefix (sharing its client; a
+    sharded connection, its first shard's), a
     database driver the ``job_events`` table (sharing its engine), anything
     else (memory, sync) one in-memory store per driver instance. With
     ``settings.events`` off this is a :class:`NullEventStore` (nothing is
@@ -58,6 +59,8 @@ def store_for(driver: Any, settings: Settings, *, always: bool = False) -> Event
     """
     if not settings.events and not always:
         return NullEventStore()
+    if _is(driver, "kashq.drivers.sharded.driver", "ShardedDriver"):
+        driver = driver.primary  # one stream, on the first shard
     if _is(driver, "kashq.drivers.redis.driver", "RedisDriver"):
         from kashq.events.redis import RedisEventStore
 

@@ -49,7 +49,8 @@ _BACKENDS_MUTEX = threading.Lock()
 def backend_for(driver: object) -> LockBackend:
     """The lock backend that shares ``driver``'s storage (the same one on every call).
 
-    Redis driver → :class:`DistributedLock` on its client and prefix; database
+    Redis driver → :class:`DistributedLock` on its client and prefix (a sharded
+    connection: its first shard's); database
     driver → :class:`DatabaseLocks` on its engine; memory and sync drivers →
     one :class:`MemoryLocks` per driver (same clock), valid within this process.
     """
@@ -71,6 +72,10 @@ def _build(driver: object) -> LockBackend:
     if isinstance(driver, MemoryDriver | SyncDriver):
         return MemoryLocks(clock)
     from kashq.drivers.redis.driver import RedisDriver
+    from kashq.drivers.sharded.driver import ShardedDriver
+
+    if isinstance(driver, ShardedDriver):
+        return _build(driver.primary)  # locks live on the first shard
 
     if isinstance(driver, RedisDriver):
         from kashq.locks.redis import DistributedLock

@@ -22,10 +22,11 @@ from kashq.drivers.base import Driver, QueueSizes, Reservation
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.redis import RedisDriver
+from kashq.drivers.sharded import ShardedDriver
 from kashq.envelope import Envelope, decode, new_job_id
 from kashq.testing import FakeClock
 from tests.support.databases import database
-from tests.support.redis import redis_driver
+from tests.support.redis import redis_driver, sharded_driver
 
 DriverFactory = Callable[[FakeClock, Path], AbstractContextManager[Driver]]
 
@@ -64,6 +65,7 @@ FACTORIES: dict[str, DriverFactory] = {
     "redis": shared_redis_driver,
 }
 CLUSTER = "redis-cluster"  # needs the session's local cluster, so built in the fixture
+SHARDED = "sharded"  # three private redis-servers (session fixture), hash strategy
 LEASE_S = 30.0
 
 
@@ -77,10 +79,15 @@ def open_driver(
 ) -> AbstractContextManager[Driver]:
     if kind == CLUSTER:
         return redis_driver(request.getfixturevalue("redis_cluster_url"), clock=clock)
+    if kind == SHARDED:
+        urls = request.getfixturevalue("redis_shards")
+        # Order among several jobs holds within a shard, not across shards.
+        ordered = request.node.get_closest_marker("ordered") is not None
+        return sharded_driver(urls[:1] if ordered else urls, clock=clock)
     return FACTORIES[kind](clock, tmp_path)
 
 
-@pytest.fixture(params=sorted([*FACTORIES, CLUSTER]))
+@pytest.fixture(params=sorted([*FACTORIES, CLUSTER, SHARDED]))
 def driver(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
     with open_driver(request, request.param, clock, tmp_path) as made:
         yield made
@@ -99,6 +106,11 @@ def another_driver(
 
 def same_storage(driver: Driver, clock: FakeClock) -> Driver:
     """Another driver on ``driver``'s storage, as another process would open it."""
+    if isinstance(driver, ShardedDriver):
+        shards = [
+            RedisDriver(s.driver.client, prefix=driver.prefix, clock=clock) for s in driver.shards
+        ]
+        return ShardedDriver(shards, strategy=driver.strategy, prefix=driver.prefix, clock=clock)
     if isinstance(driver, RedisDriver):
         return RedisDriver(driver.client, prefix=driver.prefix, clock=clock)
     if isinstance(driver, DatabaseDriver):
@@ -148,6 +160,7 @@ def test_reserve_on_an_empty_queue_returns_none(driver):
     assert reserve(driver, "nothing-here") is None
 
 
+@pytest.mark.ordered
 def test_higher_priority_is_reserved_first(driver, clock):
     for priority in (0, 10, 5, -3):
         driver.push(envelope(clock, priority=priority, n=priority))
@@ -158,6 +171,7 @@ def test_higher_priority_is_reserved_first(driver, clock):
     assert order == [10, 5, 0, -3]
 
 
+@pytest.mark.ordered
 def test_jobs_of_equal_priority_are_reserved_in_push_order(driver, clock):
     pushed = [envelope(clock, n=i) for i in range(25)]
     for env in pushed:
@@ -177,6 +191,7 @@ def test_delayed_job_becomes_available_at_its_time(driver, clock):
     assert res is not None and res.id == env.id
 
 
+@pytest.mark.ordered
 def test_delayed_job_keeps_priority_once_due(driver, clock):
     late = envelope(clock, priority=9, available_at=clock.time() + 5)
     early = envelope(clock, priority=1)
@@ -275,6 +290,7 @@ def test_clear_removes_every_state_of_one_queue_only(driver, clock):
     assert reserve(driver, "a") is None
 
 
+@pytest.mark.ordered
 def test_bulk_push_stores_every_job_in_order(driver, clock):
     pushed = [envelope(clock, n=i) for i in range(500)]
     driver.push_many(pushed)
@@ -296,6 +312,7 @@ def test_bulk_push_mixes_queues_and_delays(driver, clock):
     }
 
 
+@pytest.mark.ordered
 def test_queues_are_tried_in_strict_order(driver, clock):
     low = envelope(clock, "low", priority=100)
     high = envelope(clock, "high")
@@ -350,6 +367,7 @@ def test_one_bulk_push_holding_an_id_twice_stores_one_job_the_last_copy(driver, 
     assert sorted(got) == [2, 7]
 
 
+@pytest.mark.ordered
 def test_reserve_acks_the_finished_job_it_is_given_first(driver, clock):
     first, second, third = (envelope(clock, n=i) for i in range(3))
     driver.push_many([first, second, third])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.redis import RedisDriver
+from kashq.drivers.sharded import ShardedDriver
 from tests.support.services import REDIS_URL, unavailable
 
 
@@ -40,4 +42,20 @@ def redis_driver(url: str = REDIS_URL, *, clock: Clock = SYSTEM_CLOCK) -> Iterat
         yield driver
     finally:
         delete_prefix(driver.client, prefix)
+        driver.close()
+
+
+@contextmanager
+def sharded_driver(
+    urls: list[str], *, strategy: str = "hash", clock: Clock = SYSTEM_CLOCK
+) -> Iterator[ShardedDriver]:
+    """A ShardedDriver over ``urls`` under a fresh prefix; its keys are deleted afterwards."""
+    prefix = f"kashq-test-{uuid.uuid4().hex[:10]}"
+    driver = ShardedDriver(urls, strategy=strategy, prefix=prefix, clock=clock)
+    try:
+        yield driver
+    finally:
+        for shard in driver.shards:
+            with contextlib.suppress(redis.RedisError):
+                delete_prefix(shard.driver.client, prefix)
         driver.close()

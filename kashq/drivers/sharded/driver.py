@@ -1,0 +1,369 @@
+"""The sharded driver: one logical connection over several Redis servers.
+
+New jobs go to a shard chosen by the strategy (:mod:`.strategy`); workers
+take jobs from every shard in turn, so none starves while another has work.
+A reservation remembers its shard in its token (``"<index>:<token>"``), so
+acks, releases and lease renewals go back to the server holding the job.
+
+A shard that fails is skipped for ``retry_down_s`` and then tried again:
+``round_robin`` and ``least_loaded`` place new jobs on the others, workers
+keep consuming from the others, and ``hash`` (whose jobs belong to exactly one
+shard) raises a :class:`DriverError` naming it. Locks, the event store and
+control records (``queue:restart``) live on the first shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers.base import QueueSizes, Reservation
+from kashq.drivers.redis import RedisDriver
+from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
+from kashq.envelope import Envelope
+from kashq.exceptions import ConfigError, DriverError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_BLOCK_SLICE_S = 0.02  # an idle worker blocks on one shard at a time, this long
+_BURST = 8  # jobs taken from one shard in a row before the next shard goes first
+_MAX_UNACKED = 10_000  # acks kept for a shard that is down (else redelivered by lease)
+
+
+@dataclass
+class Shard:
+    """One Redis server of a sharded connection."""
+
+    index: int
+    name: str
+    driver: RedisDriver
+    down_until: float = 0.0
+    down: bool = False
+
+
+class ShardedDriver:
+    """Queues spread over several Redis servers (``kashq.ShardedQueue``).
+
+    ``shards`` are Redis URLs (or :class:`RedisDriver` instances); their order
+    matters to in-flight reservations, so keep it stable while jobs run.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[str | RedisDriver],
+        *,
+        strategy: ShardStrategy | str = ShardStrategy.HASH,
+        prefix: str = "kashq",
+        clock: Clock = SYSTEM_CLOCK,
+        retry_down_s: float = 1.0,
+    ) -> None:
+        if not shards:
+            raise ConfigError("a sharded connection needs at least one Redis URL (KASHQ_SHARDS)")
+        try:
+            self.strategy = ShardStrategy(strategy)
+        except ValueError:
+            choices = ", ".join(s.value for s in ShardStrategy)
+            raise ConfigError(f"unknown shard strategy {strategy!r}: expected {choices}") from None
+        drivers = [
+            s if isinstance(s, RedisDriver) else RedisDriver(s, prefix=prefix, clock=clock)
+            for s in shards
+        ]
+        names = [shard_name(s) for s in shards]
+        if len(set(names)) != len(names):
+            for driver in drivers:
+                driver.close()
+            raise ConfigError(f"the same Redis server is listed twice in the shards: {names}")
+        self.shards = [Shard(i, n, d) for i, (n, d) in enumerate(zip(names, drivers, strict=True))]
+        self.prefix = prefix
+        self._retry_down_s = retry_down_s
+        self._chooser = chooser_for(self.strategy, names, self._ready_counts)
+        self._rotation = 0
+        self._local = threading.local()
+        self._unacked: list[tuple[int, Reservation]] = []  # (shard index, its reservation)
+        self._lock = threading.Lock()
+
+    @property
+    def primary(self) -> RedisDriver:
+        """The first shard's driver: where locks, events and control records live."""
+        return self.shards[0].driver
+
+    # -- producing ------------------------------------------------------
+    def push(self, envelope: Envelope) -> None:
+        self.push_many((envelope,))
+
+    def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        latest = {env.id: env for env in envelopes}  # a repeated id: its last copy counts
+        self._place(latest.values(), tried=frozenset())
+
+    def _place(self, envelopes: Iterable[Envelope], tried: frozenset[int]) -> None:
+        groups: dict[int, list[Envelope]] = {}
+        for env in envelopes:
+            index = self._target(env, tried)
+            groups.setdefault(index, []).append(env)
+            self._chooser.placed(index, env.queue, 1)
+        failures: list[str] = []
+        for index, group in groups.items():
+            shard = self.shards[index]
+            try:
+                shard.driver.push_many(group)
+                self._up_again(shard)
+            except DriverError as exc:
+                self._went_down(shard, exc)
+                if self.strategy is not ShardStrategy.HASH:
+                    self._place(group, tried | {index})  # to the next shard (raises if none)
+                    continue
+                failures.append(f"{len(group)} job(s) for shard {shard.name}: {exc}")
+        if failures:
+            raise DriverError(
+                "hash sharding stores a job only on its own shard, which is down; not stored: "
+                + "; ".join(failures)
+            )
+
+    def _target(self, env: Envelope, tried: frozenset[int]) -> int:
+        order = [i for i in self._chooser.order(env.id, env.queue) if i not in tried]
+        if self.strategy is ShardStrategy.HASH:
+            return order[0] if order else -1  # never empty: hash is only tried once
+        if not order:
+            raise DriverError(f"every shard is down: {', '.join(s.name for s in self.shards)}")
+        return next((i for i in order if self._usable(self.shards[i])), order[0])
+
+    # -- consuming ------------------------------------------------------
+    def reserve(
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        ack: Reservation | None = None,
+    ) -> Reservation | None:
+        deadline = time.monotonic() + wait_s
+        inner_ack = None if ack is None else self._inner(ack)
+        start = self._first_shard(inner_ack)
+        self._retry_unacked()
+        if inner_ack is not None and (
+            inner_ack[0] != start or not self._usable(self.shards[start])
+        ):
+            self._ack_now(*inner_ack)
+            inner_ack = None
+        block_s = 0.0  # first a quick look at every shard, then block on each in turn
+        while True:
+            found = self._sweep(
+                queues, start, lease_s=lease_s, block_s=block_s, deadline=deadline, ack=inner_ack
+            )
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                return None
+            inner_ack, block_s = None, _BLOCK_SLICE_S
+
+    def _sweep(
+        self,
+        queues: Sequence[str],
+        start: int,
+        *,
+        lease_s: float,
+        block_s: float,
+        deadline: float,
+        ack: tuple[int, Reservation] | None,
+    ) -> Reservation | None:
+        """Try every usable shard once from ``start``; DriverError if none answered."""
+        errors: list[str] = []
+        answered = 0
+        for step in range(len(self.shards)):
+            shard = self.shards[(start + step) % len(self.shards)]
+            if not self._usable(shard):
+                continue
+            with_ack = ack[1] if ack is not None and ack[0] == shard.index else None
+            wait_s = min(block_s, max(deadline - time.monotonic(), 0.0))
+            try:
+                found = shard.driver.reserve(queues, lease_s=lease_s, wait_s=wait_s, ack=with_ack)
+            except DriverError as exc:
+                self._went_down(shard, exc)
+                errors.append(f"{shard.name}: {exc}")
+                if with_ack is not None:
+                    self._keep_unacked(shard.index, with_ack)
+                continue
+            self._up_again(shard)
+            if found is not None:
+                self._took_from(shard.index)
+                return dataclasses.replace(found, token=f"{shard.index}:{found.token}")
+            answered += 1
+        if answered == 0:
+            down = "; ".join(errors) or ", ".join(s.name for s in self.shards)
+            raise DriverError(f"every shard is down: {down}")
+        return None
+
+    def _first_shard(self, ack: tuple[int, Reservation] | None) -> int:
+        """Where this thread's next reserve starts: the same shard for a short burst
+        (its ack rides along with the reserve), then the next one, in turn."""
+        last = getattr(self._local, "last", None)
+        streak = getattr(self._local, "streak", 0)
+        if last is not None and streak < _BURST and ack is not None and ack[0] == last:
+            return int(last)
+        self._local.streak = 0
+        with self._lock:
+            self._rotation = (self._rotation + 1) % len(self.shards)
+            return self._rotation
+
+    def _took_from(self, index: int) -> None:
+        if getattr(self._local, "last", None) == index:
+            self._local.streak = getattr(self._local, "streak", 0) + 1
+        else:
+            self._local.last, self._local.streak = index, 1
+
+    def ack(self, reservation: Reservation) -> None:
+        found = self._inner(reservation)
+        if found is not None:
+            self._on(found[0], lambda driver: driver.ack(found[1]))
+
+    def release(self, reservation: Reservation, envelope: Envelope) -> None:
+        found = self._inner(reservation)
+        if found is not None:
+            self._on(found[0], lambda driver: driver.release(found[1], envelope))
+
+    def extend(self, reservation: Reservation, lease_s: float) -> bool:
+        found = self._inner(reservation)
+        return found is not None and self._on(found[0], lambda d: d.extend(found[1], lease_s))
+
+    def _ack_now(self, index: int, inner: Reservation) -> None:
+        try:
+            self._on(index, lambda driver: driver.ack(inner))
+        except DriverError:
+            self._keep_unacked(index, inner)
+
+    def _keep_unacked(self, index: int, inner: Reservation) -> None:
+        """Remember an ack for a shard that is down; it is sent when the shard is back
+        (if the job's lease lapsed first, the job runs again: at least once)."""
+        with self._lock:
+            if len(self._unacked) >= _MAX_UNACKED:
+                _, dropped = self._unacked.pop(0)
+                log.warning("dropping the ack of job %s: its shard stays down", dropped.id)
+            self._unacked.append((index, inner))
+
+    def _retry_unacked(self) -> None:
+        if not self._unacked:
+            return
+        with self._lock:
+            pending, self._unacked = self._unacked, []
+        for index, inner in pending:
+            if self._usable(self.shards[index]):
+                self._ack_now(index, inner)
+            else:
+                self._keep_unacked(index, inner)
+
+    # -- inspecting -----------------------------------------------------
+    def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
+        total = {queue: QueueSizes() for queue in queues}
+        for shard in self.shards:
+            for queue, size in self._on(shard.index, lambda d: d.sizes(queues)).items():
+                seen = total[queue]
+                total[queue] = QueueSizes(
+                    seen.ready + size.ready,
+                    seen.delayed + size.delayed,
+                    seen.reserved + size.reserved,
+                )
+        return total
+
+    def shard_sizes(self, queues: Sequence[str]) -> list[dict[str, QueueSizes] | None]:
+        """Sizes on each shard, by index; None for a shard that is down."""
+        result: list[dict[str, QueueSizes] | None] = []
+        for shard in self.shards:
+            try:
+                result.append(self._on(shard.index, lambda d: d.sizes(queues)))
+            except DriverError:
+                result.append(None)
+        return result
+
+    def queue_names(self) -> list[str]:
+        names: set[str] = set()
+        for shard in self.shards:
+            names.update(self._on(shard.index, lambda d: d.queue_names()))
+        return sorted(names)
+
+    def clear(self, queue: str) -> int:
+        return sum(self._on(shard.index, lambda d: d.clear(queue)) for shard in self.shards)
+
+    def _ready_counts(self, queue: str) -> list[int | None]:
+        counts: list[int | None] = []
+        for shard in self.shards:
+            if not self._usable(shard):
+                counts.append(None)
+                continue
+            try:
+                counts.append(self._on(shard.index, lambda d: d.sizes([queue])[queue].ready))
+            except DriverError:
+                counts.append(None)
+        return counts
+
+    # -- control records: on the first shard ----------------------------
+    def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
+        self._on(0, lambda d: d.put_control(name, value, ttl_s))
+
+    def get_control(self, prefix: str = "") -> dict[str, str]:
+        return self._on(0, lambda d: d.get_control(prefix))
+
+    def delete_control(self, name: str) -> bool:
+        return self._on(0, lambda d: d.delete_control(name))
+
+    def close(self) -> None:
+        for shard in self.shards:
+            shard.driver.close()
+
+    # -- internals ------------------------------------------------------
+    def _on(self, index: int, step: Callable[[RedisDriver], T]) -> T:
+        """Run ``step`` on shard ``index``; a failure names the shard and marks it down."""
+        shard = self.shards[index]
+        try:
+            result = step(shard.driver)
+        except DriverError as exc:
+            self._went_down(shard, exc)
+            raise DriverError(f"shard {shard.name}: {exc}") from exc
+        self._up_again(shard)
+        return result
+
+    def _inner(self, reservation: Reservation) -> tuple[int, Reservation] | None:
+        """The shard index and that shard's own reservation; None for a token that no
+        shard of this connection gave out (acking or renewing it does nothing, like a
+        stale token on one server)."""
+        index, sep, token = reservation.token.partition(":")
+        if not (sep and index.isdigit() and int(index) < len(self.shards)):
+            return None
+        return int(index), dataclasses.replace(reservation, token=token)
+
+    def _usable(self, shard: Shard) -> bool:
+        return not shard.down or time.monotonic() >= shard.down_until
+
+    def _went_down(self, shard: Shard, exc: Exception) -> None:
+        shard.down_until = time.monotonic() + self._retry_down_s
+        if not shard.down:
+            shard.down = True
+            log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
+
+    def _up_again(self, shard: Shard) -> None:
+        if shard.down:
+            shard.down = False
+            log.warning("shard %s is back", shard.name)
+
+
+def shard_name(shard: str | RedisDriver) -> str:
+    """A stable name for a shard: its address without credentials (``host:port/db``)."""
+    if isinstance(shard, RedisDriver):
+        kwargs = getattr(shard.client, "connection_pool", None)
+        params = getattr(kwargs, "connection_kwargs", {})
+        if "path" in params:
+            return f"unix:{params['path']}/{params.get('db', 0)}"
+        return f"{params.get('host', '?')}:{params.get('port', 6379)}/{params.get('db', 0)}"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(shard)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    db = parts.path.strip("/") or "0"
+    return f"{parts.hostname or '?'}:{parts.port or 6379}/{db}"
