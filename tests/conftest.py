@@ -24,13 +24,21 @@ def _isolated_dispatcher() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local three-master Redis Cluster for the whole session (private servers)."""
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A local three-master Redis Cluster for the whole session (private servers).
+
+    A test that restarts a node waits for ``cluster_state:ok`` before it ends.
+    """
     cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster")).start()
     try:
-        yield cluster.url
+        yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: RedisClusterNodes) -> str:
+    return redis_cluster.url
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from kashq.manager import QueueManager
 ConnectionArg = Annotated[
     str | None,
     typer.Argument(
-        help="Connection to use: database, redis (default: KASHQ_CONNECTION).",
+        help="Connection to use: database, redis, sharded (default: KASHQ_CONNECTION).",
         show_default=False,
     ),
 ]
@@ -67,3 +67,12 @@ def shown_url(url: str) -> str:
     from kashq.db.engine import safe_url
 
     return safe_url(url)
+
+
+def connection_address(settings: Settings) -> str:
+    """Where the configured connection's jobs live, passwords hidden (for banners)."""
+    if settings.connection == "sharded":
+        shards = ", ".join(shown_url(url) for url in settings.shards) or "no KASHQ_SHARDS"
+        return f"{settings.shard_strategy}: {shards}"
+    url = settings.redis_url if settings.connection == "redis" else settings.database_url
+    return shown_url(url)

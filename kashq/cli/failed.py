@@ -25,7 +25,7 @@ from kashq.failed.base import FailedJob, FailedJobStore
 from kashq.manager import QueueManager
 
 # Connections a job can be pushed back to from another process.
-DURABLE_CONNECTIONS = ("database", "redis")
+DURABLE_CONNECTIONS = ("database", "redis", "sharded")
 _ERROR_WIDTH = 80
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 

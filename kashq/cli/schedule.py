@@ -16,7 +16,7 @@ import typer
 
 from kashq import dispatcher
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, job_modules, open_manager, shown_url
+from kashq.cli.common import ConnectionArg, JsonOpt, connection_address, job_modules, open_manager
 from kashq.config import Settings, load_settings
 from kashq.exceptions import ConfigError
 from kashq.imports import ImportFailed, import_job_modules
@@ -103,9 +103,8 @@ def _work(manager: QueueManager, imports: list[str] | None, quiet: bool) -> None
         )
     manager.connection().sizes([settings.queue])  # unreachable? fail now, in one line
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
-    url = settings.redis_url if settings.connection == "redis" else settings.database_url
     output.line(
-        f"kashq schedule:work · {settings.connection} ({shown_url(url)}) · "
+        f"kashq schedule:work · {settings.connection} ({connection_address(settings)}) · "
         f"{len(entries)} schedule{'s' if len(entries) != 1 else ''} · timezone {settings.timezone}"
     )
     runner = ScheduleRunner(manager, on_fire=None if quiet else _print_fired)

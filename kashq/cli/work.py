@@ -9,10 +9,18 @@ from typing import Annotated
 import typer
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, comma_list, job_modules, open_manager, shown_url
+from kashq.cli.common import (
+    ConnectionArg,
+    comma_list,
+    connection_address,
+    job_modules,
+    open_manager,
+    shown_url,
+)
 from kashq.cli.joblines import JobLines
 from kashq.config import Settings
-from kashq.exceptions import ConfigError
+from kashq.drivers.base import Driver
+from kashq.exceptions import ConfigError, DriverError
 from kashq.imports import ImportFailed, check_in_subprocess
 from kashq.supervisor.spec import Output, WorkSpec
 
@@ -132,7 +140,7 @@ def work_command(
         output.err.print(exc.details, markup=False, highlight=False)
         raise typer.Exit(1) from None
     driver = manager.connection(settings.connection)
-    driver.sizes(queues)  # fail now, in one line, if the queue is unreachable
+    _check_reachable(driver, queues)
     spec = WorkSpec(
         connection=settings.connection, queues=queues, imports=modules, tries=tries,
         backoff_s=backoff, timeout_s=timeout, sleep_s=sleep, max_jobs=max_jobs,
@@ -160,12 +168,26 @@ def _output_mode(json_output: bool, quiet: bool) -> Output:
     return Output.TTY if sys.stdout.isatty() else Output.PLAIN
 
 
+def _check_reachable(driver: Driver, queues: tuple[str, ...]) -> None:
+    """Fail now, in one line, if the queues cannot be reached (every shard, if sharded)."""
+    from kashq.drivers.sharded import ShardedDriver
+
+    if not isinstance(driver, ShardedDriver):
+        driver.sizes(queues)
+        return
+    found = driver.shard_sizes(queues)
+    down = [shard.name for shard, sizes in zip(driver.shards, found, strict=True) if sizes is None]
+    if len(down) == len(found):
+        raise DriverError(f"every shard is down: {', '.join(down)}")
+    for name in down:
+        output.warning(f"shard {name} is down: its jobs wait until it is back")
+
+
 def _failed_store_name(settings: Settings) -> str:
     return f"the failed_jobs table at {shown_url(settings.database_url)}"
 
 
 def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -> None:
-    url = settings.redis_url if settings.connection == "redis" else settings.database_url
     timeout = spec.timeout_s if spec.timeout_s is not None else settings.timeout
     limits = [
         f"timeout {f'{timeout:g}s' if timeout else 'none'}",
@@ -175,7 +197,7 @@ def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -
         f"memory {spec.memory_mb:g} MB",
     ]
     text = (
-        f"kashq queue:work · {settings.connection} ({shown_url(url)})\n"
+        f"kashq queue:work · {settings.connection} ({connection_address(settings)})\n"
         f"  queues       {', '.join(spec.queues)}\n"
         f"  workers      {workers} process{'es' if workers != 1 else ''} · {' · '.join(limits)}\n"
         f"  failed jobs  {_failed_store_name(settings)}\n"
@@ -186,7 +208,7 @@ def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -
         text,
         style="bold",
         connection=settings.connection,
-        url=shown_url(url),
+        url=connection_address(settings),
         queues=list(spec.queues),
         workers=workers,
         failed_jobs=shown_url(settings.database_url),

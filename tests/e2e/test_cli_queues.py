@@ -479,3 +479,25 @@ def test_monitor_sees_a_running_queue_work_supervisor(
     assert data["supervisors"] == 1, (data, stderr)
     assert data["workers"] == 2
     assert data["queues"]["default"] == {"ready": 0, "delayed": 0, "reserved": 0, "failed": 0}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("KASHQ_SHARDS", "", "KASHQ_SHARDS"),
+        ("KASHQ_SHARDS", "redis://127.0.0.1:6379/15,http://kashq:s3cr3t-pw@h/0", "KASHQ_SHARDS"),
+        ("KASHQ_SHARD_STRATEGY", "random", "round_robin"),
+        ("KASHQ_SHARDS", "redis://:s3cr3t-pw@127.0.0.1:1/0,redis://:s3cr3t-pw@127.0.0.1:2/0", ":1"),
+    ],
+    ids=["no-shards", "bad-url", "bad-strategy", "unreachable"],
+)
+def test_bad_or_unreachable_shards_are_one_line(
+    kashq_cli: Cli, db_url: str, name: str, value: str, said: str
+) -> None:
+    kashq_cli.setenv("KASHQ_CONNECTION", "sharded")
+    kashq_cli.setenv(name, value)
+
+    run = kashq_cli(["queue:size"])
+
+    assert run.exit_code == 1
+    assert said in assert_one_line_error(run, hidden="s3cr3t-pw")

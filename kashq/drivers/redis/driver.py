@@ -111,7 +111,7 @@ class RedisDriver:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._block(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
+            self.wait(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
 
     def _reserve_one(
         self, queue: str, lease_s: float, token: str, ack: Reservation | None
@@ -271,22 +271,25 @@ class RedisDriver:
     def _run(self, build: Callable[[Any], None], *, pipeline: bool = False) -> list[Any]:
         return self._call(lambda: self._scripts.run(build, pipeline=pipeline))
 
-    def _block(self, queues: Sequence[str], timeout_s: float) -> None:
-        """Wait for a wake-up token on any of ``queues`` (or the timeout)."""
+    def wait(self, queues: Sequence[str], timeout_s: float) -> bool:
+        """Block until a job is pushed to one of ``queues`` (True) or ``timeout_s`` passes.
+
+        Takes the wake-up token the push left, as an idle ``reserve`` does.
+        """
         timeout_s = max(timeout_s, _MIN_BLOCK_S)
         if self._pipelines or len(queues) == 1:
             wake = [self.keys(q).wake for q in queues]
-            self._call(lambda: self.client.blpop(wake, timeout=timeout_s))
-            return
+            return bool(self._call(lambda: self.client.blpop(wake, timeout=timeout_s)))
         end = time.monotonic() + timeout_s
         for queue in itertools.cycle(queues):
             left = end - time.monotonic()
             if left <= 0:
-                return
+                return False
             key = self.keys(queue).wake
             slice_s = max(min(left, _CLUSTER_WAIT_SLICE_S), _MIN_BLOCK_S)
             if self._call(lambda k=key, s=slice_s: self.client.blpop([k], timeout=s)):  # type: ignore[misc]
-                return
+                return True
+        return False
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:

@@ -26,13 +26,14 @@ from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
+from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
 from kashq.exceptions import ConfigError, DriverError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_BLOCK_SLICE_S = 0.02  # an idle worker blocks on one shard at a time, this long
+_LOOK_AGAIN_S = 0.25  # an idle reserve looks at every shard at least this often (delayed jobs)
 _BURST = 8  # jobs taken from one shard in a row before the next shard goes first
 _MAX_UNACKED = 10_000  # acks kept for a shard that is down (else redelivered by lease)
 
@@ -87,6 +88,7 @@ class ShardedDriver:
         self._rotation = 0
         self._local = threading.local()
         self._unacked: list[tuple[int, Reservation]] = []  # (shard index, its reservation)
+        self._watches: dict[tuple[str, ...], WakeWatch] = {}
         self._lock = threading.Lock()
 
     @property
@@ -152,16 +154,17 @@ class ShardedDriver:
         ):
             self._ack_now(*inner_ack)
             inner_ack = None
-        block_s = 0.0  # first a quick look at every shard, then block on each in turn
+        watch = self._watch(queues) if wait_s > 0 else None
         while True:
-            found = self._sweep(
-                queues, start, lease_s=lease_s, block_s=block_s, deadline=deadline, ack=inner_ack
-            )
+            seen = watch.wakes if watch is not None else 0
+            found = self._sweep(queues, start, lease_s=lease_s, ack=inner_ack)
             if found is not None:
                 return found
-            if time.monotonic() >= deadline:
+            inner_ack = None
+            remaining = deadline - time.monotonic()
+            if watch is None or remaining <= 0:
                 return None
-            inner_ack, block_s = None, _BLOCK_SLICE_S
+            watch.wait(seen, min(remaining, _LOOK_AGAIN_S))
 
     def _sweep(
         self,
@@ -169,8 +172,6 @@ class ShardedDriver:
         start: int,
         *,
         lease_s: float,
-        block_s: float,
-        deadline: float,
         ack: tuple[int, Reservation] | None,
     ) -> Reservation | None:
         """Try every usable shard once from ``start``; DriverError if none answered."""
@@ -181,9 +182,8 @@ class ShardedDriver:
             if not self._usable(shard):
                 continue
             with_ack = ack[1] if ack is not None and ack[0] == shard.index else None
-            wait_s = min(block_s, max(deadline - time.monotonic(), 0.0))
             try:
-                found = shard.driver.reserve(queues, lease_s=lease_s, wait_s=wait_s, ack=with_ack)
+                found = shard.driver.reserve(queues, lease_s=lease_s, ack=with_ack)
             except DriverError as exc:
                 self._went_down(shard, exc)
                 errors.append(f"{shard.name}: {exc}")
@@ -199,6 +199,18 @@ class ShardedDriver:
             down = "; ".join(errors) or ", ".join(s.name for s in self.shards)
             raise DriverError(f"every shard is down: {down}")
         return None
+
+    def _watch(self, queues: Sequence[str]) -> WakeWatch:
+        key = tuple(queues)
+        with self._lock:
+            watch = self._watches.get(key)
+            if watch is None:
+                drivers = [shard.driver for shard in self.shards]
+                watch = self._watches[key] = WakeWatch(drivers, key, self._watch_failed)
+            return watch
+
+    def _watch_failed(self, index: int, exc: DriverError) -> None:
+        self._went_down(self.shards[index], exc)
 
     def _first_shard(self, ack: tuple[int, Reservation] | None) -> int:
         """Where this thread's next reserve starts: the same shard for a short burst
@@ -313,6 +325,10 @@ class ShardedDriver:
         return self._on(0, lambda d: d.delete_control(name))
 
     def close(self) -> None:
+        with self._lock:
+            watches, self._watches = list(self._watches.values()), {}
+        for watch in watches:
+            watch.close()
         for shard in self.shards:
             shard.driver.close()
 
@@ -323,7 +339,7 @@ class ShardedDriver:
         try:
             result = step(shard.driver)
         except DriverError as exc:
-            self._went_down(shard, exc)
+            self._went_down(shard, exc, quiet=True)  # the caller hears of it
             raise DriverError(f"shard {shard.name}: {exc}") from exc
         self._up_again(shard)
         return result
@@ -340,16 +356,17 @@ class ShardedDriver:
     def _usable(self, shard: Shard) -> bool:
         return not shard.down or time.monotonic() >= shard.down_until
 
-    def _went_down(self, shard: Shard, exc: Exception) -> None:
+    def _went_down(self, shard: Shard, exc: Exception, *, quiet: bool = False) -> None:
         shard.down_until = time.monotonic() + self._retry_down_s
         if not shard.down:
             shard.down = True
-            log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
+            if not quiet:
+                log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
 
     def _up_again(self, shard: Shard) -> None:
         if shard.down:
             shard.down = False
-            log.warning("shard %s is back", shard.name)
+            log.info("shard %s is back", shard.name)
 
 
 def shard_name(shard: str | RedisDriver) -> str:

@@ -1,0 +1,79 @@
+"""Dispatch and drain through the ``sharded`` connection (3 Redis servers) beside one Redis.
+
+    python benchmarks/sharded.py [--jobs N] [--quick]
+
+Starts three private ``redis-server`` processes (needs them on PATH), then
+measures with no-op jobs, for one Redis and for each sharding strategy over the
+three: enqueue jobs/s with one ``dispatch()`` per job, ``dispatch_many`` jobs/s,
+drain jobs/s with one worker thread, and idle latency (dispatch → ``handle()``).
+The raw redis-py round-trip rate is measured in the same run; every figure is
+also printed as a ratio to it. Medians of 3 runs (1 with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from contextlib import ExitStack
+
+from common import private_redis, raw_round_trips
+from rich.console import Console
+from rich.table import Table
+from throughput import Result, bench_connection
+
+import kashq
+from kashq import QueueManager
+
+console = Console(width=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs, one run: a smoke run")
+    args = parser.parse_args()
+    n = 2_000 if args.quick else args.jobs
+    samples = 50 if args.quick else 300
+    runs = 1 if args.quick else 3
+
+    results: list[Result] = []
+    with ExitStack() as stack:
+        urls = [stack.enter_context(private_redis()) for _ in range(3)]
+        raw = raw_round_trips(urls[0], n)
+        prefix = f"bench-{uuid.uuid4().hex[:6]}"
+        connections = {
+            "redis (1 server)": kashq.load_settings(
+                connection="redis", redis_url=urls[0], prefix=prefix
+            ),
+        }
+        for strategy in ("hash", "round_robin", "least_loaded"):
+            connections[f"sharded x3, {strategy}"] = kashq.load_settings(
+                connection="sharded", shards=urls, shard_strategy=strategy, prefix=prefix
+            )
+        for name, settings in connections.items():
+            manager = QueueManager(settings)
+            try:
+                results.append(bench_connection(name, manager, n, samples, runs))
+            finally:
+                manager.close()
+
+    title = f"kashq sharding, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"
+    table = Table(title=title)
+    for column in ("connection", "enqueue/s", "dispatch_many/s", "drain/s", "p50", "p99"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.enqueue:,.0f} ({r.enqueue / raw:.0%})",
+            f"{r.bulk:,.0f}",
+            f"{r.drain:,.0f} ({r.drain / raw:.0%})",
+            f"{r.p50_ms:.2f} ms",
+            f"{r.p99_ms:.2f} ms",
+        )
+    table.add_row("raw redis-py", f"{raw:,.0f} round trips/s", "", "", "", "")
+    console.print(table)
+    console.print("Ratios are to the raw redis-py round-trip rate (LPUSH, RPOP, 1 connection).")
+
+
+if __name__ == "__main__":
+    main()
