@@ -4,7 +4,9 @@ A blocking pop can wait on one server only. So each process watches every
 shard with one thread per shard, blocking on that shard's wake-up lists (the
 tokens a push leaves, which a plain Redis worker blocks on); a token bumps a
 counter that waiting ``reserve`` calls sleep on. A job pushed anywhere is
-seen within a round trip instead of a polling interval.
+seen within a round trip instead of a polling interval. Watchers block only
+while a ``reserve`` of their process is waiting, so a busy process does not
+take the wake-up tokens meant for idle ones.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class WakeWatch:
     ) -> None:
         self._changed = threading.Condition()
         self._wakes = 0
+        self._waiting = 0
         self._closed = threading.Event()
         self._on_error = on_error
         for index, shard in enumerate(shards):
@@ -49,14 +52,25 @@ class WakeWatch:
     def wait(self, seen: int, timeout_s: float) -> bool:
         """Sleep until a wake-up after ``seen`` (True) or ``timeout_s`` passes (False)."""
         with self._changed:
-            return self._changed.wait_for(lambda: self._wakes != seen, timeout_s)
+            self._waiting += 1
+            self._changed.notify_all()  # the watchers start blocking on their shards
+            try:
+                return self._changed.wait_for(lambda: self._wakes != seen, timeout_s)
+            finally:
+                self._waiting -= 1
 
     def close(self) -> None:
         """Stop watching; each thread ends when its current wait returns."""
         self._closed.set()
+        with self._changed:
+            self._changed.notify_all()
 
     def _watch(self, index: int, shard: RedisDriver, queues: tuple[str, ...]) -> None:
         while not self._closed.is_set():
+            with self._changed:
+                wanted = lambda: self._waiting > 0 or self._closed.is_set()  # noqa: E731
+                if not self._changed.wait_for(wanted, _WATCH_BLOCK_S) or self._closed.is_set():
+                    continue
             try:
                 woke = shard.wait(queues, _WATCH_BLOCK_S)
             except DriverError as exc:
