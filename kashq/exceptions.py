@@ -26,6 +26,8 @@ The feature modules add their own, in the same tree:
     ├── AlertError             kashq.alerts: an alerter could not deliver
     ├── DeadLetterError        kashq.dlq: a failed job cannot be retried or found
     │   └── RetryError         some of a batch could not be retried
+    ├── WebhookError           kashq.webhooks: a webhook route is declared wrongly
+    │   └── InvalidSignature   a request's signature is missing, wrong or stale (HTTP 401)
     └── DriverError
         └── EventStoreError    kashq.events: the event store failed an operation
 """

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -51,6 +52,7 @@ class DispatchOptions:
     delay_s: float | None = None
     available_at: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    job_id: str | None = None
 
 
 def delay_seconds(delay: Delay) -> float:
@@ -119,6 +121,19 @@ class Dispatchable:
         self._opts().metadata.update({k: str(v) for k, v in values.items()})
         return self
 
+    def with_id(self, job_id: str | uuid.UUID) -> Self:
+        """Dispatch under ``job_id`` (a UUID) instead of a fresh random one.
+
+        Pushing a job whose id is still waiting replaces it rather than adding
+        a copy, so an id derived from the job's origin (a webhook delivery)
+        makes repeating the push harmless.
+        """
+        try:
+            self._opts().job_id = str(uuid.UUID(str(job_id)))
+        except ValueError:
+            raise ValueError(f"a job id must be a UUID, got {job_id!r}") from None
+        return self
+
     def delay(self, delay: Delay) -> Self:
         """Make the job available only after ``delay`` (seconds or timedelta)."""
         self._opts().delay_s = delay_seconds(delay)
@@ -164,7 +179,7 @@ class Dispatchable:
         else:
             available_at = now + opts.delay_s if opts.delay_s else now
         return Envelope(
-            new_job_id(),
+            opts.job_id or new_job_id(),
             self.type_name,
             opts.queue or cls.queue or default_queue,
             self.payload_data(),

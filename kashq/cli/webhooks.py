@@ -1,0 +1,175 @@
+"""``kashq webhooks:serve``: the default webhook handler on its own HTTP server (uvicorn).
+
+The ``--import`` modules register their routes on
+``kashq.webhooks.default_handler`` when imported; this command imports them
+in its own process, listens, and serves the routes under ``--prefix``.
+uvicorn is an optional extra (``pip install 'kashq[webhooks]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from kashq import dispatcher
+from kashq.cli import output
+from kashq.cli.common import ConnectionArg, connection_address, job_modules, open_manager
+from kashq.imports import ImportFailed, import_job_modules
+from kashq.manager import QueueManager
+from kashq.webhooks import default_handler, mount_asgi
+from kashq.webhooks.handler import Route, mount_prefix
+
+BACKLOG = 2048
+
+
+@output.friendly
+def serve_command(
+    connection: ConnectionArg = None,
+    *,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        str,
+        typer.Option("--port", "-p", metavar="<port>", help="Port to listen on (0: any free one)."),
+    ] = "8080",
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Path the routes are served under ('' for the root).")
+    ] = "/webhooks",
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            "-i",
+            help="Module (or path/to/file.py) registering webhook routes; repeatable.",
+            show_default="KASHQ_IMPORTS",
+        ),
+    ] = None,
+) -> None:
+    """Serve the webhook routes your modules register, each signed POST becoming one job.
+
+    SIGTERM or Ctrl-C stops taking requests, lets those in flight finish, and exits 0.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise output.fail("webhooks:serve needs uvicorn: pip install 'kashq[webhooks]'") from None
+    port_number = _port(port)
+    prefix = mount_prefix(prefix)
+    manager = open_manager(connection)
+    try:
+        _import(job_modules(manager.settings, imports))
+        routes = default_handler.routes
+        if not routes:
+            raise output.fail(
+                "no webhook routes: register them with kashq.webhooks.register_job_webhook() "
+                "in a module given with --import or KASHQ_IMPORTS"
+            )
+        manager.connection().sizes([manager.settings.queue])  # unreachable: fail now, one line
+        with _listening(host, port_number) as sock:
+            logging.basicConfig(
+                level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s"
+            )
+            _banner(manager, sock, prefix, routes)
+            config = uvicorn.Config(
+                mount_asgi(prefix, default_handler.app),
+                lifespan="on",
+                log_level="warning",
+                access_log=False,
+                backlog=BACKLOG,
+            )
+            with _current(manager), _signals_end_quietly():
+                uvicorn.Server(config).run(sockets=[sock])
+        output.line("Stopped.")
+    finally:
+        manager.close()
+
+
+def _port(value: str) -> int:
+    """The ``--port`` number, or a one-line usage error."""
+    port = int(value) if value.strip().isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise output.fail(f"--port must be a port number (0-65535), got {value!r}", code=2)
+    return port
+
+
+def _import(modules: list[str]) -> None:
+    try:
+        import_job_modules(modules)
+    except ImportFailed as exc:
+        output.error(str(exc))
+        output.err.print(exc.details, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _current(manager: QueueManager) -> Iterator[None]:
+    """Make ``manager`` the one the default handler (and the user's code) dispatches through."""
+    previous = dispatcher.swap_manager(manager)
+    try:
+        yield
+    finally:
+        dispatcher.swap_manager(previous)
+
+
+@contextmanager
+def _listening(host: str, port: int) -> Iterator[socket.socket]:
+    """A listening socket on ``host:port``, or one error line saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise output.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise output.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextmanager
+def _signals_end_quietly() -> Iterator[None]:
+    """Let SIGTERM/SIGINT end the server with exit code 0.
+
+    uvicorn catches both to shut down gracefully, then raises them again once
+    it has: handlers that do nothing make that second delivery harmless.
+    """
+
+    def ignore(signum: int, frame: Any) -> None:
+        return None
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _banner(manager: QueueManager, sock: socket.socket, prefix: str, routes: list[Route]) -> None:
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    settings = manager.settings
+    width = max(len(prefix + route.path) for route in routes)
+    lines = [
+        f"kashq webhooks:serve · {settings.connection} ({connection_address(settings)})",
+        f"  listening on http://{shown_host}:{port}{prefix}",
+        *(f"  POST {prefix + route.path:<{width}}  →  {route.job}" for route in routes),
+    ]
+    output.line("\n".join(lines))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("webhooks:serve")(serve_command)
