@@ -154,8 +154,9 @@ class QueueManager:
     def worker(self, connection: str | None = None, **overrides: Any) -> Worker:
         """A :class:`Worker` on ``connection`` using this manager's failed-job store.
 
-        It records events (unless ``KASHQ_EVENTS`` is off) and sends alerts
-        for jobs that fail for good when alerters are configured.
+        It records events (unless ``KASHQ_EVENTS`` is off) and metrics
+        (:data:`kashq.metrics.DefaultMetrics`), and sends alerts for jobs that
+        fail for good when alerters are configured.
         """
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
@@ -165,9 +166,12 @@ class QueueManager:
         return worker
 
     def _listen(self, worker: Worker, name: str) -> None:
+        from kashq.metrics import DefaultMetrics  # prometheus-client loads with the first worker
+
         recorder = self.recorder(name)
         if recorder is not None:
             worker.add_listener(recorder.listener)
+        DefaultMetrics.attach(worker)
         alerts = dispatcher_from_settings(self.settings, connection=name)
         if alerts is not None:
             worker.add_listener(alerts.listener)
@@ -246,6 +250,9 @@ class QueueManager:
         return lock
 
     def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
+        from kashq.metrics import DefaultMetrics
+
+        DefaultMetrics.dispatched(envelopes)
         recorder = self.recorder(name)
         if recorder is not None:
             recorder.dispatched(envelopes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,10 @@ from kashq.drivers.base import Driver
 from kashq.exceptions import ConfigError, DriverError
 from kashq.imports import ImportFailed, check_in_subprocess
 from kashq.supervisor.spec import Output, WorkSpec
+
+if TYPE_CHECKING:
+    from kashq.manager import QueueManager
+    from kashq.metrics.multiprocess import SupervisorMetrics
 
 _NOT_ACROSS_PROCESSES = ("memory", "sync")
 
@@ -104,6 +108,18 @@ def work_command(
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
     ] = 30.0,
+    metrics_port: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="<port>",
+            help="Serve the workers' Prometheus metrics on this port, at /metrics.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", metavar="<host>", help="Address --metrics-port binds.")
+    ] = "127.0.0.1",
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per line and event (for log shippers).")
     ] = False,
@@ -121,6 +137,7 @@ def work_command(
     from kashq.scheduler import SchedulerProcess
     from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 
+    port = _port(metrics_port)
     manager = open_manager(connection)
     settings = manager.settings
     if settings.connection in _NOT_ACROSS_PROCESSES:
@@ -147,15 +164,19 @@ def work_command(
         max_time_s=max_time, memory_mb=memory, stop_when_empty=stop_when_empty, once=once,
         output=mode, verbose=verbose,
     )  # fmt: skip
-    _banner(lines, settings, spec, workers)
+    metrics = None if port is None else _serve_metrics(manager, queues, metrics_host, port)
+    _banner(lines, settings, spec, workers, None if metrics is None else metrics.url)
     _warn_timeout(lines, settings, timeout)
-    supervisor = Supervisor(spec, SupervisorOptions(workers=workers, grace_s=grace), driver, lines)
+    options = SupervisorOptions(workers=workers, grace_s=grace)
+    supervisor = Supervisor(spec, options, driver, lines, metrics)
     scheduler = SchedulerProcess(settings.connection, modules).start() if with_scheduler else None
     try:
         code = supervisor.run()
     finally:
         if scheduler is not None:
             scheduler.stop()
+        if metrics is not None:
+            metrics.close()
         driver.close()
     raise typer.Exit(code)
 
@@ -187,7 +208,9 @@ def _failed_store_name(settings: Settings) -> str:
     return f"the failed_jobs table at {shown_url(settings.database_url)}"
 
 
-def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -> None:
+def _banner(
+    lines: JobLines, settings: Settings, spec: WorkSpec, workers: int, metrics_url: str | None
+) -> None:
     timeout = spec.timeout_s if spec.timeout_s is not None else settings.timeout
     limits = [
         f"timeout {f'{timeout:g}s' if timeout else 'none'}",
@@ -202,6 +225,7 @@ def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -
         f"  workers      {workers} process{'es' if workers != 1 else ''} · {' · '.join(limits)}\n"
         f"  failed jobs  {_failed_store_name(settings)}\n"
         f"  modules      {', '.join(spec.imports) or '(none: set --import or KASHQ_IMPORTS)'}\n"
+        + (f"  metrics      {metrics_url}\n" if metrics_url else "")
     )
     lines.note(
         "supervisor.starting",
@@ -213,7 +237,30 @@ def _banner(lines: JobLines, settings: Settings, spec: WorkSpec, workers: int) -
         workers=workers,
         failed_jobs=shown_url(settings.database_url),
         imports=list(spec.imports),
+        metrics=metrics_url,
     )
+
+
+def _port(value: str | None) -> int | None:
+    """The ``--metrics-port`` number, or a one-line usage error."""
+    if value is None:
+        return None
+    port = int(value) if value.strip().isdigit() else 0
+    if not 1 <= port <= 65535:
+        raise output.fail(f"--metrics-port must be a port number (1-65535), got {value!r}", code=2)
+    return port
+
+
+def _serve_metrics(
+    manager: QueueManager, queues: tuple[str, ...], host: str, port: int
+) -> SupervisorMetrics:
+    """Serve the workers' summed metrics, with queue sizes asked of the backend at scrape time."""
+    from kashq.metrics.multiprocess import SupervisorMetrics
+    from kashq.metrics.sizes import QueueSizeCollector
+
+    # Drivers are thread-safe (workers share one between threads): scrapes use the supervisor's.
+    sizes = QueueSizeCollector().watch(manager.connection(), manager.failed_store(), queues=queues)
+    return SupervisorMetrics(sizes, host=host, port=port)
 
 
 def _warn_timeout(lines: JobLines, settings: Settings, flag: float | None) -> None:

@@ -30,6 +30,7 @@ from kashq.drivers.base import Reservation
 from kashq.exceptions import ConfigError, ImportFailed, JobTimeout, KashqError, WorkerLost
 from kashq.imports import import_job_modules
 from kashq.manager import QueueManager
+from kashq.metrics import DefaultMetrics
 from kashq.supervisor.slots import Slots, SlotState, SlotView, SlotWriter
 from kashq.supervisor.spec import Exit, WorkSpec
 from kashq.worker.events import EventKind, JobEvent
@@ -111,11 +112,12 @@ class WorkerProcess:
             worker.add_listener(lines)
             self._worker = worker
             self._recover(worker, slots.read(spec.index), writer)
-            if spec.once:
-                if not self.stopping:
-                    worker.run_next(wait_s=worker.options.sleep_s)
-            else:
-                self._consume(worker)
+            with DefaultMetrics.worker_process():  # counted in kashq_workers (--metrics-port)
+                if spec.once:
+                    if not self.stopping:
+                        worker.run_next(wait_s=worker.options.sleep_s)
+                else:
+                    self._consume(worker)
         except KashqError as exc:  # the queue is unreachable: the supervisor starts another
             lines.note("worker.error", f"worker {spec.index}: {exc}", style="red", error=str(exc))
             return Exit.ERROR

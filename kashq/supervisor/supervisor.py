@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -51,6 +52,18 @@ class Reporter(Protocol):
     def timeout(
         self, job_id: str, job_type: str, took_s: float, limit_s: float, worker: int
     ) -> None: ...
+
+
+class ProcessHooks(Protocol):
+    """What else happens as worker processes start and end (``--metrics-port``'s server)."""
+
+    def environment(self) -> dict[str, str]:
+        """Variables added to each worker process's environment."""
+        ...
+
+    def exited(self, pid: int) -> None:
+        """Worker process ``pid`` was reaped (quick and local: it runs in the loop)."""
+        ...
 
 
 @dataclass
@@ -87,11 +100,18 @@ class Supervisor:
     """Starts, watches and replaces the worker processes of one ``queue:work``."""
 
     def __init__(
-        self, spec: WorkSpec, options: SupervisorOptions, driver: Driver, reporter: Reporter
+        self,
+        spec: WorkSpec,
+        options: SupervisorOptions,
+        driver: Driver,
+        reporter: Reporter,
+        hooks: ProcessHooks | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
         self.reporter = reporter
+        self.hooks = hooks
+        self._env = None if hooks is None else {**os.environ, **hooks.environment()}
         self.slots = Slots.create(options.workers)
         self.control = ControlThread(driver, self._figures)
         self._procs: dict[int, _Process] = {}
@@ -149,6 +169,7 @@ class Supervisor:
                 [sys.executable, "-c", COMMAND, spec.to_json()],
                 stdin=subprocess.PIPE,
                 pass_fds=(self.slots.fd,),
+                env=self._env,
             )
         except OSError as exc:  # out of processes or memory: try again shortly
             self.reporter.note("worker.error", f"  cannot start worker {index}: {exc}", style="red")
@@ -170,6 +191,8 @@ class Supervisor:
             if code is None:
                 continue
             del self._procs[index]
+            if self.hooks is not None:
+                self.hooks.exited(proc.popen.pid)
             if proc.popen.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.popen.stdin.close()

@@ -3,8 +3,8 @@
 Listeners are plain callables given to :class:`kashq.Worker` (``listeners=``
 or :meth:`~kashq.Worker.add_listener`). They run in the worker's thread, so
 they must be quick; one that raises is logged and the worker goes on. The
-``queue:work`` output, the process supervisor's bookkeeping and (later) metrics
-and the event log are all listeners.
+``queue:work`` output, the process supervisor's bookkeeping, metrics and
+the event log are all listeners.
 """
 
 from __future__ import annotations

@@ -390,6 +390,11 @@ class Worker:
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
+    @property
+    def active_threads(self) -> int:
+        """Consumer threads started by :meth:`start` that have not ended yet."""
+        return self._active
+
     def _consume(self) -> None:
         opts = self.options
         pending: Reservation | None = None  # completed, acknowledged with the next reserve

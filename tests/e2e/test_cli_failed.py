@@ -350,12 +350,13 @@ def test_retry_reports_an_undecodable_payload_and_keeps_the_record(
 def test_retry_of_an_unknown_connection_goes_to_the_configured_one(
     kashq_cli: Cli, store: DatabaseFailedJobStore, driver: DatabaseDriver
 ) -> None:
-    job = record(store, connection="sharded")
+    # e.g. a connection an application added in code (QueueManager.add_connection)
+    job = record(store, connection="images")
 
     run = kashq_cli(["queue:retry", str(job.id)])
 
     assert run.exit_code == 0, run.output
-    assert "'sharded'" in run.stderr and "'database'" in run.stderr
+    assert "'images'" in run.stderr and "'database'" in run.stderr
     assert [env.id for env in queued(driver)] == [job.uuid]
     assert store.count() == 0
 
