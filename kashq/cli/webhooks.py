@@ -91,7 +91,8 @@ def serve_command(
 
 def _port(value: str) -> int:
     """The ``--port`` number, or a one-line usage error."""
-    port = int(value) if value.strip().isdigit() else -1
+    text = value.strip()
+    port = int(text) if text.isascii() and text.isdigit() else -1
     if not 0 <= port <= 65535:
         raise output.fail(f"--port must be a port number (0-65535), got {value!r}", code=2)
     return port

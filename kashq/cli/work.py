@@ -245,7 +245,8 @@ def _port(value: str | None) -> int | None:
     """The ``--metrics-port`` number, or a one-line usage error."""
     if value is None:
         return None
-    port = int(value) if value.strip().isdigit() else 0
+    text = value.strip()
+    port = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= port <= 65535:
         raise output.fail(f"--metrics-port must be a port number (1-65535), got {value!r}", code=2)
     return port

@@ -161,7 +161,7 @@ class DatabaseFailedJobStore:
 
 def _key(key: int | str) -> ColumnElement[bool]:
     """A digit string or int means the numeric id; anything else is a uuid."""
-    if isinstance(key, int) or key.isdigit():
+    if isinstance(key, int) or (key.isascii() and key.isdigit()):
         return _c.id == int(key)
     return _c.uuid == key
 

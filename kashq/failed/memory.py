@@ -79,7 +79,7 @@ class MemoryFailedJobStore:
             return sum(1 for j in self._jobs.values() if j.queue == queue)
 
     def _resolve(self, key: int | str) -> int | None:
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+        if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdigit()):
             job_id = int(key)
             return job_id if job_id in self._jobs else None
         return self._by_uuid.get(key)

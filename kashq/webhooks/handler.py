@@ -221,7 +221,8 @@ class WebhookHandler:
         """The 400/413 answer a declared Content-Length deserves before reading, else None."""
         if content_length is None:
             return None
-        if not content_length.strip().isdigit():
+        text = content_length.strip()
+        if not (text.isascii() and text.isdigit()):  # int() refuses '²', isdigit() not
             return error(400, "bad Content-Length")
         if int(content_length) > self.max_body_bytes:
             return self.too_large()

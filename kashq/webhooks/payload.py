@@ -94,7 +94,11 @@ def build_payload(
     """The job payload of one accepted request (see the module docstring)."""
     return {
         "body": body,
-        "headers": {name: value for name, value in headers.items() if name in allowed},
+        "headers": {
+            name: value
+            for name, value in headers.items()
+            if name in allowed and name not in FORBIDDEN_HEADERS  # whatever a verifier reads
+        },
         "received_at": datetime.fromtimestamp(received_at, timezone.utc).isoformat(),
         "delivery_id": delivery_id,
         "path": path,

@@ -94,7 +94,7 @@ class StripeSignature:
         timestamp, signatures = None, []
         for item in header.split(","):
             name, _, value = item.strip().partition("=")
-            if name == "t" and value.isdigit():
+            if name == "t" and value.isascii() and value.isdigit():
                 timestamp = int(value)
             elif name == "v1":
                 signatures.append(value)

@@ -116,7 +116,7 @@ def test_metrics_port_in_use_is_a_one_line_error(app: App, tmp_path: Path) -> No
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-@pytest.mark.parametrize("value", ["0", "65536", "http", "-1"])
+@pytest.mark.parametrize("value", ["0", "65536", "http", "-1", "\u00b2"])
 def test_bad_metrics_port_is_a_one_line_usage_error(value: str) -> None:
     result = CliRunner().invoke(cli_app, ["queue:work", f"--metrics-port={value}"])
 

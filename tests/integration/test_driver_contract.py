@@ -66,6 +66,7 @@ FACTORIES: dict[str, DriverFactory] = {
 }
 CLUSTER = "redis-cluster"  # needs the session's local cluster, so built in the fixture
 SHARDED = "sharded"  # three private redis-servers (session fixture), hash strategy
+SHARDED_KINDS = (SHARDED, f"{SHARDED}-round_robin", f"{SHARDED}-least_loaded")
 LEASE_S = 30.0
 
 
@@ -79,15 +80,18 @@ def open_driver(
 ) -> AbstractContextManager[Driver]:
     if kind == CLUSTER:
         return redis_driver(request.getfixturevalue("redis_cluster_url"), clock=clock)
-    if kind == SHARDED:
+    if kind.startswith(SHARDED):
         urls = request.getfixturevalue("redis_shards")
-        # Order among several jobs holds within a shard, not across shards.
-        ordered = request.node.get_closest_marker("ordered") is not None
-        return sharded_driver(urls[:1] if ordered else urls, clock=clock)
+        strategy = kind.partition("-")[2] or "hash"
+        # Order among several jobs holds within a shard, not across shards; and only
+        # hash sends a repeated id to the shard holding its first copy.
+        marker = request.node.get_closest_marker
+        one = marker("ordered") or (marker("same_id") and strategy != "hash")
+        return sharded_driver(urls[:1] if one else urls, strategy=strategy, clock=clock)
     return FACTORIES[kind](clock, tmp_path)
 
 
-@pytest.fixture(params=sorted([*FACTORIES, CLUSTER, SHARDED]))
+@pytest.fixture(params=sorted([*FACTORIES, CLUSTER, *SHARDED_KINDS]))
 def driver(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> Iterator[Driver]:
     with open_driver(request, request.param, clock, tmp_path) as made:
         yield made
@@ -332,6 +336,7 @@ def test_waiting_reserve_returns_a_job_pushed_meanwhile(driver, clock):
     assert res is not None and res.id == env.id
 
 
+@pytest.mark.same_id
 def test_pushing_an_id_that_is_queued_replaces_the_job_instead_of_duplicating_it(driver, clock):
     first = envelope(clock, n=1)
     driver.push(first)
@@ -344,6 +349,7 @@ def test_pushing_an_id_that_is_queued_replaces_the_job_instead_of_duplicating_it
     assert reserve(driver) is None
 
 
+@pytest.mark.same_id
 def test_pushing_an_id_that_a_worker_holds_leaves_the_running_job_alone(driver, clock):
     first = envelope(clock, n=1)
     driver.push(first)

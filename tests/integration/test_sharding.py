@@ -254,3 +254,50 @@ def _wait(done: object, what: str, timeout_s: float = 30) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def test_an_ack_for_a_down_shard_is_kept_and_sent_once_it_is_back(
+    own_shards: list[RedisServer],
+) -> None:
+    driver = ShardedDriver(
+        [s.url for s in own_shards], strategy="round_robin", prefix="kq", retry_down_s=0.1
+    )
+    try:
+        driver.push_many([make_envelope() for _ in range(3)])
+        held = [driver.reserve(["default"], lease_s=30) for _ in range(3)]
+        on_first = next(r for r in held if r is not None and r.token.startswith("1:"))
+        own_shards[1].kill()
+
+        driver.ack(on_first)  # no error: kept for later
+
+        own_shards[1].start()  # append-only: the job is still reserved there
+        time.sleep(0.3)
+        driver.reserve(["default"], lease_s=30)  # sends the kept ack first
+        second = driver.shards[1].driver
+        assert second.client.hlen(second.keys("default").jobs) == 0
+    finally:
+        driver.close()
+
+
+def test_a_hung_shard_does_not_stop_workers_taking_jobs_from_the_others(
+    own_shards: list[RedisServer],
+) -> None:
+    import signal
+
+    driver = ShardedDriver(
+        [s.url for s in own_shards], strategy="round_robin", prefix="kq", retry_down_s=0.2,
+        reply_timeout_s=1.5,
+    )  # fmt: skip
+    DONE.clear()
+    jobs = [Note(n=i).to_envelope(default_queue="default", now=time.time()) for i in range(60)]
+    driver.push_many(jobs)
+    hung = own_shards[1].process
+    assert hung is not None
+    hung.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    worker = Worker(driver, MemoryFailedJobStore(), WorkerOptions(sleep_s=0.1)).start(2)
+    try:
+        _wait(lambda: len(DONE) >= 40, "the jobs of the two answering shards", timeout_s=60)
+    finally:
+        hung.send_signal(signal.SIGCONT)
+        worker.stop(15)
+        driver.close()

@@ -80,6 +80,15 @@ def test_least_loaded_prefers_the_emptiest_shard_and_counts_what_it_placed() -> 
     assert reads == ["q"], "counts are cached between reads"
 
 
+def test_least_loaded_spreads_jobs_over_equally_loaded_shards() -> None:
+    chooser = LeastLoadedChooser(3, lambda q: [4, 0, 0], ttl_s=60)
+
+    firsts = Counter(chooser.order(str(n), "q")[0] for n in range(600))
+
+    assert set(firsts) == {1, 2}
+    assert min(firsts.values()) > 200, firsts
+
+
 def test_least_loaded_reads_the_counts_again_once_they_are_stale() -> None:
     reads: list[str] = []
     chooser = LeastLoadedChooser(2, lambda q: reads.append(q) or [0, 0], ttl_s=0)

@@ -26,7 +26,7 @@ from kashq.webhooks import verify as verify_module
 from kashq.webhooks.asgi import headers_of as asgi_headers
 from kashq.webhooks.asgi import route_path
 from kashq.webhooks.handler import Response
-from kashq.webhooks.payload import parse_json
+from kashq.webhooks.payload import build_payload, parse_json
 from kashq.webhooks.wsgi import headers_of as wsgi_headers
 from kashq.webhooks.wsgi import read_body
 
@@ -64,8 +64,9 @@ def test_stripe_accepts_any_matching_v1_among_several_and_ignores_other_schemes(
         (f"t={int(NOW)}", BODY, "malformed Stripe-Signature header"),
         (stripe_header(t=NOW - 301), BODY, "signature timestamp outside the tolerance"),
         (stripe_header(t=NOW + 301), BODY, "signature timestamp outside the tolerance"),
+        ("t=\u00b2," + stripe_header().split(",")[1], BODY, "malformed Stripe-Signature header"),
     ],
-    ids=["missing", "wrong secret", "tampered", "no t", "no v1", "stale", "future"],
+    ids=["missing", "wrong secret", "tampered", "no t", "no v1", "stale", "future", "t=2-sup"],
 )
 def test_stripe_refuses_bad_signatures(header: str | None, body: bytes, message: str) -> None:
     headers = {} if header is None else {"stripe-signature": header}
@@ -198,6 +199,15 @@ def test_credential_headers_are_never_copied(name: str) -> None:
         WebhookHandler().register_job_webhook("/x", "x", secret="s", headers=[name])
 
 
+def test_credential_headers_a_verifier_reads_are_not_copied_either() -> None:
+    payload = build_payload(
+        body={}, headers={"authorization": "Bearer s3cret", "x-signature": "abc"},
+        allowed={"authorization", "x-signature"}, received_at=NOW, delivery_id=None, path="/x",
+    )  # fmt: skip
+
+    assert payload["headers"] == {"x-signature": "abc"}
+
+
 class PlainJob(Job):
     def handle(self) -> None:
         pass
@@ -257,6 +267,7 @@ def test_a_declared_length_is_checked_before_reading() -> None:
     assert hooks.check_length("10") is None
     assert hooks.check_length("11") == Response(413, {"error": "body larger than 10 bytes"})
     assert hooks.check_length("-1") == Response(400, {"error": "bad Content-Length"})
+    assert hooks.check_length("\u00b2") == Response(400, {"error": "bad Content-Length"})
 
 
 # --------------------------------------------------------------------------- ids and bodies

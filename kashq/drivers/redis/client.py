@@ -13,21 +13,23 @@ CONNECT_TIMEOUT_S = 5.0
 CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
 
 
-def connect(url: str) -> Any:
+def connect(url: str, *, socket_timeout_s: float | None = None) -> Any:
     """A client for ``url``: ``redis://``, ``rediss://`` (TLS), ``unix://``, or a cluster.
 
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) connects to a Redis
     Cluster through any one of its nodes. A host that does not answer fails
-    after ``CONNECT_TIMEOUT_S`` instead of the system's TCP timeout (a URL's own
-    ``socket_connect_timeout`` wins).
+    after ``CONNECT_TIMEOUT_S`` instead of the system's TCP timeout, and with
+    ``socket_timeout_s`` a reply that never comes fails after that long (it
+    must outlast any blocking wait). A URL's own timeouts win.
     """
+    timeouts: dict[str, Any] = {"socket_connect_timeout": CONNECT_TIMEOUT_S}
+    if socket_timeout_s is not None:
+        timeouts["socket_timeout"] = socket_timeout_s
     try:
         for scheme, plain in CLUSTER_SCHEMES.items():
             if url.startswith(scheme):
-                return RedisCluster.from_url(
-                    plain + url[len(scheme) :], socket_connect_timeout=CONNECT_TIMEOUT_S
-                )
-        return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+                return RedisCluster.from_url(plain + url[len(scheme) :], **timeouts)
+        return redis.Redis.from_url(url, **timeouts)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL: {exc}") from None
     except redis.RedisError as exc:  # a cluster client connects at once

@@ -5,15 +5,19 @@ take jobs from every shard in turn, so none starves while another has work.
 A reservation remembers its shard in its token (``"<index>:<token>"``), so
 acks, releases and lease renewals go back to the server holding the job.
 
-A shard that fails is skipped for ``retry_down_s`` and then tried again:
-``round_robin`` and ``least_loaded`` place new jobs on the others, workers
-keep consuming from the others, and ``hash`` (whose jobs belong to exactly one
-shard) raises a :class:`DriverError` naming it. Locks, the event store and
+A shard that fails is skipped for ``retry_down_s`` (doubling while it keeps
+failing, up to 10 s), then probed by one caller while the others go on
+skipping it; no reply takes longer than ``SHARD_REPLY_TIMEOUT_S``, so a hung
+server costs one probe, not every worker. Meanwhile ``round_robin`` and
+``least_loaded`` place new jobs on the others, workers keep consuming from the
+others, and ``hash`` (whose jobs belong to exactly one shard) raises a
+:class:`DriverError` naming it. Locks, the event store and
 control records (``queue:restart``) live on the first shard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -25,6 +29,7 @@ from typing import TypeVar
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation
 from kashq.drivers.redis import RedisDriver
+from kashq.drivers.redis.client import connect
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
@@ -36,6 +41,9 @@ T = TypeVar("T")
 _LOOK_AGAIN_S = 0.25  # an idle reserve looks at every shard at least this often (delayed jobs)
 _BURST = 8  # jobs taken from one shard in a row before the next shard goes first
 _MAX_UNACKED = 10_000  # acks kept for a shard that is down (else redelivered by lease)
+# A shard that stops answering (a hung host) must not hang the workers reading from it;
+# no read on a shard blocks longer than the wake-up watcher's 1 s wait.
+SHARD_REPLY_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Shard:
     driver: RedisDriver
     down_until: float = 0.0
     down: bool = False
+    failures: int = 0  # in a row: each doubles the wait before the next probe
 
 
 class ShardedDriver:
@@ -54,16 +63,19 @@ class ShardedDriver:
 
     ``shards`` are Redis URLs (or :class:`RedisDriver` instances); their order
     matters to in-flight reservations, so keep it stable while jobs run.
+    ``reply_timeout_s`` bounds every read from a shard given by URL; it must be
+    longer than the wake-up watchers' 1 s wait.
     """
 
     def __init__(
         self,
         shards: Sequence[str | RedisDriver],
         *,
-        strategy: ShardStrategy | str = ShardStrategy.HASH,
+        strategy: ShardStrategy | str = ShardStrategy.LEAST_LOADED,
         prefix: str = "kashq",
         clock: Clock = SYSTEM_CLOCK,
         retry_down_s: float = 1.0,
+        reply_timeout_s: float = SHARD_REPLY_TIMEOUT_S,
     ) -> None:
         if not shards:
             raise ConfigError("a sharded connection needs at least one Redis URL (KASHQ_SHARDS)")
@@ -73,7 +85,11 @@ class ShardedDriver:
             choices = ", ".join(s.value for s in ShardStrategy)
             raise ConfigError(f"unknown shard strategy {strategy!r}: expected {choices}") from None
         drivers = [
-            s if isinstance(s, RedisDriver) else RedisDriver(s, prefix=prefix, clock=clock)
+            s
+            if isinstance(s, RedisDriver)
+            else RedisDriver(
+                connect(s, socket_timeout_s=reply_timeout_s), prefix=prefix, clock=clock
+            )
             for s in shards
         ]
         names = [shard_name(s) for s in shards]
@@ -118,15 +134,17 @@ class ShardedDriver:
                 self._up_again(shard)
             except DriverError as exc:
                 self._went_down(shard, exc)
-                if self.strategy is not ShardStrategy.HASH:
+                if self.strategy is not ShardStrategy.HASH and _never_connected(exc):
                     self._place(group, tried | {index})  # to the next shard (raises if none)
                     continue
                 failures.append(f"{len(group)} job(s) for shard {shard.name}: {exc}")
         if failures:
-            raise DriverError(
-                "hash sharding stores a job only on its own shard, which is down; not stored: "
-                + "; ".join(failures)
+            why = (
+                "hash sharding stores a job only on its own shard, which is down"
+                if self.strategy is ShardStrategy.HASH
+                else "the shard failed after the jobs were sent, so they may be stored there"
             )
+            raise DriverError(f"{why}; not confirmed: " + "; ".join(failures))
 
     def _target(self, env: Envelope, tried: frozenset[int]) -> int:
         order = [i for i in self._chooser.order(env.id, env.queue) if i not in tried]
@@ -206,11 +224,18 @@ class ShardedDriver:
             watch = self._watches.get(key)
             if watch is None:
                 drivers = [shard.driver for shard in self.shards]
-                watch = self._watches[key] = WakeWatch(drivers, key, self._watch_failed)
+                watch = self._watches[key] = WakeWatch(
+                    drivers, key, on_error=self._watch_failed, on_answer=self._watch_answered
+                )
             return watch
 
     def _watch_failed(self, index: int, exc: DriverError) -> None:
-        self._went_down(self.shards[index], exc)
+        shard = self.shards[index]
+        if not shard.down:  # a watcher's retries do not lengthen the workers' wait
+            self._went_down(shard, exc)
+
+    def _watch_answered(self, index: int) -> None:
+        self._up_again(self.shards[index])
 
     def _first_shard(self, ack: tuple[int, Reservation] | None) -> int:
         """Where this thread's next reserve starts: the same shard for a short burst
@@ -231,9 +256,11 @@ class ShardedDriver:
             self._local.last, self._local.streak = index, 1
 
     def ack(self, reservation: Reservation) -> None:
+        """Acknowledge on the job's shard; for a shard that is down, the ack is kept
+        and sent once it is back (see :meth:`_keep_unacked`)."""
         found = self._inner(reservation)
         if found is not None:
-            self._on(found[0], lambda driver: driver.ack(found[1]))
+            self._ack_now(*found)
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
         found = self._inner(reservation)
@@ -245,6 +272,9 @@ class ShardedDriver:
         return found is not None and self._on(found[0], lambda d: d.extend(found[1], lease_s))
 
     def _ack_now(self, index: int, inner: Reservation) -> None:
+        if not self._usable(self.shards[index]):
+            self._keep_unacked(index, inner)
+            return
         try:
             self._on(index, lambda driver: driver.ack(inner))
         except DriverError:
@@ -265,10 +295,7 @@ class ShardedDriver:
         with self._lock:
             pending, self._unacked = self._unacked, []
         for index, inner in pending:
-            if self._usable(self.shards[index]):
-                self._ack_now(index, inner)
-            else:
-                self._keep_unacked(index, inner)
+            self._ack_now(index, inner)  # kept again while its shard is down
 
     # -- inspecting -----------------------------------------------------
     def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
@@ -327,6 +354,10 @@ class ShardedDriver:
     def close(self) -> None:
         with self._lock:
             watches, self._watches = list(self._watches.values()), {}
+            unacked, self._unacked = self._unacked, []
+        for index, inner in unacked:  # a last try; what stays unsent runs again (at least once)
+            with contextlib.suppress(DriverError):
+                self._on(index, lambda driver, job=inner: driver.ack(job))  # type: ignore[misc]
         for watch in watches:
             watch.close()
         for shard in self.shards:
@@ -349,24 +380,51 @@ class ShardedDriver:
         shard of this connection gave out (acking or renewing it does nothing, like a
         stale token on one server)."""
         index, sep, token = reservation.token.partition(":")
-        if not (sep and index.isdigit() and int(index) < len(self.shards)):
+        if not (sep and index.isascii() and index.isdigit() and int(index) < len(self.shards)):
             return None
         return int(index), dataclasses.replace(reservation, token=token)
 
     def _usable(self, shard: Shard) -> bool:
-        return not shard.down or time.monotonic() >= shard.down_until
+        """Whether to use ``shard`` now. A down shard is due for one probe when its
+        wait is over: the caller that gets True is the prober, and everyone else keeps
+        skipping the shard meanwhile (a hung server costs one thread, not all)."""
+        if not shard.down:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if now < shard.down_until:
+                return False
+            shard.down_until = now + _wait_after(shard.failures, self._retry_down_s)
+            return True
 
     def _went_down(self, shard: Shard, exc: Exception, *, quiet: bool = False) -> None:
-        shard.down_until = time.monotonic() + self._retry_down_s
-        if not shard.down:
-            shard.down = True
-            if not quiet:
-                log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
+        with self._lock:
+            shard.failures += 1
+            shard.down_until = time.monotonic() + _wait_after(shard.failures, self._retry_down_s)
+            was_down, shard.down = shard.down, True
+        if not was_down and not quiet:
+            log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
 
     def _up_again(self, shard: Shard) -> None:
         if shard.down:
-            shard.down = False
+            with self._lock:
+                shard.down, shard.failures = False, 0
             log.info("shard %s is back", shard.name)
+
+
+_MAX_WAIT_S = 10.0
+
+
+def _wait_after(failures: int, first_s: float) -> float:
+    """How long a shard that failed ``failures`` times in a row is skipped: doubling
+    from ``first_s`` up to 10 s."""
+    return float(min(first_s * 2 ** max(failures - 1, 0), _MAX_WAIT_S))
+
+
+def _never_connected(exc: DriverError) -> bool:
+    """Whether ``exc`` is a failure to connect, so nothing was sent: only then may the
+    jobs go to another shard without risking a second copy."""
+    return "connecting to" in str(exc).lower()
 
 
 def shard_name(shard: str | RedisDriver) -> str:

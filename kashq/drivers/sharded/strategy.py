@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -84,7 +85,9 @@ class LeastLoadedChooser:
 
     def order(self, job_id: str, queue: str) -> Sequence[int]:
         loads = self._current(queue)
-        return sorted(range(self._shards), key=lambda index: (loads[index], index))
+        # Ties (every shard empty, under light load) are broken at random, not to shard 0.
+        ties = [random.random() for _ in range(self._shards)]
+        return sorted(range(self._shards), key=lambda i: (loads[i], ties[i]))
 
     def placed(self, index: int, queue: str, count: int) -> None:
         with self._lock:

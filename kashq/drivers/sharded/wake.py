@@ -32,13 +32,16 @@ class WakeWatch:
         self,
         shards: Sequence[RedisDriver],
         queues: Sequence[str],
+        *,
         on_error: Callable[[int, DriverError], None],
+        on_answer: Callable[[int], None],
     ) -> None:
         self._changed = threading.Condition()
         self._wakes = 0
         self._waiting = 0
         self._closed = threading.Event()
         self._on_error = on_error
+        self._on_answer = on_answer
         for index, shard in enumerate(shards):
             name = f"kashq-shard-wake-{index}"
             args = (index, shard, tuple(queues))
@@ -85,6 +88,7 @@ class WakeWatch:
                 log.exception("shard %d wake-up watcher failed; going on", index)
                 time.sleep(_DOWN_PAUSE_S)
                 continue
+            self._on_answer(index)  # the shard answered: it is up (again)
             if woke:
                 with self._changed:
                     self._wakes += 1
