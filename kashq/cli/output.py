@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kashq.exceptions import KashqError
+from kashq.exceptions import ImportFailed, KashqError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,6 +44,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the Exit to raise."""
     error(message)
     return typer.Exit(code=code)
+
+
+def import_failed(exc: ImportFailed) -> typer.Exit:
+    """Print a job module's import error and the user's traceback; return the Exit to raise."""
+    error(str(exc))
+    err.print(exc.details, markup=False, highlight=False)
+    return typer.Exit(code=1)
 
 
 def friendly(fn: F) -> F:

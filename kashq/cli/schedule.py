@@ -46,9 +46,7 @@ def _import(settings: Settings, imports: list[str] | None) -> list[str]:
     except ImportFailed as exc:
         if isinstance(exc.__context__, ScheduleError):  # a declared mistake: its line says it all
             raise output.fail(f"{exc.__context__}{_where(exc.__context__)}") from None
-        output.error(str(exc))
-        output.err.print(exc.details, markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise output.import_failed(exc) from None
     return modules
 
 

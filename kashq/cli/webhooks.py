@@ -102,9 +102,7 @@ def _import(modules: list[str]) -> None:
     try:
         import_job_modules(modules)
     except ImportFailed as exc:
-        output.error(str(exc))
-        output.err.print(exc.details, markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise output.import_failed(exc) from None
 
 
 @contextmanager

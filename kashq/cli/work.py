@@ -153,9 +153,7 @@ def work_command(
     try:
         check_in_subprocess(modules)
     except ImportFailed as exc:
-        output.error(str(exc))
-        output.err.print(exc.details, markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise output.import_failed(exc) from None
     driver = manager.connection(settings.connection)
     _check_reachable(driver, queues)
     spec = WorkSpec(

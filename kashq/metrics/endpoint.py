@@ -11,20 +11,16 @@ Both serve the Prometheus text format (OpenMetrics when the scraper asks for it)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from kashq.asgi import App as ASGIApp
+from kashq.asgi import Receive, Scope, Send, lifespan, respond
 
-
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -57,7 +53,7 @@ def asgi_app(registry: Collector) -> ASGIApp:
 
     async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -74,17 +70,4 @@ def asgi_app(registry: Collector) -> ASGIApp:
 
 
 async def _respond(send: Send, status: int, content_type: bytes, body: bytes) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Acknowledge start-up and shut-down (when served as a top-level application)."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await respond(send, status, body, [(b"content-type", content_type)])

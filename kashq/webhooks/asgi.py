@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from kashq.asgi import App, Receive, Scope, Send, lifespan
+from kashq.asgi import respond as send_response
 from kashq.webhooks.handler import NOT_FOUND, Response, Route, below, mount_prefix
 
 if TYPE_CHECKING:
     from kashq.webhooks.handler import WebhookHandler
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _Disconnected(Exception):
@@ -50,14 +45,11 @@ def headers_of(scope: Scope) -> dict[str, str]:
 
 async def respond(send: Send, response: Response) -> None:
     """Send ``response`` as JSON."""
-    body = json.dumps(response.body).encode()
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
         *((name.encode(), value.encode()) for name, value in response.headers),
     ]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, response.status, json.dumps(response.body).encode(), headers)
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
@@ -74,17 +66,6 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def lifespan(receive: Receive, send: Send) -> None:
-    """Answer the lifespan protocol: nothing to start or stop."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 class ASGIApp:

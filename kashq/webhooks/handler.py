@@ -12,7 +12,10 @@ marks it as taken for ``replay_window_s``. A redelivery finds the lock held
 and is answered with the same id, ``"duplicate": true``, pushing nothing: in
 every process sharing the connection. The lock is first taken for a short
 while and made to last the whole window only once the job is pushed, so a
-push that failed never blocks the sender's retry for long.
+push that failed never blocks the sender's retry for long. Requests for one
+delivery take turns (a second lock, ``webhook-turn:<job id>``, held while the
+first is checked and pushed): one arriving meanwhile is answered 503 with
+``Retry-After``, since whether the first will be queued is not known yet.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def error(status: int, message: str, *headers: tuple[str, str]) -> Response:
 
 NOT_FOUND = error(404, "no webhook at this path")
 NOT_ALLOWED = error(405, "method not allowed: use POST", ("allow", "POST"))
+BEING_QUEUED = error(503, "this delivery is being queued; retry shortly", ("retry-after", "1"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,24 +295,33 @@ class WebhookHandler:
         if delivery is None:
             return _accepted(manager.dispatch(job))
         job_id = delivery_job_id(route.path, delivery)
-        lock = manager.locks(job.target_connection()).try_acquire(f"webhook:{job_id}", PENDING_S)
-        if lock is None:
-            log.info("webhook %s: delivery %r seen before, not queued again", route.path, delivery)
-            return _accepted(job_id, duplicate=True)
-        pushed = self._push(manager.dispatch, job.with_id(job_id), lock)
-        with contextlib.suppress(KashqError):  # else it lasts PENDING_S: only a shorter window
-            lock.extend(self.replay_window_s)
-        return _accepted(pushed)
+        locks = manager.locks(job.target_connection())
+        turn = locks.try_acquire(f"webhook-turn:{job_id}", PENDING_S)
+        if turn is None:  # the same delivery is being queued right now: its outcome is unknown
+            log.info("webhook %s: delivery %r is being queued; retry", route.path, delivery)
+            return BEING_QUEUED
+        try:
+            seen = locks.try_acquire(f"webhook:{job_id}", PENDING_S)
+            if seen is None:
+                log.info("webhook %s: delivery %r seen before, not queued", route.path, delivery)
+                return _accepted(job_id, duplicate=True)
+            pushed = self._push(manager.dispatch, job.with_id(job_id), seen)
+            with contextlib.suppress(KashqError):  # else it lasts PENDING_S: a shorter window
+                seen.extend(self.replay_window_s)
+            return _accepted(pushed)
+        finally:
+            with contextlib.suppress(KashqError):  # else it frees itself after PENDING_S
+                turn.release()
 
     @staticmethod
     def _push(
-        dispatch: Callable[[Dispatchable], str | None], job: Dispatchable, lock: Lock
+        dispatch: Callable[[Dispatchable], str | None], job: Dispatchable, seen: Lock
     ) -> str | None:
         try:
             return dispatch(job)
         except BaseException:
             with contextlib.suppress(KashqError):  # else it frees itself after PENDING_S
-                lock.release()
+                seen.release()
             raise
 
     def _job(self, route: Route, payload: dict[str, Any]) -> Dispatchable:

@@ -337,6 +337,23 @@ def test_a_delivery_is_taken_again_once_its_replay_window_has_passed(redis_manag
     assert [job.id for job in queued(manager)] == [first.body["id"]]
 
 
+def test_a_redelivery_while_the_first_is_being_queued_is_asked_to_retry(redis_manager):
+    manager = redis_manager
+    body = event(9)
+    job_id = webhooks.delivery_job_id("/stripe", "evt_9")
+    turn = manager.locks().try_acquire(f"webhook-turn:{job_id}", 30)  # as the first request
+    assert turn is not None
+    with serving(stripe_handler(manager).app) as url:
+        meanwhile = post(url, "/stripe", body, stripe_headers(body))
+        turn.release()
+        after = post(url, "/stripe", body, stripe_headers(body))
+
+    assert meanwhile.status == 503 and set(meanwhile.body) == {"error"}
+    assert meanwhile.headers.get("retry-after") == "1"
+    assert (after.status, after.body) == (202, {"id": job_id, "duplicate": False})
+    assert [job.id for job in queued(manager)] == [job_id]
+
+
 # --------------------------------------------------------------------------- failures
 
 
@@ -416,9 +433,14 @@ def test_a_flood_of_concurrent_requests_with_redeliveries_makes_one_job_per_deli
             conn = local.conns[base] = http.client.HTTPConnection(
                 url.hostname, url.port, timeout=60
             )
-        conn.request("POST", "/stripe", body=body, headers=stripe_headers(body))
-        response = conn.getresponse()
-        return body, Answer(response.status, json.loads(response.read()), {})
+        while True:  # as Stripe does, a 503 is tried again (the same delivery was mid-queue)
+            conn.request("POST", "/stripe", body=body, headers=stripe_headers(body))
+            response = conn.getresponse()
+            answer = Answer(response.status, json.loads(response.read()), {})
+            if answer.status != 503:
+                return body, answer
+            assert response.getheader("retry-after") == "1"
+            time.sleep(0.01)
 
     try:
         with (
