@@ -18,8 +18,7 @@ from contextlib import ExitStack
 
 from common import private_redis, raw_round_trips
 from rich.console import Console
-from rich.table import Table
-from throughput import Result, bench_connection
+from throughput import Result, bench_connection, results_table
 
 import kashq
 from kashq import QueueManager
@@ -58,20 +57,7 @@ def main() -> None:
                 manager.close()
 
     title = f"kashq sharding, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"
-    table = Table(title=title)
-    for column in ("connection", "enqueue/s", "dispatch_many/s", "drain/s", "p50", "p99"):
-        table.add_column(column, justify="right")
-    for r in results:
-        table.add_row(
-            r.name,
-            f"{r.enqueue:,.0f} ({r.enqueue / raw:.0%})",
-            f"{r.bulk:,.0f}",
-            f"{r.drain:,.0f} ({r.drain / raw:.0%})",
-            f"{r.p50_ms:.2f} ms",
-            f"{r.p99_ms:.2f} ms",
-        )
-    table.add_row("raw redis-py", f"{raw:,.0f} round trips/s", "", "", "", "")
-    console.print(table)
+    console.print(results_table(title, "connection", results, raw, with_ratio=None))
     console.print("Ratios are to the raw redis-py round-trip rate (LPUSH, RPOP, 1 connection).")
 
 

@@ -129,11 +129,20 @@ def main() -> None:
                 manager.close()
 
     title = f"kashq, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"
+    console.print(results_table(title, "driver", results, raw, with_ratio={"redis"}))
+    console.print("Ratios are to the raw redis-py round-trip rate (LPUSH, RPOP, 1 connection).")
+
+
+def results_table(
+    title: str, first: str, results: list[Result], raw: float, *, with_ratio: set[str] | None
+) -> Table:
+    """The results as a table; rows named in ``with_ratio`` (None: all) show ratios to ``raw``."""
     table = Table(title=title)
-    for column in ("driver", "enqueue/s", "dispatch_many/s", "drain/s", "latency p50", "p99"):
+    for column in (first, "enqueue/s", "dispatch_many/s", "drain/s", "latency p50", "p99"):
         table.add_column(column, justify="right")
     for r in results:
-        ratio = (lambda v: f" ({v / raw:.0%})") if r.name == "redis" else (lambda v: "")
+        shown = with_ratio is None or r.name in with_ratio
+        ratio = (lambda v: f" ({v / raw:.0%})") if shown else (lambda v: "")
         table.add_row(
             r.name,
             f"{r.enqueue:,.0f}{ratio(r.enqueue)}",
@@ -143,8 +152,7 @@ def main() -> None:
             f"{r.p99_ms:.2f} ms",
         )
     table.add_row("raw redis-py", f"{raw:,.0f} round trips/s", "", "", "", "")
-    console.print(table)
-    console.print("Ratios are to the raw redis-py round-trip rate (LPUSH, RPOP, 1 connection).")
+    return table
 
 
 if __name__ == "__main__":

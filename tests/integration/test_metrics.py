@@ -19,7 +19,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -31,6 +30,7 @@ from kashq.failed.memory import MemoryFailedJobStore
 from kashq.metrics import Metrics, QueueSizeCollector
 from kashq.metrics.multiprocess import SupervisorMetrics
 from tests.support.databases import database
+from tests.support.http import uvicorn_serving
 from tests.support.redis import redis_driver, sharded_driver
 from tests.support.services import RedisServer, free_port, port_open
 
@@ -64,22 +64,8 @@ def serving(app: Any) -> Iterator[str]:
 @contextmanager
 def serving_asgi(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     """ASGI ``app`` on uvicorn in a thread, on a free loopback port; yields its /metrics URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/metrics"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with uvicorn_serving(app, lifespan=lifespan) as base:
+        yield f"{base}/metrics"
 
 
 def scrape(url: str) -> Samples:

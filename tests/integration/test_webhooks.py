@@ -18,20 +18,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
 import kashq
 from kashq import MemoryFailedJobStore, QueueManager, load_settings, webhooks
 from kashq.envelope import Envelope, decode
 from kashq.webhooks import WebhookHandler, WebhookJob, WebhookPayload
 from tests.support.databases import database
+from tests.support.http import uvicorn_serving
 from tests.support.redis import redis_driver
 from tests.support.services import REDIS_URL, RedisServer
 
@@ -111,26 +111,9 @@ def event(n: int | str) -> bytes:
     return json.dumps({"id": f"evt_{n}", "type": "charge.succeeded", "n": n}).encode()
 
 
-@contextmanager
-def serving(app: Any, **config: Any) -> Iterator[str]:
+def serving(app: Any, **config: Any) -> AbstractContextManager[str]:
     """``app`` on uvicorn in a thread, on a free loopback port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
-    options = {"lifespan": "off", "log_level": "warning", "access_log": False, **config}
-    server = uvicorn.Server(uvicorn.Config(app, **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.005)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    return uvicorn_serving(app, **config)
 
 
 def queued(manager: QueueManager, queue: str = "default") -> list[Envelope]:

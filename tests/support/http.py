@@ -3,12 +3,14 @@
 ``http_server(status=200)`` answers every request with ``status``;
 ``hang_s`` makes it wait that long before answering (a hung endpoint; stopping
 the server releases it at once). ``closed_url()`` is a URL on a port nobody
-listens on (connection refused).
+listens on (connection refused). ``uvicorn_serving(app)`` runs an ASGI app on
+a real uvicorn.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -117,3 +119,30 @@ def http_server(*, status: int = 200, hang_s: float = 0.0) -> Iterator[Recording
 def closed_url(path: str = "/hook") -> str:
     """A URL on a loopback port with no listener: connecting is refused."""
     return f"http://127.0.0.1:{free_port()}{path}"
+
+
+@contextmanager
+def uvicorn_serving(app: Any, **config: Any) -> Iterator[str]:
+    """ASGI ``app`` on a real uvicorn in a thread, on a free loopback port; yields its base URL.
+
+    ``config`` goes to ``uvicorn.Config`` (lifespan off and quiet logs unless given).
+    """
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    options = {"lifespan": "off", "log_level": "warning", "access_log": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.005)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
