@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -167,7 +168,11 @@ def work_command(
     _warn_timeout(lines, settings, timeout)
     options = SupervisorOptions(workers=workers, grace_s=grace)
     supervisor = Supervisor(spec, options, driver, lines, metrics)
-    scheduler = SchedulerProcess(settings.connection, modules).start() if with_scheduler else None
+    # With --metrics-port, the scheduler's dispatches are counted in the summed metrics too.
+    env = None if metrics is None else {**os.environ, **metrics.environment()}
+    scheduler = SchedulerProcess(settings.connection, modules, env=env) if with_scheduler else None
+    if scheduler is not None:
+        scheduler.start()  # after the supervisor's set-up: a failure above leaves no child
     try:
         code = supervisor.run()
     finally:

@@ -123,3 +123,29 @@ def test_bad_metrics_port_is_a_one_line_usage_error(value: str) -> None:
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"error: --metrics-port must be a port number (1-65535), got {value!r}"]
+
+
+def test_the_scheduler_beside_the_workers_counts_its_dispatches_in_the_same_metrics(
+    app: App,
+) -> None:
+    (app.root / "e2e_schedules.py").write_text(
+        "import kashq\nimport e2e_jobs\n\n"
+        "kashq.schedule.every(seconds=1).name('tick').dispatch(e2e_jobs.Record(n=0))\n"
+    )
+    port = free_port()
+    worker = app.start_work(
+        "--with-scheduler", "--import", "e2e_schedules", "--metrics-port", str(port), "--quiet"
+    )
+    try:
+        app.wait_for_ledger(1, timeout_s=30)
+        deadline = time.monotonic() + 15
+        while total(samples := scrape(port), "kashq_jobs_dispatched_total") < 1:
+            assert time.monotonic() < deadline, "the scheduler's dispatches were never counted"
+            time.sleep(0.1)
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.popen.wait(30)
+        worker.kill()
+
+    assert total(samples, "kashq_jobs_dispatched_total", job_type="e2e_jobs.Record") >= 1
+    assert code == 0, worker.output()
