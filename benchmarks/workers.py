@@ -21,7 +21,9 @@ runs (1 with ``--quick``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,21 +47,47 @@ import bench_jobs  # noqa: E402  (the worker processes import it by this name)
 console = Console(width=110)
 
 
+def work_command(*args: str, module: str = "bench_jobs") -> list[str]:
+    """The ``kashq queue:work`` command line, quiet, importing ``module`` (run from HERE)."""
+    return [sys.executable, "-m", "kashq", "queue:work", "--import", module, "--quiet", *args]
+
+
+def kashq_env(url: str, prefix: str, *, events: bool = True) -> dict[str, str]:
+    """The environment of the ``queue:work`` processes: Redis at ``url`` under ``prefix``."""
+    workdir = Path(tempfile.mkdtemp(prefix="kashq-bench-"))
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KASHQ_")},
+        "KASHQ_CONNECTION": "redis", "KASHQ_REDIS_URL": url, "KASHQ_PREFIX": prefix,
+        "KASHQ_DATABASE_URL": f"sqlite:///{workdir / 'kashq.sqlite'}",
+        "BENCH_LATENCY_KEY": f"{prefix}:latency",
+        "KASHQ_EVENTS": "true" if events else "false",
+    }  # fmt: skip
+
+
 def start_work(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "kashq", "queue:work", "--import", "bench_jobs", "--quiet"]
     return subprocess.Popen(
-        [*command, *args], cwd=HERE, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        work_command(*args), cwd=HERE, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    """SIGTERM to the process and its children (its own session), SIGKILL after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(30)
+        proc.wait(grace_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def window_rate(samples: list[tuple[float, int]], n: int) -> float:
+    """Jobs/s between 10% and 90% of ``n`` jobs done, from ``(time, done)`` samples."""
+    t_low = next(t for t, done in samples if done >= 0.1 * n)
+    t_high = next(t for t, done in samples if done >= 0.9 * n)
+    return 0.8 * n / (t_high - t_low)
 
 
 def drain_rate(manager: QueueManager, env: dict[str, str], n: int, workers: int) -> float:
@@ -77,9 +105,7 @@ def drain_rate(manager: QueueManager, env: dict[str, str], n: int, workers: int)
             time.sleep(0.02)
     finally:
         stop(proc)
-    t_high = next(t for t, left in samples if left <= 0.9 * n)
-    t_low = next(t for t, left in samples if left <= 0.1 * n)
-    return 0.8 * n / (t_low - t_high)
+    return window_rate([(t, n - left) for t, left in samples], n)
 
 
 def idle_latency(manager: QueueManager, env: dict[str, str], samples: int) -> tuple[float, float]:
@@ -116,14 +142,7 @@ def main() -> None:
     with private_redis() as url:
         raw = raw_round_trips(url, n)
         prefix = f"bench-{uuid.uuid4().hex[:6]}"
-        workdir = Path(tempfile.mkdtemp(prefix="kashq-bench-"))
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("KASHQ_")},
-            "KASHQ_CONNECTION": "redis", "KASHQ_REDIS_URL": url, "KASHQ_PREFIX": prefix,
-            "KASHQ_DATABASE_URL": f"sqlite:///{workdir / 'kashq.sqlite'}",
-            "BENCH_LATENCY_KEY": f"{prefix}:latency",
-            "KASHQ_EVENTS": "false" if args.no_events else "true",
-        }  # fmt: skip
+        env = kashq_env(url, prefix, events=not args.no_events)
         manager = QueueManager(
             kashq.load_settings(connection="redis", redis_url=url, prefix=prefix)
         )

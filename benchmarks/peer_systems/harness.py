@@ -1,0 +1,251 @@
+"""How each figure of ``benchmarks/peers.py`` is measured, the same way for every system.
+
+Progress comes from the jobs themselves (``probe.done()`` counts into a
+per-process file), never from Redis, so polling adds no Redis command. Drain
+rates are taken between 10% and 90% of the jobs done, which leaves worker
+start-up and the tail out, as ``benchmarks/workers.py`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import workers
+from common import p50_p99_ms
+
+from peer_systems import probe
+from peer_systems.adapters import Peer
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    """One system's figures; None where it was not measured (see ``errors``)."""
+
+    name: str
+    config: str
+    bulk_label: str | None
+    enqueue: float | None = None
+    bulk: float | None = None
+    drain1: float | None = None
+    drain2: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cmds_per_job: float | None = None
+    top_cmds: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+class Workers:
+    """Worker processes of one system, each in its own session, stderr kept in a log file."""
+
+    def __init__(self, commands: list[list[str]], env: dict[str, str]) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[str] = []
+        for cmd in commands:
+            fd, log = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")
+            out = {"stdout": fd, "stderr": subprocess.STDOUT}
+            proc = subprocess.Popen(cmd, cwd=HERE, env=env, start_new_session=True, **out)
+            self.procs.append(proc)
+            os.close(fd)
+            self.logs.append(log)
+
+    def check(self) -> None:
+        """Raises with the last line a worker printed if one has exited."""
+        for proc, log in zip(self.procs, self.logs, strict=True):
+            if proc.poll() is not None:
+                lines = Path(log).read_text(errors="replace").strip().splitlines()
+                raise RuntimeError(f"worker exited ({proc.returncode}): {lines[-1:]}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            workers.stop(proc, grace_s=15)
+        for log in self.logs:
+            Path(log).unlink(missing_ok=True)
+
+
+class Bench:
+    """Measures one system at a time on its own Redis database of the private server."""
+
+    def __init__(self, url: str, n: int, runs: int, samples: int) -> None:
+        self.url, self.n, self.runs, self.samples = url, n, runs, samples
+        self.probe_dir = Path(tempfile.mkdtemp(prefix="bench-probe-"))
+
+    def env(self, url: str) -> dict[str, str]:
+        return {
+            **os.environ, "BENCH_REDIS_URL": url, "BENCH_PROBE_DIR": str(self.probe_dir),
+            "BENCH_LATENCY_KEY": "bench-latency", "PYTHONPATH": str(HERE),
+        }  # fmt: skip
+
+    def measure(self, peer_class: type[Peer], db: int) -> Row:
+        row = Row(peer_class.name, peer_class.config, peer_class.bulk_label)
+        url = self.url.rsplit("/", 1)[0] + f"/{db}"
+        admin = redis.Redis.from_url(url)
+        admin.flushdb()
+        os.environ["BENCH_REDIS_URL"] = url  # the app modules read it on import
+        try:
+            peer = peer_class(url, self.env(url))
+        except Exception as exc:
+            row.errors.append(f"setup: {type(exc).__name__}: {exc}")
+            return row
+        enqueues: list[float] = []
+        bulks: list[float] = []
+        drains: dict[int, list[float]] = {1: [], 2: []}
+        try:
+            for run in range(self.runs):
+                try:
+                    self._one_run(
+                        peer, row, admin, run=run, enqueues=enqueues, bulks=bulks, drains=drains
+                    )
+                except Exception as exc:
+                    row.errors.append(f"run {run + 1}: {type(exc).__name__}: {exc}")
+                    break
+                finally:
+                    admin.flushdb()
+            try:
+                row.p50_ms, row.p99_ms = self.latency(peer, admin)
+            except Exception as exc:
+                row.errors.append(f"latency: {type(exc).__name__}: {exc}")
+        finally:
+            peer.close()
+            admin.flushdb()
+        row.enqueue, row.bulk = _median(enqueues), _median(bulks)
+        row.drain1, row.drain2 = _median(drains[1]), _median(drains[2])
+        return row
+
+    def _one_run(
+        self, peer: Peer, row: Row, admin: redis.Redis, *, run: int,
+        enqueues: list[float], bulks: list[float], drains: dict[int, list[float]],
+    ) -> None:  # fmt: skip
+        """Enqueue → drain with 1 process (Redis commands counted on the first run),
+        then bulk enqueue (or enqueue again) → drain with 2 processes."""
+        n = self.n
+        if run == 0:
+            admin.config_resetstat()
+        enqueues.append(_rate(n, lambda: peer.enqueue(n)))
+        drains[1].append(self.drain(peer, 1))
+        if run == 0:
+            row.cmds_per_job, row.top_cmds = _commands_per_job(admin, n)
+        admin.flushdb()
+        if row.bulk_label is None:
+            enqueues.append(_rate(n, lambda: peer.enqueue(n)))
+        else:
+            prepared = peer.prepare_bulk(n)
+            bulks.append(_rate(n, lambda: peer.bulk(prepared)))
+        drains[2].append(self.drain(peer, 2))
+
+    def drain(self, peer: Peer, procs: int, n: int | None = None) -> float:
+        """Jobs/s of ``procs`` worker processes on ``n`` queued jobs, 10% → 90% done."""
+        n = n or self.n
+        self.reset_probe()
+        running = Workers(peer.worker_commands(procs), peer.env)
+        samples: list[tuple[float, int]] = []
+        deadline = time.monotonic() + 60 + n / 100
+        try:
+            while True:
+                done = sum(probe.total(self.probe_dir).values())
+                samples.append((time.perf_counter(), done))
+                if done >= n:
+                    break
+                running.check()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{done:,} of {n:,} jobs done before the deadline")
+                time.sleep(0.005)
+        finally:
+            running.stop()
+        return workers.window_rate(samples, n)
+
+    def latency(self, peer: Peer, admin: redis.Redis) -> tuple[float, float]:
+        """dispatch → handler starts, one idle worker process, ``samples`` times."""
+        key = peer.env["BENCH_LATENCY_KEY"]
+        running = Workers(peer.latency_commands(), peer.env)
+        try:
+            peer.send_stamp(time.time())  # warm-up: waits for the worker to be ready
+            for _ in range(60):
+                if admin.blpop([key], 1) is not None:
+                    break
+                running.check()
+            else:
+                raise TimeoutError("no worker ran the job within 60 s")
+            latencies = []
+            for _ in range(self.samples):
+                time.sleep(0.02)  # the worker is idle, waiting for a job
+                peer.send_stamp(time.time())
+                popped = admin.blpop([key], 10)
+                if popped is None:
+                    raise TimeoutError("the worker did not run a job within 10 s")
+                latencies.append(float(popped[1]))
+        finally:
+            running.stop()
+        return p50_p99_ms(latencies)
+
+    def reset_probe(self) -> None:
+        shutil.rmtree(self.probe_dir, ignore_errors=True)
+        self.probe_dir.mkdir()
+
+    def worker_rss(self, peer: Peer, jobs: int) -> tuple[float, float, int]:
+        """RSS in MB of a ``--workers=1`` process after 1,000 and after ``jobs`` jobs,
+        and how many worker processes ran them (>1 if one was recycled)."""
+        chunk = 10_000
+        for start in range(0, jobs, chunk):
+            peer.bulk(peer.prepare_bulk(min(chunk, jobs - start)))
+        self.reset_probe()
+        running = Workers(peer.worker_commands(1), peer.env)
+        early = late = 0.0
+        try:
+            deadline = time.monotonic() + 60 + jobs / 100
+            while not late:
+                counts = probe.total(self.probe_dir)
+                done = sum(counts.values())
+                alive = [pid for pid in counts if Path(f"/proc/{pid}").exists()]
+                if not early and done >= 1000:
+                    early = _rss_mb(alive[0])
+                if done >= jobs:
+                    late = _rss_mb(alive[0])
+                running.check()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{done:,} of {jobs:,} jobs done before the deadline")
+                time.sleep(0.01)
+        finally:
+            running.stop()
+        return early, late, len(counts)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _commands_per_job(admin: redis.Redis, n: int) -> tuple[float, str]:
+    """Redis commands since CONFIG RESETSTAT per job, and the five most called."""
+    stats: dict[str, Any] = admin.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if not name.startswith(("cmdstat_config", "cmdstat_info"))
+    }
+    top = sorted(calls.items(), key=lambda item: -item[1])[:5]
+    return sum(calls.values()) / n, ", ".join(f"{c} {k / n:.2f}" for c, k in top)
+
+
+def _rate(n: int, fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - started)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None

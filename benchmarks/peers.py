@@ -1,0 +1,137 @@
+"""kashq beside taskiq, Huey, Dramatiq, Celery and RQ: one run, one private Redis, one table.
+
+    pip install -e '.[bench]'
+    python benchmarks/peers.py [--jobs N] [--quick] [--only kashq,rq]
+
+Starts a private ``redis-server`` (or uses KASHQ_BENCH_REDIS_URL) and gives each
+system its own database on it, flushed before and after. For each system, with
+the same no-op job (it only counts itself done) and the same N:
+
+- enqueue/s: one call per job (kashq ``dispatch()``, taskiq ``kiq()``, Huey's
+  task call, Dramatiq ``send()``, Celery ``delay()``, RQ ``enqueue()``);
+- bulk/s: the system's bulk or concurrent enqueue, jobs built beforehand;
+- drain/s with 1 and with 2 worker processes, started from the system's own
+  CLI once N jobs are queued; the rate from 10% to 90% of the jobs done, as
+  counted by the jobs themselves (start-up and the tail left out);
+- idle latency: one idle worker; dispatch → handler starts, wall clock;
+- Redis commands per job: ``INFO commandstats`` after ``CONFIG RESETSTAT``,
+  one enqueue (one call per job) and the 1-process drain of N jobs, / N.
+
+And kashq's worker RSS after 100,000 jobs (``--quick``: 20,000). The raw
+redis-py round-trip rate is measured in the same run, and every throughput is
+also shown as a ratio to it. Medians of 3 runs (1 with ``--quick``). A system
+that fails to import or run shows its error in its row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import redis
+from common import private_redis, raw_round_trips
+from peer_systems.adapters import PEERS, Kashq
+from peer_systems.harness import Bench, Row
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=170)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000, help="N, the jobs per measurement")
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs, 1 run: about a minute")
+    parser.add_argument("--only", default="", help="comma-separated systems (default: all)")
+    parser.add_argument("--rss-jobs", type=int, default=100_000, help="jobs for kashq's RSS")
+    args = parser.parse_args()
+    n = 2_000 if args.quick else args.jobs
+    runs = 1 if args.quick else 3
+    samples = 30 if args.quick else 100
+    rss_jobs = 20_000 if args.quick else args.rss_jobs
+    chosen = [p for p in PEERS if not args.only or p.name in args.only.split(",")]
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    with private_redis() as url:
+        server = redis.Redis.from_url(url).info("server")["redis_version"]
+        raw = raw_round_trips(url, n)
+        bench = Bench(url, n, runs, samples)
+        for db, peer_class in enumerate(chosen, start=1):
+            console.print(f"[dim]{peer_class.name} ...[/dim]")
+            rows.append(bench.measure(peer_class, db))
+        rss = kashq_rss(bench, url, rss_jobs) if Kashq in chosen else ""
+
+    title = (
+        f"{n:,} no-op jobs per measurement, median of {runs} run(s); "
+        f"Python {platform.python_version()}, Redis {server}, {_cores()} cores"
+    )
+    console.print(table(title, rows, raw))
+    for row in rows:
+        if row.top_cmds:
+            console.print(f"  {row.name}: most called Redis commands per job: {row.top_cmds}")
+        for error in row.errors:
+            console.print(f"  [red]{row.name}: {error}[/red]")
+    if rss:
+        console.print(rss)
+    console.print(f"[dim]took {time.monotonic() - started:.0f} s[/dim]")
+
+
+def kashq_rss(bench: Bench, url: str, jobs: int) -> str:
+    """kashq's worker RSS after 1,000 and after ``jobs`` jobs, as one printed line."""
+    db = len(PEERS) + 1
+    db_url = url.rsplit("/", 1)[0] + f"/{db}"
+    admin = redis.Redis.from_url(db_url)
+    admin.flushdb()
+    peer = Kashq(db_url, bench.env(db_url))
+    try:
+        early, late, procs = bench.worker_rss(peer, jobs)
+    except Exception as exc:
+        return f"kashq worker RSS: failed: {type(exc).__name__}: {exc}"
+    finally:
+        peer.close()
+        admin.flushdb()
+    recycled = f" ({procs} worker processes: one was recycled)" if procs > 1 else ""
+    return (
+        f"kashq worker RSS (queue:work --workers=1): {early:.1f} MB after 1,000 jobs, "
+        f"{late:.1f} MB after {jobs:,} jobs{recycled}"
+    )
+
+
+def table(title: str, rows: list[Row], raw: float) -> Table:
+    out = Table(title=title)
+    for column in ("system", "config"):
+        out.add_column(column)
+    columns = ("enqueue/s", "bulk/s", "drain/s 1 proc", "drain/s 2 procs", "latency p50 / p99")
+    for column in (*columns, "Redis cmds/job"):
+        out.add_column(column, justify="right")
+    for row in rows:
+        failed = "[red]failed[/red]" if row.errors else "—"
+        config = row.config + (f"; bulk: {row.bulk_label}" if row.bulk_label else "")
+        if row.errors:
+            config += f"\n[red]{row.errors[0][:90]}[/red]"
+
+        def rate(value: float | None, missing: str = failed) -> str:
+            return missing if value is None else f"{value:,.0f} ({value / raw:.0%})"
+
+        latency = "—" if row.p50_ms is None else f"{row.p50_ms:.2f} / {row.p99_ms:.2f} ms"
+        out.add_row(
+            row.name, config, rate(row.enqueue),
+            rate(row.bulk, failed if row.bulk_label else "—"),
+            rate(row.drain1), rate(row.drain2),
+            failed if row.p50_ms is None else latency,
+            "—" if row.cmds_per_job is None else f"{row.cmds_per_job:.1f}",
+        )  # fmt: skip
+    out.add_row("raw redis-py", "1 connection, LPUSH + RPOP", f"{raw:,.0f} (100%)", "", "", "", "")
+    out.caption = "(%) = ratio to the raw redis-py round trips/s measured in the same run"
+    return out
+
+
+def _cores() -> str:
+    return str(os.cpu_count())
+
+
+if __name__ == "__main__":
+    main()
