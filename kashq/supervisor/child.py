@@ -58,6 +58,7 @@ class WorkerProcess:
         self.recycle = False
         self._worker: Worker | None = None
         self._memory_limit = 0 if spec.memory_mb is None else int(spec.memory_mb * 1024 * 1024)
+        self._memory_checked_at = float("-inf")
         self._warned_big = False
 
     # -- signals and the supervisor's pipe ------------------------------
@@ -162,7 +163,7 @@ class WorkerProcess:
                     completed=kind is EventKind.COMPLETED,
                     failed=kind in (EventKind.FAILED, EventKind.PARKED),
                 )
-                self._check_memory()
+                self._check_memory(event.duration_s)
 
         return on_event
 
@@ -213,8 +214,20 @@ class WorkerProcess:
             )
             self._memory_limit = 0
 
-    def _check_memory(self) -> None:
-        if self._memory_limit and _rss_bytes() > self._memory_limit:
+    def _check_memory(self, job_s: float | None) -> None:
+        """Replace this worker after its job if it uses more than ``--memory``.
+
+        Reading the resident size costs a system call or two (about a tenth of a
+        no-op job's time), so it is read after a job that ran for a while, or at
+        least every ``_MEMORY_EVERY_S`` while jobs come fast.
+        """
+        if not self._memory_limit:
+            return
+        now = time.monotonic()
+        if (job_s or 0.0) < _SHORT_JOB_S and now - self._memory_checked_at < _MEMORY_EVERY_S:
+            return
+        self._memory_checked_at = now
+        if _rss_bytes() > self._memory_limit:
             log.warning(
                 "worker %d uses %d MB, over --memory %g: replacing it after this job",
                 self.spec.index,
@@ -226,6 +239,8 @@ class WorkerProcess:
                 self._worker.request_stop()  # before its next reserve
 
 
+_SHORT_JOB_S = 0.01  # jobs shorter than this seldom grow memory much: checked at most ...
+_MEMORY_EVERY_S = 0.25  # ... this often
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
