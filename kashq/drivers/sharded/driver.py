@@ -167,9 +167,7 @@ class ShardedDriver:
         inner_ack = None if ack is None else self._inner(ack)
         start = self._first_shard(inner_ack)
         self._retry_unacked()
-        if inner_ack is not None and (
-            inner_ack[0] != start or not self._usable(self.shards[start])
-        ):
+        if inner_ack is not None and (inner_ack[0] != start or self.shards[start].down):
             self._ack_now(*inner_ack)
             inner_ack = None
         watch = self._watch(queues) if wait_s > 0 else None
