@@ -12,33 +12,23 @@ also printed as a ratio to it. Medians of 3 runs (1 with ``--quick``).
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from contextlib import ExitStack
 
 from common import private_redis, raw_round_trips
 from rich.console import Console
-from throughput import Result, bench_connection, results_table
+from throughput import bench_all, parse_size, results_table
 
 import kashq
-from kashq import QueueManager
 
 console = Console(width=110)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--quick", action="store_true", help="2,000 jobs, one run: a smoke run")
-    args = parser.parse_args()
-    n = 2_000 if args.quick else args.jobs
-    samples = 50 if args.quick else 300
-    runs = 1 if args.quick else 3
-
-    results: list[Result] = []
+    size = parse_size(__doc__.splitlines()[0])
     with ExitStack() as stack:
         urls = [stack.enter_context(private_redis()) for _ in range(3)]
-        raw = raw_round_trips(urls[0], n)
+        raw = raw_round_trips(urls[0], size.n)
         prefix = f"bench-{uuid.uuid4().hex[:6]}"
         connections = {
             "redis (1 server)": kashq.load_settings(
@@ -49,14 +39,11 @@ def main() -> None:
             connections[f"sharded x3, {strategy}"] = kashq.load_settings(
                 connection="sharded", shards=urls, shard_strategy=strategy, prefix=prefix
             )
-        for name, settings in connections.items():
-            manager = QueueManager(settings)
-            try:
-                results.append(bench_connection(name, manager, n, samples, runs))
-            finally:
-                manager.close()
+        results = bench_all(connections, size)
 
-    title = f"kashq sharding, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"
+    title = (
+        f"kashq sharding, {size.n:,} no-op jobs, one worker thread, median of {size.runs} run(s)"
+    )
     console.print(results_table(title, "connection", results, raw, with_ratio=None))
     console.print("Ratios are to the raw redis-py round-trip rate (LPUSH, RPOP, 1 connection).")
 

@@ -100,16 +100,41 @@ def latency(manager: QueueManager, samples: int) -> tuple[float, float]:
     return p50_p99_ms(LATENCIES)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass(frozen=True)
+class Size:
+    """How much to measure: jobs per run, latency samples, runs (from ``--jobs``/``--quick``)."""
+
+    n: int
+    samples: int
+    runs: int
+
+
+def parse_size(description: str) -> Size:
+    """The command line shared by the driver benchmarks."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, one run: a smoke run")
     args = parser.parse_args()
-    n = 2_000 if args.quick else args.jobs
-    samples = 50 if args.quick else 300
-    runs = 1 if args.quick else 3
+    if args.quick:
+        return Size(2_000, 50, 1)
+    return Size(args.jobs, 300, 3)
 
-    results: list[Result] = []
+
+def bench_all(connections: dict[str, kashq.Settings], size: Size) -> list[Result]:
+    """:func:`bench_connection` for each named connection, each manager closed after."""
+    results = []
+    for name, settings in connections.items():
+        manager = QueueManager(settings)
+        try:
+            results.append(bench_connection(name, manager, size.n, size.samples, size.runs))
+        finally:
+            manager.close()
+    return results
+
+
+def main() -> None:
+    size = parse_size(__doc__.splitlines()[0])
+    n, runs = size.n, size.runs
     with private_redis() as url:
         raw = raw_round_trips(url, n)
         prefix = f"bench-{uuid.uuid4().hex[:6]}"
@@ -121,12 +146,7 @@ def main() -> None:
                 connection="database", database_url=f"sqlite:///{sqlite_file}"
             ),
         }
-        for name, settings in connections.items():
-            manager = QueueManager(settings)
-            try:
-                results.append(bench_connection(name, manager, n, samples, runs))
-            finally:
-                manager.close()
+        results = bench_all(connections, size)
 
     title = f"kashq, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"
     console.print(results_table(title, "driver", results, raw, with_ratio={"redis"}))
