@@ -9,14 +9,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -30,7 +28,7 @@ from kashq.failed.memory import MemoryFailedJobStore
 from kashq.metrics import Metrics, QueueSizeCollector
 from kashq.metrics.multiprocess import SupervisorMetrics
 from tests.support.databases import database
-from tests.support.http import uvicorn_serving
+from tests.support.http import uvicorn_serving, wsgi_serving
 from tests.support.redis import redis_driver, sharded_driver
 from tests.support.services import RedisServer, free_port, port_open
 
@@ -42,23 +40,11 @@ class Task(Job):
         pass
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
-    """WSGI ``app`` on a real loopback HTTP server (wsgiref); yields its /metrics URL."""
-    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    """WSGI ``app`` on a real loopback HTTP server; yields its /metrics URL."""
+    with wsgi_serving(app) as base:
+        yield f"{base}/metrics"
 
 
 @contextmanager

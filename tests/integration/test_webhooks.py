@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from kashq import MemoryFailedJobStore, QueueManager, load_settings, webhooks
 from kashq.envelope import Envelope, decode
 from kashq.webhooks import WebhookHandler, WebhookJob, WebhookPayload
 from tests.support.databases import database
-from tests.support.http import uvicorn_serving
+from tests.support.http import uvicorn_serving, wsgi_serving
 from tests.support.redis import redis_driver
 from tests.support.services import REDIS_URL, RedisServer
 
@@ -527,20 +527,6 @@ def test_mounted_under_webhooks_in_starlette_and_beside_another_asgi_app(redis_m
         assert conn.getresponse().read() == b"other"
     assert (accepted.status, missing.status, also.status) == (202, 404, 202)
     assert {job.id for job in queued(manager)} == {accepted.body["id"], also.body["id"]}
-
-
-@contextmanager
-def wsgi_serving(app: Callable[..., Any]) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def test_mounted_under_webhooks_in_flask_with_werkzeug_dispatcher_middleware(redis_manager):

@@ -4,7 +4,7 @@
 ``hang_s`` makes it wait that long before answering (a hung endpoint; stopping
 the server releases it at once). ``closed_url()`` is a URL on a port nobody
 listens on (connection refused). ``uvicorn_serving(app)`` runs an ASGI app on
-a real uvicorn.
+a real uvicorn, ``wsgi_serving(app)`` a WSGI app on werkzeug's threaded server.
 """
 
 from __future__ import annotations
@@ -146,3 +146,18 @@ def uvicorn_serving(app: Any, **config: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def wsgi_serving(app: Any) -> Iterator[str]:
+    """WSGI ``app`` on werkzeug's threaded server, on a free loopback port; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
