@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     backoff: float = Field(1.0, ge=0, description="linear backoff base, seconds")
     retry_after: float = Field(30.0, gt=0, description="lease of a reserved job, seconds")
     timeout: float | None = Field(25.0, gt=0, description="seconds one attempt may run")
+    prefetch: int = Field(
+        8, ge=1, le=1000, description="most jobs a worker reserves at once while jobs are short"
+    )
     imports: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="modules holding job classes"
     )

@@ -148,6 +148,7 @@ class QueueManager:
             backoff_s=s.backoff,
             timeout_s=s.timeout,
             lease_s=s.retry_after,
+            prefetch=s.prefetch,
         )
         return dataclasses.replace(options, **overrides)
 

@@ -68,6 +68,15 @@ def work_command(
     sleep: Annotated[
         float, typer.Option(min=0.05, help="Seconds an idle worker blocks waiting for a job.")
     ] = 1.0,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1000,
+            help="Most jobs a worker reserves at once while jobs are short (1: one at a time).",
+            show_default="KASHQ_PREFETCH",
+        ),
+    ] = None,
     max_jobs: Annotated[
         int | None,
         typer.Option("--max-jobs", min=1, help="Replace a worker process after this many jobs."),
@@ -159,7 +168,7 @@ def work_command(
     _check_reachable(driver, queues)
     spec = WorkSpec(
         connection=settings.connection, queues=queues, imports=modules, tries=tries,
-        backoff_s=backoff, timeout_s=timeout, sleep_s=sleep, max_jobs=max_jobs,
+        backoff_s=backoff, timeout_s=timeout, sleep_s=sleep, prefetch=prefetch, max_jobs=max_jobs,
         max_time_s=max_time, memory_mb=memory, stop_when_empty=stop_when_empty, once=once,
         output=mode, verbose=verbose,
     )  # fmt: skip

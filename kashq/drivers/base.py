@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kashq.envelope import Envelope
 
@@ -128,4 +128,35 @@ class Driver(Protocol):
 
     def close(self) -> None:
         """Release connections and other resources."""
+        ...
+
+
+@runtime_checkable
+class BatchReserving(Protocol):
+    """A driver that hands out several jobs per round trip (the worker's ``prefetch``)."""
+
+    def reserve_batch(
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        acks: Sequence[Reservation] = (),
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Up to ``limit`` jobs of the first of ``queues`` that has any (``reserve``'s order),
+        after acknowledging ``acks``; empty if none arrived within ``wait_s``.
+
+        The first is delivered as ``reserve`` delivers it. If the worker holding
+        the others vanishes before acknowledging them, their delivery is not
+        counted toward ``max_deliveries``: they may never have started.
+        """
+        ...
+
+    def ack_many(self, reservations: Sequence[Reservation]) -> None:
+        """Acknowledge several finished jobs."""
+        ...
+
+    def unreserve(self, reservations: Sequence[Reservation]) -> None:
+        """Give jobs back unstarted: in their places in the queue, their delivery uncounted."""
         ...

@@ -42,6 +42,7 @@ class WorkSpec:
     backoff_s: float | None = None
     timeout_s: float | None = None
     sleep_s: float | None = None
+    prefetch: int | None = None
     max_jobs: int | None = None
     max_time_s: float | None = None
     memory_mb: float | None = None
@@ -61,6 +62,7 @@ class WorkSpec:
             "tries": self.tries,
             "backoff_s": self.backoff_s,
             "sleep_s": self.sleep_s,
+            "prefetch": self.prefetch,
             "max_jobs": 1 if self.once else self.max_jobs,
             "max_time_s": self.max_time_s,
             "stop_when_empty": self.stop_when_empty,

@@ -14,7 +14,9 @@ class WorkerOptions:
     heartbeat. ``sleep_s`` is how long an idle worker blocks waiting for a job
     in one go (a pushed job wakes it at once); it is also the longest an idle
     worker takes to notice ``stop()`` or a limit. ``park_s`` is the delay before retrying to record
-    a failure when the failed-job store is unreachable.
+    a failure when the failed-job store is unreachable. ``prefetch`` is the most
+    jobs one reserve takes while jobs are short (1: one at a time); see
+    :mod:`kashq.worker.prefetch`.
     """
 
     connection: str = "memory"
@@ -28,3 +30,4 @@ class WorkerOptions:
     max_time_s: float | None = None
     stop_when_empty: bool = False
     park_s: float = 5.0
+    prefetch: int = 8

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Driver, Reservation
+from kashq.drivers.base import BatchReserving, Driver, Reservation
 from kashq.envelope import Envelope, Failure, decode, peek
 from kashq.exceptions import DriverError, EnvelopeError, KashqError, WorkerLost
 from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
@@ -28,6 +28,7 @@ from kashq.worker.events import EventKind, Listener, Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
+from kashq.worker.prefetch import PrefetchedJobs, batch_size
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 job_log = logging.getLogger("kashq.jobs")
 
 _DRAIN_STEP_S = 0.05
+_WATCH_WAITING_S = 0.05  # how often prefetched jobs behind a long job are looked at
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
 
 
@@ -68,6 +70,8 @@ class Worker:
         self._started_at = 0.0
         self._events = Listeners(listeners, clock)
         self._locks = locks
+        self._batches = driver if isinstance(driver, BatchReserving) else None
+        self._waiting: list[PrefetchedJobs] = []  # one per consumer thread that prefetches
 
     @property
     def locks(self) -> LockBackend:
@@ -352,6 +356,10 @@ class Worker:
             threading.Thread(target=self._consume, name=f"kashq-worker-{i}", daemon=True)
             for i in range(concurrency)
         ]
+        if self._batches is not None and self.options.prefetch > 1:
+            self._threads.append(
+                threading.Thread(target=self._watch_waiting, name="kashq-prefetch", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         return self
@@ -396,30 +404,31 @@ class Worker:
         return self._active
 
     def _consume(self) -> None:
-        opts = self.options
-        pending: Reservation | None = None  # completed, acknowledged with the next reserve
+        acks: list[Reservation] = []  # completed, acknowledged with the next reserve
+        waiting = PrefetchedJobs()
+        with self._lock:
+            self._waiting.append(waiting)
+        last_s: float | None = None  # how long the last job ran: sizes the next batch
         pause_s = 0.0
         try:
             while not self._stopping.is_set():
-                if not self._claim_slot():
-                    self._stopping.set()
+                if not self._claim_slot():  # --max-jobs or --max-time reached
                     break
                 try:
-                    res = self._reserve(0.0 if opts.stop_when_empty else opts.sleep_s, pending)
-                    pending = None
-                    if res is None and opts.stop_when_empty:
-                        if self._queues_empty():
-                            self._unclaim_slot()
-                            break
-                        res = self._reserve(opts.sleep_s, None)  # delayed or reserved remain
-                    if res is not None and self._stopping.is_set():
-                        self._hand_back(res)  # reserved while stop was requested
-                        res = None
+                    res, empty = self._next_job(waiting, acks, last_s)
+                    if empty:
+                        self._unclaim_slot()
+                        break
                     if res is None:
                         self._unclaim_slot()
                         self._events.emit(EventKind.IDLE, None, None)
-                    elif self.process(res, defer_ack=True) is Outcome.COMPLETED:
-                        pending = res
+                    else:
+                        waiting.running_since = started = time.monotonic()
+                        outcome = self.process(res, defer_ack=True)
+                        waiting.running_since = None
+                        last_s = time.monotonic() - started
+                        if outcome is Outcome.COMPLETED:
+                            acks.append(res)
                     pause_s = 0.0
                 except Exception as exc:  # DriverError: unreachable queue; else a kashq bug
                     self._unclaim_slot()
@@ -430,23 +439,124 @@ class Worker:
                         log.exception("unexpected error in the worker loop; going on")
                     self._stopping.wait(pause_s)
         finally:
-            if pending is not None:
-                self._settle(self.driver.ack, pending)
+            self._give_back(waiting.give_back())
+            if acks:
+                self._ack_now(acks)
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
+                self._waiting.remove(waiting)
+
+    def _next_job(
+        self, waiting: PrefetchedJobs, acks: list[Reservation], last_s: float | None
+    ) -> tuple[Reservation | None, bool]:
+        """The job to run next (None: none came), and whether ``--stop-when-empty`` ends here."""
+        opts = self.options
+        res = self._take_waiting(waiting)
+        if res is None:
+            res = self._fetch(0.0 if opts.stop_when_empty else opts.sleep_s, acks, waiting, last_s)
+            acks.clear()
+            if res is None and opts.stop_when_empty:
+                if self._queues_empty():
+                    return None, True
+                res = self._fetch(opts.sleep_s, [], waiting, last_s)  # delayed or reserved remain
+        if res is not None and self._stopping.is_set():
+            self._hand_back(res)  # reserved while stop was requested
+            return None, False
+        return res, False
+
+    def _fetch(
+        self,
+        wait_s: float,
+        acks: list[Reservation],
+        waiting: PrefetchedJobs,
+        last_s: float | None,
+    ) -> Reservation | None:
+        """Reserve the next job (acknowledging ``acks``), keeping any prefetched in ``waiting``."""
+        opts = self.options
+        if self._batches is None:
+            if len(acks) > 1:
+                self._ack_now(acks[:-1])
+            ack = acks[-1] if acks else None
+            return self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+        limit = min(batch_size(opts.prefetch, last_s), self._slots_left() + 1)
+        found = self._batches.reserve_batch(
+            opts.queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
+        )
+        if not found:
+            return None
+        if len(found) > 1:
+            waiting.hold(found[1:])
+        return found[0]
+
+    def _take_waiting(self, waiting: PrefetchedJobs) -> Reservation | None:
+        """The next prefetched job still held, its lease renewed if it waited a while."""
+        lease_s = self.options.lease_s
+        while (taken := waiting.take()) is not None:
+            res, waited_s = taken
+            if waited_s < lease_s / 3:
+                return res
+            try:
+                if self.driver.extend(res, lease_s):
+                    return res
+            except DriverError as exc:
+                log.warning("could not renew the lease of %s (%s); leaving it", res.id, exc)
+        return None
+
+    def _watch_waiting(self) -> None:
+        """Give back jobs prefetched behind a job that runs long, for other workers to run."""
+        while not self._stopping.wait(_WATCH_WAITING_S) and self._active > 0:
+            now = time.monotonic()
+            with self._lock:
+                stale = [waiting for waiting in self._waiting if waiting.stale(now)]
+            for waiting in stale:
+                self._give_back(waiting.give_back())
+
+    def _give_back(self, reservations: list[Reservation]) -> None:
+        if not reservations or self._batches is None:
+            return
+        try:
+            self._batches.unreserve(reservations)
+        except DriverError as exc:  # their leases lapse; they come back uncounted
+            log.warning("could not give back %d prefetched job(s) (%s)", len(reservations), exc)
+
+    def _ack_now(self, reservations: list[Reservation]) -> None:
+        if self._batches is not None:
+            self._settle_many(self._batches.ack_many, reservations)
+        else:
+            for res in reservations:
+                self._settle(self.driver.ack, res)
+
+    def _settle_many(
+        self, step: Callable[[Sequence[Reservation]], object], reservations: list[Reservation]
+    ) -> None:
+        try:
+            step(reservations)
+        except DriverError as exc:
+            log.warning(
+                "could not acknowledge %d job(s) (%s); they will be delivered again",
+                len(reservations),
+                exc,
+            )
 
     def _hand_back(self, res: Reservation) -> None:
         """Put a job back as it was, for another worker (this one is stopping)."""
+        if self._batches is not None:
+            self._give_back([res])
+            return
         try:
             env = decode(res.raw)
         except EnvelopeError:
             return  # its lease brings it back; the next worker fails it properly
         self._settle(self.driver.release, res, env)
 
-    def _reserve(self, wait_s: float, ack: Reservation | None) -> Reservation | None:
-        opts = self.options
-        return self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+    def _slots_left(self) -> int:
+        """How many more jobs ``max_jobs`` allows beyond those claimed."""
+        max_jobs = self.options.max_jobs
+        if max_jobs is None:
+            return self.options.prefetch
+        with self._lock:
+            return max(max_jobs - self._claimed, 0)
 
     def _claim_slot(self) -> bool:
         """Reserve one of ``max_jobs`` before reserving a job, so threads never overshoot."""

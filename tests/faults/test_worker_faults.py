@@ -156,6 +156,49 @@ def test_job_that_keeps_killing_its_worker_ends_failed_as_worker_lost(queue, tmp
     assert queue.sizes() == QueueSizes()
 
 
+def test_a_job_killing_its_worker_among_prefetched_jobs_fails_alone(tmp_path, ledger):
+    """Short jobs are prefetched (several per reserve): the killer lands in a batch, and
+    the jobs waiting behind it when it kills the worker are neither lost nor counted."""
+    from kashq.failed.database import DatabaseFailedJobStore
+
+    shared_client()
+    driver = RedisDriver(REDIS_URL, prefix=f"kashq-test-{uuid.uuid4().hex[:10]}")
+    queue = Queue(driver, ["redis", REDIS_URL, "--prefix", driver.prefix])
+    failed_db = f"sqlite:///{tmp_path / 'failed.sqlite'}"
+    now = time.time()
+    before = [ledger.job(n).to_envelope(default_queue="default", now=now) for n in range(20)]
+    killer = KillsItsWorker().to_envelope(default_queue="default", now=now)
+    after = [ledger.job(n).to_envelope(default_queue="default", now=now) for n in range(20, 40)]
+    driver.push_many([*before, killer, *after])
+    store = DatabaseFailedJobStore(failed_db)
+    deaths = 0
+    try:
+        deadline = time.monotonic() + 90
+        while not (store.find(killer.id) and set(ledger.done()) == set(range(40))):
+            assert time.monotonic() < deadline, f"stuck: {sorted(set(ledger.done()))}"
+            worker = start_worker(queue, "--lease", "0.5", "--failed-db", failed_db)
+            try:
+                wait_for(
+                    lambda w=worker: w.poll() is not None or queue.sizes() == QueueSizes(),
+                    timeout_s=30,
+                )
+            finally:
+                if worker.poll() is not None:
+                    deaths += worker.returncode == -signal.SIGKILL
+                stop(worker)
+        assert [f.uuid for f in store.all()] == [killer.id], "only the killer failed"
+        record = store.find(killer.id)
+        assert record is not None
+        assert record.error.startswith("worker lost: delivered 3 times")
+        print(f"the killer killed {deaths} worker(s)")
+        # Killed first while prefetched (uncounted), then twice counted.
+        assert deaths in (2, 3)
+        assert queue.sizes() == QueueSizes()
+    finally:
+        delete_prefix(driver.client, driver.prefix)
+        driver.close()
+
+
 def test_long_job_is_never_handed_to_a_second_worker(queue, ledger):
     queue.driver.push(
         ledger.job(1, sleep_s=3.0).to_envelope(default_queue="default", now=time.time())

@@ -194,8 +194,11 @@ def test_a_repeated_reserve_with_the_same_token_returns_the_same_job(driver):
     """A reserve whose reply was lost is sent again with its token: no second job is taken."""
     push(driver, Noted(n=1))
     push(driver, Noted(n=2))
-    first = driver._reserve_one("default", 30, "retry-token", None)
-    again = driver._reserve_one("default", 30, "retry-token", None)
+    push(driver, Noted(n=3))
+    first = driver._reserve_one("default", 30, "retry-token", (), 2)
+    again = driver._reserve_one("default", 30, "retry-token", (), 2)
     assert first[0] == again[0]
+    assert len(first) == 8, "a batch of two"
+    assert len(again) == 4, "the repeat returns the first job; the prefetched one waits"
     assert int(again[2]) == 1, "the repeat is not another delivery"
     assert driver.sizes(["default"])["default"].ready == 1

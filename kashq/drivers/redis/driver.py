@@ -90,55 +90,110 @@ class RedisDriver:
         wait_s: float = 0.0,
         ack: Reservation | None = None,
     ) -> Reservation | None:
+        acks = () if ack is None else (ack,)
+        found = self.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks)
+        return found[0] if found else None
+
+    def reserve_batch(
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        acks: Sequence[Reservation] = (),
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Up to ``limit`` jobs of the first queue of ``queues`` that has any, in one round trip.
+
+        ``acks`` are acknowledged first, in the same round trip. The first job
+        is delivered as :meth:`reserve` delivers it; the others are prefetched:
+        their leases run from now, and if their worker vanishes their delivery
+        is not counted (see ``lua/reserve.lua``).
+        """
         deadline = time.monotonic() + wait_s
         token = os.urandom(8).hex()  # the same token on a retry: the same job comes back
         while True:
             next_due = float("inf")
             for queue in queues:
-                result = self._reserve_one(queue, lease_s, token, ack)
-                ack = None
+                result = self._reserve_one(queue, lease_s, token, acks, limit)
+                acks = ()
                 if result[0]:
-                    return Reservation(
-                        id=_text(result[0]),
-                        queue=queue,
-                        raw=_text(result[1]),
-                        deliveries=int(result[2]),
-                        token=_text(result[3]),
-                    )
+                    return [
+                        Reservation(
+                            id=_text(result[i]),
+                            queue=queue,
+                            raw=_text(result[i + 1]),
+                            deliveries=int(result[i + 2]),
+                            token=_text(result[i + 3]),
+                        )
+                        for i in range(0, len(result), 4)
+                    ]
                 due = float(result[1])
                 if due >= 0:
                     next_due = min(next_due, due)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                return []
             self.wait(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
 
     def _reserve_one(
-        self, queue: str, lease_s: float, token: str, ack: Reservation | None
+        self, queue: str, lease_s: float, token: str, acks: Sequence[Reservation], limit: int
     ) -> list[Any]:
-        """Reserve from ``queue``, acknowledging ``ack`` first in the same round trip."""
+        """Reserve from ``queue``, acknowledging ``acks`` first in the same round trip."""
         keys = self.keys(queue)
-        if ack is None or ack.queue == queue:  # one script does both: same queue, same slot
-            same = None if ack is None else (ack.id, ack.token)
+        same = [(a.id, a.token) for a in acks if a.queue == queue]
+        others = [a for a in acks if a.queue != queue]
+        if others and not self._pipelines:
+            self.ack_many(others)
+            others = []
+        if not others:  # one script does both: same queue, same slot
             return self._run(  # type: ignore[no-any-return]
                 lambda t: self._scripts.reserve(
-                    t, keys, self._now(), lease_s, token=token, ack=same
+                    t, keys, self._now(), lease_s, token=token, limit=limit, acks=same
                 )
             )[0]
-        if not self._pipelines:
-            self.ack(ack)
-            return self._reserve_one(queue, lease_s, token, None)
-        done = ack
 
         def build(pipe: Any) -> None:
-            self._scripts.ack(pipe, self.keys(done.queue), done.id, done.token)
-            self._scripts.reserve(pipe, keys, self._now(), lease_s, token=token)
+            for other, held in _by_queue(others):
+                self._scripts.ack(pipe, self.keys(other), held)
+            self._scripts.reserve(
+                pipe, keys, self._now(), lease_s, token=token, limit=limit, acks=same
+            )
 
-        return self._run(build, pipeline=True)[1]  # type: ignore[no-any-return]
+        return self._run(build, pipeline=True)[-1]  # type: ignore[no-any-return]
 
     def ack(self, reservation: Reservation) -> None:
-        keys = self.keys(reservation.queue)
-        self._run(lambda t: self._scripts.ack(t, keys, reservation.id, reservation.token))
+        self.ack_many((reservation,))
+
+    def ack_many(self, reservations: Sequence[Reservation]) -> None:
+        """Acknowledge several finished jobs, in one round trip where the queues allow."""
+        self._by_queue_run(reservations, self._scripts.ack)
+
+    def unreserve(self, reservations: Sequence[Reservation]) -> None:
+        """Give jobs this worker will not run back to their queues, as they were.
+
+        Each keeps its place in its queue, and its delivery is not counted. A
+        reservation that is no longer held (its lease lapsed) is skipped.
+        """
+        self._by_queue_run(reservations, self._scripts.unreserve)
+
+    def _by_queue_run(
+        self,
+        reservations: Sequence[Reservation],
+        script: Callable[[Any, QueueKeys, Sequence[tuple[str, str]]], None],
+    ) -> None:
+        groups = _by_queue(reservations)
+        if len(groups) == 1 or not self._pipelines:
+            for queue, held in groups:
+                keys = self.keys(queue)
+                self._run(lambda t, k=keys, h=held: script(t, k, h))  # type: ignore[misc]
+            return
+
+        def build(pipe: Any) -> None:
+            for queue, held in groups:
+                script(pipe, self.keys(queue), held)
+
+        self._run(build, pipeline=True)
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
         keys, now = self.keys(reservation.queue), self._now()
@@ -330,6 +385,14 @@ def _push_args(envelopes: Sequence[Envelope]) -> list[Any]:
     for env in envelopes:
         args += (env.id, env.encode(), env.priority, repr(env.available_at))
     return args
+
+
+def _by_queue(reservations: Sequence[Reservation]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(queue, [(id, token), ...]) for each queue of ``reservations``, first-seen order."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for res in reservations:
+        groups.setdefault(res.queue, []).append((res.id, res.token))
+    return list(groups.items())
 
 
 def _text(value: Any) -> str:

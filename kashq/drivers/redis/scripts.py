@@ -18,7 +18,10 @@ from redis.exceptions import NoScriptError
 
 from kashq.drivers.redis.keys import QueueKeys
 
-_NAMES = ("push", "reserve", "ack", "release", "extend", "clear", "control_get", "control_delete")
+_NAMES = (
+    "push", "reserve", "ack", "unreserve", "release", "extend", "clear",
+    "control_get", "control_delete",
+)  # fmt: skip
 
 
 def _source(name: str) -> str:
@@ -82,19 +85,29 @@ class Scripts:
         lease_s: float,
         *,
         token: str,
-        ack: tuple[str, str] | None = None,
+        limit: int = 1,
+        acks: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Reserve from one queue under ``token``; ``ack`` (id, token) is acknowledged first."""
+        """Reserve up to ``limit`` jobs of one queue under ``token``; ``acks`` (id, token)
+        are acknowledged first."""
         self._eval(
             target,
             "reserve",
             [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.claims],
-            [repr(now), repr(lease_s), token, *(ack or ())],
+            [repr(now), repr(lease_s), token, limit, *_flat(acks)],
         )
 
-    def ack(self, target: Any, keys: QueueKeys, job_id: str, token: str) -> None:
+    def ack(self, target: Any, keys: QueueKeys, held: Sequence[tuple[str, str]]) -> None:
+        """Acknowledge each (id, token) of ``held``."""
+        self._eval(target, "ack", [keys.jobs, keys.state, keys.reserved, keys.claims], _flat(held))
+
+    def unreserve(self, target: Any, keys: QueueKeys, held: Sequence[tuple[str, str]]) -> None:
+        """Give each (id, token) of ``held`` back to the queue as it was, uncounted."""
         self._eval(
-            target, "ack", [keys.jobs, keys.state, keys.reserved, keys.claims], [job_id, token]
+            target,
+            "unreserve",
+            [keys.state, keys.ready, keys.reserved, keys.wake, keys.claims],
+            _flat(held),
         )
 
     def release(
@@ -158,6 +171,10 @@ class Scripts:
 
     def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:
         target.evalsha(self._shas[name], len(keys), *keys, *args)
+
+
+def _flat(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    return [part for pair in pairs for part in pair]
 
 
 class _Direct:

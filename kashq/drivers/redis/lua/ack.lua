@@ -1,11 +1,17 @@
--- Remove a finished job, if the caller still holds it.
+-- Remove finished jobs, each if the caller still holds it.
 -- KEYS[1] jobs  KEYS[2] state  KEYS[3] reserved  KEYS[4] claims
--- ARGV[1] id  ARGV[2] reservation token
--- Returns 1 if removed, 0 if the reservation was stale (the job was handed to another).
-local st = redis.call('HGET', KEYS[2], ARGV[1])
-if not st or string.match(st, '|([^|]*)$') ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[2])
-return 1
+-- ARGV pairs of id, reservation token
+-- Returns how many were removed (a stale reservation, handed to another, is skipped).
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local id, held_by = ARGV[i], ARGV[i + 1]
+  local st = redis.call('HGET', KEYS[2], id)
+  if st and string.match(st, '|([^|]*)$') == held_by then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    if not string.find(held_by, '.', 1, true) then redis.call('HDEL', KEYS[4], held_by) end
+    removed = removed + 1
+  end
+end
+return removed

@@ -28,7 +28,7 @@ for s = 1, count, CHUNK do
     if st then
       local id = ids[s + k - 1]
       local old_seq, token = string.match(st, '^[^|]*|([^|]*)|[^|]*|(.*)$')
-      if token ~= '' then
+      if token ~= '' and token ~= '!' then  -- '!': waiting (see reserve.lua)
         skip[s + k - 1] = true
       else
         redis.call('ZREM', KEYS[3], string.format('%015d|%s', tonumber(old_seq), id))

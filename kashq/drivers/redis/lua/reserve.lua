@@ -1,28 +1,36 @@
--- Hand out the next job of one queue, after promoting due delayed jobs and
+-- Hand out up to `limit` jobs of one queue, after promoting due delayed jobs and
 -- reclaiming lapsed leases (so reclaiming is atomic and never races).
--- First, optionally, acknowledge a finished job of the same queue (saving the
--- worker a round trip per job).
+-- First, acknowledge finished jobs of the same queue (saving the worker a round
+-- trip per job).
 -- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] reserved  KEYS[6] claims
 -- ARGV[1] now  ARGV[2] lease seconds  ARGV[3] reservation token (chosen by the caller)
--- [ARGV[4] id to ack  ARGV[5] its token]
--- Returns {id, raw, deliveries, token} or {false, next_due} where next_due is the
--- earliest time a delayed job or a lease falls due (or -1 if none).
+-- ARGV[4] limit (1 or more)  [ARGV[5], ARGV[6] ... pairs of id, token to ack]
+-- Returns {id, raw, deliveries, token, id, raw, ...} or {false, next_due} where
+-- next_due is the earliest time a delayed job or a lease falls due (or -1 if none).
+--
+-- The first job is held under `token`, the n-th one prefetched after it under
+-- `token.n`. A prefetched job may never have started when its worker died, so
+-- when its lease lapses its delivery is not counted; it comes back marked solo
+-- (holder '!') and is handed out alone, counted, the next time: a job that
+-- kills its worker still reaches "worker lost", and one that merely waited
+-- behind it never does.
 -- Repeating a call with the same token (a retry after a lost reply) returns the
--- job that token already holds instead of taking a second one.
-local now, lease, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+-- first job that token already holds instead of taking new ones.
+local now, lease, token, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 
 local function parse(st)
   local priority, seq, deliveries, holder = string.match(st, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
   return priority, seq, tonumber(deliveries), holder
 end
 
-if ARGV[4] then
-  local st = redis.call('HGET', KEYS[2], ARGV[4])
-  if st and select(4, parse(st)) == ARGV[5] then
-    redis.call('HDEL', KEYS[1], ARGV[4])
-    redis.call('HDEL', KEYS[2], ARGV[4])
-    redis.call('ZREM', KEYS[5], ARGV[4])
-    redis.call('HDEL', KEYS[6], ARGV[5])
+for i = 5, #ARGV, 2 do
+  local id, held_by = ARGV[i], ARGV[i + 1]
+  local st = redis.call('HGET', KEYS[2], id)
+  if st and select(4, parse(st)) == held_by then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[5], id)
+    if not string.find(held_by, '.', 1, true) then redis.call('HDEL', KEYS[6], held_by) end
   end
 end
 
@@ -38,8 +46,13 @@ local function requeue(id)
   local st = redis.call('HGET', KEYS[2], id)
   if not st then return end
   local priority, seq, deliveries, holder = parse(st)
-  if holder ~= '' then redis.call('HDEL', KEYS[6], holder) end
-  redis.call('HSET', KEYS[2], id, priority .. '|' .. seq .. '|' .. deliveries .. '|')
+  local mark = ''
+  if string.find(holder, '.', 1, true) then  -- prefetched: it may never have started
+    deliveries, mark = math.max(deliveries - 1, 0), '!'
+  elseif holder ~= '' and holder ~= '!' then
+    redis.call('HDEL', KEYS[6], holder)
+  end
+  redis.call('HSET', KEYS[2], id, priority .. '|' .. seq .. '|' .. deliveries .. '|' .. mark)
   redis.call('ZADD', KEYS[3], -tonumber(priority), string.format('%015d|%s', tonumber(seq), id))
 end
 
@@ -52,7 +65,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
   requeue(id)
 end
 
-while true do
+local out, states, leases = {}, {}, {}
+local taken = 0
+while taken < limit do
   local popped = redis.call('ZPOPMIN', KEYS[3])
   if #popped == 0 then break end
   local entry_seq, id = string.sub(popped[1], 1, 15), string.sub(popped[1], 17)
@@ -62,13 +77,31 @@ while true do
   if st then priority, seq, deliveries, holder = parse(st) end
   -- An entry is current only if it names the job's seq and the job is waiting;
   -- anything else is stale (replaced, or already reserved) and is dropped.
-  if (st or raw) and holder == '' and tonumber(seq) == tonumber(entry_seq) then
+  if (st or raw) and (holder == '' or holder == '!') and tonumber(seq) == tonumber(entry_seq) then
+    if holder == '!' and taken > 0 then  -- back from a dead worker's prefetch: alone, next time
+      redis.call('ZADD', KEYS[3], popped[2], popped[1])
+      break
+    end
+    local mine = token
+    if taken > 0 then mine = token .. '.' .. taken end
     deliveries = deliveries + 1
-    redis.call('HSET', KEYS[2], id, priority .. '|' .. seq .. '|' .. deliveries .. '|' .. token)
-    redis.call('ZADD', KEYS[5], now + lease, id)
-    redis.call('HSET', KEYS[6], token, id)
-    return {id, raw or '', deliveries, token}
+    taken = taken + 1
+    states[#states + 1] = id
+    states[#states + 1] = priority .. '|' .. seq .. '|' .. deliveries .. '|' .. mine
+    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = id
+    out[#out + 1] = id
+    out[#out + 1] = raw or ''
+    out[#out + 1] = deliveries
+    out[#out + 1] = mine
+    if holder == '!' then break end
   end
+end
+if taken > 0 then
+  redis.call('HSET', KEYS[2], unpack(states))
+  redis.call('ZADD', KEYS[5], unpack(leases))
+  redis.call('HSET', KEYS[6], token, out[1])
+  return out
 end
 
 local next_due = -1

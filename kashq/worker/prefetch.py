@@ -1,0 +1,72 @@
+"""Jobs a consumer thread reserved ahead of the one it is running.
+
+A worker that finds its jobs short takes several per round trip (the
+``prefetch`` option): the first runs at once, the others wait here. Their
+leases run from the reserve and are not renewed while they wait; a job taken
+from here after a third of a lease has its lease renewed first, and is
+skipped if it was lost to another worker meanwhile. When the job running
+ahead of them takes long, the worker's watcher gives them back to the queue
+(:meth:`PrefetchedJobs.give_back`), in their places and uncounted, so another
+worker can run them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from kashq.drivers.base import Reservation
+
+PREFETCH_BUDGET_S = 0.005
+"""How much work, judged by the last job's duration, a consumer holds ahead of its job."""
+HAND_BACK_AFTER_S = 0.1
+"""A job running longer than this makes its consumer give the jobs waiting behind it back."""
+
+
+def batch_size(prefetch: int, last_job_s: float | None) -> int:
+    """How many jobs to reserve next: ``prefetch`` for short jobs, fewer as they grow.
+
+    One at first, before a job has shown how long jobs take.
+    """
+    if prefetch <= 1 or last_job_s is None:
+        return 1
+    return max(1, min(prefetch, int(PREFETCH_BUDGET_S / max(last_job_s, 1e-6))))
+
+
+class PrefetchedJobs:
+    """One consumer thread's waiting jobs, and when its running job started."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[tuple[Reservation, float]] = deque()
+        self._lock = threading.Lock()
+        self.running_since: float | None = None  # time.monotonic() when the running job started
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs)
+
+    def hold(self, reservations: Sequence[Reservation]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._jobs.extend((res, now) for res in reservations)
+
+    def take(self) -> tuple[Reservation, float] | None:
+        """The next waiting job and how long it has waited (seconds), or None."""
+        with self._lock:
+            if not self._jobs:
+                return None
+            res, since = self._jobs.popleft()
+        return res, time.monotonic() - since
+
+    def give_back(self) -> list[Reservation]:
+        """Every waiting job, removed from here (the caller returns them to the queue)."""
+        with self._lock:
+            jobs = [res for res, _ in self._jobs]
+            self._jobs.clear()
+        return jobs
+
+    def stale(self, now: float) -> bool:
+        """Jobs wait behind one running for longer than :data:`HAND_BACK_AFTER_S`."""
+        since = self.running_since
+        return bool(self._jobs) and since is not None and now - since > HAND_BACK_AFTER_S
