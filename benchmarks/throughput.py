@@ -9,12 +9,14 @@ the jobs built beforehand), drain jobs/s with one worker
 (a single consumer thread), and idle latency (dispatch → ``handle()`` starts).
 The raw redis-py figure is one LPUSH + one RPOP per item, one round trip each,
 measured in the same run; every Redis figure is also printed as a ratio to it.
-Each figure is the median of 3 runs (1 with ``--quick``).
+Each figure is the median of 3 runs (1 with ``--quick``). With
+``KASHQ_BENCH_POSTGRES_URL`` set (a SQLAlchemy URL), PostgreSQL is measured too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -146,6 +148,11 @@ def main() -> None:
                 connection="database", database_url=f"sqlite:///{sqlite_file}"
             ),
         }
+        postgres = os.environ.get("KASHQ_BENCH_POSTGRES_URL")
+        if postgres:
+            connections["database (PostgreSQL)"] = kashq.load_settings(
+                connection="database", database_url=postgres
+            )
         results = bench_all(connections, size)
 
     title = f"kashq, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"

@@ -66,7 +66,13 @@ class RedisDriver:
 
     # -- producing ------------------------------------------------------
     def push(self, envelope: Envelope) -> None:
-        self.push_many((envelope,))
+        if not self._pipelines:
+            self.push_many((envelope,))
+            return
+        command = self._scripts.push_command(
+            self.keys(envelope.queue), self._now(), _push_args((envelope,))
+        )
+        self._call(lambda: self._execute(*command))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         now = self._now()
