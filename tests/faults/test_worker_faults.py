@@ -144,7 +144,13 @@ def test_job_that_keeps_killing_its_worker_ends_failed_as_worker_lost(queue, tmp
         assert time.monotonic() < deadline, "the job never ended in failed_jobs"
         worker = start_worker(queue, "--lease", "0.5", "--failed-db", failed_db)
         try:
-            wait_for(lambda w=worker: w.poll() is not None or store.find(env.id) is not None)
+            # Recorded, then acknowledged: wait for both before the worker is killed.
+            wait_for(
+                lambda w=worker: (
+                    w.poll() is not None
+                    or (store.find(env.id) is not None and queue.sizes() == QueueSizes())
+                )
+            )
         finally:
             if worker.poll() is not None:
                 deaths += worker.returncode == -signal.SIGKILL
