@@ -12,17 +12,23 @@ worker can run them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from kashq.drivers.base import Reservation
+from kashq.drivers.base import BatchReserving, Driver, Reservation
+from kashq.exceptions import DriverError
+
+log = logging.getLogger(__name__)
 
 PREFETCH_BUDGET_S = 0.005
 """How much work, judged by the last job's duration, a consumer holds ahead of its job."""
 HAND_BACK_AFTER_S = 0.1
 """A job running longer than this makes its consumer give the jobs waiting behind it back."""
+WATCH_EVERY_S = 0.05
+"""How often the watcher looks for jobs waiting behind a long one."""
 
 
 def batch_size(prefetch: int, last_job_s: float | None) -> int:
@@ -70,3 +76,61 @@ class PrefetchedJobs:
         """Jobs wait behind one running for longer than :data:`HAND_BACK_AFTER_S`."""
         since = self.running_since
         return bool(self._jobs) and since is not None and now - since > HAND_BACK_AFTER_S
+
+
+class Prefetcher:
+    """A worker's prefetched jobs: one :class:`PrefetchedJobs` per consumer thread,
+    taken with their leases checked, and given back to the queue when not run."""
+
+    def __init__(self, driver: Driver, batches: BatchReserving, lease_s: float) -> None:
+        self._driver = driver
+        self._batches = batches
+        self._lease_s = lease_s
+        self._lock = threading.Lock()
+        self._held: list[PrefetchedJobs] = []
+
+    def register(self) -> PrefetchedJobs:
+        """The waiting jobs of a consumer thread starting now."""
+        waiting = PrefetchedJobs()
+        with self._lock:
+            self._held.append(waiting)
+        return waiting
+
+    def unregister(self, waiting: PrefetchedJobs) -> None:
+        """A consumer thread ends: its waiting jobs go back to the queue."""
+        self.give_back(waiting.give_back())
+        with self._lock:
+            self._held.remove(waiting)
+
+    def take(self, waiting: PrefetchedJobs) -> Reservation | None:
+        """The next job still held in ``waiting``, its lease renewed if it waited a while."""
+        lease_s = self._lease_s
+        while (taken := waiting.take()) is not None:
+            res, waited_s = taken
+            if waited_s < lease_s / 3:
+                return res
+            try:
+                if self._driver.extend(res, lease_s):
+                    return res
+            except DriverError as exc:
+                log.warning("could not renew the lease of %s (%s); leaving it", res.id, exc)
+        return None
+
+    def watch(self, stopping: threading.Event, consuming: Callable[[], bool]) -> None:
+        """Give back jobs waiting behind a job that runs long, for other workers to run,
+        until ``stopping`` is set or ``consuming()`` is False."""
+        while not stopping.wait(WATCH_EVERY_S) and consuming():
+            now = time.monotonic()
+            with self._lock:
+                stale = [waiting for waiting in self._held if waiting.stale(now)]
+            for waiting in stale:
+                self.give_back(waiting.give_back())
+
+    def give_back(self, reservations: list[Reservation]) -> None:
+        """Return jobs this worker will not run to their queues, uncounted."""
+        if not reservations:
+            return
+        try:
+            self._batches.unreserve(reservations)
+        except DriverError as exc:  # their leases lapse; they come back uncounted
+            log.warning("could not give back %d prefetched job(s) (%s)", len(reservations), exc)

@@ -8,6 +8,7 @@ pure functions in :mod:`kashq.worker.policy`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from kashq.worker.events import EventKind, Listener, Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
-from kashq.worker.prefetch import PrefetchedJobs, batch_size
+from kashq.worker.prefetch import PrefetchedJobs, Prefetcher, batch_size
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 job_log = logging.getLogger("kashq.jobs")
 
 _DRAIN_STEP_S = 0.05
-_WATCH_WAITING_S = 0.05  # how often prefetched jobs behind a long job are looked at
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
 
 
@@ -71,7 +71,11 @@ class Worker:
         self._events = Listeners(listeners, clock)
         self._locks = locks
         self._batches = driver if isinstance(driver, BatchReserving) else None
-        self._waiting: list[PrefetchedJobs] = []  # one per consumer thread that prefetches
+        self._prefetch = (
+            None
+            if self._batches is None
+            else Prefetcher(driver, self._batches, self.options.lease_s)
+        )
 
     @property
     def locks(self) -> LockBackend:
@@ -356,9 +360,10 @@ class Worker:
             threading.Thread(target=self._consume, name=f"kashq-worker-{i}", daemon=True)
             for i in range(concurrency)
         ]
-        if self._batches is not None and self.options.prefetch > 1:
+        if self._prefetch is not None and self.options.prefetch > 1:
+            consuming = functools.partial(self._prefetch.watch, self._stopping, self._consuming)
             self._threads.append(
-                threading.Thread(target=self._watch_waiting, name="kashq-prefetch", daemon=True)
+                threading.Thread(target=consuming, name="kashq-prefetch", daemon=True)
             )
         for thread in self._threads:
             thread.start()
@@ -403,11 +408,12 @@ class Worker:
         """Consumer threads started by :meth:`start` that have not ended yet."""
         return self._active
 
+    def _consuming(self) -> bool:
+        return self._active > 0
+
     def _consume(self) -> None:
         acks: list[Reservation] = []  # completed, acknowledged with the next reserve
-        waiting = PrefetchedJobs()
-        with self._lock:
-            self._waiting.append(waiting)
+        waiting = self._prefetch.register() if self._prefetch is not None else PrefetchedJobs()
         last_s: float | None = None  # how long the last job ran: sizes the next batch
         pause_s = 0.0
         try:
@@ -439,20 +445,20 @@ class Worker:
                         log.exception("unexpected error in the worker loop; going on")
                     self._stopping.wait(pause_s)
         finally:
-            self._give_back(waiting.give_back())
+            if self._prefetch is not None:
+                self._prefetch.unregister(waiting)
             if acks:
                 self._ack_now(acks)
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
-                self._waiting.remove(waiting)
 
     def _next_job(
         self, waiting: PrefetchedJobs, acks: list[Reservation], last_s: float | None
     ) -> tuple[Reservation | None, bool]:
         """The job to run next (None: none came), and whether ``--stop-when-empty`` ends here."""
         opts = self.options
-        res = self._take_waiting(waiting)
+        res = None if self._prefetch is None else self._prefetch.take(waiting)
         if res is None:
             res = self._fetch(0.0 if opts.stop_when_empty else opts.sleep_s, acks, waiting, last_s)
             acks.clear()
@@ -489,49 +495,13 @@ class Worker:
             waiting.hold(found[1:])
         return found[0]
 
-    def _take_waiting(self, waiting: PrefetchedJobs) -> Reservation | None:
-        """The next prefetched job still held, its lease renewed if it waited a while."""
-        lease_s = self.options.lease_s
-        while (taken := waiting.take()) is not None:
-            res, waited_s = taken
-            if waited_s < lease_s / 3:
-                return res
-            try:
-                if self.driver.extend(res, lease_s):
-                    return res
-            except DriverError as exc:
-                log.warning("could not renew the lease of %s (%s); leaving it", res.id, exc)
-        return None
-
-    def _watch_waiting(self) -> None:
-        """Give back jobs prefetched behind a job that runs long, for other workers to run."""
-        while not self._stopping.wait(_WATCH_WAITING_S) and self._active > 0:
-            now = time.monotonic()
-            with self._lock:
-                stale = [waiting for waiting in self._waiting if waiting.stale(now)]
-            for waiting in stale:
-                self._give_back(waiting.give_back())
-
-    def _give_back(self, reservations: list[Reservation]) -> None:
-        if not reservations or self._batches is None:
-            return
-        try:
-            self._batches.unreserve(reservations)
-        except DriverError as exc:  # their leases lapse; they come back uncounted
-            log.warning("could not give back %d prefetched job(s) (%s)", len(reservations), exc)
-
     def _ack_now(self, reservations: list[Reservation]) -> None:
-        if self._batches is not None:
-            self._settle_many(self._batches.ack_many, reservations)
-        else:
+        if self._batches is None:
             for res in reservations:
                 self._settle(self.driver.ack, res)
-
-    def _settle_many(
-        self, step: Callable[[Sequence[Reservation]], object], reservations: list[Reservation]
-    ) -> None:
+            return
         try:
-            step(reservations)
+            self._batches.ack_many(reservations)
         except DriverError as exc:
             log.warning(
                 "could not acknowledge %d job(s) (%s); they will be delivered again",
@@ -541,8 +511,8 @@ class Worker:
 
     def _hand_back(self, res: Reservation) -> None:
         """Put a job back as it was, for another worker (this one is stopping)."""
-        if self._batches is not None:
-            self._give_back([res])
+        if self._prefetch is not None:
+            self._prefetch.give_back([res])
             return
         try:
             env = decode(res.raw)
