@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from kashq import dispatcher
-from tests.support.services import RedisClusterNodes, RedisServer
+from tests.support.services import RedisClusterNodes, RedisServer, in_ci
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +57,13 @@ def redis_shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]
     finally:
         for server in servers:
             server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Chaos and soak tests (about 20 minutes) run in CI, or locally with KASHQ_TEST_CHAOS=1."""
+    if in_ci() or os.environ.get("KASHQ_TEST_CHAOS", "").lower() in ("1", "true", "yes"):
+        return
+    skip = pytest.mark.skip(reason="chaos/soak test: set KASHQ_TEST_CHAOS=1 to run it (CI does)")
+    for item in items:
+        if item.get_closest_marker("chaos") or item.get_closest_marker("soak"):
+            item.add_marker(skip)

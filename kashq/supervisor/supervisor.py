@@ -76,6 +76,7 @@ class _Process:
     replace: bool = False  # replace it when it exits (restart signal)
     timed_out: bool = False
     told: bool = False  # sent SIGTERM already (once is enough; SIGKILL forces)
+    processed_before: int = 0  # finished jobs in the slot before this process ran one
 
 
 @dataclass
@@ -175,7 +176,11 @@ class Supervisor:
             self.reporter.note("worker.error", f"  cannot start worker {index}: {exc}", style="red")
             self._scheduled[index] = (time.monotonic() + 1.0, recover)
             return
-        self._procs[index] = _Process(index, popen, time.monotonic())
+        # The count the new process carries on from; settling its predecessor's
+        # job (``recover``) counts one more, which is no work of its own.
+        view = self.slots.read(index)
+        processed = (0 if view is None else view.processed) + (recover is not None)
+        self._procs[index] = _Process(index, popen, time.monotonic(), processed_before=processed)
         if self.spec.verbose:
             self.reporter.note(
                 "worker.started",
@@ -230,12 +235,25 @@ class Supervisor:
         self._scheduled[index] = (now + pause, recover)
 
     def _pause_before_restart(self, proc: _Process, now: float) -> float:
-        """No pause, unless the worker keeps dying right after it starts (1 s, 2 s … 30 s)."""
-        if proc.timed_out or proc.replace or now - proc.started >= _QUICK_EXIT_S:
+        """No pause, unless the worker keeps dying right after it starts (1 s, 2 s … 30 s).
+
+        A worker that finished a job before it died was working, not looping:
+        frequent deaths (kill -9, the OOM killer) must not stall the queue.
+        """
+        if (
+            proc.timed_out
+            or proc.replace
+            or now - proc.started >= _QUICK_EXIT_S
+            or self._finished_a_job(proc)
+        ):
             self._state.quick_exits.pop(proc.index, None)
             return 0.0
         count = self._state.quick_exits[proc.index] = self._state.quick_exits.get(proc.index, 0) + 1
         return 0.0 if count == 1 else min(2.0 ** (count - 2), _MAX_BACKOFF_S)
+
+    def _finished_a_job(self, proc: _Process) -> bool:
+        view = self.slots.read(proc.index)
+        return view is not None and view.processed > proc.processed_before
 
     def _start_due(self, now: float) -> None:
         if self._state.stopping:

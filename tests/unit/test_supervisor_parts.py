@@ -7,15 +7,18 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
 from kashq.cli.joblines import JobLines, duration
 from kashq.drivers.base import Reservation
+from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.imports import ImportFailed, import_job_modules
 from kashq.supervisor.slots import _DATA_AT, MAX_RAW_BYTES, SLOT_BYTES, Slots, SlotState
 from kashq.supervisor.spec import Output, WorkSpec
+from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 from kashq.worker.events import EventKind, JobEvent
 
 RES = Reservation("job-1", "emails", '{"v":1}', 2, "token-1")
@@ -249,3 +252,55 @@ def test_quiet_prints_no_job_lines_but_still_supervisor_notes() -> None:
     lines.note("supervisor.stopping", "Stopping.")
 
     assert stream.getvalue() == "Stopping.\n"
+
+
+# --------------------------------------------------------------------------- restarts
+
+
+class _Notes:
+    def note(self, event: str, message: str, *, style: str = "", **fields: object) -> None:
+        pass
+
+    def timeout(self, *args: object, **fields: object) -> None:
+        pass
+
+
+def _quick_exit(supervisor: Supervisor, *, jobs_run: int, recover: str | None = None) -> float:
+    """Start worker 0 (a stand-in process), let it finish ``jobs_run`` jobs and die at
+    once; returns the pause before its restart."""
+    with patch("kashq.supervisor.supervisor.subprocess.Popen"):
+        supervisor._start(0, recover)
+    proc = supervisor._procs.pop(0)
+    writer = supervisor.slots.writer(0)
+    if recover is not None:  # settling the predecessor's job counts as finished
+        writer.running(RES, 1.0, None)
+        writer.finished(completed=False, failed=False)
+    for _ in range(jobs_run):
+        writer.running(RES, 1.0, None)
+        writer.finished(completed=True, failed=False)
+    return supervisor._pause_before_restart(proc, proc.started + 0.5)
+
+
+def test_a_worker_dying_right_after_start_is_restarted_with_a_growing_pause() -> None:
+    supervisor = Supervisor(
+        WorkSpec("memory", ("default",)), SupervisorOptions(), MemoryDriver(), _Notes()
+    )
+
+    pauses = [_quick_exit(supervisor, jobs_run=0, recover="died") for _ in range(4)]
+
+    assert pauses == [0.0, 1.0, 2.0, 4.0]
+    supervisor.slots.close()
+
+
+def test_a_worker_that_finished_a_job_before_dying_is_restarted_at_once() -> None:
+    # Found by the chaos suite: workers killed every second or two while draining
+    # a queue were paused up to 30 s each, though every one had done work.
+    supervisor = Supervisor(
+        WorkSpec("memory", ("default",)), SupervisorOptions(), MemoryDriver(), _Notes()
+    )
+
+    pauses = [_quick_exit(supervisor, jobs_run=1, recover="died") for _ in range(4)]
+    pauses.append(_quick_exit(supervisor, jobs_run=0, recover="died"))
+
+    assert pauses == [0.0, 0.0, 0.0, 0.0, 0.0]  # the count of quick exits starts again too
+    supervisor.slots.close()

@@ -1,0 +1,112 @@
+"""The jobs of the chaos scenarios, and the kill points (imported by every worker).
+
+Every job writes to the ledger file named by ``KASHQ_CHAOS_LEDGER`` (one
+``O_APPEND`` write per line, so concurrent workers never tear one): ``start``
+when its ``handle()`` begins and ``done`` when it ends well.
+
+A job may name a *kill point* where it SIGKILLs its own worker process, on
+its first delivery only (an ``O_EXCL`` marker file decides, so exactly one
+process ever kills for it):
+
+- ``reserve``: reserved, ``handle()`` not started (its batch is in flight too);
+- ``handle``: in the middle of ``handle()``;
+- ``ack``: ``handle()`` finished well, the acknowledgement not yet sent.
+
+The ``reserve`` and ``ack`` points wrap :meth:`kashq.Worker.process`, only when
+``KASHQ_CHAOS_LEDGER`` is set: a hook that exists in this test module alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from kashq import Job, Outcome, Worker
+from kashq.drivers.base import Reservation
+
+LEDGER = os.environ.get("KASHQ_CHAOS_LEDGER", "")
+KILL_POINTS = ("reserve", "handle", "ack")
+
+
+def note(kind: str, job_id: str, extra: str = "") -> None:
+    line = f"{kind} {job_id} {os.getpid()} {time.time():.6f} {extra}".rstrip() + "\n"
+    fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def kill_here(job_id: str, point: str) -> None:
+    """SIGKILL this process, unless a process already killed itself for this job."""
+    marker = Path(LEDGER).with_name(f"killed-{job_id}")
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    note("kill", job_id, point)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Work(Job):
+    """Sleeps ``ms``; fails its first ``fail_first`` attempts, or every one if ``fails``."""
+
+    ms: float = 0.0
+    fail_first: int = 0
+    fails: bool = False
+    kill_at: str = ""
+    tries = 10
+    backoff = 0
+
+    def handle(self) -> None:
+        assert self.envelope is not None
+        job_id = self.envelope.id
+        note("start", job_id)
+        if self.kill_at == "handle":
+            kill_here(job_id, "handle")
+        if self.ms:
+            time.sleep(self.ms / 1000)
+        if self.fails:
+            raise RuntimeError("this job fails on every attempt")
+        if self.envelope.attempts < self.fail_first:
+            raise RuntimeError(f"attempt {self.envelope.attempts + 1} fails on purpose")
+        note("done", job_id)
+
+
+class FailsForGood(Work):
+    """One attempt, which raises: straight to ``failed_jobs``."""
+
+    fails: bool = True
+    tries = 1
+
+
+def _kill_point(res: Reservation) -> str:
+    if '"kill_at"' not in res.raw:
+        return ""
+    payload = json.loads(res.raw).get("payload", {})
+    point = payload.get("kill_at", "") if isinstance(payload, dict) else ""
+    return point if point in ("reserve", "ack") else ""
+
+
+def _install_kill_points() -> None:
+    process = Worker.process
+
+    def process_with_kill_points(
+        self: Worker, reservation: Reservation, *, defer_ack: bool = False
+    ) -> Outcome:
+        point = _kill_point(reservation)
+        if point == "reserve":
+            kill_here(reservation.id, point)
+        outcome = process(self, reservation, defer_ack=defer_ack)
+        if point == "ack" and outcome is Outcome.COMPLETED:
+            kill_here(reservation.id, point)
+        return outcome
+
+    Worker.process = process_with_kill_points  # type: ignore[method-assign]
+
+
+if LEDGER:
+    _install_kill_points()
