@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from kashq.exceptions import ConfigError
+from kashq.redact import hide_password
 
 DEFAULT_CONFIG_FILE = Path("config") / "kashq.toml"
 CONNECTIONS = ("database", "redis", "sharded", "memory", "sync")
@@ -96,7 +97,7 @@ class Settings(BaseSettings):
     def _check_shards(cls, value: list[str]) -> list[str]:
         for url in value:
             if not url.startswith(_REDIS_SCHEMES[:3]):
-                shown = _hide_password(url)
+                shown = hide_password(url)
                 raise ValueError(f"{shown!r} must start with redis://, rediss:// or unix://")
         return value
 
@@ -159,7 +160,7 @@ def _describe(exc: ValidationError) -> str:
     name = str(err["loc"][0]) if err["loc"] else "settings"
     given = err.get("input")
     if name.endswith("_url") and isinstance(given, str):
-        given = _hide_password(given)
+        given = hide_password(given)
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
     message = err["msg"]
     if name == "connection":
@@ -169,15 +170,3 @@ def _describe(exc: ValidationError) -> str:
     elif name == "shards":
         shown = ""  # the message names the bad URL, its password hidden
     return f"invalid setting {name} (KASHQ_{name.upper()}): {message}{shown}"
-
-
-def _hide_password(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        rest, scheme = url, ""
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -110,8 +111,10 @@ class Envelope:
 def decode(raw: str | bytes) -> Envelope:
     """Parse stored text into an :class:`Envelope`, or raise :class:`EnvelopeError`."""
     try:
-        data = json.loads(raw)
-    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        # Strict UTF-8: json.loads would let CESU-8 surrogates through ("surrogatepass").
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        data = json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
         raise EnvelopeError(f"envelope is not valid JSON: {exc}") from None
     if type(data) is not dict:
         raise EnvelopeError(f"envelope must be a JSON object, got {type(data).__name__}")
@@ -138,9 +141,11 @@ def decode(raw: str | bytes) -> Envelope:
             failure=None if failure is None else _failure(failure),
         )
         _check_types(env)
+        if "\\u" in text:  # an escape, maybe of a lone surrogate ("\\ud800")
+            _check_text(data)
     except KeyError as exc:
         raise EnvelopeError(f"malformed envelope: missing field {exc.args[0]!r}") from None
-    except TypeError as exc:
+    except (TypeError, RecursionError) as exc:
         raise EnvelopeError(f"malformed envelope: {exc}") from None
     return env
 
@@ -149,7 +154,7 @@ def peek(raw: str | bytes) -> tuple[str | None, str | None]:
     """Best-effort ``(id, type)`` of data that may not decode, for error records."""
     try:
         data = json.loads(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None, None
     if not isinstance(data, dict):
         return None, None
@@ -198,14 +203,34 @@ def _check_types(env: Envelope) -> None:
             continue
         wanted = "a number" if kinds is _NUMBER else kinds[0].__name__
         raise TypeError(f"field {name!r} must be {wanted}, got {type(value).__name__}")
-    env.created_at = float(env.created_at)
-    env.available_at = float(env.available_at)
+    env.created_at = _seconds("created_at", env.created_at)
+    env.available_at = _seconds("available_at", env.available_at)
     if env.backoff_s is not None:
-        env.backoff_s = float(env.backoff_s)
+        env.backoff_s = _seconds("backoff_s", env.backoff_s)
     if env.timeout_s is not None:
-        env.timeout_s = float(env.timeout_s)
+        env.timeout_s = _seconds("timeout_s", env.timeout_s)
     if not all(type(k) is str and type(v) is str for k, v in env.metadata.items()):
         raise TypeError("field 'metadata' must map strings to strings")
+
+
+def _seconds(name: str, value: float) -> float:
+    """``value`` as a finite float: JSON reads ``1e999`` as infinity, and NaN too,
+    which would be stored back as ``inf``/``nan``, text no JSON parser reads."""
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise TypeError(f"field {name!r} must be a finite number")
+    return seconds
+
+
+def _check_text(data: dict[str, Any]) -> None:
+    """Refuse a lone surrogate (``"\\ud800"``): it is no text, and cannot be stored as UTF-8."""
+    try:
+        _dumps(data).encode()
+    except UnicodeEncodeError:
+        raise TypeError("a string holds a lone surrogate such as \\ud800: not text") from None
 
 
 _FIELD_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from kashq.exceptions import ConfigError, KashqError
+from kashq.redact import hide_password, hide_secrets_in
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 _AUTOCOMMIT = "kashq_autocommit"
@@ -52,7 +53,7 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
         engine = create_engine(parsed, **engine_kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        raise ConfigError(f"invalid database URL {_safe(url)}: {first_line(exc)}") from None
+        raise ConfigError(f"invalid database URL {safe_url(url)}: {describe(url, exc)}") from None
     if backend == "sqlite":
         _tune_sqlite(engine)
     return engine
@@ -60,9 +61,7 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
 
 def safe_url(target: Engine | str | URL) -> str:
     """The URL of ``target`` with any password replaced by ``***``."""
-    if isinstance(target, Engine):
-        return target.url.render_as_string(hide_password=True)
-    return _safe(target)
+    return hide_password(_text(target))
 
 
 def first_line(exc: BaseException) -> str:
@@ -75,19 +74,13 @@ def first_line(exc: BaseException) -> str:
 
 def describe(target: Engine | str | URL, exc: BaseException) -> str:
     """:func:`first_line` of ``exc`` with the password of ``target`` (if any) masked."""
-    message = first_line(exc)
-    try:
-        password = (target.url if isinstance(target, Engine) else make_url(target)).password
-    except (ArgumentError, ValueError):
-        password = None
-    return message.replace(str(password), "***") if password else message
+    return hide_secrets_in(first_line(exc), _text(target))
 
 
-def _safe(url: str | URL) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "(unparseable URL)"
+def _text(target: Engine | str | URL) -> str:
+    """The URL as given: a str is not parsed (a malformed one must be hidden too)."""
+    url = target.url if isinstance(target, Engine) else target
+    return url if isinstance(url, str) else url.render_as_string(hide_password=False)
 
 
 def _create_sqlite_directory(url: URL) -> None:
@@ -100,7 +93,7 @@ def _create_sqlite_directory(url: URL) -> None:
     except OSError as exc:
         raise ConfigError(
             f"cannot create the directory {directory} for the SQLite database "
-            f"{_safe(url)}: {exc.strerror or exc}"
+            f"{safe_url(url)}: {exc.strerror or exc}"
         ) from None
 
 

@@ -71,11 +71,17 @@ class WebhookJob(Job, WebhookPayload):
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON value in ``body``; ValueError if it is not UTF-8 JSON (NaN and Infinity too)."""
+    """The JSON value in ``body``; ValueError if it is not UTF-8 JSON.
+
+    NaN, Infinity and ``1e999`` are refused, and so are lone surrogates
+    (``"\\ud800"``): no queue could store them as UTF-8 JSON.
+    """
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        value = json.loads(body, parse_constant=_refuse_constant)
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    return value
 
 
 def _refuse_constant(name: str) -> Any:

@@ -30,6 +30,7 @@ Headers = Mapping[str, str]
 """Request headers by lower-case name (repeated headers joined with ``", "``)."""
 
 STRIPE_TOLERANCE_S = 300.0
+_MAX_TIMESTAMP_DIGITS = 12  # Unix seconds have 10 digits until the year 2286
 
 
 class Verifier(Protocol):
@@ -95,6 +96,8 @@ class StripeSignature:
         for item in header.split(","):
             name, _, value = item.strip().partition("=")
             if name == "t" and value.isascii() and value.isdigit():
+                if len(value) > _MAX_TIMESTAMP_DIGITS:  # int() of thousands of digits raises
+                    raise InvalidSignature("malformed Stripe-Signature header")
                 timestamp = int(value)
             elif name == "v1":
                 signatures.append(value)

@@ -6,8 +6,10 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from kashq.exceptions import ConfigError, DriverError
+from kashq.redact import hide_secrets_in
 
 CONNECT_TIMEOUT_S = 5.0
 CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
@@ -30,9 +32,9 @@ def connect(url: str, *, socket_timeout_s: float | None = None) -> Any:
             if url.startswith(scheme):
                 return RedisCluster.from_url(plain + url[len(scheme) :], **timeouts)
         return redis.Redis.from_url(url, **timeouts)
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL: {exc}") from None
-    except redis.RedisError as exc:  # a cluster client connects at once
+    except ValueError as exc:  # it may quote a piece of a password holding a '/' or '@'
+        raise ConfigError(f"invalid Redis URL: {hide_secrets_in(str(exc), url)}") from None
+    except (redis.RedisError, RedisClusterException) as exc:  # a cluster client connects at once
         raise DriverError(f"cannot reach the Redis cluster: {exc}") from None
 
 

@@ -1,0 +1,1 @@
+"""Security tests: payloads never become code, fuzzed inputs, hidden secrets, webhook guards."""
