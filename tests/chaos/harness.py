@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -37,6 +36,7 @@ from kashq.drivers.base import Driver
 from kashq.exceptions import DriverError
 from kashq.failed.base import FailedJobStore
 from tests.chaos.chaos_jobs import Work
+from tests.e2e.work_app import kashq_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0  # KASHQ_RETRY_AFTER of every scenario: a lost job comes back quickly
@@ -169,11 +169,6 @@ def _age_s(pid: int, now: float) -> float:
         return 0.0
     started_ticks = int(stat.rsplit(")", 1)[1].split()[19])
     return now - started_ticks / _CLOCK_TICKS
-
-
-def kashq_executable() -> str:
-    beside = Path(sys.executable).parent / "kashq"
-    return str(beside) if beside.is_file() else "kashq"
 
 
 @dataclass
