@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from kashq import dispatcher
+from tests.support import report
 from tests.support.services import RedisClusterNodes, RedisServer, in_ci
 
 
@@ -67,3 +68,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("chaos") or item.get_closest_marker("soak"):
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if report.LINES:
+        terminalreporter.section("chaos and soak reports")
+        for line in report.LINES:
+            terminalreporter.write_line(line)

@@ -12,8 +12,8 @@ until every job has reached a terminal state, and then checks the invariant:
 
 The ledger is a file the chaos never touches. :meth:`Chaos.check` prints a
 one-line summary (dispatched, completed, failed, duplicates, max recovery
-time: from the end of a fault to the next completed job, see
-:func:`_recovery_s`), so a run is a report as well as a pass.
+time, see :func:`_recovery_s`), repeated in the run's closing report, so a
+run is a report as well as a pass.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from kashq.exceptions import DriverError
 from kashq.failed.base import FailedJobStore
 from tests.chaos.chaos_jobs import Work
 from tests.e2e.work_app import kashq_executable
+from tests.support import report
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0  # KASHQ_RETRY_AFTER of every scenario: a lost job comes back quickly
@@ -293,7 +294,7 @@ class Chaos:
             faults=Counter(fault.label for fault in faults),
             max_recovery_s=max((_recovery_s(fault, lines) for fault in faults), default=0.0),
         )
-        print(f"\n{summary}")
+        report.add(str(summary))
         sizes = driver.sizes(["default"])["default"]
         assert sizes.total == 0, f"jobs left in the queue: {sizes}"
         strangers = (set(done) | set(failed)) - set(self.dispatched)

@@ -34,6 +34,7 @@ from kashq.events.redis import stream_key
 from kashq.failed.database import DatabaseFailedJobStore
 from tests.chaos.chaos_jobs import FailsForGood, Work
 from tests.chaos.harness import PREFETCH, Chaos, Fault
+from tests.support import report
 from tests.support.services import RedisServer
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1500)]
@@ -127,7 +128,7 @@ def test_soak_ten_minutes_of_mixed_jobs_leaks_nothing(tmp_path):
     }  # fmt: skip
     events = admin.xlen(stream_key("kashq"))
     drained_redis_mb = admin.info("memory")["used_memory"] / 2**20
-    print(
+    report.add(
         f"soak: {SOAK_S:g} s at {RATE} jobs/s, {timed_out} timeouts; worker RSS growth after "
         f"warm-up (MB): {sorted(round(g, 1) for g in growth.values())}; peak worker RSS "
         f"{max(mb for seen in samples.values() for _, mb in seen):.1f} MB; Redis used_memory "
