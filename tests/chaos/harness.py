@@ -36,7 +36,7 @@ from kashq.drivers.base import Driver
 from kashq.exceptions import DriverError
 from kashq.failed.base import FailedJobStore
 from tests.chaos.chaos_jobs import Work
-from tests.e2e.work_app import kashq_executable
+from tests.e2e.work_app import Worker, kashq_executable
 from tests.support import report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,15 +110,8 @@ class Summary:
         )
 
 
-class Workers:
+class Workers(Worker):
     """One running ``kashq queue:work`` (the supervisor and its worker processes)."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], log: Path) -> None:
-        self.popen = popen
-        self.log = log
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
     def children(self) -> list[int]:
         """The worker processes' pids (the supervisor's children)."""
@@ -140,12 +133,6 @@ class Workers:
             os.kill(pid, signal.SIGKILL)
         return pid
 
-    def kill_all(self) -> None:
-        """SIGKILL the supervisor and every worker at once (a machine crash)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(30)
-
     def stop(self, timeout_s: float = 60) -> int:
         """SIGTERM (running jobs finish), then SIGKILL whatever is left; returns the exit code."""
         if self.popen.poll() is None:
@@ -153,7 +140,7 @@ class Workers:
             try:
                 self.popen.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self.kill_all()
+                self.kill_group()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)  # a worker the supervisor left behind
         return self.popen.wait(30)
@@ -181,7 +168,6 @@ class Chaos:
     env: dict[str, str]
     dispatched: dict[str, float] = field(default_factory=dict)  # job id -> earliest start
     faults: list[Fault] = field(default_factory=list)
-    workers_per_fault: int = 1
 
     @classmethod
     def create(cls, name: str, root: Path, settings: dict[str, str]) -> Chaos:
@@ -223,12 +209,12 @@ class Chaos:
     def start_work(self, *args: str) -> Workers:
         """``kashq queue:work --import tests.chaos.chaos_jobs --json --quiet ARGS``."""
         log = self.root / f"work-{uuid.uuid4().hex[:6]}.log"
-        with log.open("wb") as handle:
+        with log.open("w") as handle:
             popen = subprocess.Popen(
                 [kashq_executable(), "queue:work", "--import", "tests.chaos.chaos_jobs",
                  "--json", "--quiet", *args],
                 cwd=self.root, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, text=True,
             )  # fmt: skip
         return Workers(popen, log)
 

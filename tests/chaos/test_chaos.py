@@ -221,7 +221,7 @@ def test_delayed_and_retried_jobs_survive_a_full_restart_of_every_worker(tmp_pat
     try:
         time.sleep(1.5)
         with chaos.fault("every process SIGKILLed", 2 * PREFETCH):
-            workers.kill_all()
+            workers.kill_group()  # a machine crash
             workers = chaos.start_work("--workers", "2")
         time.sleep(2.0)
         with chaos.fault("every process stopped (SIGTERM)", 0):
