@@ -2,13 +2,21 @@
 
 The TOML file is ``config/kashq.toml`` in the working directory, or the path
 in the ``KASHQ_CONFIG`` environment variable (read from the environment only,
-since ``.env`` is itself one of the sources being located). Every bad value
-becomes one :class:`ConfigError` line naming the setting.
+since ``.env`` is itself one of the sources being located; a path that does not
+exist is an error). Every bad value becomes one :class:`ConfigError` line
+naming the setting and where its value came from. Mistyped names are caught
+too: an unknown key in the TOML file or given in code is an error; an unknown
+``KASHQ_*`` variable (in the environment or ``.env``) is a warning, since
+environments carry variables kashq does not own (a Kubernetes service named
+``kashq`` adds ``KASHQ_PORT``...). ``repr(settings)`` hides passwords and secrets.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,8 +29,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from kashq.envelope import error_text
 from kashq.exceptions import ConfigError
-from kashq.redact import hide_password
+from kashq.names import QUEUE_NAME_RULE, is_queue_name
+from kashq.redact import HIDDEN, hide_password
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = Path("config") / "kashq.toml"
 CONNECTIONS = ("database", "redis", "sharded", "memory", "sync")
@@ -30,6 +42,16 @@ SHARD_STRATEGIES = ("hash", "round_robin", "least_loaded")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 Connection = Literal["database", "redis", "sharded", "memory", "sync"]
+
+ENV_PREFIX = "KASHQ_"
+CONFIG_VARIABLE = "KASHQ_CONFIG"
+# KASHQ_* variables that are not settings: the config file's path, and the
+# test suite's and benchmarks' own.
+_NOT_SETTINGS = (CONFIG_VARIABLE,)
+_RESERVED_PREFIXES = ("KASHQ_TEST_", "KASHQ_BENCH_")
+_URL_SETTINGS = ("redis_url", "database_url")
+_WEBHOOK_SETTINGS = ("slack_webhook_url", "alert_webhook_url")
+_SECRET_SETTINGS = ("alert_webhook_secret",)
 
 
 class Settings(BaseSettings):
@@ -40,7 +62,7 @@ class Settings(BaseSettings):
     )
 
     connection: Connection = Field("database", description="default connection")
-    queue: str = Field("default", min_length=1, description="default queue name")
+    queue: str = Field("default", description="default queue name")
     max_retry: int = Field(3, ge=1, description="total attempts before a job is failed")
     backoff: float = Field(1.0, ge=0, description="linear backoff base, seconds")
     retry_after: float = Field(30.0, gt=0, description="lease of a reserved job, seconds")
@@ -51,7 +73,7 @@ class Settings(BaseSettings):
     imports: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="modules holding job classes"
     )
-    prefix: str = Field("kashq", min_length=1, pattern=r"^[^\s{}]+$", description="key prefix")
+    prefix: str = Field("kashq", description="key prefix")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL")
     shards: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Redis URLs of the sharded connection, comma-separated"
@@ -70,6 +92,29 @@ class Settings(BaseSettings):
     alert_webhook_secret: str | None = Field(None, description="HMAC-SHA256 key signing alerts")
     alert_timeout: float = Field(5.0, gt=0, description="seconds an alerter may take")
     timezone: str = Field("UTC", min_length=1, description="time zone of recurring schedules")
+
+    def __init__(self, **values: Any) -> None:
+        _refuse_unknown(values, "Settings()")
+        super().__init__(**values)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() go through here: never show a password or a secret.
+        for name, value in super().__repr_args__():
+            yield name, _shown(name, value)
+
+    @field_validator("queue")
+    @classmethod
+    def _check_queue(cls, value: str) -> str:
+        if not is_queue_name(value):
+            raise ValueError(f"must be one queue name of {QUEUE_NAME_RULE}")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or any(c.isspace() or c in "{}" for c in value):
+            raise ValueError("must be non-empty, without whitespace or braces")
+        return value
 
     @field_validator("imports", "shards", mode="before")
     @classmethod
@@ -135,38 +180,150 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
-        return (init_settings, env_settings, dotenv_settings, toml)
+        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    """The TOML file, whose keys must all be settings."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        path = config_file()
+        super().__init__(settings_cls, toml_file=path)
+        for key in self.toml_data:
+            if key not in Settings.model_fields:
+                raise ConfigError(f"unknown setting {key!r} in {path}{_did_you_mean(key)}")
 
 
 def config_file() -> Path:
-    """The TOML file settings are read from (it need not exist)."""
-    return Path(os.environ.get("KASHQ_CONFIG") or DEFAULT_CONFIG_FILE)
+    """The TOML file settings are read from: ``KASHQ_CONFIG``'s, which must exist, or
+    ``config/kashq.toml``, which need not."""
+    named = os.environ.get(CONFIG_VARIABLE)
+    if not named:
+        return DEFAULT_CONFIG_FILE
+    path = Path(named)
+    if not path.is_file():
+        raise ConfigError(
+            f"{CONFIG_VARIABLE} names {path}, which is not a file "
+            f"(unset it to use {DEFAULT_CONFIG_FILE} if it exists)"
+        )
+    return path
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from every source; ``overrides`` (CLI flags) win. None values are ignored."""
+def load_settings(*, origin: str = "load_settings()", **overrides: Any) -> Settings:
+    """Settings from every source; ``overrides`` (CLI flags, code) win. None values are ignored.
+
+    ``origin`` names where the overrides come from ("the command line",
+    "kashq.configure()"), for error messages. Unknown ``KASHQ_*`` variables
+    are logged once per process as a warning.
+    """
+    _refuse_unknown(overrides, origin)
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, given, origin)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
-        raise ConfigError(f"cannot read config file {config_file()}: {exc}") from None
+        raise ConfigError(f"cannot read config file {config_file()}: {_line(exc)}") from None
+    _warn_unknown_variables()
+    return settings
 
 
-def _describe(exc: ValidationError) -> str:
+def env_name(setting: str) -> str:
+    """The environment variable of ``setting``: ``KASHQ_<NAME>``."""
+    return ENV_PREFIX + setting.upper()
+
+
+def _describe(exc: ValidationError, given: Mapping[str, Any], origin: str) -> str:
     err = exc.errors(include_url=False)[0]
     name = str(err["loc"][0]) if err["loc"] else "settings"
-    given = err.get("input")
-    if name.endswith("_url") and isinstance(given, str):
-        given = hide_password(given)
-    shown = "" if isinstance(given, dict) else f" (got {given!r})"
-    message = err["msg"]
+    value = err.get("input")
+    if name.endswith("_url") and isinstance(value, str):
+        value = hide_password(value)
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    message = error_text(err)
     if name == "connection":
         message = "must be one of " + ", ".join(CONNECTIONS)
     elif name == "shard_strategy":
         message = "must be one of " + ", ".join(SHARD_STRATEGIES)
     elif name == "shards":
         shown = ""  # the message names the bad URL, its password hidden
-    return f"invalid setting {name} (KASHQ_{name.upper()}): {message}{shown}"
+    return f"invalid setting {name} (from {_source_of(name, given, origin)}): {message}{shown}"
+
+
+def _source_of(name: str, given: Mapping[str, Any], origin: str) -> str:
+    """Where the value of setting ``name`` came from, highest source first."""
+    if name in given:
+        return origin
+    variable = env_name(name)
+    if any(key.upper() == variable for key in os.environ):
+        return f"environment variable {variable}"
+    if any(key.upper() == variable for key in _dotenv()):
+        return f"{variable} in .env"
+    return f"{name} in {config_file()}"
+
+
+def _dotenv() -> dict[str, str | None]:
+    from dotenv import dotenv_values  # pydantic-settings' own dependency
+
+    path = Path(".env")
+    return dotenv_values(path) if path.is_file() else {}
+
+
+def _refuse_unknown(values: Iterable[str], origin: str) -> None:
+    for key in values:
+        if not key.startswith("_") and key not in Settings.model_fields:
+            raise ConfigError(f"unknown setting {key!r} given to {origin}{_did_you_mean(key)}")
+
+
+_warned: set[str] = set()
+
+
+def _warn_unknown_variables() -> None:
+    """Log once per process each ``KASHQ_*`` variable that names no setting."""
+    known = {env_name(name) for name in Settings.model_fields} | set(_NOT_SETTINGS)
+    found = [(key, "the environment") for key in os.environ]
+    found += [(key, ".env") for key in _dotenv()]
+    for key, where in found:
+        variable = key.upper()
+        if (
+            not variable.startswith(ENV_PREFIX)
+            or variable in known
+            or variable.startswith(_RESERVED_PREFIXES)
+            or variable in _warned
+        ):
+            continue
+        _warned.add(variable)
+        close = _closest(variable.removeprefix(ENV_PREFIX))
+        guess = f" (did you mean {env_name(close)}?)" if close else ""
+        log.warning("unknown setting %s in %s, ignored%s", key, where, guess)
+
+
+def _did_you_mean(name: str) -> str:
+    close = _closest(name)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def _closest(name: str) -> str | None:
+    close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _shown(name: str | None, value: Any) -> Any:
+    """A setting's value as ``repr(settings)`` shows it: no password, no secret."""
+    if value is None or name is None:
+        return value
+    if name in _URL_SETTINGS:
+        return hide_password(value)
+    if name == "shards":
+        return [hide_password(url) for url in value]
+    if name in _WEBHOOK_SETTINGS:  # the path or query of a webhook URL is its secret
+        scheme, _, rest = str(value).partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}/{HIDDEN}"
+    if name in _SECRET_SETTINGS:
+        return HIDDEN
+    return value
+
+
+def _line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

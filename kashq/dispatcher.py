@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from kashq.exceptions import JobDefinitionError
 from kashq.job import Delay, Dispatchable, NamedJob
 from kashq.manager import QueueManager
 
@@ -33,7 +34,7 @@ def configure(manager: QueueManager | None = None, **settings: Any) -> QueueMana
     """Make ``manager`` (or one built from settings plus ``settings`` overrides) current."""
     from kashq.config import load_settings
 
-    new = manager or QueueManager(load_settings(**settings))
+    new = manager or QueueManager(load_settings(origin="kashq.configure()", **settings))
     old = swap_manager(new)
     if old is not None and old is not new:
         old.close()
@@ -86,6 +87,7 @@ def dispatch(
         job = NamedJob(job, payload)
     elif payload is not None:
         raise TypeError("a payload is only given with a job name; a Job carries its own")
+    _check_dispatchable(job)
     if queue is not None:
         job.on_queue(queue)
     if connection is not None:
@@ -103,12 +105,12 @@ def dispatch(
 
 def dispatch_after(job: Dispatchable, delay: Delay) -> str | None:
     """Dispatch ``job`` to run after ``delay`` (seconds or timedelta)."""
-    return job.dispatch_after(delay)
+    return _check_dispatchable(job).dispatch_after(delay)
 
 
 def dispatch_at(job: Dispatchable, when: datetime) -> str | None:
     """Dispatch ``job`` to run at ``when``."""
-    return job.dispatch_at(when)
+    return _check_dispatchable(job).dispatch_at(when)
 
 
 def dispatch_many(jobs: Iterable[Dispatchable]) -> list[str | None]:
@@ -116,4 +118,14 @@ def dispatch_many(jobs: Iterable[Dispatchable]) -> list[str | None]:
 
     Returns their ids in order; None for a unique job that was already queued.
     """
-    return list(get_dispatcher().dispatch_many(jobs))
+    return list(get_dispatcher().dispatch_many([_check_dispatchable(job) for job in jobs]))
+
+
+def _check_dispatchable(job: object) -> Dispatchable:
+    """``job`` if it can be dispatched, else a one-line error saying what can."""
+    if not isinstance(job, Dispatchable):
+        raise JobDefinitionError(
+            f"cannot dispatch {type(job).__name__} {job!r:.60}: dispatch a Job instance, "
+            "a NamedJob, or a job name with its payload"
+        )
+    return job

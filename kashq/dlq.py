@@ -118,6 +118,10 @@ class DeadLetterQueue:
 
     def get(self, key: int | str) -> FailedJob:
         """The failed job with this id or uuid; :class:`DeadLetterError` if there is none."""
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise DeadLetterError(
+                f"a failed job is found by its numeric id or its uuid, got {key!r}"
+            )
         job = self.store.find(key.strip() if isinstance(key, str) else key)
         if job is None:
             raise DeadLetterError(f"no failed job with id or uuid {key!r}")

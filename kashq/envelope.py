@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from kashq.exceptions import EnvelopeError, PayloadError
 
@@ -170,8 +171,15 @@ def describe_validation_error(model_name: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {error_text(err)}")
     return f"payload does not match {model_name}: " + "; ".join(parts)
+
+
+def error_text(err: ErrorDetails) -> str:
+    """One pydantic error's message; a validator's own ValueError without "Value error, "."""
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        return str(err["ctx"]["error"])
+    return err["msg"]
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

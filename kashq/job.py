@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import uuid
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from kashq.envelope import Envelope, new_job_id
-from kashq.exceptions import JobDefinitionError
+from kashq.exceptions import JobDefinitionError, PayloadError
+from kashq.names import check_queue_name
 from kashq.registry import REGISTRY, qualified_name
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from kashq.middleware import Middleware
 
 Delay = float | int | timedelta
-_QUEUE_NAME = re.compile(r"^[^\s,{}]{1,200}$")
 UniqueUntil = Literal["processing", "completed"]
 
 # Envelope metadata carrying a unique job's lock, so the worker can free it.
@@ -55,16 +55,19 @@ class DispatchOptions:
     job_id: str | None = None
 
 
-def delay_seconds(delay: Delay) -> float:
-    """Seconds in ``delay`` (a number of seconds or a timedelta); must be >= 0."""
+def delay_seconds(delay: Delay, name: str = "delay") -> float:
+    """Seconds in ``delay`` (a number of seconds or a timedelta); must be >= 0.
+
+    ``name`` is the option being set, for the error message (``backoff``...).
+    """
     if isinstance(delay, timedelta):
         seconds = delay.total_seconds()
     elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
         seconds = float(delay)
     else:
-        raise ValueError(f"delay must be seconds or a timedelta, got {delay!r}")
+        raise ValueError(f"{name} must be seconds or a timedelta, got {delay!r}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {delay!r}")
     return seconds
 
 
@@ -108,7 +111,7 @@ class Dispatchable:
 
     def with_backoff(self, backoff_s: float) -> Self:
         """Linear backoff base: retry n waits ``backoff_s * n`` seconds."""
-        self._opts().backoff_s = delay_seconds(backoff_s)
+        self._opts().backoff_s = delay_seconds(backoff_s, "backoff")
         return self
 
     def with_timeout(self, timeout_s: float) -> Self:
@@ -187,7 +190,7 @@ class Dispatchable:
             available_at,
             0,
             cls.tries if opts.tries is None else opts.tries,
-            _seconds(cls.backoff) if opts.backoff_s is None else opts.backoff_s,
+            _backoff(cls.backoff) if opts.backoff_s is None else opts.backoff_s,
             cls.timeout if opts.timeout_s is None else opts.timeout_s,
             cls.max_deliveries,
             cls.priority if opts.priority is None else opts.priority,
@@ -239,8 +242,16 @@ class Job(Dispatchable, BaseModel):
         opts: DispatchOptions = self.__pydantic_private__["_kashq_opts"]  # type: ignore[index]
         return opts
 
+    @abstractmethod
+    def handle(self) -> Any:
+        """The job's work (may be ``async def``). A class without one cannot be built,
+        so it can serve as a base class of shared options but is never dispatched."""
+
     def payload_data(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        try:
+            return self.model_dump(mode="json")
+        except ValueError as exc:  # pydantic's serialisation errors, UnicodeDecodeError
+            raise PayloadError(_unserialisable(self, exc)) from None
 
     @property
     def envelope(self) -> Envelope | None:
@@ -285,6 +296,10 @@ class NamedJob(Dispatchable):
             raise JobDefinitionError(
                 f"payload of {name!r} must be a dict, got {type(payload).__name__}"
             )
+        try:
+            _check_json(payload, "payload")
+        except (TypeError, RecursionError) as exc:
+            raise PayloadError(f"{name!r}: {exc}") from None
         self._name = name
         self._payload = dict(payload or {})
         self._kashq_opts = DispatchOptions()
@@ -313,17 +328,41 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
 }
 
 
-def check_queue_name(queue: object) -> str:
-    """``queue`` if it is a usable queue name, else ValueError.
+def _unserialisable(job: Job, error: ValueError) -> str:
+    """Which payload field of ``job`` cannot be written as JSON, and why (one line)."""
+    for name in type(job).model_fields:
+        try:
+            job.model_dump(mode="json", include={name})
+        except ValueError as exc:
+            error = exc
+            where = f"field {name!r}"
+            break
+    else:
+        where = "its payload"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{type(job).__qualname__}: {where} cannot be stored as JSON ({reason})"
 
-    Queue names appear in storage keys (as Redis hash tags) and in comma-separated
-    lists on the command line, so whitespace, commas and braces are refused.
-    """
-    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
-        raise ValueError(
-            f"queue name must be 1-200 characters without whitespace, commas or braces: {queue!r}"
+
+def _check_json(value: object, where: str) -> None:
+    """TypeError naming the first part of ``value`` that JSON cannot carry as is."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where} is {value!r}, which JSON cannot carry")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has the key {key!r}: JSON keys are strings")
+            _check_json(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]")
+    else:
+        raise TypeError(
+            f"{where} is a {type(value).__name__}, which JSON cannot carry "
+            "(use str, int, float, bool, None, lists and dicts)"
         )
-    return queue
 
 
 def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
@@ -334,8 +373,8 @@ def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     return value
 
 
-def _seconds(value: Delay | None) -> float | None:
-    return None if value is None else delay_seconds(value)
+def _backoff(value: Delay | None) -> float | None:
+    return None if value is None else delay_seconds(value, "backoff")
 
 
 def _check_timeout(value: object) -> float:
@@ -358,7 +397,7 @@ def _check_class_options(cls: type[Dispatchable]) -> None:
         if cls.max_deliveries is not None:
             _check_int("max_deliveries", cls.max_deliveries, minimum=1)
         if cls.backoff is not None:
-            delay_seconds(cls.backoff)
+            delay_seconds(cls.backoff, "backoff")
         if cls.timeout is not None:
             _check_timeout(cls.timeout)
         _check_int("priority", cls.priority)

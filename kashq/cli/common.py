@@ -40,7 +40,9 @@ def open_manager(connection: str | None = None, **overrides: Any) -> QueueManage
     A bad connection name or setting raises :class:`~kashq.exceptions.ConfigError`
     (one line, turned into an exit by :func:`kashq.cli.output.friendly`).
     """
-    settings: Settings = load_settings(connection=connection, **overrides)
+    settings: Settings = load_settings(
+        origin="the command line", connection=connection, **overrides
+    )
     return QueueManager(settings)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from kashq.cli import output
-from kashq.job import check_queue_name
+from kashq.names import check_queue_name
 
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from kashq import dispatcher
 from kashq.exceptions import ConfigError, DriverError, KashqError
-from kashq.job import Dispatchable, Job, NamedJob, check_queue_name
+from kashq.job import Dispatchable, Job, NamedJob
 from kashq.locks import Lock
+from kashq.names import check_queue_name
 from kashq.registry import REGISTRY
 from kashq.webhooks.errors import InvalidSignature, WebhookError
 from kashq.webhooks.payload import (

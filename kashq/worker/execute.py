@@ -41,6 +41,8 @@ def prepare(envelope: Envelope, registry: Registry) -> Prepared:
         fn = entry.target
         return Prepared(lambda: fn(envelope), None)
     cls: type[Job] = entry.target
+    if inspect.isabstract(cls) or not callable(getattr(cls, "handle", None)):
+        raise JobDefinitionError(f"job class {cls.__qualname__} defines no handle() method")
     try:
         job = cls.model_validate(envelope.payload)
     except ValidationError as exc:
@@ -49,11 +51,8 @@ def prepare(envelope: Envelope, registry: Registry) -> Prepared:
         raise PayloadError(
             f"payload of {cls.__qualname__} could not be loaded: {type(exc).__name__}: {exc}"
         ) from exc
-    handle = getattr(job, "handle", None)
-    if not callable(handle):
-        raise JobDefinitionError(f"job class {cls.__qualname__} defines no handle() method")
     job._kashq_envelope = envelope
-    return Prepared(handle, job)
+    return Prepared(job.handle, job)
 
 
 def run(call: Callable[[], Any], timeout_s: float | None) -> None:

@@ -181,6 +181,14 @@ def test_unknown_ids_raise_a_clear_error(manager):
         dlq.retry("no-such-uuid")
 
 
+@pytest.mark.parametrize("key", [None, 1.5, True, b"1", ["1"]])
+def test_a_key_that_is_neither_id_nor_uuid_raises_a_clear_error(manager, key):
+    dlq = DeadLetterQueue(manager=manager)
+    for action in (dlq.get, dlq.retry, dlq.forget):
+        with pytest.raises(DeadLetterError, match="found by its numeric id or its uuid"):
+            action(key)
+
+
 def test_an_undecodable_payload_is_not_retried_and_stays_in_the_store(manager, store):
     bad = garbage(store)
     (good,) = fail_jobs(manager, ChargeCard(order_id=4))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kashq import ConfigError, KashqError, Settings, load_settings
+import kashq
+from kashq import ConfigError, KashqError, Settings, config, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -73,12 +74,25 @@ def test_default_imports_list_is_not_shared_between_instances() -> None:
     assert load_settings().imports == []
 
 
-def test_missing_config_file_named_by_kashq_config_is_not_an_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("KASHQ_CONFIG", str(tmp_path / "does-not-exist.toml"))
+def test_missing_default_config_file_is_not_an_error() -> None:
+    assert not (Path("config") / "kashq.toml").exists()
 
     assert load_settings().queue == "default"
+
+
+def test_missing_config_file_named_by_kashq_config_is_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "does-not-exist.toml"
+    monkeypatch.setenv("KASHQ_CONFIG", str(missing))
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    message = str(caught.value)
+    assert_one_line(message)
+    assert "KASHQ_CONFIG" in message
+    assert str(missing) in message
 
 
 # --------------------------------------------------------------------------- precedence
@@ -336,16 +350,17 @@ def test_timeout_number_in_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"database_url": "kashq.sqlite"}, "database_url"),
     ],
 )
-def test_bad_override_raises_one_line_config_error_naming_setting_and_env_var(
+def test_bad_override_raises_one_line_config_error_naming_setting_and_origin(
     overrides: dict[str, object], setting: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(**overrides)
+        load_settings(origin="the command line", **overrides)
 
     message = str(caught.value)
     assert_one_line(message)
-    assert setting in message
-    assert f"KASHQ_{setting.upper()}" in message
+    assert f"invalid setting {setting} (from the command line)" in message
+    assert "KASHQ_" not in message  # the value did not come from a variable
+    assert "Value error" not in message  # pydantic's prefix is not ours
 
 
 def test_config_error_is_a_kashq_error() -> None:
@@ -359,7 +374,7 @@ def test_bad_connection_message_lists_allowed_values() -> None:
 
     message = str(caught.value)
     assert_one_line(message)
-    assert "KASHQ_CONNECTION" in message
+    assert "invalid setting connection (from load_settings())" in message
     assert "memory" in message
     assert "sync" in message
     assert "redisx" in message  # shows what was given
@@ -408,8 +423,8 @@ def test_bad_env_var_raises_one_line_config_error_naming_the_variable(
 
     message = str(caught.value)
     assert_one_line(message)
-    assert variable in message
-    assert variable.removeprefix("KASHQ_").lower() in message
+    setting = variable.removeprefix("KASHQ_").lower()
+    assert f"invalid setting {setting} (from environment variable {variable})" in message
 
 
 def test_bad_value_in_toml_file_raises_config_error_naming_setting(tmp_path: Path) -> None:
@@ -420,8 +435,9 @@ def test_bad_value_in_toml_file_raises_config_error_naming_setting(tmp_path: Pat
 
     message = str(caught.value)
     assert_one_line(message)
-    assert "max_retry" in message
-    assert "KASHQ_MAX_RETRY" in message
+    where = Path("config") / "kashq.toml"
+    assert f"invalid setting max_retry (from max_retry in {where})" in message
+    assert "KASHQ_MAX_RETRY" not in message
 
 
 def test_bad_value_in_dotenv_raises_config_error_naming_setting(tmp_path: Path) -> None:
@@ -432,7 +448,18 @@ def test_bad_value_in_dotenv_raises_config_error_naming_setting(tmp_path: Path) 
 
     message = str(caught.value)
     assert_one_line(message)
-    assert "KASHQ_CONNECTION" in message
+    assert "invalid setting connection (from KASHQ_CONNECTION in .env)" in message
+
+
+def test_bad_value_given_to_configure_names_configure_as_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KASHQ_CONNECTION", "redis")  # a good value lower down changes nothing
+
+    with pytest.raises(ConfigError) as caught:
+        kashq.configure(connection="kafka")
+
+    assert str(caught.value).startswith("invalid setting connection (from kashq.configure()):")
 
 
 def test_good_override_fixes_bad_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -480,3 +507,119 @@ def test_config_error_does_not_chain_the_pydantic_error() -> None:
 )
 def test_cluster_redis_urls_are_accepted(url: str) -> None:
     assert load_settings(redis_url=url).redis_url == url
+
+
+# --------------------------------------------------------------------------- queue names
+
+
+@pytest.mark.parametrize("queue", ["a,b", "a b", "{x}", "tab\there", "x" * 201])
+def test_default_queue_must_be_one_usable_queue_name(
+    monkeypatch: pytest.MonkeyPatch, queue: str
+) -> None:
+    monkeypatch.setenv("KASHQ_QUEUE", queue)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    message = str(caught.value)
+    assert_one_line(message)
+    assert "invalid setting queue (from environment variable KASHQ_QUEUE)" in message
+    assert "one queue name" in message
+
+
+# --------------------------------------------------------------------------- mistyped names
+
+
+def test_unknown_key_in_toml_file_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    write_toml(tmp_path, "max_retries = 5\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    message = str(caught.value)
+    assert_one_line(message)
+    assert "unknown setting 'max_retries'" in message
+    assert str(Path("config") / "kashq.toml") in message
+    assert "did you mean 'max_retry'?" in message
+
+
+def test_unknown_keyword_given_to_configure_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as caught:
+        kashq.configure(conection="redis")
+
+    message = str(caught.value)
+    assert_one_line(message)
+    assert "unknown setting 'conection' given to kashq.configure()" in message
+    assert "did you mean 'connection'?" in message
+
+
+def test_unknown_keyword_given_to_settings_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'queues' given to Settings\(\)"):
+        Settings(queues="emails")  # type: ignore[call-arg]
+
+
+def test_unknown_kashq_variable_is_a_warning_once_with_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KASHQ_MAX_RETRIES", "5")
+    monkeypatch.setattr(config, "_warned", set())
+
+    with caplog.at_level("WARNING", logger="kashq.config"):
+        assert load_settings().max_retry == 3  # ignored, not an error
+        load_settings()
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kashq.config"]
+    assert warnings == [
+        "unknown setting KASHQ_MAX_RETRIES in the environment, ignored "
+        "(did you mean KASHQ_MAX_RETRY?)"
+    ]
+
+
+def test_unknown_kashq_variable_in_dotenv_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_dotenv(tmp_path, "KASHQ_CONECTION=redis\nOTHER_APP_SETTING=1\n")
+    monkeypatch.setattr(config, "_warned", set())
+
+    with caplog.at_level("WARNING", logger="kashq.config"):
+        load_settings()
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kashq.config"]
+    assert warnings == [
+        "unknown setting KASHQ_CONECTION in .env, ignored (did you mean KASHQ_CONNECTION?)"
+    ]
+
+
+def test_variables_that_are_not_settings_are_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KASHQ_CONFIG", str(write_toml(tmp_path, "")))
+    monkeypatch.setenv("KASHQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("KASHQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    monkeypatch.setenv("KASHQ_MAX_RETRY", "4")
+    monkeypatch.setattr(config, "_warned", set())
+
+    with caplog.at_level("WARNING", logger="kashq.config"):
+        load_settings()
+
+    assert [r for r in caplog.records if r.name == "kashq.config"] == []
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_repr_and_str_of_settings_hide_passwords_and_secrets() -> None:
+    settings = load_settings(
+        redis_url="redis://:s3cr3t-redis@cache:6379/0",
+        database_url="postgresql+psycopg://app:s3cr3t-db@db/app",
+        shards=["redis://:s3cr3t-shard@a:6379/0", "redis://b:6379/0"],
+        slack_webhook_url="https://hooks.slack.com/services/T0/B0/s3cr3t-slack",
+        alert_webhook_url="https://ops.example.com/hook?token=s3cr3t-hook",
+        alert_webhook_secret="s3cr3t-hmac",
+    )
+
+    for shown in (repr(settings), str(settings), f"{settings}"):
+        assert "s3cr3t" not in shown
+    assert "redis_url='redis://:***@cache:6379/0'" in repr(settings)
+    assert "slack_webhook_url='https://hooks.slack.com/***'" in repr(settings)
+    assert settings.redis_url == "redis://:s3cr3t-redis@cache:6379/0"  # values stay usable

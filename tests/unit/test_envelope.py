@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 import kashq
 from kashq.envelope import WIRE_VERSION, Envelope, Failure, decode, peek
@@ -299,6 +299,26 @@ def test_payload_as_raises_payload_error_naming_the_bad_field() -> None:
     assert "EmailPayload" in message
     assert "to: Field required" in message
     assert "retries:" in message
+
+
+class PositivePayload(BaseModel):
+    count: int
+
+    @field_validator("count")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("count must be positive")
+        return value
+
+
+def test_payload_error_from_a_validator_says_its_words_without_pydantic_prefix() -> None:
+    env = full_envelope(payload={"count": -1})
+
+    with pytest.raises(kashq.PayloadError) as info:
+        env.payload_as(PositivePayload)
+
+    assert str(info.value) == "payload does not match PositivePayload: count: count must be positive"
 
 
 # -- property: a Job's payload survives the wire ------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -238,8 +239,9 @@ def test_delay_after_dispatch_at_replaces_the_absolute_time() -> None:
     [
         ("    tries = 0\n", "tries"),
         ("    tries = 2.5\n", "tries"),
-        ("    backoff = -1\n", "delay"),
-        ("    backoff = float('nan')\n", "delay"),
+        ("    backoff = -1\n", "backoff must"),
+        ("    backoff = float('nan')\n", "backoff must"),
+        ("    backoff = 'soon'\n", "backoff must be seconds"),
         ("    timeout = 0\n", "timeout"),
         ("    timeout = -5\n", "timeout"),
         ("    priority = 'x'\n", "priority"),
@@ -266,6 +268,30 @@ def test_payload_field_named_like_an_option_or_method_raises_job_definition_erro
         define_job(f"    {field}: int = 1\n")
 
 
+def test_a_job_class_without_handle_cannot_be_built_so_never_dispatched() -> None:
+    class NoHandle(kashq.Job):
+        order_id: int
+
+    with pytest.raises(TypeError, match=r"abstract method.*handle"), kashq.testing.fake() as fake:
+        NoHandle(order_id=1).dispatch()
+    assert fake.records == []
+
+
+def test_a_base_class_without_handle_shares_options_with_its_subclasses() -> None:
+    class EmailJob(kashq.Job):
+        queue = "emails"
+        tries = 5
+
+    class SendWelcome(EmailJob):
+        to: str
+
+        def handle(self) -> None: ...
+
+    env = envelope_of(SendWelcome(to="a@example.com"))
+
+    assert (env.queue, env.max_tries) == ("emails", 5)
+
+
 def test_job_definition_error_is_also_a_type_error() -> None:
     assert issubclass(kashq.JobDefinitionError, TypeError)
     assert issubclass(kashq.JobDefinitionError, kashq.KashqError)
@@ -282,7 +308,8 @@ def test_a_rejected_class_is_not_registered() -> None:
 
 def test_a_timedelta_backoff_class_option_is_stored_as_seconds() -> None:
     namespace: dict[str, Any] = {"kashq": kashq, "timedelta": timedelta, "__name__": __name__}
-    exec("class BackoffJob(kashq.Job):\n    backoff = timedelta(seconds=5)\n", namespace)
+    source = "class BackoffJob(kashq.Job):\n    backoff = timedelta(seconds=5)\n"
+    exec(source + "    def handle(self) -> None: ...\n", namespace)
 
     env = envelope_of(namespace["BackoffJob"]())
 
@@ -291,7 +318,7 @@ def test_a_timedelta_backoff_class_option_is_stored_as_seconds() -> None:
 
 @pytest.mark.parametrize("backoff", ["'5'", "True", "float('inf')"])
 def test_a_backoff_class_option_that_is_not_seconds_is_refused(backoff: str) -> None:
-    with pytest.raises(kashq.JobDefinitionError, match=r"backoff|delay"):
+    with pytest.raises(kashq.JobDefinitionError, match="backoff must"):
         define_job(f"    backoff = {backoff}\n")
 
 
@@ -532,3 +559,70 @@ def test_sync_connection_runs_the_job_immediately_in_the_caller(
     JobSyncAppendJob(value=8).dispatch()
     assert SYNC_RAN == [7, 8]
     assert sync_connection.connection().sizes(["default"])["default"].total == 0
+
+
+# -- what cannot be dispatched: one kashq error naming the part ---------------------------
+
+
+class CarriesBytes(kashq.Job):
+    data: bytes
+
+    def handle(self) -> None: ...
+
+
+class CarriesAnything(kashq.Job):
+    order_id: int
+    extra: Any = None
+
+    def handle(self) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("job", "names"),
+    [
+        (CarriesBytes(data=b"\xff\xfe"), "field 'data'"),
+        (CarriesAnything(order_id=1, extra=threading.Lock()), "field 'extra'"),
+    ],
+)
+def test_a_payload_field_that_cannot_be_json_is_a_payload_error_naming_it(
+    job: kashq.Job, names: str
+) -> None:
+    with pytest.raises(kashq.PayloadError) as caught, kashq.testing.fake() as fake:
+        job.dispatch()
+
+    assert f"{type(job).__qualname__}: {names} cannot be stored as JSON" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert fake.records == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "names"),
+    [
+        ({"to": b"a@example.com"}, "payload['to'] is a bytes"),
+        ({"lock": threading.Lock()}, "payload['lock'] is a lock"),
+        ({"items": [1, {"price": float("nan")}]}, "payload['items'][1]['price'] is nan"),
+        ({"ids": {1: "a"}}, "payload['ids'] has the key 1"),
+    ],
+)
+def test_a_named_payload_that_cannot_be_json_is_a_payload_error_naming_the_part(
+    payload: dict[str, Any], names: str
+) -> None:
+    with pytest.raises(kashq.PayloadError, match=re.escape(names)):
+        kashq.NamedJob("send_email", payload)
+
+
+@pytest.mark.parametrize("thing", [42, None, b"send_email", object()])
+def test_dispatching_something_that_is_not_a_job_is_a_kashq_error(thing: object) -> None:
+    kashq.configure(connection="memory")
+    for attempt in (
+        lambda: kashq.dispatch(thing),  # type: ignore[arg-type]
+        lambda: kashq.dispatch_many([thing]),  # type: ignore[list-item]
+        lambda: kashq.dispatch_after(thing, 5),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(kashq.JobDefinitionError, match="cannot dispatch"):
+            attempt()
+
+
+def test_with_backoff_error_names_backoff_not_delay() -> None:
+    with pytest.raises(ValueError, match="^backoff must be seconds or a timedelta"):
+        CarriesAnything(order_id=1).with_backoff("soon")  # type: ignore[arg-type]

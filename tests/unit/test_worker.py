@@ -319,8 +319,8 @@ def test_payload_failing_validation_is_failed_naming_the_field():
 
 
 def test_job_class_without_handle_is_failed_with_a_clear_reason():
-    h = Harness()
-    h.push(NoHandle())
+    h = Harness()  # such a class cannot be built, but its name can be dispatched
+    h.push(NamedJob(NoHandle.__kashq_name__, {}))
     assert h.worker.run_next() is Outcome.FAILED
     assert "defines no handle()" in h.store.all()[0].error
 
