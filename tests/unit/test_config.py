@@ -623,3 +623,18 @@ def test_repr_and_str_of_settings_hide_passwords_and_secrets() -> None:
     assert "redis_url='redis://:***@cache:6379/0'" in repr(settings)
     assert "slack_webhook_url='https://hooks.slack.com/***'" in repr(settings)
     assert settings.redis_url == "redis://:s3cr3t-redis@cache:6379/0"  # values stay usable
+
+
+def test_the_shipped_config_file_shows_every_setting_with_its_default() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "config" / "kashq.toml"
+    shown: dict[str, str] = {}
+    for line in shipped.read_text().splitlines():
+        if line.startswith("# ") and " = " in line and not line.startswith("#  "):
+            key, _, value = line[2:].partition(" = ")
+            if key.isidentifier():
+                shown[key] = value.split("  #")[0].strip()
+
+    assert set(shown) == set(Settings.model_fields)
+    defaults = Settings()
+    for name in ("connection", "queue", "max_retry", "backoff", "prefetch", "events"):
+        assert str(getattr(defaults, name)).lower() in shown[name].strip('"').lower()
