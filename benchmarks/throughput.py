@@ -69,7 +69,7 @@ def rate(n: int, fn: Callable[[], object]) -> float:
 
 def bench_connection(name: str, manager: QueueManager, n: int, samples: int, runs: int) -> Result:
     """Each figure is the median of ``runs`` runs."""
-    manager.connection().clear("default")
+    manager.clear("default")
     enqueues, drains, bulks = [], [], []
     for _ in range(runs):
         enqueues.append(rate(n, lambda: [manager.dispatch(Noop()) for _ in range(n)]))

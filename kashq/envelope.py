@@ -22,6 +22,10 @@ only JSON. Field by field (JSON key = attribute name):
 ``failure``        set only while a permanent failure waits to be recorded
                    (the failed-job store was down): ``{"error", "exception"}``
 =================  ==========================================================
+
+Metadata keys starting with ``kashq.`` are kashq's own: a unique job carries
+the lock it holds while queued (``kashq.unique_key``, ``kashq.unique_token``)
+and when it frees it (``kashq.unique_until``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ from kashq.exceptions import EnvelopeError, PayloadError
 
 WIRE_VERSION = 1
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+# Envelope metadata carrying a unique job's claim, so whoever removes the job can free it.
+UNIQUE_KEY = "kashq.unique_key"
+UNIQUE_TOKEN = "kashq.unique_token"
+UNIQUE_UNTIL = "kashq.unique_until"
 
 
 def new_job_id() -> str:
@@ -149,6 +158,21 @@ def decode(raw: str | bytes) -> Envelope:
     except (TypeError, RecursionError) as exc:
         raise EnvelopeError(f"malformed envelope: {exc}") from None
     return env
+
+
+def unique_claim(raw: str) -> tuple[str, str] | None:
+    """The (lock key, token) of the unique claim stored job ``raw`` holds, if any.
+
+    Text without the claim's key is not parsed, so scanning a queue is cheap.
+    """
+    if UNIQUE_KEY not in raw:
+        return None
+    try:
+        metadata = decode(raw).metadata
+    except EnvelopeError:
+        return None
+    key, token = metadata.get(UNIQUE_KEY), metadata.get(UNIQUE_TOKEN)
+    return (key, token) if key and token else None
 
 
 def peek(raw: str | bytes) -> tuple[str | None, str | None]:

@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 Delay = float | int | timedelta
 UniqueUntil = Literal["processing", "completed"]
 
-# Envelope metadata carrying a unique job's lock, so the worker can free it.
-UNIQUE_KEY = "kashq.unique_key"
-UNIQUE_TOKEN = "kashq.unique_token"
-UNIQUE_UNTIL = "kashq.unique_until"
-
 
 @dataclass(slots=True)
 class DispatchOptions:

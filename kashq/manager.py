@@ -21,13 +21,14 @@ from kashq.config import CONNECTIONS, Settings, load_settings
 from kashq.drivers.base import Driver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.sync import SyncDriver
-from kashq.envelope import Envelope
+from kashq.envelope import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL, Envelope
 from kashq.events import EventRecorder, store_for
 from kashq.exceptions import ConfigError, KashqError
 from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
-from kashq.job import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL, Dispatchable, Job
+from kashq.job import Dispatchable, Job
 from kashq.locks import Lock, LockBackend, backend_for
+from kashq.worker import unique
 from kashq.worker.options import WorkerOptions
 from kashq.worker.worker import Worker
 
@@ -249,6 +250,16 @@ class QueueManager:
                 {UNIQUE_KEY: key, UNIQUE_TOKEN: lock.token, UNIQUE_UNTIL: job.unique_until}
             )
         return lock
+
+    def clear(self, queue: str, connection: str | None = None) -> int:
+        """Delete every job of ``queue`` on ``connection``; returns how many.
+
+        The unique claims those jobs held are freed, so an equal job can be
+        dispatched again at once (not only when the claim expires).
+        """
+        cleared = self.connection(connection).clear(queue)
+        unique.free_claims(self.locks(connection), cleared.claims)
+        return cleared.count
 
     def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
         from kashq.metrics import DefaultMetrics

@@ -126,7 +126,7 @@ def clear_command(
         where = f"queue {name!r} on connection {manager.settings.connection!r}"
         if not force and not _confirm(f"Delete every job of {where}?"):
             raise output.fail("Not cleared.")
-        count = manager.connection().clear(name)
+        count = manager.clear(name)
     output.line(f"Cleared {count} job{'' if count == 1 else 's'} from {where}.")
 
 

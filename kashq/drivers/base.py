@@ -56,6 +56,15 @@ class QueueSizes:
         return self.ready + self.delayed + self.reserved
 
 
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """What :meth:`Driver.clear` removed: how many jobs, and the unique claims
+    (lock key, token) those jobs held, for the caller to free."""
+
+    count: int
+    claims: tuple[tuple[str, str], ...] = ()
+
+
 class Driver(Protocol):
     """What the dispatcher and the worker need from a queue backend."""
 
@@ -105,8 +114,13 @@ class Driver(Protocol):
         """Sorted names of the queues holding at least one job (ready, delayed or reserved)."""
         ...
 
-    def clear(self, queue: str) -> int:
-        """Delete every job of ``queue`` in every state; returns how many."""
+    def clear(self, queue: str) -> Cleared:
+        """Delete every job of ``queue`` in every state.
+
+        Returns how many, with the unique claims they held
+        (:func:`kashq.envelope.unique_claim`): a job removed without running
+        never frees its claim itself.
+        """
         ...
 
     # -- control records ------------------------------------------------

@@ -52,8 +52,8 @@ from sqlalchemy.sql.dml import Insert
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
 from kashq.db.schema import MYSQL, control, jobs
-from kashq.drivers.base import QueueSizes, Reservation, check_control_name
-from kashq.envelope import Envelope
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
+from kashq.envelope import UNIQUE_KEY, Envelope, unique_claim
 from kashq.exceptions import DriverError
 
 _DELETE_CHUNK = 500
@@ -113,6 +113,9 @@ _SIZES = (
     .group_by(_c.queue)
 )
 _CLEAR = delete(jobs).where(_c.queue == bindparam("p_queue"))
+_CLAIMING = select(_c.raw).where(
+    (_c.queue == bindparam("p_queue")) & _c.raw.contains(UNIQUE_KEY, autoescape=True)
+)
 _IN_IDS = _c.id.in_(bindparam("p_ids", expanding=True))
 _HELD_IDS = select(_c.id).where(_IN_IDS & _c.token.is_not(None))
 _DELETE_WAITING_IDS = delete(jobs).where(_IN_IDS & _c.token.is_(None))
@@ -259,11 +262,14 @@ class DatabaseDriver:
         )
         return list(names)
 
-    def clear(self, queue: str) -> int:
-        result = self._db.run(
-            lambda conn: conn.execute(_CLEAR, {"p_queue": queue}), what="clear", atomic=False
-        )
-        return int(result.rowcount)
+    def clear(self, queue: str) -> Cleared:
+        def clear_queue(conn: Connection) -> Cleared:
+            raws = conn.execute(_CLAIMING, {"p_queue": queue}).scalars()
+            claims = tuple(filter(None, (unique_claim(raw) for raw in raws)))
+            count = conn.execute(_CLEAR, {"p_queue": queue}).rowcount
+            return Cleared(int(count), claims)
+
+        return self._db.run(clear_queue, what="clear")
 
     # -- control records ------------------------------------------------
     def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:

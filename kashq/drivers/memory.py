@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import QueueSizes, Reservation, check_control_name
-from kashq.envelope import Envelope
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
+from kashq.envelope import Envelope, unique_claim
 
 _READY, _DELAYED, _RESERVED = "ready", "delayed", "reserved"
 
@@ -143,13 +143,12 @@ class MemoryDriver:
         with self._cond:
             return sorted(name for name, q in self._queues.items() if any(q.counts.values()))
 
-    def clear(self, queue: str) -> int:
+    def clear(self, queue: str) -> Cleared:
         with self._cond:
             ids = [job_id for job_id, s in self._jobs.items() if s.queue == queue]
-            for job_id in ids:
-                del self._jobs[job_id]
+            claims = tuple(filter(None, (unique_claim(self._jobs.pop(i).raw) for i in ids)))
             self._queues.pop(queue, None)
-            return len(ids)
+            return Cleared(len(ids), claims)
 
     # -- control records ------------------------------------------------
     def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Driver, QueueSizes, Reservation
+from kashq.drivers.base import Cleared, Driver, QueueSizes, Reservation
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 
@@ -82,7 +82,7 @@ class SyncDriver:
     def queue_names(self) -> list[str]:
         return self._inner.queue_names()
 
-    def clear(self, queue: str) -> int:
+    def clear(self, queue: str) -> Cleared:
         return self._inner.clear(queue)
 
     def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:

@@ -11,12 +11,11 @@ a lock that expired and was taken by a newer dispatch is left alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
-from kashq.envelope import Envelope
+from kashq.envelope import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL, Envelope
 from kashq.exceptions import KashqError
-from kashq.job import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL
 from kashq.locks.base import LockBackend
 from kashq.locks.held import HeldLock, TokenSteps
 
@@ -36,12 +35,21 @@ def release_on_end(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
         _release(locks_of, env)  # a job unique until processing freed it when it started
 
 
+def free_claims(locks: LockBackend, claims: Iterable[tuple[str, str]]) -> None:
+    """Free the unique claims (lock key, token) of jobs removed without running."""
+    for key, token in claims:
+        _free(locks, key, token, "a removed job")
+
+
 def _release(locks_of: Callable[[], LockBackend], env: Envelope) -> None:
     key, token = env.metadata.get(UNIQUE_KEY), env.metadata.get(UNIQUE_TOKEN)
-    if not key or not token:
-        return
+    if key and token:
+        _free(locks_of(), key, token, f"job {env.id}")
+
+
+def _free(locks: LockBackend, key: str, token: str, whose: str) -> None:
     try:
         # Every kashq backend implements the token steps behind its HeldLocks.
-        HeldLock(cast(TokenSteps, locks_of()), key, token).release()
+        HeldLock(cast(TokenSteps, locks), key, token).release()
     except KashqError as exc:  # the lock expires by its TTL instead
-        log.warning("could not free unique lock %s of job %s: %s", key, env.id, exc)
+        log.warning("could not free unique lock %s of %s: %s", key, whose, exc)

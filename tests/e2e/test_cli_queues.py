@@ -8,6 +8,7 @@ driver; failed jobs through the real store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -24,9 +25,10 @@ from kashq.cli.queues import Throughput
 from kashq.drivers.base import Driver
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.redis import RedisDriver
-from kashq.envelope import Envelope, new_job_id
+from kashq.envelope import UNIQUE_KEY, UNIQUE_TOKEN, Envelope, new_job_id
 from kashq.failed.base import FailedJob
 from kashq.failed.database import DatabaseFailedJobStore
+from kashq.locks import backend_for
 from tests.e2e.conftest import Cli, assert_one_line_error, stderr_lines
 from tests.e2e.test_cli import _kashq_executable
 from tests.support.redis import delete_prefix, shared_client
@@ -219,6 +221,21 @@ def test_clear_given_queue_including_reserved_jobs(
     assert "Cleared 2 jobs from queue 'emails'" in run.stdout
     assert driver.sizes(["emails"])["emails"].total == 0
     assert driver.sizes(["default"])["default"].total == 3
+
+
+def test_clear_frees_the_unique_claims_of_the_jobs_it_removed(
+    kashq_cli: Cli, driver: Driver
+) -> None:
+    locks = backend_for(driver)
+    claim = locks.try_acquire("unique:app.jobs.Rebuild:7", 3600)
+    assert claim is not None
+    metadata = {UNIQUE_KEY: claim.key, UNIQUE_TOKEN: claim.token}
+    driver.push(dataclasses.replace(push(driver), id=new_job_id(), metadata=metadata))
+
+    run = kashq_cli(["queue:clear", "--force"])
+
+    assert run.exit_code == 0, run.output
+    assert locks.try_acquire("unique:app.jobs.Rebuild:7", 3600) is not None
 
 
 @pytest.mark.parametrize("answer", ["n\n", "\n", None])

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from kashq.drivers.base import Driver, QueueSizes, Reservation
+from kashq.drivers.base import Cleared, Driver, QueueSizes, Reservation
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.sharded import ShardedDriver
-from kashq.envelope import Envelope, decode, new_job_id
+from kashq.envelope import UNIQUE_KEY, UNIQUE_TOKEN, Envelope, decode, new_job_id
 from kashq.testing import FakeClock
 from tests.support.databases import database
 from tests.support.redis import redis_driver, sharded_driver
@@ -289,9 +289,30 @@ def test_clear_removes_every_state_of_one_queue_only(driver, clock):
     driver.push(envelope(clock, "a"))
     driver.push(envelope(clock, "b"))
     assert reserve(driver, "a") is not None
-    assert driver.clear("a") == 3
+    assert driver.clear("a").count == 3
     assert driver.sizes(["a", "b"]) == {"a": QueueSizes(), "b": QueueSizes(ready=1)}
     assert reserve(driver, "a") is None
+
+
+def test_clear_reports_the_unique_claims_of_the_jobs_it_removed(driver, clock):
+    def claiming(n: int, queue: str = "a", **fields: Any) -> Envelope:
+        metadata = {UNIQUE_KEY: f"unique:tests.Contract:{n}", UNIQUE_TOKEN: f"token-{n}"}
+        return envelope(clock, queue, n=n, metadata=metadata, **fields)
+
+    driver.push(claiming(1))
+    driver.push(claiming(2, available_at=clock.time() + 60))
+    driver.push(claiming(3))
+    driver.push(envelope(clock, "a", metadata={"trace": "kashq.unique_key"}))
+    driver.push(claiming(4, queue="b"))
+    assert reserve(driver, "a") is not None
+
+    cleared = driver.clear("a")
+
+    assert cleared.count == 4
+    assert sorted(cleared.claims) == [
+        (f"unique:tests.Contract:{n}", f"token-{n}") for n in (1, 2, 3)
+    ]
+    assert driver.clear("a") == Cleared(0, ())
 
 
 @pytest.mark.ordered
@@ -412,7 +433,7 @@ def test_queue_names_lists_exactly_the_queues_holding_ready_delayed_or_reserved_
 
 def test_a_cleared_or_drained_queue_leaves_the_queue_names(driver, clock):
     driver.push_many([envelope(clock, "a"), envelope(clock, "b"), envelope(clock, "c")])
-    assert driver.clear("a") == 1
+    assert driver.clear("a").count == 1
     assert len(drain_ids(driver, "b")) == 1
     res = reserve(driver, "c")
     assert res is not None
@@ -430,7 +451,7 @@ def test_queue_names_holding_colons_are_listed_whole_and_control_records_never(d
     names = ["emails:high", "a:b:c", "emails", "control"]
     driver.push_many([envelope(clock, name) for name in names])
     assert driver.queue_names() == sorted(names)
-    assert driver.clear("control") == 1
+    assert driver.clear("control").count == 1
     assert driver.get_control() == {"control": "x"}
 
 

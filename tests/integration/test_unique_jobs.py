@@ -24,6 +24,15 @@ class Account(Job):
         pass
 
 
+class Refund(Job):
+    n: int
+    unique_for = 120
+    tries = 1
+
+    def handle(self) -> None:
+        raise RuntimeError("refused by the bank")
+
+
 DISPATCHER = """
     import sys
 
@@ -38,7 +47,7 @@ DISPATCHER = """
 """
 
 
-@pytest.fixture(params=["redis", "sqlite", "postgres"])
+@pytest.fixture(params=["redis", "sqlite", "postgres", "mariadb"])
 def settings(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[dict[str, str]]:
     """Settings of a fresh store: a Redis prefix (keys deleted after) or a database."""
     if request.param == "redis":
@@ -76,5 +85,37 @@ def test_unique_job_can_be_dispatched_again_after_a_worker_completed_it(settings
         assert worker.stats.completed == 2
         second = manager.dispatch(Account(n=1))
         assert second is not None and second != first
+    finally:
+        manager.close()
+
+
+def test_clearing_a_queue_frees_the_unique_claims_of_the_jobs_it_removed(settings):
+    manager = QueueManager(load_settings(**settings), failed_store=MemoryFailedJobStore())
+    try:
+        manager.dispatch(Account(n=1))
+        manager.dispatch(Account(n=2).delay(600))
+        manager.dispatch(Account(n=3).on_queue("other"))
+        assert manager.dispatch(Account(n=1)) is None
+
+        assert manager.clear("default") == 2
+
+        assert manager.dispatch(Account(n=1)) is not None  # not refused for unique_for
+        assert manager.dispatch(Account(n=2)) is not None
+        assert manager.dispatch(Account(n=3)) is None  # its queue was not cleared
+    finally:
+        manager.close()
+
+
+def test_a_unique_job_that_failed_for_good_holds_no_claim(settings):
+    store = MemoryFailedJobStore()
+    manager = QueueManager(load_settings(**settings), failed_store=store)
+    try:
+        assert manager.dispatch(Refund(n=1)) is not None
+        manager.worker(stop_when_empty=True, sleep_s=0.05).run(1)
+        assert store.count() == 1
+
+        assert manager.dispatch(Refund(n=1)) is not None  # the failure freed it
+        assert store.flush() == 1
+        assert manager.dispatch(Refund(n=1)) is None  # the queued copy holds it again
     finally:
         manager.close()

@@ -318,7 +318,9 @@ def test_payload_error_from_a_validator_says_its_words_without_pydantic_prefix()
     with pytest.raises(kashq.PayloadError) as info:
         env.payload_as(PositivePayload)
 
-    assert str(info.value) == "payload does not match PositivePayload: count: count must be positive"
+    assert (
+        str(info.value) == "payload does not match PositivePayload: count: count must be positive"
+    )
 
 
 # -- property: a Job's payload survives the wire ------------------------------------------

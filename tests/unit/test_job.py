@@ -624,5 +624,5 @@ def test_dispatching_something_that_is_not_a_job_is_a_kashq_error(thing: object)
 
 
 def test_with_backoff_error_names_backoff_not_delay() -> None:
-    with pytest.raises(ValueError, match="^backoff must be seconds or a timedelta"):
+    with pytest.raises(ValueError, match=r"^backoff must be seconds or a timedelta"):
         CarriesAnything(order_id=1).with_backoff("soon")  # type: ignore[arg-type]

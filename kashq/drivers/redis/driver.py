@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import QueueSizes, Reservation, check_control_name
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
 from kashq.drivers.redis.client import connect, is_cluster
 from kashq.drivers.redis.keys import (
     QueueKeys,
@@ -31,12 +31,13 @@ from kashq.drivers.redis.keys import (
     queue_of_jobs_key,
 )
 from kashq.drivers.redis.scripts import Scripts
-from kashq.envelope import Envelope
+from kashq.envelope import Envelope, unique_claim
 from kashq.exceptions import DriverError
 
 T = TypeVar("T")
 _CLUSTER_WAIT_SLICE_S = 0.05  # a cluster cannot block on keys of several slots at once
 _MIN_BLOCK_S = 0.01
+_SCAN_COUNT = 1000  # jobs read per HSCAN step while clearing a queue
 
 
 class RedisDriver:
@@ -247,9 +248,22 @@ class RedisDriver:
         names = {queue_of_jobs_key(self.prefix, _text(key)) for key in keys}
         return sorted(name for name in names if name is not None)
 
-    def clear(self, queue: str) -> int:
+    def clear(self, queue: str) -> Cleared:
+        """Collect the unique claims of the queue's jobs, then delete them all.
+
+        The scan runs before the delete, not in one script, so a large queue
+        never blocks Redis: a job pushed in between is deleted with its claim
+        left to expire, as before; freeing the claim of a job that finished
+        in between is harmless (its token no longer matches).
+        """
         keys = self.keys(queue)
-        return int(self._run(lambda t: self._scripts.clear(t, keys))[0])
+
+        def claims() -> tuple[tuple[str, str], ...]:
+            raws = self.client.hscan_iter(keys.jobs, count=_SCAN_COUNT)
+            return tuple(filter(None, (unique_claim(_text(raw)) for _, raw in raws)))
+
+        found = self._call(claims)
+        return Cleared(int(self._run(lambda t: self._scripts.clear(t, keys))[0]), found)
 
     # -- control records ------------------------------------------------
     def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import QueueSizes, Reservation
+from kashq.drivers.base import Cleared, QueueSizes, Reservation
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.redis.client import connect
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
@@ -324,8 +324,11 @@ class ShardedDriver:
             names.update(self._on(shard.index, lambda d: d.queue_names()))
         return sorted(names)
 
-    def clear(self, queue: str) -> int:
-        return sum(self._on(shard.index, lambda d: d.clear(queue)) for shard in self.shards)
+    def clear(self, queue: str) -> Cleared:
+        cleared = [self._on(shard.index, lambda d: d.clear(queue)) for shard in self.shards]
+        return Cleared(
+            sum(c.count for c in cleared), tuple(claim for c in cleared for claim in c.claims)
+        )
 
     def _ready_counts(self, queue: str) -> list[int | None]:
         counts: list[int | None] = []
