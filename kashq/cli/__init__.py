@@ -33,6 +33,7 @@ def root(
     ] = False,
 ) -> None:
     """kashq: background jobs for Python, the Laravel way."""
+    output.show_warnings_of("kashq.config")  # unknown KASHQ_* variables, say
 
 
 make.register(app)

@@ -17,10 +17,16 @@ from typing import Annotated, Any
 import typer
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, comma_list, open_manager
+from kashq.cli.common import (
+    ConnectionArg,
+    ConnectionOpt,
+    JsonOpt,
+    comma_list,
+    either,
+    open_manager,
+    queue_list,
+)
 from kashq.events import EVENT_TYPES, Event, EventStore, store_for
-
-IN_PROCESS = ("memory", "sync")
 
 
 @contextmanager
@@ -28,12 +34,6 @@ def opened_store(connection: str | None) -> Iterator[EventStore]:
     """The event store of ``connection``, closed (with its manager) afterwards."""
     manager = open_manager(connection)
     try:
-        name = manager.settings.connection
-        if name in IN_PROCESS:
-            raise output.fail(
-                f"the {name} connection keeps its events inside the process that ran the jobs; "
-                "use database or redis to read them from the command line"
-            )
         store = store_for(manager.connection(), manager.settings, always=True)
         try:
             yield store
@@ -68,9 +68,10 @@ def events_command(
     job_id: Annotated[str, typer.Argument(help="Id (uuid) of the job.", show_default=False)],
     connection: ConnectionArg = None,
     as_json: JsonOpt = False,
+    connection_option: ConnectionOpt = None,
 ) -> None:
     """Show the recorded history of one job: dispatched, started, failed attempts, completed..."""
-    with opened_store(connection) as store:
+    with opened_store(either(connection, connection_option)) as store:
         events = store.get_job_events(job_id.strip())
     if not events:
         raise output.fail(f"no events recorded for job {job_id!r}")
@@ -106,6 +107,8 @@ def _names(value: str | None, option: str, allowed: tuple[str, ...] = ()) -> set
 @output.friendly
 def tail_command(
     connection: ConnectionArg = None,
+    *,
+    connection_option: ConnectionOpt = None,
     queue: Annotated[
         str | None,
         typer.Option(
@@ -129,10 +132,13 @@ def tail_command(
     ] = False,
 ) -> None:
     """Print job events live as they are recorded, one line each (Ctrl-C to stop)."""
-    queues = _names(queue, "--queue")
+    queues = set(queue_list(queue)) or None
     types = _names(event_type, "--type", EVENT_TYPES)
     try:
-        with opened_store(connection) as store:
+        with (
+            output.sigterm_as_ctrl_c(),
+            opened_store(either(connection, connection_option)) as store,
+        ):
             for event in store.tail(after):
                 if (queues is None or event.queue in queues) and (
                     types is None or event.type in types
@@ -155,12 +161,13 @@ def _print_event(event: Event, as_json: bool) -> None:
 @output.friendly
 def prune_command(
     connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
     hours: Annotated[
         float, typer.Option("--hours", min=0, help="Delete events older than this many hours.")
     ] = 168,
 ) -> None:
     """Delete recorded job events older than --hours (default 168, a week)."""
-    with opened_store(connection) as store:
+    with opened_store(either(connection, connection_option)) as store:
         count = store.prune(hours * 3600)
     output.line(f"Pruned {count} event{'' if count == 1 else 's'} older than {hours:g} hours.")
 

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from kashq.cli import output
-from kashq.cli.common import JsonOpt, opened
+from kashq.cli.common import ConnectionOpt, JsonOpt, one_queue, opened
 from kashq.dlq import push_back
 from kashq.exceptions import KashqError
 from kashq.failed.base import FailedJob, FailedJobStore
@@ -29,15 +29,6 @@ DURABLE_CONNECTIONS = ("database", "redis", "sharded")
 _ERROR_WIDTH = 80
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
-ConnectionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--connection",
-        "-c",
-        help="Connection whose failed jobs to use (default: KASHQ_CONNECTION).",
-        show_default=False,
-    ),
-]
 QueueFilterOpt = Annotated[
     str | None,
     typer.Option("--queue", "-q", help="Only failed jobs of this queue.", show_default=False),
@@ -113,6 +104,7 @@ def failed_command(
     connection: ConnectionOpt = None,
 ) -> None:
     """List failed jobs, newest first: id, queue, job, error, attempts, failed at."""
+    queue = one_queue(queue)
     with opened(connection) as (_, store):
         if key is not None:
             _show(store, key, as_json)
@@ -267,6 +259,7 @@ def retry_command(
     connection: ConnectionOpt = None,
 ) -> None:
     """Push failed jobs back onto their queues (same job id, attempts reset)."""
+    queue = one_queue(queue)
     everything, keys = _selection(ids or [], ranges or [])
     if not everything and not keys and queue is None:
         raise output.fail("nothing to retry: give failed job IDs, `all`, --range or --queue", 2)

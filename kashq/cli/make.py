@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import keyword
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,7 @@ import typer
 from kashq.cli import output
 from kashq.names import check_queue_name
 
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_TAKEN = ("Job",)  # the template imports it
 
 TEMPLATE = '''"""The {cls} job."""
 
@@ -43,8 +42,28 @@ def class_name(name: str) -> str:
 
 
 def module_name(cls: str) -> str:
-    """``SendWelcomeEmail`` → ``send_welcome_email``."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", cls).lower()
+    """``SendWelcomeEmail`` → ``send_welcome_email`` (any alphabet: ``ÉcrireRapport`` too)."""
+    words = []
+    for i, char in enumerate(cls):
+        before = cls[i - 1] if i else ""
+        after = cls[i + 1] if i + 1 < len(cls) else ""
+        starts_word = char.isupper() and (
+            before.islower() or before.isdigit() or (before.isupper() and after.islower())
+        )
+        words.append(f"_{char}" if starts_word else char)
+    return "".join(words).lower()
+
+
+def _problem(name: str, cls: str) -> str | None:
+    """Why ``name`` cannot be a job class (and its module), or None if it can."""
+    module = module_name(cls)
+    if not name.isidentifier() or not cls.isidentifier() or not module.isidentifier():
+        return "it is not a Python identifier"
+    if keyword.iskeyword(cls) or keyword.iskeyword(module):
+        return "it is a Python keyword"
+    if cls in _TAKEN:
+        return f"{cls} is the name of kashq's base class"
+    return None
 
 
 def make_job(
@@ -58,8 +77,11 @@ def make_job(
 ) -> None:
     """Create a new job class (refuses to overwrite an existing file)."""
     cls = class_name(name)
-    if not _IDENTIFIER.match(name) or not cls.isidentifier() or keyword.iskeyword(cls):
-        raise output.fail(f"job name must be a class name such as SendWelcomeEmail, got {name!r}")
+    problem = _problem(name, cls)
+    if problem is not None:
+        raise output.fail(
+            f"job name must be a class name such as SendWelcomeEmail, got {name!r}: {problem}"
+        )
     if queue is not None:
         try:
             check_queue_name(queue)

@@ -7,10 +7,14 @@ highlighting, so it always parses).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Sequence
+import logging
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from types import FrameType
 from typing import Any, TypeVar
 
 import typer
@@ -38,6 +42,21 @@ def error(message: str) -> None:
 def warning(message: str) -> None:
     """Print one warning line on stderr (the command goes on)."""
     err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
+
+
+class WarningLines(logging.Handler):
+    """Shows the log warnings of a kashq module as ``warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warning(record.getMessage())
+
+
+def show_warnings_of(logger_name: str) -> None:
+    """Print ``logger_name``'s warnings as this CLI's own lines (once, however often asked)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(handler, WarningLines) for handler in logger.handlers):
+        logger.addHandler(WarningLines(logging.WARNING))
+        logger.propagate = False
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -93,16 +112,18 @@ def table(
 ) -> Table:
     """A result table of plain-text cells that keeps every cell whole but ``flexible``'s.
 
-    The ``flexible`` column (a long message) is cut with an ellipsis to what
-    the terminal leaves, but never below ``FLEX_MIN`` characters; if the table
-    still does not fit, it is printed wider rather than chopping ids and names.
+    On a terminal, the ``flexible`` column (a long message) is cut with an
+    ellipsis to what the terminal leaves, but never below ``FLEX_MIN``
+    characters; if the table still does not fit, it is printed wider rather
+    than chopping ids and names. Into a file or a pipe nothing is cut: there is
+    no screen width to fit, and a script reading the table wants whole cells.
     """
     natural = [
         max([cell_len(name), *(cell_len(row[i]) for row in rows)]) for i, name in enumerate(columns)
     ]
     chrome = 3 * len(columns) + 1  # padding and borders of the default box
     grid = Table(header_style="bold")
-    if flexible in columns:
+    if flexible in columns and out.is_terminal:
         at = columns.index(flexible)
         room = out.width - chrome - sum(natural) + natural[at]
         natural[at] = min(natural[at], max(FLEX_MIN, room))
@@ -126,6 +147,38 @@ def local_time(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def live(renderable: RenderableType) -> Live:
-    """A live view on stdout, refreshed only when the caller updates it."""
-    return Live(renderable, console=out, auto_refresh=False, transient=False)
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Within the block, SIGTERM stops a watching command as Ctrl-C does (exit 0).
+
+    Service managers and ``timeout`` stop programs with SIGTERM; a command that
+    only watches (``queue:monitor``, ``queue:tail``) has nothing to finish.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def frames(*, in_place: bool) -> Iterator[Callable[[RenderableType], None]]:
+    """A function showing each new frame of a view on stdout.
+
+    ``in_place`` (a terminal): the frame is redrawn where the last one was;
+    otherwise (a file, a pipe) frames are appended, each flushed at once.
+    """
+    if not in_place:
+
+        def append(frame: RenderableType) -> None:
+            out.print(frame)
+            out.file.flush()
+
+        yield append
+        return
+    with Live(Text(""), console=out, auto_refresh=False, transient=False) as view:
+        yield lambda frame: view.update(frame, refresh=True)

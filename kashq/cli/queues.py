@@ -19,7 +19,15 @@ from rich.table import Table
 from rich.text import Text
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, comma_list, opened
+from kashq.cli.common import (
+    ConnectionArg,
+    ConnectionOpt,
+    JsonOpt,
+    either,
+    one_queue,
+    opened,
+    queue_list,
+)
 from kashq.drivers.base import Driver
 from kashq.failed.base import FailedJobStore
 from kashq.manager import QueueManager
@@ -39,13 +47,6 @@ QueuesOpt = Annotated[
 ]
 
 Sizes = dict[str, dict[str, int]]
-
-
-def _split(queues: str | None) -> list[str]:
-    names = comma_list(queues)
-    if queues is not None and not names:
-        raise output.fail("--queue needs at least one queue name", code=2)
-    return names
 
 
 def queue_names(manager: QueueManager, driver: Driver, store: FailedJobStore) -> list[str]:
@@ -95,11 +96,14 @@ def _sizes_table(figures: Sizes, alerts: Sequence[str] = (), *, status: bool = F
 
 @output.friendly
 def size_command(
-    connection: ConnectionArg = None, queue: QueuesOpt = None, as_json: JsonOpt = False
+    connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
+    queue: QueuesOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show how many jobs each queue holds: ready, delayed, reserved, failed."""
-    queues = _split(queue)
-    with opened(connection) as (manager, store):
+    queues = queue_list(queue)
+    with opened(either(connection, connection_option)) as (manager, store):
         figures = _measure(manager, store, queues)
     if as_json:
         output.print_json(figures)
@@ -110,6 +114,7 @@ def size_command(
 @output.friendly
 def clear_command(
     connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
     queue: Annotated[
         str | None,
         typer.Option(
@@ -121,8 +126,9 @@ def clear_command(
     ] = False,
 ) -> None:
     """Delete every job of a queue: ready, delayed and reserved (failed jobs stay)."""
-    with opened(connection) as (manager, _):
-        name = queue or manager.settings.queue
+    chosen = one_queue(queue)
+    with opened(either(connection, connection_option)) as (manager, _):
+        name = chosen or manager.settings.queue
         where = f"queue {name!r} on connection {manager.settings.connection!r}"
         if not force and not _confirm(f"Delete every job of {where}?"):
             raise output.fail("Not cleared.")
@@ -138,9 +144,11 @@ def _confirm(question: str) -> bool:
 
 
 @output.friendly
-def restart_command(connection: ConnectionArg = None) -> None:
+def restart_command(
+    connection: ConnectionArg = None, connection_option: ConnectionOpt = None
+) -> None:
     """Tell every queue:work supervisor to restart its workers after their current job."""
-    with opened(connection) as (manager, _):
+    with opened(either(connection, connection_option)) as (manager, _):
         manager.connection().put_control("restart", str(time.time()))
         name = manager.settings.connection
     output.line(
@@ -201,16 +209,19 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-def _frame(connection: str, figures: Sizes, alerts: list[str], throughput: Throughput) -> Group:
+def _frame(
+    connection: str, figures: Sizes, alerts: list[str], throughput: Throughput, *, live: bool
+) -> Group:
     title = f"kashq queues on {connection!r} at {time.strftime('%H:%M:%S')}"
     head = Text(title, style="bold")
-    foot = Text(throughput.summary() + "   (Ctrl-C to stop)", style="dim")
+    foot = Text(throughput.summary() + ("   (Ctrl-C to stop)" if live else ""), style="dim")
     return Group(head, _sizes_table(figures, alerts, status=True), foot)
 
 
 @output.friendly
 def monitor_command(
     connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
     *,
     queue: QueuesOpt = None,
     max_jobs: Annotated[
@@ -229,10 +240,10 @@ def monitor_command(
     ] = False,
 ) -> None:
     """Watch queue sizes and throughput live (Ctrl-C to stop); --once for scripts."""
-    queues = _split(queue)
+    queues = queue_list(queue)
     if as_json and not once:
         raise output.fail("--json needs --once (the live view is for people)", code=2)
-    with opened(connection) as (manager, store):
+    with opened(either(connection, connection_option)) as (manager, store):
         if once:
             _monitor_once(manager, store, queues, max_jobs, as_json)
         else:
@@ -260,7 +271,7 @@ def _monitor_once(
             }
         )
     else:
-        output.show(_frame(manager.settings.connection, figures, alerts, throughput))
+        output.show(_frame(manager.settings.connection, figures, alerts, throughput, live=False))
     if alerts:
         raise typer.Exit(code=1)
 
@@ -274,14 +285,17 @@ def _monitor_live(
 ) -> None:
     driver = manager.connection()
     throughput = Throughput()
+    # On a terminal one frame is redrawn in place; into a file or pipe each is appended.
+    on_terminal = output.out.is_terminal
     try:
-        with output.live(Text("…")) as view:
+        with output.sigterm_as_ctrl_c(), output.frames(in_place=on_terminal) as show:
             while True:
                 figures = _measure(manager, store, queues)
                 throughput.update(driver.get_control(SUPERVISOR_PREFIX), time.time())
                 alerts = _alerts(figures, max_jobs)
-                frame = _frame(manager.settings.connection, figures, alerts, throughput)
-                view.update(frame, refresh=True)
+                connection = manager.settings.connection
+                frame = _frame(connection, figures, alerts, throughput, live=on_terminal)
+                show(frame)
                 time.sleep(interval_s)
     except KeyboardInterrupt:
         return

@@ -16,7 +16,15 @@ import typer
 
 from kashq import dispatcher
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, JsonOpt, connection_address, job_modules, open_manager
+from kashq.cli.common import (
+    ConnectionArg,
+    ConnectionOpt,
+    JsonOpt,
+    connection_address,
+    either,
+    job_modules,
+    open_manager,
+)
 from kashq.config import Settings, load_settings
 from kashq.exceptions import ConfigError
 from kashq.imports import ImportFailed, import_job_modules
@@ -24,8 +32,6 @@ from kashq.manager import QueueManager
 from kashq.scheduler.cron import ScheduleError, zone
 from kashq.scheduler.recurring import ScheduleEntry, schedule
 from kashq.scheduler.runner import Fired, ScheduleRunner, stop_on_signals
-
-_NOT_ACROSS_PROCESSES = ("memory", "sync")
 
 ImportOpt = Annotated[
     list[str] | None,
@@ -64,6 +70,7 @@ def _where(error: BaseException) -> str:
 @output.friendly
 def work_command(
     connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
     imports: ImportOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per tick.")] = False,
 ) -> None:
@@ -72,14 +79,8 @@ def work_command(
     Ticks from before the start are not fired; after a pause only the latest
     missed tick of each schedule fires.
     """
-    manager = open_manager(connection)
-    settings = manager.settings
+    manager = open_manager(either(connection, connection_option))
     try:
-        if settings.connection in _NOT_ACROSS_PROCESSES:
-            raise ConfigError(
-                f"schedule:work cannot use the {settings.connection} connection: its jobs live in "
-                "one process (use kashq.scheduler.Scheduler().start() there, or database or redis)"
-            )
         previous = dispatcher.swap_manager(manager)  # job.dispatch() in a schedule goes here
         try:
             _work(manager, imports, quiet)

@@ -19,7 +19,14 @@ import typer
 
 from kashq import dispatcher
 from kashq.cli import output
-from kashq.cli.common import ConnectionArg, connection_address, job_modules, open_manager
+from kashq.cli.common import (
+    ConnectionArg,
+    ConnectionOpt,
+    connection_address,
+    either,
+    job_modules,
+    open_manager,
+)
 from kashq.imports import ImportFailed, import_job_modules
 from kashq.manager import QueueManager
 from kashq.webhooks import default_handler, mount_asgi
@@ -31,6 +38,7 @@ BACKLOG = 2048
 @output.friendly
 def serve_command(
     connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
     *,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
@@ -60,7 +68,7 @@ def serve_command(
         raise output.fail("webhooks:serve needs uvicorn: pip install 'kashq[webhooks]'") from None
     port_number = _port(port)
     prefix = mount_prefix(prefix)
-    manager = open_manager(connection)
+    manager = open_manager(either(connection, connection_option))
     try:
         _import(job_modules(manager.settings, imports))
         routes = default_handler.routes

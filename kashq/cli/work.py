@@ -12,16 +12,18 @@ import typer
 from kashq.cli import output
 from kashq.cli.common import (
     ConnectionArg,
-    comma_list,
+    ConnectionOpt,
     connection_address,
+    either,
     job_modules,
     open_manager,
+    queue_list,
     shown_url,
 )
 from kashq.cli.joblines import JobLines
 from kashq.config import Settings
 from kashq.drivers.base import Driver
-from kashq.exceptions import ConfigError, DriverError
+from kashq.exceptions import DriverError
 from kashq.imports import ImportFailed, check_in_subprocess
 from kashq.supervisor.spec import Output, WorkSpec
 
@@ -29,17 +31,17 @@ if TYPE_CHECKING:
     from kashq.manager import QueueManager
     from kashq.metrics.multiprocess import SupervisorMetrics
 
-_NOT_ACROSS_PROCESSES = ("memory", "sync")
-
 
 @output.friendly
 def work_command(
     *,
     connection: ConnectionArg = None,
+    connection_option: ConnectionOpt = None,
     queue: Annotated[
         str | None,
         typer.Option(
             "--queue",
+            "-q",
             help="Queues to consume, comma-separated, in strict priority order.",
             show_default="KASHQ_QUEUE",
         ),
@@ -148,14 +150,9 @@ def work_command(
     from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 
     port = _port(metrics_port)
-    manager = open_manager(connection)
+    manager = open_manager(either(connection, connection_option))
     settings = manager.settings
-    if settings.connection in _NOT_ACROSS_PROCESSES:
-        raise ConfigError(
-            f"queue:work cannot use the {settings.connection} connection: its jobs live in one "
-            "process (use kashq.start_workers() there, or the database or redis connection)"
-        )
-    queues = tuple(comma_list(queue or settings.queue))
+    queues = tuple(queue_list(queue) or [settings.queue])
     modules = tuple(job_modules(settings, imports))
     mode = _output_mode(json_output, quiet)
     lines = JobLines(mode, verbose=verbose)

@@ -260,6 +260,7 @@ def main(argv: list[str], early_signals: int = 0) -> None:
     process.watch_supervisor()
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
     logging.getLogger("kashq.jobs").setLevel(logging.ERROR)  # each job has its own line
+    logging.getLogger("kashq.config").setLevel(logging.ERROR)  # the supervisor warned once
     try:
         code = process.run()
     except Exception:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kashq.names import check_queue_name
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
@@ -31,3 +33,9 @@ class WorkerOptions:
     stop_when_empty: bool = False
     park_s: float = 5.0
     prefetch: int = 8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.queues, str) or not self.queues:
+            raise ValueError(f"queues must be a non-empty sequence of names, got {self.queues!r}")
+        for queue in self.queues:
+            check_queue_name(queue)
