@@ -136,24 +136,37 @@ class Worker:
         unique.release_on_start(self._locks_of, env)
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
-        try:
-            context = JobContext(self.driver, env, self._clock, self._locks_of)
-            execute.run_job(prepared, timeout_s, context)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
-            took_s = time.perf_counter() - started
-            self._events.emit(
-                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=_one_line(exc)
-            )
-            return self._after_error(res, env, exc, prepared.job, took_s)
+        error = self._run_job(prepared, env, timeout_s)
         took_s = time.perf_counter() - started
+        if error is not None:
+            self._events.emit(
+                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=_one_line(error)
+            )
+            return self._after_error(res, env, error, prepared.job, took_s)
         self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
         unique.release_on_end(self._locks_of, env)
         if not defer_ack:
             self._settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
         return Outcome.COMPLETED
+
+    def _run_job(
+        self, prepared: execute.Prepared, env: Envelope, timeout_s: float | None
+    ) -> BaseException | None:
+        """Run the job; what it raised, or None.
+
+        The error is handled by the caller, outside this ``except`` block, so
+        a ``failed()`` hook neither sees it as the exception being handled nor
+        chains its own errors to it.
+        """
+        try:
+            context = JobContext(self.driver, env, self._clock, self._locks_of)
+            execute.run_job(prepared, timeout_s, context)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
+            return exc
+        return None
 
     def _job_or_none(self, env: Envelope) -> Job | None:
         """The Job instance for ``env`` if it can be built (to call its failed() hook)."""

@@ -1,0 +1,69 @@
+"""What a failed job leaves behind: the recorded traceback, the attempts it got, the hook's view."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+import pytest
+
+import kashq
+from kashq import Job, Outcome, Worker, WorkerOptions
+from kashq.drivers.memory import MemoryDriver
+from kashq.failed.memory import MemoryFailedJobStore
+
+SEEN: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    SEEN.clear()
+
+
+class AsyncFailsWithAsyncHook(Job):
+    tries = 1
+
+    async def handle(self) -> None:
+        await asyncio.sleep(0)
+        raise ValueError("the job's own error")
+
+    async def failed(self, error: BaseException) -> None:
+        await asyncio.sleep(0)
+        SEEN.append((error, error.__context__, sys.exc_info()[1]))
+        raise LookupError("the hook's own error")
+
+
+def run_one(job: kashq.job.Dispatchable) -> tuple[Outcome | None, MemoryFailedJobStore, Worker]:
+    driver = MemoryDriver()
+    store = MemoryFailedJobStore()
+    driver.push(job.to_envelope(default_queue="default", now=time.time()))
+    worker = Worker(driver, store, WorkerOptions(tries=3, backoff_s=0))
+    return worker.run_next(), store, worker
+
+
+def test_a_failing_async_job_records_its_own_traceback_only(caplog):
+    caplog.set_level(logging.ERROR, logger="kashq.worker.execute")
+    outcome, store, _ = run_one(AsyncFailsWithAsyncHook())
+
+    assert outcome is Outcome.FAILED
+    [record] = store.all()
+    assert record.exception.startswith("Traceback")
+    assert "ValueError: the job's own error" in record.exception
+    assert "no running event loop" not in record.exception
+    assert "During handling" not in record.exception
+    # The async failed() hook sees the job's error, with nothing chained to it.
+    [(error, context, handling)] = SEEN
+    assert str(error) == "the job's own error"
+    assert context is None
+    assert handling is None
+    # What the hook raised is logged with its own traceback only.
+    [logged] = [r for r in caplog.records if "failed() hook" in r.getMessage()]
+    assert logged.exc_text is not None or logged.exc_info is not None
+    text = logging.Formatter().formatException(logged.exc_info) if logged.exc_info else ""
+    assert "LookupError: the hook's own error" in text
+    assert "no running event loop" not in text
+    assert "During handling" not in text
+    assert "the job's own error" not in text
