@@ -202,7 +202,8 @@ class Worker:
             return self._release(res, env, error, job, took_s)
         attempts = env.attempts + 1
         env = dataclasses.replace(env, attempts=attempts)
-        if not policy.should_retry(attempts, env.max_tries or self.options.tries):
+        max_tries = env.max_tries or self.options.tries
+        if not policy.should_retry(attempts, max_tries) or not policy.retryable(error):
             return self._fail(res, env, error, job, took_s)
         base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
         delay_s = policy.backoff_delay(attempts, base_s)

@@ -9,10 +9,12 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import kashq
 from kashq import Job, Outcome, Worker, WorkerOptions
 from kashq.drivers.memory import MemoryDriver
+from kashq.envelope import Envelope
 from kashq.failed.memory import MemoryFailedJobStore
 
 SEEN: list[Any] = []
@@ -34,6 +36,22 @@ class AsyncFailsWithAsyncHook(Job):
         await asyncio.sleep(0)
         SEEN.append((error, error.__context__, sys.exc_info()[1]))
         raise LookupError("the hook's own error")
+
+
+class Recipient(BaseModel):
+    to: str
+    retries_left: int
+
+
+@kashq.handler("tests.worker_failures.send")
+def send(envelope: Envelope) -> None:
+    SEEN.append(envelope.payload_as(Recipient))
+
+
+@kashq.handler("tests.worker_failures.send_async")
+async def send_async(envelope: Envelope) -> None:
+    await asyncio.sleep(0)
+    SEEN.append(envelope.payload_as(Recipient))
 
 
 def run_one(job: kashq.job.Dispatchable) -> tuple[Outcome | None, MemoryFailedJobStore, Worker]:
@@ -67,3 +85,15 @@ def test_a_failing_async_job_records_its_own_traceback_only(caplog):
     assert "no running event loop" not in text
     assert "During handling" not in text
     assert "the job's own error" not in text
+
+
+@pytest.mark.parametrize("name", ["tests.worker_failures.send", "tests.worker_failures.send_async"])
+def test_a_handler_whose_payload_fails_validation_is_failed_at_once_naming_the_field(name):
+    outcome, store, worker = run_one(kashq.NamedJob(name, {"to": "a@example.com"}))
+
+    assert outcome is Outcome.FAILED
+    assert worker.stats.retried == 0
+    [record] = store.all()
+    assert record.attempts == 1
+    assert "retries_left" in record.error
+    assert SEEN == []
