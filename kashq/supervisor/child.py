@@ -161,7 +161,9 @@ class WorkerProcess:
             else:
                 writer.finished(
                     completed=kind is EventKind.COMPLETED,
-                    failed=kind in (EventKind.FAILED, EventKind.PARKED),
+                    # A parked failure counts once, when parked, not at each recording attempt.
+                    failed=kind in (EventKind.FAILED, EventKind.PARKED)
+                    and not event.recording_again,
                 )
                 self._check_memory(event.duration_s)
 

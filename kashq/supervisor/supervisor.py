@@ -282,8 +282,7 @@ class Supervisor:
         running = sum(self._slot_state(i) is SlotState.RUNNING for i in self._procs)
         self.reporter.note(
             "supervisor.stopping",
-            f"Stopping ({why}): {running} running job(s) finish first, "
-            f"for up to {self.options.grace_s:g}s.",
+            f"Stopping ({why}): {_finishing(running, self.options.grace_s)}.",
             style="yellow",
             running=running,
         )
@@ -361,6 +360,14 @@ class Supervisor:
             "failed": failed,
             "started_at": self._started_at,
         }
+
+
+def _finishing(running: int, grace_s: float) -> str:
+    """What a stop waits for, in words: nothing, or the running jobs for up to the grace."""
+    if running == 0:
+        return "no job is running"
+    jobs = "the running job finishes" if running == 1 else f"{running} running jobs finish"
+    return f"{jobs} first, for up to {grace_s:g}s"
 
 
 def _describe_exit(code: int) -> str:

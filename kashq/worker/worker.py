@@ -307,7 +307,9 @@ class Worker:
         try:
             self.failed_store.log(record)
         except Exception as exc:
-            log.warning(
+            again = env is not None and env.failure is not None  # warned when first parked
+            log.log(
+                logging.INFO if again else logging.WARNING,
                 "could not record failed job %s (%s); keeping it queued, retry in %gs",
                 record.uuid,
                 _one_line(exc),

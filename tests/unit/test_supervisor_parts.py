@@ -11,7 +11,7 @@ from unittest.mock import patch
 
 import pytest
 
-from kashq.cli.joblines import JobLines, duration
+from kashq.cli.joblines import JobLines, delay, duration
 from kashq.drivers.base import Reservation
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
@@ -228,6 +228,15 @@ def test_plain_lines_end_with_the_status() -> None:
     assert len(first) == len(second) == len(third) == 100  # dots fill a fixed width
 
 
+def test_retry_delays_are_rounded_as_a_person_reads_them() -> None:
+    assert [delay(s) for s in (0, 0.0004, 0.25, 0.9996, 2, 2.21567, 9.96, 15.4, 120)] == [
+        "0s", "0s", "250ms", "1s", "2s", "2.2s", "10s", "15s", "120s"
+    ]  # fmt: skip
+    stream = io.StringIO()
+    JobLines(Output.PLAIN, stream=stream)(event(EventKind.RETRIED, delay_s=2.21567, error="E"))
+    assert stream.getvalue().splitlines()[0].endswith(" RETRY in 2.2s")
+
+
 def test_json_lines_carry_the_event_fields() -> None:
     stream = io.StringIO()
     lines = JobLines(Output.JSON, worker=3, stream=stream)
@@ -303,4 +312,37 @@ def test_a_worker_that_finished_a_job_before_dying_is_restarted_at_once() -> Non
     pauses.append(_quick_exit(supervisor, jobs_run=0, recover="died"))
 
     assert pauses == [0.0, 0.0, 0.0, 0.0, 0.0]  # the count of quick exits starts again too
+    supervisor.slots.close()
+
+
+class _Recorded(_Notes):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, event: str, message: str, *, style: str = "", **fields: object) -> None:
+        self.notes.append(message)
+
+
+@pytest.mark.parametrize(
+    ("running", "said"),
+    [
+        (0, "Stopping (asked): no job is running."),
+        (1, "Stopping (asked): the running job finishes first, for up to 30s."),
+        (2, "Stopping (asked): 2 running jobs finish first, for up to 30s."),
+    ],
+)
+def test_stopping_says_what_it_waits_for(running: int, said: str) -> None:
+    notes = _Recorded()
+    supervisor = Supervisor(
+        WorkSpec("memory", ("default",)), SupervisorOptions(workers=3), MemoryDriver(), notes
+    )
+    with patch("kashq.supervisor.supervisor.subprocess.Popen"):
+        for index in range(3):
+            supervisor._start(index, None)
+    for index in range(running):
+        supervisor.slots.writer(index).running(RES, 1.0, None)
+
+    supervisor._begin_stop("asked")
+
+    assert notes.notes == [said]
     supervisor.slots.close()

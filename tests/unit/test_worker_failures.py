@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sys
 import time
@@ -13,9 +14,16 @@ from pydantic import BaseModel
 
 import kashq
 from kashq import Job, Outcome, Worker, WorkerOptions
+from kashq.cli.joblines import JobLines
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
+from kashq.exceptions import FailedStoreError
+from kashq.failed.base import FailedJob
 from kashq.failed.memory import MemoryFailedJobStore
+from kashq.supervisor.child import WorkerProcess
+from kashq.supervisor.slots import Slots
+from kashq.supervisor.spec import Output, WorkSpec
+from kashq.testing import FakeClock
 
 SEEN: list[Any] = []
 
@@ -97,3 +105,48 @@ def test_a_handler_whose_payload_fails_validation_is_failed_at_once_naming_the_f
     assert record.attempts == 1
     assert "retries_left" in record.error
     assert SEEN == []
+
+
+class FailsOnce(Job):
+    tries = 1
+
+    def handle(self) -> None:
+        raise RuntimeError("card declined")
+
+
+class DownStore(MemoryFailedJobStore):
+    """A failed-job store that is unreachable while ``down``."""
+
+    down = True
+
+    def log(self, job: FailedJob) -> FailedJob:
+        if self.down:
+            raise FailedStoreError("connection refused")
+        return super().log(job)
+
+
+def test_a_parked_failure_is_one_fail_line_and_counted_once_however_often_recording_is_retried():
+    clock = FakeClock()
+    driver = MemoryDriver(clock=clock)
+    store = DownStore()
+    stream = io.StringIO()
+    slots = Slots.create(1)
+    process = WorkerProcess(WorkSpec("memory", ("default",), slots_fd=slots.fd))
+    worker = Worker(driver, store, WorkerOptions(park_s=5), clock=clock)
+    worker.add_listener(JobLines(Output.PLAIN, stream=stream))
+    worker.add_listener(process._slot_listener(slots.writer(0)))
+    driver.push(FailsOnce().to_envelope(default_queue="default", now=clock.time()))
+
+    outcomes = []
+    for attempt in range(4):
+        store.down = attempt < 3
+        outcomes.append(worker.run_next())
+        clock.advance(5)
+
+    assert outcomes == [Outcome.PARKED] * 3 + [Outcome.FAILED]
+    assert len(store.all()) == 1
+    fail_lines = [line for line in stream.getvalue().splitlines() if line.endswith(" FAIL")]
+    assert len(fail_lines) == 1, stream.getvalue()
+    view = slots.read(0)
+    assert view is not None and view.failed == 1
+    slots.close()
