@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -63,6 +64,23 @@ class ProcessHooks(Protocol):
 
     def exited(self, pid: int) -> None:
         """Worker process ``pid`` was reaped (quick and local: it runs in the loop)."""
+        ...
+
+
+class Companion(Protocol):
+    """A process the command runs beside the workers (the scheduler), started by the caller.
+
+    The supervisor watches it: once it exits it is reaped and reported, and the
+    workers go on without it.
+    """
+
+    name: str
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def poll(self) -> int | None:
+        """Its exit code (reaping it), or None while it runs."""
         ...
 
 
@@ -107,11 +125,14 @@ class Supervisor:
         driver: Driver,
         reporter: Reporter,
         hooks: ProcessHooks | None = None,
+        *,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.spec = spec
         self.options = options
         self.reporter = reporter
         self.hooks = hooks
+        self._companions = list(companions)
         self._env = None if hooks is None else {**os.environ, **hooks.environment()}
         self.slots = Slots.create(options.workers)
         self.control = ControlThread(driver, self._figures)
@@ -151,6 +172,7 @@ class Supervisor:
         elif state.signals == 1 and not state.stopping:
             self._begin_stop("finishing running jobs")
         self._reap(now)
+        self._reap_companions()
         self._start_due(now)
         self._enforce_timeouts(now)
         if self.control.restart_at > self._restart_seen and not state.stopping:
@@ -202,6 +224,22 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     proc.popen.stdin.close()
             self._after_exit(proc, code, now)
+
+    def _reap_companions(self) -> None:
+        for companion in list(self._companions):
+            code = companion.poll()
+            if code is None:
+                continue
+            self._companions.remove(companion)
+            if not self._state.stopping:  # a stop ends it too: nothing to report then
+                self.reporter.note(
+                    f"{companion.name}.exited",
+                    f"  the {companion.name} (pid {companion.pid}) {_describe_exit(code)}; "
+                    "the workers go on without it",
+                    style="red",
+                    pid=companion.pid,
+                    exit_code=code,
+                )
 
     def _after_exit(self, proc: _Process, code: int, now: float) -> None:
         state, index = self._state, proc.index

@@ -6,6 +6,7 @@ SQLite default and, where the behaviour depends on the driver, on Redis too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -484,3 +485,62 @@ def test_with_scheduler_runs_recurring_schedules_beside_the_workers(sqlite_app: 
         code = worker.popen.wait(timeout=30)
     assert code == 0, worker.output()
     assert "Traceback" not in worker.output()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The supervisor's child processes and their states (``Z``: a zombie, never reaped)."""
+    try:
+        pids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return {}
+    states = {}
+    for child in map(int, pids):
+        with contextlib.suppress(OSError):  # it exited meanwhile
+            states[child] = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return states
+
+
+def test_with_scheduler_and_no_schedules_warns_and_runs_the_workers_alone(sqlite_app: App) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.Record(n=1)]")
+    worker = sqlite_app.start_work("--with-scheduler")
+    try:
+        sqlite_app.wait_for_ledger(1, timeout_s=30)
+        time.sleep(1.5)  # a scheduler child would have started, failed and exited by now
+        children = _children(worker.popen.pid)
+        assert len(children) == 1, children  # the one worker process, no scheduler
+        assert "Z" not in children.values()
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=30)
+    output = worker.output()
+    assert code == 0, output
+    assert "error" not in output.lower(), output
+    warnings = [line for line in output.splitlines() if "no schedules" in line]
+    assert warnings == [
+        "warning: --with-scheduler: no schedules to run (e2e_jobs declare none on "
+        "kashq.scheduler.schedule); the workers run without a scheduler"
+    ], output
+    assert sqlite_app.ledger() == {job_id: 1}
+
+
+def test_a_scheduler_that_dies_is_reaped_and_reported(sqlite_app: App) -> None:
+    (sqlite_app.root / "e2e_schedules.py").write_text(
+        "import kashq\nimport e2e_jobs\n\n"
+        "kashq.schedule.every(seconds=1).name('tick').dispatch(e2e_jobs.Record(n=0))\n"
+    )
+    worker = sqlite_app.start_work("--with-scheduler", "--import", "e2e_schedules", "--json", "-v")
+    try:
+        sqlite_app.wait_for_ledger(1, timeout_s=30)
+        workers = {e["pid"] for e in worker.events() if e["event"] == "worker.started"}
+        (scheduler,) = set(_children(worker.popen.pid)) - workers
+        os.kill(scheduler, signal.SIGKILL)
+        worker.wait_for('"scheduler.exited"')
+        time.sleep(0.3)
+        assert set(_children(worker.popen.pid)) == workers  # reaped: no zombie left
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=30)
+    assert code == 0, worker.output()
+    [exited] = [e for e in worker.events() if e["event"] == "scheduler.exited"]
+    assert exited["pid"] == scheduler
+    assert exited["exit_code"] == -signal.SIGKILL
