@@ -2,13 +2,15 @@
 
 It imports the job modules, settles whatever job its predecessor in the same
 slot left behind, then consumes one job at a time, recording each in its slot
-so the supervisor can enforce timeouts. SIGTERM means "finish the current job,
-then exit"; further SIGTERMs change nothing (a whole process group may get one
-from a service manager as well as from the supervisor, which forces a stop
-with SIGKILL). SIGINT is ignored from the first instruction on: Ctrl-C on a
-terminal reaches every process of the group, and the supervisor alone decides
-what it means. When the supervisor's pipe on stdin closes (it died), the
-process finishes its job and exits.
+so the supervisor can enforce timeouts. The process leads a session (so a
+process group) of its own: the supervisor's SIGKILL of the group — a timeout,
+a forced stop — takes the job's subprocesses with it. SIGTERM means "finish
+the current job, then exit"; further SIGTERMs change nothing (a service
+manager may send one to every process as well as the supervisor). SIGINT is
+ignored from the first instruction on: Ctrl-C on a terminal reaches the
+supervisor alone, which decides what it means, but a SIGINT sent to every
+process must not stop a job. When the supervisor's pipe on stdin closes (it
+died), the process finishes its job and exits.
 """
 
 from __future__ import annotations

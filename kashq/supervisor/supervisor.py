@@ -188,11 +188,15 @@ class Supervisor:
     def _start(self, index: int, recover: str | None) -> None:
         spec = dataclasses.replace(self.spec, index=index, slots_fd=self.slots.fd, recover=recover)
         try:
+            # A session of its own (so a process group of its own): killing the
+            # group takes the job's subprocesses too. Terminal signals (Ctrl-C)
+            # reach the supervisor alone, which decides what they mean.
             popen = subprocess.Popen(
                 [sys.executable, "-c", COMMAND, spec.to_json()],
                 stdin=subprocess.PIPE,
                 pass_fds=(self.slots.fd,),
                 env=self._env,
+                start_new_session=True,
             )
         except OSError as exc:  # out of processes or memory: try again shortly
             self.reporter.note("worker.error", f"  cannot start worker {index}: {exc}", style="red")
@@ -223,6 +227,8 @@ class Supervisor:
             if proc.popen.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.popen.stdin.close()
+            if code < 0:  # killed: what its job started dies with it
+                _kill_group(proc.popen.pid)
             self._after_exit(proc, code, now)
 
     def _reap_companions(self) -> None:
@@ -303,12 +309,15 @@ class Supervisor:
                 self._start(index, recover)
 
     def _signal_all(self, signum: int) -> None:
-        """Send ``signum`` to every worker; SIGTERM only to those not told yet."""
+        """SIGTERM every worker not told yet (its job finishes), or SIGKILL every
+        worker's process group (the job's subprocesses too)."""
         for proc in self._procs.values():
-            if signum == signal.SIGTERM:
-                if proc.told:
-                    continue
-                proc.told = True
+            if signum == signal.SIGKILL:
+                _kill_group(proc.popen.pid)
+                continue
+            if proc.told:
+                continue
+            proc.told = True
             with contextlib.suppress(ProcessLookupError):
                 proc.popen.send_signal(signum)
 
@@ -375,7 +384,7 @@ class Supervisor:
                 continue  # it finished just now
             self.slots.mark_timed_out(index, view.seq)
             proc.timed_out = True
-            proc.popen.kill()
+            _kill_group(proc.popen.pid)
             job_id, job_type = peek(view.reservation.raw) if view.reservation else (None, None)
             self.reporter.timeout(
                 job_id or "", job_type or "(job)", now - view.started, view.timeout_s, index
@@ -398,6 +407,16 @@ class Supervisor:
             "failed": failed,
             "started_at": self._started_at,
         }
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of worker ``pid`` (it leads it): the worker and what it started.
+
+    Safe after the worker was reaped: while any process of the group lives,
+    its id is not handed to a new process.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _finishing(running: int, grace_s: float) -> str:

@@ -544,3 +544,44 @@ def test_a_scheduler_that_dies_is_reaped_and_reported(sqlite_app: App) -> None:
     [exited] = [e for e in worker.events() if e["event"] == "scheduler.exited"]
     assert exited["pid"] == scheduler
     assert exited["exit_code"] == -signal.SIGKILL
+
+
+def _gone(pid: int) -> bool:
+    """Process ``pid`` has ended (a zombie left to an init that does not reap counts)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@pytest.mark.parametrize("how", ["timeout", "second signal", "worker killed"])
+def test_a_killed_job_takes_its_subprocesses_with_it(sqlite_app: App, how: str) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.SpawnsSleep()]")
+    pid_file = sqlite_app.root / f"sleep-{job_id}"
+    worker = sqlite_app.start_work("--json", "-v")
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.05)
+        sleep_pid = int(pid_file.read_text())
+        if how == "timeout":
+            worker.wait_for('"job.timeout"')
+        elif how == "second signal":
+            worker.signal(signal.SIGINT)
+            time.sleep(0.3)
+            worker.signal(signal.SIGINT)
+            worker.popen.wait(timeout=10)
+        else:
+            (pid,) = [e["pid"] for e in worker.events() if e["event"] == "worker.started"]
+            os.kill(pid, signal.SIGKILL)
+            worker.wait_for('"worker.died"')
+        deadline = time.monotonic() + 10
+        while not _gone(sleep_pid):
+            assert time.monotonic() < deadline, f"sleep {sleep_pid} outlived its job ({how})"
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        with contextlib.suppress(ValueError, OSError, ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
