@@ -61,7 +61,6 @@ class WorkerProcess:
         self._worker: Worker | None = None
         self._memory_limit = 0 if spec.memory_mb is None else int(spec.memory_mb * 1024 * 1024)
         self._memory_checked_at = float("-inf")
-        self._warned_big = False
 
     # -- signals and the supervisor's pipe ------------------------------
     def install_signals(self, early: int = 0) -> None:
@@ -104,7 +103,7 @@ class WorkerProcess:
             lines.note("worker.fatal", str(exc), style="red", error=str(exc))
             return Exit.FATAL
         self._check_memory_baseline(lines)
-        slots = Slots(spec.slots_fd, spec.index + 1)
+        slots = Slots(spec.slots_fd, spec.index + 1, {spec.index: spec.overflow_fd})
         writer = slots.writer(spec.index)
         started = time.monotonic()
         try:
@@ -154,8 +153,7 @@ class WorkerProcess:
             kind = event.kind
             if kind is EventKind.STARTED:
                 assert event.reservation is not None
-                if not writer.running(event.reservation, time.monotonic(), event.timeout_s):
-                    self._warn_unguarded(event)
+                writer.running(event.reservation, time.monotonic(), event.timeout_s)
             elif kind is EventKind.RAN:
                 writer.settling(ok=event.error is None)  # no timeout for failed() and the ack
             elif kind is EventKind.IDLE:
@@ -170,15 +168,6 @@ class WorkerProcess:
                 self._check_memory(event.duration_s)
 
         return on_event
-
-    def _warn_unguarded(self, event: JobEvent) -> None:
-        if not self._warned_big:
-            self._warned_big = True
-            log.warning(
-                "job %s is too big to record for the supervisor (over 1 MB): jobs this big run "
-                "without a hard timeout, and are recovered by their lease if the worker dies",
-                event.job_id,
-            )
 
     def _recover(self, worker: Worker, view: SlotView | None, writer: SlotWriter) -> None:
         """Settle the job a predecessor in this slot left: ack it, or count its attempt failed.

@@ -14,6 +14,12 @@ then the worker's header, then the reservation's id, queue, token and raw
 envelope. The worker brackets each change with an odd/even ``seq`` so a reader
 can tell a torn read (seqlock); only the worker writes its part and only the
 supervisor writes its own.
+
+A reservation too big for the slot (over :data:`DATA_BYTES`, about 1 MB) goes
+to the slot's overflow file instead (one more unlinked file per slot, written
+with one ``pwrite``): the deadline and the rest of the header stay in the
+slot, so a big job's timeout is enforced like any other, and its replacement
+settles it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import mmap
 import os
 import struct
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kashq.drivers.base import Reservation
@@ -31,11 +38,12 @@ SLOT_BYTES = 1 << 20  # sparse: only the pages a worker touches use memory
 _SUPERVISOR = struct.Struct("<Q")  # timed_out_seq
 _SEQ = struct.Struct("<Q")
 # seq, state, pid, started (time.monotonic()), timeout_s (0: none), processed, failed,
-# deliveries, id/queue/token/raw lengths
-_HEADER = struct.Struct("<QIIddQQIIIII")
+# deliveries, id/queue/token/raw lengths, outside (1: the data is in the overflow file)
+_HEADER = struct.Struct("<QIIddQQIIIIII")
 _HEADER_AT = _SUPERVISOR.size
 _DATA_AT = _HEADER_AT + _HEADER.size
-MAX_RAW_BYTES = SLOT_BYTES - _DATA_AT - 1024  # room left for id, queue and token
+DATA_BYTES = SLOT_BYTES - _DATA_AT
+"""The most a reservation (id, queue, token and raw) takes in the slot; more: overflow."""
 
 
 class SlotState(enum.IntEnum):
@@ -75,39 +83,55 @@ class SlotView:
 
 
 class Slots:
-    """One slot per worker process, in a shared, unlinked temporary file."""
+    """One slot per worker process, in a shared, unlinked temporary file.
 
-    def __init__(self, fd: int, count: int) -> None:
+    ``overflow`` maps a slot's index to its overflow file (the supervisor
+    knows every one; a worker process only its own).
+    """
+
+    def __init__(self, fd: int, count: int, overflow: Mapping[int, int] | None = None) -> None:
         self.fd = fd
         self.count = count
+        self.overflow = dict(overflow or {})
         self._map = mmap.mmap(fd, SLOT_BYTES * count)
 
     @classmethod
     def create(cls, count: int) -> Slots:
-        """New zeroed slots; the file is unlinked at once (it lives while a process maps it)."""
-        fd, path = tempfile.mkstemp(prefix="kashq-slots-")
-        os.unlink(path)
+        """New zeroed slots; the files are unlinked at once (they live while a process has them)."""
+        fd = _unlinked_file()
         os.ftruncate(fd, SLOT_BYTES * count)
-        os.set_inheritable(fd, True)
-        return cls(fd, count)
+        return cls(fd, count, {index: _unlinked_file() for index in range(count)})
+
+    def fds(self, index: int) -> tuple[int, ...]:
+        """The descriptors the worker process of slot ``index`` inherits."""
+        return (self.fd, self.overflow[index])
 
     def close(self) -> None:
         self._map.close()
-        os.close(self.fd)
+        for fd in (self.fd, *self.overflow.values()):
+            os.close(fd)
 
     def writer(self, index: int) -> SlotWriter:
-        return SlotWriter(self._map, index * SLOT_BYTES)
+        return SlotWriter(self._map, index * SLOT_BYTES, self.overflow.get(index, -1))
 
     def read(self, index: int) -> SlotView | None:
-        """A snapshot of slot ``index``, or None if it stays torn.
+        """A snapshot of slot ``index``, with its reservation; None if it stays torn.
 
         A live worker's write takes microseconds, so a few retries see it
         through; a slot that stays torn belongs to a worker that died while
         writing it, and its reservation is left to the lease to recover.
         """
+        return self._snapshot(index, full=True)
+
+    def status(self, index: int) -> SlotView | None:
+        """Like :meth:`read` without the reservation (None): the header alone, cheap to poll."""
+        return self._snapshot(index, full=False)
+
+    def _snapshot(self, index: int, *, full: bool) -> SlotView | None:
         base = index * SLOT_BYTES
+        overflow = self.overflow.get(index, -1) if full else None
         for _ in range(1000):
-            view = _read(self._map, base)
+            view = _read(self._map, base, overflow)
             if view is not None:
                 return view
         return None
@@ -117,17 +141,29 @@ class Slots:
         _SUPERVISOR.pack_into(self._map, index * SLOT_BYTES, seq)
 
 
-def _read(buf: mmap.mmap, base: int) -> SlotView | None:
+def _unlinked_file() -> int:
+    fd, path = tempfile.mkstemp(prefix="kashq-slots-")
+    os.unlink(path)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def _read(buf: mmap.mmap, base: int, overflow: int | None) -> SlotView | None:
+    """One attempt at a consistent snapshot; ``overflow`` None reads the header alone."""
     (seq_before,) = _SEQ.unpack_from(buf, base + _HEADER_AT)
     if seq_before & 1:
         return None
     fields = _HEADER.unpack_from(buf, base + _HEADER_AT)
     seq, state, pid, started, timeout_s, processed, failed, deliveries = fields[:8]
-    lengths = fields[8:]
+    lengths, outside = fields[8:12], fields[12]
     data = b""
-    if state != SlotState.IDLE:
-        at = base + _DATA_AT
-        data = bytes(buf[at : at + min(sum(lengths), SLOT_BYTES - _DATA_AT)])
+    if state != SlotState.IDLE and overflow is not None:
+        size = sum(lengths)
+        if not outside:
+            at = base + _DATA_AT
+            data = bytes(buf[at : at + min(size, DATA_BYTES)])
+        elif overflow >= 0:  # else this process cannot see that file: nothing to decode
+            data = _pread(overflow, size)
     (timed_out_seq,) = _SUPERVISOR.unpack_from(buf, base)
     (seq_after,) = _SEQ.unpack_from(buf, base + _HEADER_AT)
     if seq_after != seq_before or seq != seq_before:
@@ -140,6 +176,23 @@ def _read(buf: mmap.mmap, base: int) -> SlotView | None:
     return SlotView(
         seq, view_state, pid, started, timeout_s, processed, failed, timed_out_seq, reservation
     )
+
+
+def _pread(fd: int, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        part = os.pread(fd, size - got, got)
+        if not part:
+            break  # shorter than recorded: the decode below fails, and the view is None
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _pwrite(fd: int, data: bytes) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], done)
 
 
 def _reservation(data: bytes, lengths: tuple[int, ...], deliveries: int) -> Reservation:
@@ -158,9 +211,10 @@ def _reservation(data: bytes, lengths: tuple[int, ...], deliveries: int) -> Rese
 class SlotWriter:
     """The worker process's side of its slot."""
 
-    def __init__(self, buf: mmap.mmap, base: int) -> None:
+    def __init__(self, buf: mmap.mmap, base: int, overflow: int = -1) -> None:
         self._buf = buf
         self._base = base
+        self._overflow = overflow
         # A replacement worker carries on its predecessor's counters and seq
         # (read even if torn: a predecessor may have died mid-write).
         fields = _HEADER.unpack_from(buf, base + _HEADER_AT)
@@ -171,25 +225,26 @@ class SlotWriter:
         self._started = self._timeout_s = 0.0
         self._deliveries = 0
         self._lengths = (0, 0, 0, 0)
+        self._outside = False
 
-    def running(self, res: Reservation, started: float, timeout_s: float | None) -> bool:
-        """Record that ``res`` runs from ``started``; False if it is too big to record."""
-        raw = res.raw.encode()
-        if len(raw) > MAX_RAW_BYTES:
-            self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
-            self._write(SlotState.IDLE)
-            return False
-        parts = (res.id.encode(), res.queue.encode(), res.token.encode(), raw)
+    def running(self, res: Reservation, started: float, timeout_s: float | None) -> None:
+        """Record that ``res`` runs from ``started`` (in the overflow file if too big)."""
+        parts = (res.id.encode(), res.queue.encode(), res.token.encode(), res.raw.encode())
         self._begin()
-        at = self._base + _DATA_AT
-        for part in parts:
-            self._buf[at : at + len(part)] = part
-            at += len(part)
+        self._outside = sum(len(part) for part in parts) > DATA_BYTES
+        if not self._outside:
+            at = self._base + _DATA_AT
+            for part in parts:
+                self._buf[at : at + len(part)] = part
+                at += len(part)
+        elif self._overflow >= 0:
+            _pwrite(self._overflow, b"".join(parts))
+        else:  # slots without overflow files (a test's): the header alone
+            parts = (b"", b"", b"", b"")
         self._started, self._timeout_s = started, timeout_s or 0.0
         self._deliveries = res.deliveries
-        self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(raw))
+        self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(parts[3]))
         self._write(SlotState.RUNNING, begun=True)
-        return True
 
     def settling(self, *, ok: bool) -> None:
         """handle() is over (``ok``: it returned); its timeout no longer applies."""
@@ -233,6 +288,7 @@ class SlotWriter:
             self.failed,
             self._deliveries,
             *self._lengths,
+            self._outside,
         )
         self.seq += 1  # even again, written last: the slot is consistent
         _SEQ.pack_into(self._buf, header, self.seq)

@@ -186,7 +186,10 @@ class Supervisor:
 
     # -- processes ----------------------------------------------------------
     def _start(self, index: int, recover: str | None) -> None:
-        spec = dataclasses.replace(self.spec, index=index, slots_fd=self.slots.fd, recover=recover)
+        slots_fd, overflow_fd = self.slots.fds(index)
+        spec = dataclasses.replace(
+            self.spec, index=index, slots_fd=slots_fd, overflow_fd=overflow_fd, recover=recover
+        )
         try:
             # A session of its own (so a process group of its own): killing the
             # group takes the job's subprocesses too. Terminal signals (Ctrl-C)
@@ -194,7 +197,7 @@ class Supervisor:
             popen = subprocess.Popen(
                 [sys.executable, "-c", COMMAND, spec.to_json()],
                 stdin=subprocess.PIPE,
-                pass_fds=(self.slots.fd,),
+                pass_fds=(slots_fd, overflow_fd),
                 env=self._env,
                 start_new_session=True,
             )
@@ -204,7 +207,7 @@ class Supervisor:
             return
         # The count the new process carries on from; settling its predecessor's
         # job (``recover``) counts one more, which is no work of its own.
-        view = self.slots.read(index)
+        view = self.slots.status(index)
         processed = (0 if view is None else view.processed) + (recover is not None)
         self._procs[index] = _Process(index, popen, time.monotonic(), processed_before=processed)
         if self.spec.verbose:
@@ -296,7 +299,7 @@ class Supervisor:
         return 0.0 if count == 1 else min(2.0 ** (count - 2), _MAX_BACKOFF_S)
 
     def _finished_a_job(self, proc: _Process) -> bool:
-        view = self.slots.read(proc.index)
+        view = self.slots.status(proc.index)
         return view is not None and view.processed > proc.processed_before
 
     def _start_due(self, now: float) -> None:
@@ -346,7 +349,7 @@ class Supervisor:
         self._signal_all(signal.SIGKILL)
 
     def _slot_state(self, index: int) -> SlotState | None:
-        view = self.slots.read(index)
+        view = self.slots.status(index)
         return None if view is None else view.state
 
     def _hand_back(self, index: int) -> None:
@@ -374,18 +377,18 @@ class Supervisor:
         for index, proc in self._procs.items():
             if proc.timed_out:
                 continue
-            view = self.slots.read(index)
+            view = self.slots.status(index)
             if view is None or view.state is not SlotState.RUNNING or not view.deadline:
                 continue
             if now < view.deadline + KILL_MARGIN_S or view.pid != proc.popen.pid:
                 continue  # in time, or a predecessor's job the new process is settling
-            again = self.slots.read(index)
+            again = self.slots.read(index)  # with the reservation, for the report
             if again is None or again.seq != view.seq:
                 continue  # it finished just now
             self.slots.mark_timed_out(index, view.seq)
             proc.timed_out = True
             _kill_group(proc.popen.pid)
-            job_id, job_type = peek(view.reservation.raw) if view.reservation else (None, None)
+            job_id, job_type = peek(again.reservation.raw) if again.reservation else (None, None)
             self.reporter.timeout(
                 job_id or "", job_type or "(job)", now - view.started, view.timeout_s, index
             )
@@ -395,7 +398,7 @@ class Supervisor:
         """What the supervisor publishes for ``queue:monitor`` (read by the control thread)."""
         processed = failed = 0
         for index in range(self.options.workers):
-            view = self.slots.read(index)
+            view = self.slots.status(index)
             if view is not None:
                 processed += view.processed
                 failed += view.failed

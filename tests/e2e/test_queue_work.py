@@ -134,6 +134,19 @@ def test_timeout_kills_a_sleeping_job_which_fails_after_its_tries(app: App) -> N
     assert app.ledger() == {}
 
 
+def test_timeout_kills_a_job_of_megabytes_too(sqlite_app: App) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.BigSleeper(blob='x' * 3_000_000)]")
+
+    code, output = sqlite_app.work("--stop-when-empty", timeout_s=60)
+
+    assert code == 0, output
+    assert "TIMEOUT" in output
+    [failed] = sqlite_app.failed()
+    assert failed["uuid"] == job_id
+    assert "timeout of 1s" in failed["error"]
+    assert sqlite_app.ledger() == {}
+
+
 def test_timeout_kills_a_job_stuck_in_c_code_holding_the_gil(sqlite_app: App) -> None:
     (job_id,) = sqlite_app.dispatch("[j.Backtrack().with_timeout(1)]")
 

@@ -113,6 +113,17 @@ class Hog(Job):
         record(self.envelope.id)
 
 
+class BigSleeper(Job):
+    # a payload of megabytes, and a handle() that runs past its timeout
+    blob: str
+    tries = 1
+    timeout = 1
+
+    def handle(self) -> None:
+        time.sleep(20)
+        record(self.envelope.id)
+
+
 class SpawnsSleep(Job):
     # starts `sleep 1000` and waits on it: past its timeout, or until killed
     tries = 1

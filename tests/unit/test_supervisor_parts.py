@@ -16,7 +16,7 @@ from kashq.drivers.base import Reservation
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.imports import ImportFailed, import_job_modules
-from kashq.supervisor.slots import _DATA_AT, MAX_RAW_BYTES, SLOT_BYTES, Slots, SlotState
+from kashq.supervisor.slots import _DATA_AT, DATA_BYTES, SLOT_BYTES, Slots, SlotState
 from kashq.supervisor.spec import Output, WorkSpec
 from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 from kashq.worker.events import EventKind, JobEvent
@@ -46,7 +46,7 @@ def test_a_fresh_slot_is_idle(slots: Slots) -> None:
 def test_running_slot_holds_the_reservation_and_deadline(slots: Slots) -> None:
     writer = slots.writer(1)
 
-    assert writer.running(RES, started=100.0, timeout_s=5.0)
+    writer.running(RES, started=100.0, timeout_s=5.0)
 
     view = slots.read(1)
     assert view is not None
@@ -135,13 +135,35 @@ def test_a_torn_slot_reads_as_none(slots: Slots) -> None:
     assert slots.read(1) is None
 
 
-def test_a_job_too_big_for_its_slot_is_not_recorded(slots: Slots) -> None:
+def test_a_job_too_big_for_its_slot_is_recorded_with_its_deadline_in_the_overflow_file(
+    slots: Slots,
+) -> None:
     writer = slots.writer(1)
-    huge = Reservation("big", "default", "x" * (MAX_RAW_BYTES + 1), 1, "t")
+    huge = Reservation("big", "default", '{"x":"' + "é" * DATA_BYTES + '"}', 3, "t")
 
-    assert not writer.running(huge, 1.0, 4.0)
+    writer.running(huge, 1.0, 4.0)
 
-    assert slots.read(1).state is SlotState.IDLE  # type: ignore[union-attr]
+    status = slots.status(1)
+    assert status is not None and status.state is SlotState.RUNNING
+    assert (status.deadline, status.reservation) == (5.0, None)  # the header alone
+    view = slots.read(1)
+    assert view is not None and view.reservation == huge
+    writer.running(RES, 2.0, None)  # a small one after it is in the slot again
+    assert slots.read(1).reservation == RES  # type: ignore[union-attr]
+
+
+def test_a_worker_process_reads_its_own_overflow_file_only(slots: Slots) -> None:
+    huge = Reservation("big", "default", "x" * (DATA_BYTES + 1), 1, "t")
+    slots.writer(2).running(huge, 1.0, 4.0)
+
+    own = Slots(slots.fd, 3, {2: slots.overflow[2]})
+    blind = Slots(slots.fd, 3)
+
+    assert own.read(2).reservation == huge  # type: ignore[union-attr]
+    assert blind.read(2).reservation is None  # type: ignore[union-attr]
+    assert blind.read(2).deadline == 5.0  # type: ignore[union-attr]
+    own._map.close()
+    blind._map.close()
 
 
 def test_unicode_reservations_round_trip(slots: Slots) -> None:
