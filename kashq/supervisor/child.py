@@ -33,6 +33,7 @@ from kashq.exceptions import ConfigError, ImportFailed, JobTimeout, KashqError, 
 from kashq.imports import import_job_modules
 from kashq.manager import QueueManager
 from kashq.metrics import DefaultMetrics
+from kashq.supervisor.control import settle_left_behind
 from kashq.supervisor.slots import Slots, SlotState, SlotView, SlotWriter
 from kashq.supervisor.spec import Exit, WorkSpec
 from kashq.worker.events import EventKind, JobEvent
@@ -111,6 +112,7 @@ class WorkerProcess:
             # the output lines listen too.
             worker = manager.worker(**spec.worker_overrides())
             worker.add_listener(self._slot_listener(writer))
+            worker.track_holdings(writer)  # its batches too, for a successor to settle
             worker.add_listener(lines)
             self._worker = worker
             self._recover(worker, slots.read(spec.index), writer)
@@ -170,18 +172,19 @@ class WorkerProcess:
         return on_event
 
     def _recover(self, worker: Worker, view: SlotView | None, writer: SlotWriter) -> None:
-        """Settle the job a predecessor in this slot left: ack it, or count its attempt failed.
+        """Settle the jobs a predecessor in this slot left: acknowledge the completed ones,
+        give the waiting ones back, and count the attempt of the running one failed.
 
-        The slot is cleared first, so a crash while settling leaves the job to
-        its lease rather than to a loop of replacements.
+        The slot is cleared first, so a crash while settling leaves the jobs to
+        their leases rather than to a loop of replacements.
         """
         writer.reset()
-        if view is None or view.reservation is None or self.spec.recover is None:
+        if view is None or self.spec.recover is None:
+            return
+        settle_left_behind(worker.driver, *view.left_behind())
+        if view.reservation is None or view.state is SlotState.COMPLETED:
             return
         res: Reservation = view.reservation
-        if view.state is SlotState.COMPLETED:
-            worker.driver.ack(res)
-            return
         if not worker.driver.extend(res, worker.options.lease_s):
             return  # its lease lapsed and another worker has it now
         if view.timed_out:

@@ -353,14 +353,16 @@ class Supervisor:
         return None if view is None else view.state
 
     def _hand_back(self, index: int) -> None:
-        """A worker killed while stopping: its job goes back now, not after its lease."""
+        """A worker killed while stopping: its jobs go back now, not after their leases
+        (the completed ones are acknowledged)."""
         view = self.slots.read(index)
-        if view is None or view.reservation is None:
+        if view is None:
             return
-        if view.state is SlotState.COMPLETED:
-            self.control.hand_back(view.reservation, completed=True)
-        elif view.state is SlotState.RUNNING:
-            self.control.hand_back(view.reservation, completed=False)
+        done, waiting = view.left_behind()
+        if done or waiting:
+            self.control.settle_left_behind(done, waiting)
+        if view.reservation is not None and view.state is SlotState.RUNNING:
+            self.control.hand_back(view.reservation)
 
     def _restart_workers(self) -> None:
         self.reporter.note(

@@ -29,7 +29,7 @@ from kashq.worker.events import EventKind, Listener, Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
-from kashq.worker.prefetch import PrefetchedJobs, Prefetcher, batch_size
+from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
@@ -76,6 +76,7 @@ class Worker:
             if self._batches is None
             else Prefetcher(driver, self._batches, self.options.lease_s)
         )
+        self._holdings: Holdings | None = None
 
     @property
     def locks(self) -> LockBackend:
@@ -88,6 +89,11 @@ class Worker:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`JobEvent` from now on."""
         self._events.add(listener)
+
+    def track_holdings(self, holdings: Holdings) -> None:
+        """Tell ``holdings`` of every reserve and of each job taken from it (see
+        :class:`~kashq.worker.prefetch.Holdings`); for ``start(1)`` only."""
+        self._holdings = holdings
 
     # -- one job --------------------------------------------------------
     def run_next(self, wait_s: float = 0.0) -> Outcome | None:
@@ -366,6 +372,8 @@ class Worker:
         """Start ``concurrency`` consumer threads (and a lease heartbeat); returns at once."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if concurrency > 1 and self._holdings is not None:
+            raise ValueError("a worker tracking its holdings runs one consumer thread")
         if self._threads:
             raise RuntimeError("worker already started")
         self._stopping.clear()
@@ -485,6 +493,8 @@ class Worker:
         if res is not None and self._stopping.is_set():
             self._hand_back(res)  # reserved while stop was requested
             return None, False
+        if res is not None and self._holdings is not None:
+            self._holdings.taking(res)
         return res, False
 
     def _fetch(
@@ -500,11 +510,16 @@ class Worker:
             if len(acks) > 1:
                 self._ack_now(acks[:-1])
             ack = acks[-1] if acks else None
-            return self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+            res = self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+            if self._holdings is not None:
+                self._holdings.reserved([] if res is None else [res])
+            return res
         limit = min(batch_size(opts.prefetch, last_s), self._slots_left() + 1)
         found = self._batches.reserve_batch(
             opts.queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
         )
+        if self._holdings is not None:
+            self._holdings.reserved(found)
         if not found:
             return None
         if len(found) > 1:

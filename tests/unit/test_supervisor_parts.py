@@ -173,6 +173,79 @@ def test_unicode_reservations_round_trip(slots: Slots) -> None:
     assert slots.read(0).reservation == res  # type: ignore[union-attr]
 
 
+def _batch(n: int) -> list[Reservation]:
+    return [Reservation(f"job-{i}", "default", '{"v":1}', 1, f"tok.{i}") for i in range(n)]
+
+
+def _ids(reservations: tuple[Reservation, ...] | list[Reservation]) -> list[str]:
+    return [res.id for res in reservations]
+
+
+def test_a_batch_waits_in_the_slot_until_each_job_is_taken(slots: Slots) -> None:
+    writer = slots.writer(1)
+    batch = _batch(4)
+
+    writer.reserved(batch)
+    assert _ids(slots.read(1).waiting) == ["job-0", "job-1", "job-2", "job-3"]  # type: ignore[union-attr]
+    writer.taking(batch[0])
+    writer.running(batch[0], 1.0, 5.0)
+    writer.taking(batch[2])  # job-1's lease was lost to another worker: skipped
+
+    view = slots.read(1)
+    assert view is not None
+    assert _ids(view.waiting) == ["job-1", "job-3"]  # job-1 stale: the driver skips it
+    assert view.waiting[1] == Reservation("job-3", "default", "", 0, "tok.3")  # no raw needed
+    assert slots.status(1).waiting == ()  # type: ignore[union-attr]
+
+
+def test_completed_jobs_are_held_until_the_next_reserve_acknowledges_them(slots: Slots) -> None:
+    writer = slots.writer(0)
+    batch = _batch(3)
+    writer.reserved(batch)
+    for res in batch[:2]:
+        writer.taking(res)
+        writer.running(res, 1.0, None)
+        writer.settling(ok=True)
+        writer.finished(completed=True, failed=False)
+
+    view = slots.read(0)
+    assert view is not None
+    assert _ids(view.completed) == ["job-0", "job-1"]
+    done, waiting = view.left_behind()
+    assert _ids(done) == ["job-0", "job-1"]  # the running part's job is listed once
+    assert _ids(waiting) == ["job-2"]
+
+    writer.reserved([])  # the next reserve acknowledged them
+    after = slots.read(0)
+    assert after is not None
+    assert (after.state, after.reservation, after.completed, after.waiting) == (
+        SlotState.IDLE, None, (), ()
+    )  # fmt: skip
+
+
+def test_what_a_dead_worker_left_never_lists_its_running_job_as_waiting(slots: Slots) -> None:
+    writer = slots.writer(2)
+    batch = _batch(3)
+    writer.reserved(batch)
+    writer.running(batch[0], 1.0, 5.0)  # killed before taking() was recorded: still listed
+
+    done, waiting = slots.read(2).left_behind()  # type: ignore[union-attr]
+
+    assert done == []
+    assert _ids(waiting) == ["job-1", "job-2"]
+
+
+def test_a_reset_slot_holds_nothing(slots: Slots) -> None:
+    writer = slots.writer(1)
+    writer.reserved(_batch(5))
+    writer.finished(completed=True, failed=False)
+
+    slots.writer(1).reset()
+
+    view = slots.read(1)
+    assert view is not None and (view.completed, view.waiting) == ((), ())
+
+
 # --------------------------------------------------------------------------- spec
 
 
