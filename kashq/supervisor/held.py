@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from kashq.drivers.base import Reservation
 
+_FIXED_PER_JOB = 1 + 3 * 4  # its status byte and three u32 lengths
+
 
 class Held(enum.IntEnum):
     """The status byte of one job of the batch."""
@@ -39,7 +41,7 @@ def encode(batch: Sequence[Reservation], room: int) -> tuple[bytes, int]:
         for res in batch[:count]:
             fields += (res.id, res.queue, res.token)
         text = "".join(fields).encode()
-        if 13 * count + len(text) <= room:
+        if _FIXED_PER_JOB * count + len(text) <= room:
             lengths = struct.pack(f"<{3 * count}I", *map(len, fields))
             return bytes(count) + lengths + text, count
         count //= 2
@@ -49,14 +51,14 @@ def encode(batch: Sequence[Reservation], room: int) -> tuple[bytes, int]:
 def decode(data: bytes, count: int) -> tuple[list[Reservation], list[Reservation]]:
     """The completed jobs and the waiting ones, from a held part of ``count`` jobs.
 
-    Their ``raw`` is empty and ``deliveries`` 0. Raises ValueError (a
-    ``UnicodeDecodeError``, a ``struct.error``) for bytes a dead worker left
+    Their ``raw`` is empty and ``deliveries`` 0. Raises ValueError (or a
+    UnicodeDecodeError) or ``struct.error`` for bytes a dead worker left
     half-written.
     """
     if not count:
         return [], []
     lengths = struct.unpack_from(f"<{3 * count}I", data, count)
-    text = data[13 * count :].decode()
+    text = data[_FIXED_PER_JOB * count :].decode()
     completed: list[Reservation] = []
     waiting: list[Reservation] = []
     at = 0

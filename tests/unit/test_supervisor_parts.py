@@ -16,6 +16,7 @@ from kashq.drivers.base import Reservation
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.imports import ImportFailed, import_job_modules
+from kashq.supervisor import held
 from kashq.supervisor.slots import _DATA_AT, DATA_BYTES, SLOT_BYTES, Slots, SlotState
 from kashq.supervisor.spec import Output, WorkSpec
 from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
@@ -233,6 +234,18 @@ def test_what_a_dead_worker_left_never_lists_its_running_job_as_waiting(slots: S
 
     assert done == []
     assert _ids(waiting) == ["job-1", "job-2"]
+
+
+def test_a_batch_too_big_for_the_held_part_keeps_what_fits() -> None:
+    batch = _batch(8)
+    full, count = held.encode(batch, room=10_000)
+    assert count == 8
+
+    part, kept = held.encode(batch, room=len(full) - 1)
+
+    assert 0 < kept < 8
+    completed, waiting = held.decode(part, kept)
+    assert (completed, _ids(waiting)) == ([], [f"job-{i}" for i in range(kept)])
 
 
 def test_a_reset_slot_holds_nothing(slots: Slots) -> None:
