@@ -43,6 +43,18 @@ def duration(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
+def delay(seconds: float) -> str:
+    """How long until a retry, as rounded as a person reads it: ``250ms``, ``2.2s``, ``15s``."""
+    millis = round(seconds * 1e3)
+    if millis <= 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    if seconds < 10:
+        return f"{round(seconds, 1):g}s"
+    return f"{round(seconds)}s"
+
+
 class JobLines:
     """Renders worker events (as a worker listener) and supervisor notes."""
 
@@ -69,9 +81,11 @@ class JobLines:
         if self.mode is Output.JSON:
             self._write_json(_event_fields(event, self._worker, self._pid))
             return
+        if event.recording_again:  # its FAIL line was printed when it was parked
+            return
         label, colour = status
         if event.kind is EventKind.RETRIED and event.delay_s is not None:
-            label = f"RETRY in {event.delay_s:g}s"
+            label = f"RETRY in {delay(event.delay_s)}"
         took = "" if event.duration_s is None else duration(event.duration_s)
         name = event.job_type or "(undecodable job)"
         if self.verbose:

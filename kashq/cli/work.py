@@ -30,6 +30,7 @@ from kashq.supervisor.spec import Output, WorkSpec
 if TYPE_CHECKING:
     from kashq.manager import QueueManager
     from kashq.metrics.multiprocess import SupervisorMetrics
+    from kashq.scheduler import SchedulerProcess
 
 
 @output.friendly
@@ -146,7 +147,6 @@ def work_command(
     a second one stops at once (running jobs are handed out again). A job running
     past its timeout has its process killed and replaced; the attempt counts as failed.
     """
-    from kashq.scheduler import SchedulerProcess
     from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 
     port = _port(metrics_port)
@@ -172,11 +172,12 @@ def work_command(
     metrics = None if port is None else _serve_metrics(manager, queues, metrics_host, port)
     _banner(lines, settings, spec, workers, None if metrics is None else metrics.url)
     _warn_timeout(lines, settings, timeout)
-    options = SupervisorOptions(workers=workers, grace_s=grace)
-    supervisor = Supervisor(spec, options, driver, lines, metrics)
     # With --metrics-port, the scheduler's dispatches are counted in the summed metrics too.
     env = None if metrics is None else {**os.environ, **metrics.environment()}
-    scheduler = SchedulerProcess(settings.connection, modules, env=env) if with_scheduler else None
+    scheduler = _scheduler(lines, settings, modules, env) if with_scheduler else None
+    options = SupervisorOptions(workers=workers, grace_s=grace)
+    companions = () if scheduler is None else (scheduler,)
+    supervisor = Supervisor(spec, options, driver, lines, metrics, companions=companions)
     if scheduler is not None:
         scheduler.start()  # after the supervisor's set-up: a failure above leaves no child
     try:
@@ -188,6 +189,35 @@ def work_command(
             metrics.close()
         driver.close()
     raise typer.Exit(code)
+
+
+def _scheduler(
+    lines: JobLines, settings: Settings, modules: tuple[str, ...], env: dict[str, str] | None
+) -> SchedulerProcess | None:
+    """The ``--with-scheduler`` child to start, or None (warned) if no schedule is declared.
+
+    Like ``celery worker -B`` or Laravel's ``schedule:work``, an empty schedule
+    is no reason to keep the workers from running: one warning line, then the
+    workers run alone.
+    """
+    from kashq.scheduler import SchedulerProcess
+
+    scheduler = SchedulerProcess(settings.connection, modules, env=env)
+    if scheduler.schedules() != 0:
+        return scheduler
+    why = (
+        f"{', '.join(modules)} declare none on kashq.scheduler.schedule"
+        if modules
+        else "no modules to import (--import, KASHQ_IMPORTS)"
+    )
+    lines.note(
+        "supervisor.warning",
+        f"warning: --with-scheduler: no schedules to run ({why}); "
+        "the workers run without a scheduler",
+        style="yellow",
+        scheduler=False,
+    )
+    return None
 
 
 def _output_mode(json_output: bool, quiet: bool) -> Output:

@@ -211,8 +211,13 @@ def stop_on_signals(runner: ScheduleRunner) -> Iterator[ScheduleRunner]:
             signal.signal(signum, handler)
 
 
+_COUNT = "import sys; from kashq.scheduler.runner import _count_main; _count_main(sys.argv[1:])"
+
+
 class SchedulerProcess:
     """``kashq schedule:work`` as a child process, for ``queue:work --with-scheduler``."""
+
+    name = "scheduler"
 
     def __init__(
         self,
@@ -227,9 +232,31 @@ class SchedulerProcess:
             self.args.append(connection)
         for module in imports:
             self.args += ["--import", module]
+        self.imports = list(imports)
         self.cwd = cwd
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+
+    def schedules(self, timeout_s: float = 120) -> int | None:
+        """How many schedules ``imports`` declare, counted in a throwaway interpreter.
+
+        The caller (a supervisor) runs none of the user's code itself. None if
+        they could not be counted: the child, once started, says why.
+        """
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", _COUNT, *self.imports], cwd=self.cwd,
+                env=self.env or dict(os.environ), capture_output=True, text=True,
+                timeout=timeout_s, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        last = (proc.stdout.strip().splitlines() or [""])[-1]  # modules may print too
+        return int(last) if proc.returncode == 0 and last.isdigit() else None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
 
     def start(self) -> SchedulerProcess:
         """Start the child (its output goes to this process's stdout/stderr)."""
@@ -237,7 +264,7 @@ class SchedulerProcess:
         return self
 
     def poll(self) -> int | None:
-        """The child's exit code, or None while it runs (or before start)."""
+        """The child's exit code (reaping it), or None while it runs (or before start)."""
         return None if self.process is None else self.process.poll()
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
@@ -251,3 +278,11 @@ class SchedulerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.process.wait()
+
+
+def _count_main(imports: list[str]) -> None:
+    """Print how many schedules ``imports`` declare (:meth:`SchedulerProcess.schedules`)."""
+    from kashq.imports import import_job_modules
+
+    import_job_modules(imports)
+    sys.stdout.write(f"{len(schedule.entries())}\n")

@@ -2,13 +2,15 @@
 
 It imports the job modules, settles whatever job its predecessor in the same
 slot left behind, then consumes one job at a time, recording each in its slot
-so the supervisor can enforce timeouts. SIGTERM means "finish the current job,
-then exit"; further SIGTERMs change nothing (a whole process group may get one
-from a service manager as well as from the supervisor, which forces a stop
-with SIGKILL). SIGINT is ignored from the first instruction on: Ctrl-C on a
-terminal reaches every process of the group, and the supervisor alone decides
-what it means. When the supervisor's pipe on stdin closes (it died), the
-process finishes its job and exits.
+so the supervisor can enforce timeouts. The process leads a session (so a
+process group) of its own: the supervisor's SIGKILL of the group — a timeout,
+a forced stop — takes the job's subprocesses with it. SIGTERM means "finish
+the current job, then exit"; further SIGTERMs change nothing (a service
+manager may send one to every process as well as the supervisor). SIGINT is
+ignored from the first instruction on: Ctrl-C on a terminal reaches the
+supervisor alone, which decides what it means, but a SIGINT sent to every
+process must not stop a job. When the supervisor's pipe on stdin closes (it
+died), the process finishes its job and exits.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kashq.exceptions import ConfigError, ImportFailed, JobTimeout, KashqError, 
 from kashq.imports import import_job_modules
 from kashq.manager import QueueManager
 from kashq.metrics import DefaultMetrics
+from kashq.supervisor.control import settle_left_behind
 from kashq.supervisor.slots import Slots, SlotState, SlotView, SlotWriter
 from kashq.supervisor.spec import Exit, WorkSpec
 from kashq.worker.events import EventKind, JobEvent
@@ -59,7 +62,6 @@ class WorkerProcess:
         self._worker: Worker | None = None
         self._memory_limit = 0 if spec.memory_mb is None else int(spec.memory_mb * 1024 * 1024)
         self._memory_checked_at = float("-inf")
-        self._warned_big = False
 
     # -- signals and the supervisor's pipe ------------------------------
     def install_signals(self, early: int = 0) -> None:
@@ -102,7 +104,7 @@ class WorkerProcess:
             lines.note("worker.fatal", str(exc), style="red", error=str(exc))
             return Exit.FATAL
         self._check_memory_baseline(lines)
-        slots = Slots(spec.slots_fd, spec.index + 1)
+        slots = Slots(spec.slots_fd, spec.index + 1, {spec.index: spec.overflow_fd})
         writer = slots.writer(spec.index)
         started = time.monotonic()
         try:
@@ -110,6 +112,7 @@ class WorkerProcess:
             # the output lines listen too.
             worker = manager.worker(**spec.worker_overrides())
             worker.add_listener(self._slot_listener(writer))
+            worker.track_holdings(writer)  # its batches too, for a successor to settle
             worker.add_listener(lines)
             self._worker = worker
             self._recover(worker, slots.read(spec.index), writer)
@@ -152,8 +155,7 @@ class WorkerProcess:
             kind = event.kind
             if kind is EventKind.STARTED:
                 assert event.reservation is not None
-                if not writer.running(event.reservation, time.monotonic(), event.timeout_s):
-                    self._warn_unguarded(event)
+                writer.running(event.reservation, time.monotonic(), event.timeout_s)
             elif kind is EventKind.RAN:
                 writer.settling(ok=event.error is None)  # no timeout for failed() and the ack
             elif kind is EventKind.IDLE:
@@ -161,34 +163,28 @@ class WorkerProcess:
             else:
                 writer.finished(
                     completed=kind is EventKind.COMPLETED,
-                    failed=kind in (EventKind.FAILED, EventKind.PARKED),
+                    # A parked failure counts once, when parked, not at each recording attempt.
+                    failed=kind in (EventKind.FAILED, EventKind.PARKED)
+                    and not event.recording_again,
                 )
                 self._check_memory(event.duration_s)
 
         return on_event
 
-    def _warn_unguarded(self, event: JobEvent) -> None:
-        if not self._warned_big:
-            self._warned_big = True
-            log.warning(
-                "job %s is too big to record for the supervisor (over 1 MB): jobs this big run "
-                "without a hard timeout, and are recovered by their lease if the worker dies",
-                event.job_id,
-            )
-
     def _recover(self, worker: Worker, view: SlotView | None, writer: SlotWriter) -> None:
-        """Settle the job a predecessor in this slot left: ack it, or count its attempt failed.
+        """Settle the jobs a predecessor in this slot left: acknowledge the completed ones,
+        give the waiting ones back, and count the attempt of the running one failed.
 
-        The slot is cleared first, so a crash while settling leaves the job to
-        its lease rather than to a loop of replacements.
+        The slot is cleared first, so a crash while settling leaves the jobs to
+        their leases rather than to a loop of replacements.
         """
         writer.reset()
-        if view is None or view.reservation is None or self.spec.recover is None:
+        if view is None or self.spec.recover is None:
+            return
+        settle_left_behind(worker.driver, *view.left_behind())
+        if view.reservation is None or view.state is SlotState.COMPLETED:
             return
         res: Reservation = view.reservation
-        if view.state is SlotState.COMPLETED:
-            worker.driver.ack(res)
-            return
         if not worker.driver.extend(res, worker.options.lease_s):
             return  # its lease lapsed and another worker has it now
         if view.timed_out:

@@ -16,10 +16,10 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from kashq.drivers.base import Driver, Reservation
+from kashq.drivers.base import BatchReserving, Driver, Reservation
 from kashq.envelope import decode
 from kashq.exceptions import EnvelopeError, KashqError
 
@@ -38,7 +38,7 @@ class ControlThread:
     def __init__(self, driver: Driver, figures: Callable[[], dict[str, Any]]) -> None:
         self.driver = driver
         self._figures = figures
-        self._tasks: queue.Queue[tuple[str, Reservation] | None] = queue.Queue()
+        self._tasks: queue.Queue[Callable[[], object] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="kashq-control", daemon=True)
         self._warned = False
         # Host and pid name the record for people; the random part keeps two
@@ -55,9 +55,13 @@ class ControlThread:
         self._tasks.put(None)
         self._thread.join(timeout_s)
 
-    def hand_back(self, reservation: Reservation, *, completed: bool) -> None:
-        """Acknowledge a finished job, or put a running one back, as soon as possible."""
-        self._tasks.put(("ack" if completed else "release", reservation))
+    def hand_back(self, reservation: Reservation) -> None:
+        """Put a job a killed worker was running back, as soon as possible."""
+        self._tasks.put(lambda: self._release(reservation))
+
+    def settle_left_behind(self, done: list[Reservation], waiting: list[Reservation]) -> None:
+        """Acknowledge a killed worker's completed jobs and give its waiting ones back."""
+        self._tasks.put(lambda: self._call(settle_left_behind, self.driver, done, waiting))
 
     # -- the thread -------------------------------------------------------
     def _run(self) -> None:
@@ -79,12 +83,9 @@ class ControlThread:
             if task is None:
                 self._call(self.driver.delete_control, self.name)
                 return
-            self._settle(*task)
+            task()
 
-    def _settle(self, how: str, res: Reservation) -> None:
-        if how == "ack":
-            self._call(self.driver.ack, res)
-            return
+    def _release(self, res: Reservation) -> None:
         try:
             envelope = decode(res.raw)
         except EnvelopeError:
@@ -117,3 +118,22 @@ class ControlThread:
             return None
         self._warned = False
         return result
+
+
+def settle_left_behind(
+    driver: Driver, done: Sequence[Reservation], waiting: Sequence[Reservation]
+) -> None:
+    """Acknowledge ``done`` and give ``waiting`` back (uncounted) for a worker that died.
+
+    Reservations no longer held under their tokens are skipped by the driver.
+    A driver that reserves one job at a time has no waiting jobs to give back.
+    """
+    batches = driver if isinstance(driver, BatchReserving) else None
+    if done:
+        if batches is not None:
+            batches.ack_many(done)
+        else:
+            for res in done:
+                driver.ack(res)
+    if waiting and batches is not None:
+        batches.unreserve(waiting)

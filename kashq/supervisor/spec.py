@@ -51,6 +51,7 @@ class WorkSpec:
     output: Output = Output.PLAIN
     verbose: bool = False
     slots_fd: int = -1
+    overflow_fd: int = -1  # the slot's overflow file (see kashq.supervisor.slots)
     index: int = 0
     recover: str | None = None  # how the predecessor in this slot ended, if it died
 

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -63,6 +64,23 @@ class ProcessHooks(Protocol):
 
     def exited(self, pid: int) -> None:
         """Worker process ``pid`` was reaped (quick and local: it runs in the loop)."""
+        ...
+
+
+class Companion(Protocol):
+    """A process the command runs beside the workers (the scheduler), started by the caller.
+
+    The supervisor watches it: once it exits it is reaped and reported, and the
+    workers go on without it.
+    """
+
+    name: str
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def poll(self) -> int | None:
+        """Its exit code (reaping it), or None while it runs."""
         ...
 
 
@@ -107,11 +125,14 @@ class Supervisor:
         driver: Driver,
         reporter: Reporter,
         hooks: ProcessHooks | None = None,
+        *,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.spec = spec
         self.options = options
         self.reporter = reporter
         self.hooks = hooks
+        self._companions = list(companions)
         self._env = None if hooks is None else {**os.environ, **hooks.environment()}
         self.slots = Slots.create(options.workers)
         self.control = ControlThread(driver, self._figures)
@@ -151,6 +172,7 @@ class Supervisor:
         elif state.signals == 1 and not state.stopping:
             self._begin_stop("finishing running jobs")
         self._reap(now)
+        self._reap_companions()
         self._start_due(now)
         self._enforce_timeouts(now)
         if self.control.restart_at > self._restart_seen and not state.stopping:
@@ -164,13 +186,20 @@ class Supervisor:
 
     # -- processes ----------------------------------------------------------
     def _start(self, index: int, recover: str | None) -> None:
-        spec = dataclasses.replace(self.spec, index=index, slots_fd=self.slots.fd, recover=recover)
+        slots_fd, overflow_fd = self.slots.fds(index)
+        spec = dataclasses.replace(
+            self.spec, index=index, slots_fd=slots_fd, overflow_fd=overflow_fd, recover=recover
+        )
         try:
+            # A session of its own (so a process group of its own): killing the
+            # group takes the job's subprocesses too. Terminal signals (Ctrl-C)
+            # reach the supervisor alone, which decides what they mean.
             popen = subprocess.Popen(
                 [sys.executable, "-c", COMMAND, spec.to_json()],
                 stdin=subprocess.PIPE,
-                pass_fds=(self.slots.fd,),
+                pass_fds=(slots_fd, overflow_fd),
                 env=self._env,
+                start_new_session=True,
             )
         except OSError as exc:  # out of processes or memory: try again shortly
             self.reporter.note("worker.error", f"  cannot start worker {index}: {exc}", style="red")
@@ -178,7 +207,7 @@ class Supervisor:
             return
         # The count the new process carries on from; settling its predecessor's
         # job (``recover``) counts one more, which is no work of its own.
-        view = self.slots.read(index)
+        view = self.slots.status(index)
         processed = (0 if view is None else view.processed) + (recover is not None)
         self._procs[index] = _Process(index, popen, time.monotonic(), processed_before=processed)
         if self.spec.verbose:
@@ -201,7 +230,25 @@ class Supervisor:
             if proc.popen.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.popen.stdin.close()
+            if code < 0:  # killed: what its job started dies with it
+                _kill_group(proc.popen.pid)
             self._after_exit(proc, code, now)
+
+    def _reap_companions(self) -> None:
+        for companion in list(self._companions):
+            code = companion.poll()
+            if code is None:
+                continue
+            self._companions.remove(companion)
+            if not self._state.stopping:  # a stop ends it too: nothing to report then
+                self.reporter.note(
+                    f"{companion.name}.exited",
+                    f"  the {companion.name} (pid {companion.pid}) {_describe_exit(code)}; "
+                    "the workers go on without it",
+                    style="red",
+                    pid=companion.pid,
+                    exit_code=code,
+                )
 
     def _after_exit(self, proc: _Process, code: int, now: float) -> None:
         state, index = self._state, proc.index
@@ -252,7 +299,7 @@ class Supervisor:
         return 0.0 if count == 1 else min(2.0 ** (count - 2), _MAX_BACKOFF_S)
 
     def _finished_a_job(self, proc: _Process) -> bool:
-        view = self.slots.read(proc.index)
+        view = self.slots.status(proc.index)
         return view is not None and view.processed > proc.processed_before
 
     def _start_due(self, now: float) -> None:
@@ -265,12 +312,15 @@ class Supervisor:
                 self._start(index, recover)
 
     def _signal_all(self, signum: int) -> None:
-        """Send ``signum`` to every worker; SIGTERM only to those not told yet."""
+        """SIGTERM every worker not told yet (its job finishes), or SIGKILL every
+        worker's process group (the job's subprocesses too)."""
         for proc in self._procs.values():
-            if signum == signal.SIGTERM:
-                if proc.told:
-                    continue
-                proc.told = True
+            if signum == signal.SIGKILL:
+                _kill_group(proc.popen.pid)
+                continue
+            if proc.told:
+                continue
+            proc.told = True
             with contextlib.suppress(ProcessLookupError):
                 proc.popen.send_signal(signum)
 
@@ -282,8 +332,7 @@ class Supervisor:
         running = sum(self._slot_state(i) is SlotState.RUNNING for i in self._procs)
         self.reporter.note(
             "supervisor.stopping",
-            f"Stopping ({why}): {running} running job(s) finish first, "
-            f"for up to {self.options.grace_s:g}s.",
+            f"Stopping ({why}): {_finishing(running, self.options.grace_s)}.",
             style="yellow",
             running=running,
         )
@@ -300,18 +349,20 @@ class Supervisor:
         self._signal_all(signal.SIGKILL)
 
     def _slot_state(self, index: int) -> SlotState | None:
-        view = self.slots.read(index)
+        view = self.slots.status(index)
         return None if view is None else view.state
 
     def _hand_back(self, index: int) -> None:
-        """A worker killed while stopping: its job goes back now, not after its lease."""
+        """A worker killed while stopping: its jobs go back now, not after their leases
+        (the completed ones are acknowledged)."""
         view = self.slots.read(index)
-        if view is None or view.reservation is None:
+        if view is None:
             return
-        if view.state is SlotState.COMPLETED:
-            self.control.hand_back(view.reservation, completed=True)
-        elif view.state is SlotState.RUNNING:
-            self.control.hand_back(view.reservation, completed=False)
+        done, waiting = view.left_behind()
+        if done or waiting:
+            self.control.settle_left_behind(done, waiting)
+        if view.reservation is not None and view.state is SlotState.RUNNING:
+            self.control.hand_back(view.reservation)
 
     def _restart_workers(self) -> None:
         self.reporter.note(
@@ -328,18 +379,18 @@ class Supervisor:
         for index, proc in self._procs.items():
             if proc.timed_out:
                 continue
-            view = self.slots.read(index)
+            view = self.slots.status(index)
             if view is None or view.state is not SlotState.RUNNING or not view.deadline:
                 continue
             if now < view.deadline + KILL_MARGIN_S or view.pid != proc.popen.pid:
                 continue  # in time, or a predecessor's job the new process is settling
-            again = self.slots.read(index)
+            again = self.slots.read(index)  # with the reservation, for the report
             if again is None or again.seq != view.seq:
                 continue  # it finished just now
             self.slots.mark_timed_out(index, view.seq)
             proc.timed_out = True
-            proc.popen.kill()
-            job_id, job_type = peek(view.reservation.raw) if view.reservation else (None, None)
+            _kill_group(proc.popen.pid)
+            job_id, job_type = peek(again.reservation.raw) if again.reservation else (None, None)
             self.reporter.timeout(
                 job_id or "", job_type or "(job)", now - view.started, view.timeout_s, index
             )
@@ -349,7 +400,7 @@ class Supervisor:
         """What the supervisor publishes for ``queue:monitor`` (read by the control thread)."""
         processed = failed = 0
         for index in range(self.options.workers):
-            view = self.slots.read(index)
+            view = self.slots.status(index)
             if view is not None:
                 processed += view.processed
                 failed += view.failed
@@ -361,6 +412,24 @@ class Supervisor:
             "failed": failed,
             "started_at": self._started_at,
         }
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of worker ``pid`` (it leads it): the worker and what it started.
+
+    Safe after the worker was reaped: while any process of the group lives,
+    its id is not handed to a new process.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _finishing(running: int, grace_s: float) -> str:
+    """What a stop waits for, in words: nothing, or the running jobs for up to the grace."""
+    if running == 0:
+        return "no job is running"
+    jobs = "the running job finishes" if running == 1 else f"{running} running jobs finish"
+    return f"{jobs} first, for up to {grace_s:g}s"
 
 
 def _describe_exit(code: int) -> str:

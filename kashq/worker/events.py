@@ -58,6 +58,16 @@ class JobEvent:
     error: str | None = None
 
     @property
+    def recording_again(self) -> bool:
+        """A FAILED or PARKED event of a failure already reported by a PARKED event.
+
+        The failed-job store was unreachable when the job failed for good; this
+        is one more attempt at recording that failure (the parked envelope
+        carries it), not a new failure.
+        """
+        return self.envelope is not None and self.envelope.failure is not None
+
+    @property
     def job_id(self) -> str:
         if self.envelope is not None:
             return self.envelope.id

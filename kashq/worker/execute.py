@@ -78,9 +78,9 @@ def run_awaitable(awaitable: Awaitable[Any], timeout_s: float | None) -> Any:
         except asyncio.TimeoutError:
             raise JobTimeout(timeout_s) from None
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not _loop_running():
+        # Outside any ``except`` block: the job's exceptions must not chain
+        # to the RuntimeError that said no loop was running.
         return _thread_loop().run_until_complete(bounded())
     # Called from inside a running loop (a sync dispatch from async code):
     # that loop is busy with us, so run the job on a loop of its own thread.
@@ -119,6 +119,14 @@ def call_failed_hook(job: Job | None, error: BaseException) -> None:
         raise
     except BaseException:  # SystemExit too: a hook must not end the worker
         log.exception("failed() hook of %s raised", type(job).__qualname__)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from kashq.drivers.base import BatchReserving, Driver, Reservation
 from kashq.exceptions import DriverError
@@ -39,6 +40,23 @@ def batch_size(prefetch: int, last_job_s: float | None) -> int:
     if prefetch <= 1 or last_job_s is None:
         return 1
     return max(1, min(prefetch, int(PREFETCH_BUDGET_S / max(last_job_s, 1e-6))))
+
+
+class Holdings(Protocol):
+    """Where a worker with one consumer thread records what it reserves (``queue:work``:
+    its supervisor's slot), so that if its process dies, the one started in its place
+    acknowledges the completed jobs and gives the waiting ones back at once.
+
+    The jobs completed meanwhile are told by the worker's COMPLETED events.
+    """
+
+    def reserved(self, batch: Sequence[Reservation]) -> None:
+        """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs."""
+        ...
+
+    def taking(self, res: Reservation) -> None:
+        """``res``, one of the last batch, runs next (it and those before it wait no more)."""
+        ...
 
 
 class PrefetchedJobs:

@@ -29,7 +29,7 @@ from kashq.worker.events import EventKind, Listener, Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
-from kashq.worker.prefetch import PrefetchedJobs, Prefetcher, batch_size
+from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
@@ -76,6 +76,7 @@ class Worker:
             if self._batches is None
             else Prefetcher(driver, self._batches, self.options.lease_s)
         )
+        self._holdings: Holdings | None = None
 
     @property
     def locks(self) -> LockBackend:
@@ -88,6 +89,11 @@ class Worker:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`JobEvent` from now on."""
         self._events.add(listener)
+
+    def track_holdings(self, holdings: Holdings) -> None:
+        """Tell ``holdings`` of every reserve and of each job taken from it (see
+        :class:`~kashq.worker.prefetch.Holdings`); for ``start(1)`` only."""
+        self._holdings = holdings
 
     # -- one job --------------------------------------------------------
     def run_next(self, wait_s: float = 0.0) -> Outcome | None:
@@ -136,24 +142,37 @@ class Worker:
         unique.release_on_start(self._locks_of, env)
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
-        try:
-            context = JobContext(self.driver, env, self._clock, self._locks_of)
-            execute.run_job(prepared, timeout_s, context)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
-            took_s = time.perf_counter() - started
-            self._events.emit(
-                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=_one_line(exc)
-            )
-            return self._after_error(res, env, exc, prepared.job, took_s)
+        error = self._run_job(prepared, env, timeout_s)
         took_s = time.perf_counter() - started
+        if error is not None:
+            self._events.emit(
+                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=_one_line(error)
+            )
+            return self._after_error(res, env, error, prepared.job, took_s)
         self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
         unique.release_on_end(self._locks_of, env)
         if not defer_ack:
             self._settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
         return Outcome.COMPLETED
+
+    def _run_job(
+        self, prepared: execute.Prepared, env: Envelope, timeout_s: float | None
+    ) -> BaseException | None:
+        """Run the job; what it raised, or None.
+
+        The error is handled by the caller, outside this ``except`` block, so
+        a ``failed()`` hook neither sees it as the exception being handled nor
+        chains its own errors to it.
+        """
+        try:
+            context = JobContext(self.driver, env, self._clock, self._locks_of)
+            execute.run_job(prepared, timeout_s, context)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
+            return exc
+        return None
 
     def _job_or_none(self, env: Envelope) -> Job | None:
         """The Job instance for ``env`` if it can be built (to call its failed() hook)."""
@@ -189,7 +208,8 @@ class Worker:
             return self._release(res, env, error, job, took_s)
         attempts = env.attempts + 1
         env = dataclasses.replace(env, attempts=attempts)
-        if not policy.should_retry(attempts, env.max_tries or self.options.tries):
+        max_tries = env.max_tries or self.options.tries
+        if not policy.should_retry(attempts, max_tries) or not policy.retryable(error):
             return self._fail(res, env, error, job, took_s)
         base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
         delay_s = policy.backoff_delay(attempts, base_s)
@@ -293,7 +313,9 @@ class Worker:
         try:
             self.failed_store.log(record)
         except Exception as exc:
-            log.warning(
+            again = env is not None and env.failure is not None  # warned when first parked
+            log.log(
+                logging.INFO if again else logging.WARNING,
                 "could not record failed job %s (%s); keeping it queued, retry in %gs",
                 record.uuid,
                 _one_line(exc),
@@ -350,6 +372,8 @@ class Worker:
         """Start ``concurrency`` consumer threads (and a lease heartbeat); returns at once."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if concurrency > 1 and self._holdings is not None:
+            raise ValueError("a worker tracking its holdings runs one consumer thread")
         if self._threads:
             raise RuntimeError("worker already started")
         self._stopping.clear()
@@ -469,6 +493,8 @@ class Worker:
         if res is not None and self._stopping.is_set():
             self._hand_back(res)  # reserved while stop was requested
             return None, False
+        if res is not None and self._holdings is not None:
+            self._holdings.taking(res)
         return res, False
 
     def _fetch(
@@ -484,11 +510,16 @@ class Worker:
             if len(acks) > 1:
                 self._ack_now(acks[:-1])
             ack = acks[-1] if acks else None
-            return self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+            res = self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+            if self._holdings is not None:
+                self._holdings.reserved([] if res is None else [res])
+            return res
         limit = min(batch_size(opts.prefetch, last_s), self._slots_left() + 1)
         found = self._batches.reserve_batch(
             opts.queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
         )
+        if self._holdings is not None:
+            self._holdings.reserved(found)
         if not found:
             return None
         if len(found) > 1:

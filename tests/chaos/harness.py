@@ -42,6 +42,10 @@ from tests.support import report
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0  # KASHQ_RETRY_AFTER of every scenario: a lost job comes back quickly
 PREFETCH = 8  # the default: the most jobs one worker process holds at once
+RUNNING_PER_WORKER = 1
+"""What a SIGKILLed worker process may run twice: the job it was running. The rest of its
+batch (completed, acknowledgements unsent; prefetched, not started) is in its slot, which
+its replacement settles."""
 
 
 @dataclass
@@ -229,9 +233,9 @@ class Chaos:
             self.faults.append(Fault(label, began, time.time(), in_flight))
 
     def worker_killed(self, label: str) -> None:
-        """Record a worker process SIGKILLed just now (it held at most a batch)."""
+        """Record a worker process SIGKILLed just now (it ran at most one job)."""
         now = time.time()
-        self.faults.append(Fault(label, now, now, PREFETCH, replaced=True))
+        self.faults.append(Fault(label, now, now, RUNNING_PER_WORKER, replaced=True))
 
     def completed(self) -> int:
         return len(self.ledger.done())
@@ -265,7 +269,7 @@ class Chaos:
         done = Counter(line.job_id for line in lines if line.kind == "done")
         failed = Counter(job.uuid for job in store.all())
         faults = self.faults + [
-            Fault(f"self-kill at {line.extra}", line.at, line.at, PREFETCH, replaced=True)
+            Fault(f"self-kill at {line.extra}", line.at, line.at, RUNNING_PER_WORKER, replaced=True)
             for line in lines
             if line.kind == "kill"
         ]

@@ -71,7 +71,8 @@ def test_workers_sigkilled_at_random_moments_and_at_each_kill_point(tmp_path, re
 
     Jobs take 0 or 10 to 40 ms: the instant ones are prefetched in batches, so a kill
     catches completed jobs whose acknowledgements were still to ride on the next
-    reserve (they run again: duplicates within the bound).
+    reserve, and prefetched jobs not started: the replacement acknowledges the first
+    and gives the others back from the slot, so at most the running job runs twice.
     """
     chaos, driver = on_redis("worker-kills", tmp_path, redis_server)
     store = DatabaseFailedJobStore(chaos.env["KASHQ_DATABASE_URL"])

@@ -6,6 +6,7 @@ SQLite default and, where the behaviour depends on the driver, on Redis too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -131,6 +132,19 @@ def test_timeout_kills_a_sleeping_job_which_fails_after_its_tries(app: App) -> N
     assert failed["attempts"] == 2
     assert "timeout of 1s" in failed["error"]
     assert app.ledger() == {}
+
+
+def test_timeout_kills_a_job_of_megabytes_too(sqlite_app: App) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.BigSleeper(blob='x' * 3_000_000)]")
+
+    code, output = sqlite_app.work("--stop-when-empty", timeout_s=60)
+
+    assert code == 0, output
+    assert "TIMEOUT" in output
+    [failed] = sqlite_app.failed()
+    assert failed["uuid"] == job_id
+    assert "timeout of 1s" in failed["error"]
+    assert sqlite_app.ledger() == {}
 
 
 def test_timeout_kills_a_job_stuck_in_c_code_holding_the_gil(sqlite_app: App) -> None:
@@ -484,3 +498,103 @@ def test_with_scheduler_runs_recurring_schedules_beside_the_workers(sqlite_app: 
         code = worker.popen.wait(timeout=30)
     assert code == 0, worker.output()
     assert "Traceback" not in worker.output()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The supervisor's child processes and their states (``Z``: a zombie, never reaped)."""
+    try:
+        pids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return {}
+    states = {}
+    for child in map(int, pids):
+        with contextlib.suppress(OSError):  # it exited meanwhile
+            states[child] = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return states
+
+
+def test_with_scheduler_and_no_schedules_warns_and_runs_the_workers_alone(sqlite_app: App) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.Record(n=1)]")
+    worker = sqlite_app.start_work("--with-scheduler")
+    try:
+        sqlite_app.wait_for_ledger(1, timeout_s=30)
+        time.sleep(1.5)  # a scheduler child would have started, failed and exited by now
+        children = _children(worker.popen.pid)
+        assert len(children) == 1, children  # the one worker process, no scheduler
+        assert "Z" not in children.values()
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=30)
+    output = worker.output()
+    assert code == 0, output
+    assert "error" not in output.lower(), output
+    warnings = [line for line in output.splitlines() if "no schedules" in line]
+    assert warnings == [
+        "warning: --with-scheduler: no schedules to run (e2e_jobs declare none on "
+        "kashq.scheduler.schedule); the workers run without a scheduler"
+    ], output
+    assert sqlite_app.ledger() == {job_id: 1}
+
+
+def test_a_scheduler_that_dies_is_reaped_and_reported(sqlite_app: App) -> None:
+    (sqlite_app.root / "e2e_schedules.py").write_text(
+        "import kashq\nimport e2e_jobs\n\n"
+        "kashq.schedule.every(seconds=1).name('tick').dispatch(e2e_jobs.Record(n=0))\n"
+    )
+    worker = sqlite_app.start_work("--with-scheduler", "--import", "e2e_schedules", "--json", "-v")
+    try:
+        sqlite_app.wait_for_ledger(1, timeout_s=30)
+        workers = {e["pid"] for e in worker.events() if e["event"] == "worker.started"}
+        (scheduler,) = set(_children(worker.popen.pid)) - workers
+        os.kill(scheduler, signal.SIGKILL)
+        worker.wait_for('"scheduler.exited"')
+        time.sleep(0.3)
+        assert set(_children(worker.popen.pid)) == workers  # reaped: no zombie left
+    finally:
+        worker.signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=30)
+    assert code == 0, worker.output()
+    [exited] = [e for e in worker.events() if e["event"] == "scheduler.exited"]
+    assert exited["pid"] == scheduler
+    assert exited["exit_code"] == -signal.SIGKILL
+
+
+def _gone(pid: int) -> bool:
+    """Process ``pid`` has ended (a zombie left to an init that does not reap counts)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@pytest.mark.parametrize("how", ["timeout", "second signal", "worker killed"])
+def test_a_killed_job_takes_its_subprocesses_with_it(sqlite_app: App, how: str) -> None:
+    (job_id,) = sqlite_app.dispatch("[j.SpawnsSleep()]")
+    pid_file = sqlite_app.root / f"sleep-{job_id}"
+    worker = sqlite_app.start_work("--json", "-v")
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.05)
+        sleep_pid = int(pid_file.read_text())
+        if how == "timeout":
+            worker.wait_for('"job.timeout"')
+        elif how == "second signal":
+            worker.signal(signal.SIGINT)
+            time.sleep(0.3)
+            worker.signal(signal.SIGINT)
+            worker.popen.wait(timeout=10)
+        else:
+            (pid,) = [e["pid"] for e in worker.events() if e["event"] == "worker.started"]
+            os.kill(pid, signal.SIGKILL)
+            worker.wait_for('"worker.died"')
+        deadline = time.monotonic() + 10
+        while not _gone(sleep_pid):
+            assert time.monotonic() < deadline, f"sleep {sleep_pid} outlived its job ({how})"
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        with contextlib.suppress(ValueError, OSError, ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -8,6 +8,7 @@ process's registry. Every job that completes appends ``<job id> <pid>`` to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from tests.support.redis import delete_prefix, shared_client
 from tests.support.services import REDIS_URL
 
 JOBS_MODULE = """
-import os, re, signal, time
+import os, re, signal, subprocess, time
 from pathlib import Path
 from kashq import Job
 
@@ -110,6 +111,28 @@ class Hog(Job):
     def handle(self) -> None:
         _HOLD.append(bytearray(self.mb * 1024 * 1024))
         record(self.envelope.id)
+
+
+class BigSleeper(Job):
+    # a payload of megabytes, and a handle() that runs past its timeout
+    blob: str
+    tries = 1
+    timeout = 1
+
+    def handle(self) -> None:
+        time.sleep(20)
+        record(self.envelope.id)
+
+
+class SpawnsSleep(Job):
+    # starts `sleep 1000` and waits on it: past its timeout, or until killed
+    tries = 1
+    timeout = 1
+
+    def handle(self) -> None:
+        child = subprocess.Popen(["sleep", "1000"])
+        (HERE / f"sleep-{self.envelope.id}").write_text(str(child.pid))
+        child.wait()
 
 
 class DiesOnce(Job):
@@ -224,8 +247,24 @@ class Worker:
         self.popen.send_signal(signum)
 
     def kill_group(self) -> None:
-        os.killpg(self.popen.pid, signal.SIGKILL)
+        """SIGKILL everything: the supervisor's process group and each worker's (its own)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGSTOP)  # starts no worker while we look
+        for pid in self.children():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
+
+    def children(self) -> list[int]:
+        """The supervisor's child processes (worker processes, and a scheduler)."""
+        pid = self.popen.pid
+        try:
+            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(part) for part in text.split()]
 
     def kill(self) -> None:
         if self.popen.poll() is None:

@@ -11,12 +11,13 @@ from unittest.mock import patch
 
 import pytest
 
-from kashq.cli.joblines import JobLines, duration
+from kashq.cli.joblines import JobLines, delay, duration
 from kashq.drivers.base import Reservation
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.imports import ImportFailed, import_job_modules
-from kashq.supervisor.slots import _DATA_AT, MAX_RAW_BYTES, SLOT_BYTES, Slots, SlotState
+from kashq.supervisor import held
+from kashq.supervisor.slots import _DATA_AT, DATA_BYTES, SLOT_BYTES, Slots, SlotState
 from kashq.supervisor.spec import Output, WorkSpec
 from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 from kashq.worker.events import EventKind, JobEvent
@@ -46,7 +47,7 @@ def test_a_fresh_slot_is_idle(slots: Slots) -> None:
 def test_running_slot_holds_the_reservation_and_deadline(slots: Slots) -> None:
     writer = slots.writer(1)
 
-    assert writer.running(RES, started=100.0, timeout_s=5.0)
+    writer.running(RES, started=100.0, timeout_s=5.0)
 
     view = slots.read(1)
     assert view is not None
@@ -135,13 +136,35 @@ def test_a_torn_slot_reads_as_none(slots: Slots) -> None:
     assert slots.read(1) is None
 
 
-def test_a_job_too_big_for_its_slot_is_not_recorded(slots: Slots) -> None:
+def test_a_job_too_big_for_its_slot_is_recorded_with_its_deadline_in_the_overflow_file(
+    slots: Slots,
+) -> None:
     writer = slots.writer(1)
-    huge = Reservation("big", "default", "x" * (MAX_RAW_BYTES + 1), 1, "t")
+    huge = Reservation("big", "default", '{"x":"' + "é" * DATA_BYTES + '"}', 3, "t")
 
-    assert not writer.running(huge, 1.0, 4.0)
+    writer.running(huge, 1.0, 4.0)
 
-    assert slots.read(1).state is SlotState.IDLE  # type: ignore[union-attr]
+    status = slots.status(1)
+    assert status is not None and status.state is SlotState.RUNNING
+    assert (status.deadline, status.reservation) == (5.0, None)  # the header alone
+    view = slots.read(1)
+    assert view is not None and view.reservation == huge
+    writer.running(RES, 2.0, None)  # a small one after it is in the slot again
+    assert slots.read(1).reservation == RES  # type: ignore[union-attr]
+
+
+def test_a_worker_process_reads_its_own_overflow_file_only(slots: Slots) -> None:
+    huge = Reservation("big", "default", "x" * (DATA_BYTES + 1), 1, "t")
+    slots.writer(2).running(huge, 1.0, 4.0)
+
+    own = Slots(slots.fd, 3, {2: slots.overflow[2]})
+    blind = Slots(slots.fd, 3)
+
+    assert own.read(2).reservation == huge  # type: ignore[union-attr]
+    assert blind.read(2).reservation is None  # type: ignore[union-attr]
+    assert blind.read(2).deadline == 5.0  # type: ignore[union-attr]
+    own._map.close()
+    blind._map.close()
 
 
 def test_unicode_reservations_round_trip(slots: Slots) -> None:
@@ -149,6 +172,91 @@ def test_unicode_reservations_round_trip(slots: Slots) -> None:
     slots.writer(0).running(res, 0.5, 1.0)
 
     assert slots.read(0).reservation == res  # type: ignore[union-attr]
+
+
+def _batch(n: int) -> list[Reservation]:
+    return [Reservation(f"job-{i}", "default", '{"v":1}', 1, f"tok.{i}") for i in range(n)]
+
+
+def _ids(reservations: tuple[Reservation, ...] | list[Reservation]) -> list[str]:
+    return [res.id for res in reservations]
+
+
+def test_a_batch_waits_in_the_slot_until_each_job_is_taken(slots: Slots) -> None:
+    writer = slots.writer(1)
+    batch = _batch(4)
+
+    writer.reserved(batch)
+    assert _ids(slots.read(1).waiting) == ["job-0", "job-1", "job-2", "job-3"]  # type: ignore[union-attr]
+    writer.taking(batch[0])
+    writer.running(batch[0], 1.0, 5.0)
+    writer.taking(batch[2])  # job-1's lease was lost to another worker: skipped
+
+    view = slots.read(1)
+    assert view is not None
+    assert _ids(view.waiting) == ["job-1", "job-3"]  # job-1 stale: the driver skips it
+    assert view.waiting[1] == Reservation("job-3", "default", "", 0, "tok.3")  # no raw needed
+    assert slots.status(1).waiting == ()  # type: ignore[union-attr]
+
+
+def test_completed_jobs_are_held_until_the_next_reserve_acknowledges_them(slots: Slots) -> None:
+    writer = slots.writer(0)
+    batch = _batch(3)
+    writer.reserved(batch)
+    for res in batch[:2]:
+        writer.taking(res)
+        writer.running(res, 1.0, None)
+        writer.settling(ok=True)
+        writer.finished(completed=True, failed=False)
+
+    view = slots.read(0)
+    assert view is not None
+    assert _ids(view.completed) == ["job-0", "job-1"]
+    done, waiting = view.left_behind()
+    assert _ids(done) == ["job-0", "job-1"]  # the running part's job is listed once
+    assert _ids(waiting) == ["job-2"]
+
+    writer.reserved([])  # the next reserve acknowledged them
+    after = slots.read(0)
+    assert after is not None
+    assert (after.state, after.reservation, after.completed, after.waiting) == (
+        SlotState.IDLE, None, (), ()
+    )  # fmt: skip
+
+
+def test_what_a_dead_worker_left_never_lists_its_running_job_as_waiting(slots: Slots) -> None:
+    writer = slots.writer(2)
+    batch = _batch(3)
+    writer.reserved(batch)
+    writer.running(batch[0], 1.0, 5.0)  # killed before taking() was recorded: still listed
+
+    done, waiting = slots.read(2).left_behind()  # type: ignore[union-attr]
+
+    assert done == []
+    assert _ids(waiting) == ["job-1", "job-2"]
+
+
+def test_a_batch_too_big_for_the_held_part_keeps_what_fits() -> None:
+    batch = _batch(8)
+    full, count = held.encode(batch, room=10_000)
+    assert count == 8
+
+    part, kept = held.encode(batch, room=len(full) - 1)
+
+    assert 0 < kept < 8
+    completed, waiting = held.decode(part, kept)
+    assert (completed, _ids(waiting)) == ([], [f"job-{i}" for i in range(kept)])
+
+
+def test_a_reset_slot_holds_nothing(slots: Slots) -> None:
+    writer = slots.writer(1)
+    writer.reserved(_batch(5))
+    writer.finished(completed=True, failed=False)
+
+    slots.writer(1).reset()
+
+    view = slots.read(1)
+    assert view is not None and (view.completed, view.waiting) == ((), ())
 
 
 # --------------------------------------------------------------------------- spec
@@ -228,6 +336,15 @@ def test_plain_lines_end_with_the_status() -> None:
     assert len(first) == len(second) == len(third) == 100  # dots fill a fixed width
 
 
+def test_retry_delays_are_rounded_as_a_person_reads_them() -> None:
+    assert [delay(s) for s in (0, 0.0004, 0.25, 0.9996, 2, 2.21567, 9.96, 15.4, 120)] == [
+        "0s", "0s", "250ms", "1s", "2s", "2.2s", "10s", "15s", "120s"
+    ]  # fmt: skip
+    stream = io.StringIO()
+    JobLines(Output.PLAIN, stream=stream)(event(EventKind.RETRIED, delay_s=2.21567, error="E"))
+    assert stream.getvalue().splitlines()[0].endswith(" RETRY in 2.2s")
+
+
 def test_json_lines_carry_the_event_fields() -> None:
     stream = io.StringIO()
     lines = JobLines(Output.JSON, worker=3, stream=stream)
@@ -303,4 +420,37 @@ def test_a_worker_that_finished_a_job_before_dying_is_restarted_at_once() -> Non
     pauses.append(_quick_exit(supervisor, jobs_run=0, recover="died"))
 
     assert pauses == [0.0, 0.0, 0.0, 0.0, 0.0]  # the count of quick exits starts again too
+    supervisor.slots.close()
+
+
+class _Recorded(_Notes):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, event: str, message: str, *, style: str = "", **fields: object) -> None:
+        self.notes.append(message)
+
+
+@pytest.mark.parametrize(
+    ("running", "said"),
+    [
+        (0, "Stopping (asked): no job is running."),
+        (1, "Stopping (asked): the running job finishes first, for up to 30s."),
+        (2, "Stopping (asked): 2 running jobs finish first, for up to 30s."),
+    ],
+)
+def test_stopping_says_what_it_waits_for(running: int, said: str) -> None:
+    notes = _Recorded()
+    supervisor = Supervisor(
+        WorkSpec("memory", ("default",)), SupervisorOptions(workers=3), MemoryDriver(), notes
+    )
+    with patch("kashq.supervisor.supervisor.subprocess.Popen"):
+        for index in range(3):
+            supervisor._start(index, None)
+    for index in range(running):
+        supervisor.slots.writer(index).running(RES, 1.0, None)
+
+    supervisor._begin_stop("asked")
+
+    assert notes.notes == [said]
     supervisor.slots.close()
