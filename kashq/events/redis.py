@@ -17,8 +17,10 @@ index is hundreds of millions of keys. The stream alone stays bounded.
 
 Live reads block in ``XREAD BLOCK``. Pruning is ``XTRIM MINID``: by when the
 event was stored (the stream id's time, the Redis server's clock), which is
-within one flush (~50 ms) of when it happened. Redis errors leave this module
-as :class:`~kashq.events.base.EventStoreError` (a ``DriverError``).
+within one flush (~50 ms) of when it happened. Every call goes through the
+Redis driver's retry policy (:mod:`kashq.drivers.redis.retry`: the first call
+after a Redis restart succeeds). Redis errors leave this module as
+:class:`~kashq.events.base.EventStoreError` (a ``DriverError``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 import redis
 
+from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import connect
+from kashq.drivers.redis.lua import LuaScripts
 from kashq.events.base import (
     DEFAULT_POLL_S,
     DEFAULT_READ_LIMIT,
@@ -65,7 +68,7 @@ class RedisEventStore(Subscribing):
         self.client = connect(client) if isinstance(client, str) else client
         self.key = stream_key(prefix)
         self.max_len = max_len
-        self._append = self.client.register_script(_APPEND_SOURCE)
+        self._lua = LuaScripts("kashq.events", ("append",))
 
     def append(self, event: Event) -> None:
         self.append_many((event,))
@@ -77,7 +80,7 @@ class RedisEventStore(Subscribing):
         """Store events given as their JSON (:func:`~kashq.events.base.encode_event`)."""
         for start in range(0, len(texts), _APPEND_CHUNK):
             args = [self.max_len, *texts[start : start + _APPEND_CHUNK]]
-            self._call(lambda a=args: self._append(keys=[self.key], args=a))  # type: ignore[misc]
+            self._call(lambda a=args: self._lua.run(self.client, "append", [self.key], a))  # type: ignore[misc]
 
     def read(self, after: str | None = None, limit: int = DEFAULT_READ_LIMIT) -> list[Event]:
         start = "-" if after is None else f"({after}"
@@ -148,12 +151,9 @@ class RedisEventStore(Subscribing):
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
-            return fn()
+            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
         except redis.RedisError as exc:
             raise EventStoreError(f"redis event store: {exc}") from exc
-
-
-_APPEND_SOURCE = resources.files("kashq.events").joinpath("lua/append.lua").read_text("utf-8")
 
 
 def _text(value: bytes | str) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 
 from kashq.exceptions import ConfigError, DriverError
 from kashq.redact import hide_secrets_in
@@ -22,7 +24,9 @@ def connect(url: str, *, socket_timeout_s: float | None = None) -> Any:
     Cluster through any one of its nodes. A host that does not answer fails
     after ``CONNECT_TIMEOUT_S`` instead of the system's TCP timeout, and with
     ``socket_timeout_s`` a reply that never comes fails after that long (it
-    must outlast any blocking wait). A URL's own timeouts win.
+    must outlast any blocking wait). A URL's own timeouts win. A plain client
+    retries nothing itself: kashq's one retry policy (:mod:`.retry`) wraps
+    every call, so attempts never multiply.
     """
     timeouts: dict[str, Any] = {"socket_connect_timeout": CONNECT_TIMEOUT_S}
     if socket_timeout_s is not None:
@@ -30,8 +34,9 @@ def connect(url: str, *, socket_timeout_s: float | None = None) -> Any:
     try:
         for scheme, plain in CLUSTER_SCHEMES.items():
             if url.startswith(scheme):
+                # The cluster client keeps its own retries: they refresh its slot map.
                 return RedisCluster.from_url(plain + url[len(scheme) :], **timeouts)
-        return redis.Redis.from_url(url, **timeouts)
+        return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **timeouts)
     except ValueError as exc:  # it may quote a piece of a password holding a '/' or '@'
         raise ConfigError(f"invalid Redis URL: {hide_secrets_in(str(exc), url)}") from None
     except (redis.RedisError, RedisClusterException) as exc:  # a cluster client connects at once

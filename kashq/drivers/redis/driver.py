@@ -2,8 +2,9 @@
 
 Works with Redis 6.2+, Valkey and DragonflyDB. Every multi-key step is one
 script from ``lua/`` over the keys of one queue (one hash tag). Idle workers
-block on the queue's wake-up list instead of polling. Redis errors leave this
-module as :class:`~kashq.exceptions.DriverError`.
+block on the queue's wake-up list instead of polling. Every call goes through
+the retry policy of :mod:`.retry`, so the first call after a Redis restart
+succeeds. Redis errors leave this module as :class:`~kashq.exceptions.DriverError`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation, check_control_name
+from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import connect, is_cluster
 from kashq.drivers.redis.keys import (
     QueueKeys,
@@ -284,35 +285,32 @@ class RedisDriver:
         """Send ``commands()`` on this thread's connection without waiting, then read
         every reply: Redis runs one command while the next is being built.
 
-        A connection the server closed while idle (restart, CLIENT KILL) fails
-        on first use: everything is sent once more on a new connection, as the
-        redis-py client does; a lost script cache is reloaded and everything
-        sent again. Both are safe because every kashq script can be repeated.
+        One attempt (the caller's retry policy makes the others). A connection
+        that failed is closed, so the next attempt connects afresh; the first
+        error among the replies is raised once every reply is read.
         """
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                sent = 0
-                for command in commands():
-                    conn.send_command(*command)
-                    sent += 1
-                replies: list[Any] = []
-                error: Exception | None = None
-                for _ in range(sent):
-                    try:
-                        replies.append(conn.read_response())
-                    except redis.ResponseError as exc:  # read the rest before raising
-                        error = error or exc
-                if error is None:
-                    return replies
-                if attempt == 2 or not isinstance(error, NoScriptError):
-                    raise error
-                self._scripts.load()
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()  # the next send connects afresh
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        conn = self._connection()
+        try:
+            sent = 0
+            for command in commands():
+                conn.send_command(*command)
+                sent += 1
+            replies: list[Any] = []
+            error: Exception | None = None
+            for _ in range(sent):
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:  # read the rest before raising
+                    error = error or exc
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            raise
+        except OSError as exc:
+            conn.disconnect()
+            raise redis.ConnectionError(str(exc)) from exc
+        if error is not None:
+            raise error
+        return replies
 
     def _connection(self) -> Any:
         """This thread's own connection, made on first use and closed when the thread ends.
@@ -353,8 +351,9 @@ class RedisDriver:
         return False
 
     def _call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` under the retry policy; Redis errors become DriverError."""
         try:
-            return fn()
+            return retry.call(fn, reload_scripts=self._scripts.load)
         except redis.RedisError as exc:
             raise DriverError(f"redis: {exc}") from exc
 
