@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import redis
 
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import connect
+from kashq.drivers.redis.client import connect, longest_block_s
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.events.base import (
     DEFAULT_POLL_S,
@@ -69,6 +69,7 @@ class RedisEventStore(Subscribing):
         self.key = stream_key(prefix)
         self.max_len = max_len
         self._lua = LuaScripts("kashq.events", ("append",))
+        self._longest_block_s = longest_block_s(self.client)
 
     def append(self, event: Event) -> None:
         self.append_many((event,))
@@ -120,7 +121,7 @@ class RedisEventStore(Subscribing):
     ) -> Iterator[Event]:
         """Yield events as they are stored (after ``after``, or from now on), via XREAD BLOCK."""
         cursor = after if after is not None else self._last_id()
-        block_ms = max(int(poll_s * 1000), 1)
+        block_ms = max(int(min(poll_s, self._longest_block_s) * 1000), 1)
         while not stopped(stop):
             reply = self._call(
                 lambda c=cursor: self.client.xread(  # type: ignore[misc]

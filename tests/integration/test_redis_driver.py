@@ -17,7 +17,7 @@ from kashq.envelope import Envelope
 from kashq.exceptions import DriverError
 from kashq.failed.memory import MemoryFailedJobStore
 from tests.support.redis import redis_driver
-from tests.support.services import RedisServer
+from tests.support.services import REDIS_URL, RedisServer
 
 DONE: list[int] = []
 
@@ -83,6 +83,22 @@ def test_idle_reserve_on_several_queues_wakes_for_a_push_to_any_of_them(driver):
     res = driver.reserve(["first", "second"], lease_s=30, wait_s=10)
     assert res is not None and res.id == env.id
     assert time.monotonic() - started < 5, "woken by the push, not by the timeout"
+
+
+def test_a_wait_longer_than_the_reply_timeout_is_no_error(driver):
+    """An idle reserve blocks in slices shorter than the reply timeout (here 1 s)."""
+    waiting = RedisDriver(f"{REDIS_URL}?socket_timeout=1", prefix=driver.prefix)
+    try:
+        started = time.monotonic()
+        assert waiting.reserve(["default"], lease_s=30, wait_s=2.5) is None
+        assert time.monotonic() - started >= 2.4
+        env = Noted(n=1).to_envelope(default_queue="default", now=time.time())
+        timer = threading.Timer(1.5, driver.push, args=(env,))
+        timer.start()
+        found = waiting.reserve(["default"], lease_s=30, wait_s=5)
+        assert found is not None and found.id == env.id, "a push still wakes a sliced wait"
+    finally:
+        waiting.close()
 
 
 def test_redis_errors_become_driver_errors(tmp_path: Path):

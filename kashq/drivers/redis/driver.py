@@ -4,7 +4,9 @@ Works with Redis 6.2+, Valkey and DragonflyDB. Every multi-key step is one
 script from ``lua/`` over the keys of one queue (one hash tag). Idle workers
 block on the queue's wake-up list instead of polling. Every call goes through
 the retry policy of :mod:`.retry`, so the first call after a Redis restart
-succeeds. Redis errors leave this module as :class:`~kashq.exceptions.DriverError`.
+succeeds, and no reply is awaited longer than the client's reply timeout
+(blocking waits are cut into slices shorter than it). Redis errors leave this
+module as :class:`~kashq.exceptions.DriverError`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import redis
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation, check_control_name
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import connect, is_cluster
+from kashq.drivers.redis.client import connect, is_cluster, longest_block_s
 from kashq.drivers.redis.keys import (
     QueueKeys,
     control_key,
@@ -49,6 +51,7 @@ class RedisDriver:
         self.client = connect(client) if isinstance(client, str) else client
         self.prefix = prefix
         self._clock = clock
+        self._block_s = longest_block_s(self.client)
         # A cluster pipeline cannot mix slots atomically; run steps one by one there.
         self._pipelines = not is_cluster(self.client)
         # Plain Redis: each thread sends its scripts on a connection of its own,
@@ -333,20 +336,22 @@ class RedisDriver:
     def wait(self, queues: Sequence[str], timeout_s: float) -> bool:
         """Block until a job is pushed to one of ``queues`` (True) or ``timeout_s`` passes.
 
-        Takes the wake-up token the push left, as an idle ``reserve`` does.
+        Takes the wake-up token the push left, as an idle ``reserve`` does. One
+        BLPOP never outlasts the reply timeout (a longer wait is several); on a
+        cluster, where one BLPOP cannot span slots, queues take turns.
         """
-        timeout_s = max(timeout_s, _MIN_BLOCK_S)
+        end = time.monotonic() + max(timeout_s, _MIN_BLOCK_S)
         if self._pipelines or len(queues) == 1:
-            wake = [self.keys(q).wake for q in queues]
-            return bool(self._call(lambda: self.client.blpop(wake, timeout=timeout_s)))
-        end = time.monotonic() + timeout_s
-        for queue in itertools.cycle(queues):
-            left = end - time.monotonic()
-            if left <= 0:
+            groups, longest_s = [[self.keys(q).wake for q in queues]], self._block_s
+        else:
+            groups = [[self.keys(q).wake] for q in queues]
+            longest_s = min(self._block_s, _CLUSTER_WAIT_SLICE_S)
+        for wake in itertools.cycle(groups):
+            left_s = end - time.monotonic()
+            if left_s <= 0:
                 return False
-            key = self.keys(queue).wake
-            slice_s = max(min(left, _CLUSTER_WAIT_SLICE_S), _MIN_BLOCK_S)
-            if self._call(lambda k=key, s=slice_s: self.client.blpop([k], timeout=s)):  # type: ignore[misc]
+            block_s = max(min(left_s, longest_s), _MIN_BLOCK_S)
+            if self._call(lambda w=wake, b=block_s: self.client.blpop(w, timeout=b)):  # type: ignore[misc]
                 return True
         return False
 

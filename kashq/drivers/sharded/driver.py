@@ -29,7 +29,7 @@ from typing import TypeVar
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation
 from kashq.drivers.redis import RedisDriver
-from kashq.drivers.redis.client import connect
+from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
@@ -41,9 +41,9 @@ T = TypeVar("T")
 _LOOK_AGAIN_S = 0.25  # an idle reserve looks at every shard at least this often (delayed jobs)
 _BURST = 8  # jobs taken from one shard in a row before the next shard goes first
 _MAX_UNACKED = 10_000  # acks kept for a shard that is down (else redelivered by lease)
-# A shard that stops answering (a hung host) must not hang the workers reading from it;
-# no read on a shard blocks longer than the wake-up watcher's 1 s wait.
-SHARD_REPLY_TIMEOUT_S = 5.0
+# A shard that stops answering (a hung host) must not hang the workers reading from it:
+# the Redis driver's reply timeout (blocking reads are cut shorter than it).
+SHARD_REPLY_TIMEOUT_S = REPLY_TIMEOUT_S
 
 
 @dataclass
