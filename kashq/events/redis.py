@@ -20,7 +20,7 @@ event was stored (the stream id's time, the Redis server's clock), which is
 within one flush (~50 ms) of when it happened. Every call goes through the
 Redis driver's retry policy (:mod:`kashq.drivers.redis.retry`: the first call
 after a Redis restart succeeds). Redis errors leave this module as
-:class:`~kashq.events.base.EventStoreError` (a ``DriverError``).
+:class:`~kashq.events.base.EventStoreError` (a ``DriverError``), naming the server.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import redis
 
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import connect, longest_block_s
+from kashq.drivers.redis.client import address_of, connect, failure, longest_block_s
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.events.base import (
     DEFAULT_POLL_S,
@@ -68,6 +68,7 @@ class RedisEventStore(Subscribing):
         self.client = connect(client) if isinstance(client, str) else client
         self.key = stream_key(prefix)
         self.max_len = max_len
+        self.address = address_of(self.client)
         self._lua = LuaScripts("kashq.events", ("append",))
         self._longest_block_s = longest_block_s(self.client)
 
@@ -154,7 +155,8 @@ class RedisEventStore(Subscribing):
         try:
             return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
         except redis.RedisError as exc:
-            raise EventStoreError(f"redis event store: {exc}") from exc
+            what = "redis event store"
+            raise failure(exc, self.address, what=what, kind=EventStoreError) from exc
 
 
 def _text(value: bytes | str) -> str:

@@ -7,7 +7,7 @@ prolong it. Every key carries a hash tag, so this works on Redis Cluster.
 This is the single-instance lock (no Redlock): it is as safe as the one Redis
 (or cluster primary) holding the key. Every call goes through the Redis
 driver's retry policy (:mod:`kashq.drivers.redis.retry`: the first call after a
-Redis restart succeeds). Redis errors leave as ``DriverError``.
+Redis restart succeeds). Redis errors leave as ``DriverError``, naming the server.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import connect
+from kashq.drivers.redis.client import address_of, connect, failure
 from kashq.drivers.redis.lua import LuaScripts
-from kashq.exceptions import DriverError
 from kashq.locks.held import HeldLock, acquire_waiting, check_ttl, new_token
 
 T = TypeVar("T")
@@ -78,6 +77,7 @@ class DistributedLock:
         self.client = connect(client) if isinstance(client, str) else client
         self.prefix = prefix
         self._clock = clock
+        self.address = address_of(self.client)
         self._scripts = _Scripts(self.client)
 
     def acquire(self, key: str, ttl_s: float, *, wait_s: float = 0.0) -> HeldLock:
@@ -124,6 +124,4 @@ class DistributedLock:
         try:
             return retry.call(step, reload_scripts=self._scripts.load)
         except redis.RedisError as exc:
-            message = str(exc).strip().splitlines()
-            reason = message[0] if message else type(exc).__name__
-            raise DriverError(f"{what} failed on Redis: {reason}") from exc
+            raise failure(exc, self.address, what=f"{what} failed on Redis") from exc

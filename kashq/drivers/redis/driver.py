@@ -6,7 +6,7 @@ block on the queue's wake-up list instead of polling. Every call goes through
 the retry policy of :mod:`.retry`, so the first call after a Redis restart
 succeeds, and no reply is awaited longer than the client's reply timeout
 (blocking waits are cut into slices shorter than it). Redis errors leave this
-module as :class:`~kashq.exceptions.DriverError`.
+module as :class:`~kashq.exceptions.DriverError`, naming the server.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ import redis
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation, check_control_name
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import connect, is_cluster, longest_block_s
+from kashq.drivers.redis.client import (
+    address_of,
+    connect,
+    failure,
+    is_cluster,
+    longest_block_s,
+)
 from kashq.drivers.redis.keys import (
     QueueKeys,
     control_key,
@@ -35,7 +41,6 @@ from kashq.drivers.redis.keys import (
 )
 from kashq.drivers.redis.scripts import Scripts
 from kashq.envelope import Envelope
-from kashq.exceptions import DriverError
 
 T = TypeVar("T")
 _CLUSTER_WAIT_SLICE_S = 0.05  # a cluster cannot block on keys of several slots at once
@@ -43,7 +48,11 @@ _MIN_BLOCK_S = 0.01
 
 
 class RedisDriver:
-    """Queues in Redis under ``prefix``."""
+    """Queues in Redis under ``prefix``.
+
+    ``client`` is a URL (see :func:`~kashq.drivers.redis.client.connect`) or a
+    redis-py client; ``address`` is how errors name its server.
+    """
 
     def __init__(
         self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
@@ -51,6 +60,7 @@ class RedisDriver:
         self.client = connect(client) if isinstance(client, str) else client
         self.prefix = prefix
         self._clock = clock
+        self.address = address_of(self.client)
         self._block_s = longest_block_s(self.client)
         # A cluster pipeline cannot mix slots atomically; run steps one by one there.
         self._pipelines = not is_cluster(self.client)
@@ -356,11 +366,11 @@ class RedisDriver:
         return False
 
     def _call(self, fn: Callable[[], T]) -> T:
-        """``fn()`` under the retry policy; Redis errors become DriverError."""
+        """``fn()`` under the retry policy, its Redis errors one line naming the server."""
         try:
             return retry.call(fn, reload_scripts=self._scripts.load)
         except redis.RedisError as exc:
-            raise DriverError(f"redis: {exc}") from exc
+            raise failure(exc, self.address) from exc
 
 
 class _HeldConnection:

@@ -29,7 +29,7 @@ from typing import TypeVar
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import QueueSizes, Reservation
 from kashq.drivers.redis import RedisDriver
-from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect
+from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect, reason
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
@@ -137,7 +137,7 @@ class ShardedDriver:
                 if self.strategy is not ShardStrategy.HASH and _never_connected(exc):
                     self._place(group, tried | {index})  # to the next shard (raises if none)
                     continue
-                failures.append(f"{len(group)} job(s) for shard {shard.name}: {exc}")
+                failures.append(f"{len(group)} job(s) for shard {shard.name}: {_why(exc)}")
         if failures:
             why = (
                 "hash sharding stores a job only on its own shard, which is down"
@@ -202,7 +202,7 @@ class ShardedDriver:
                 found = shard.driver.reserve(queues, lease_s=lease_s, ack=with_ack)
             except DriverError as exc:
                 self._went_down(shard, exc)
-                errors.append(f"{shard.name}: {exc}")
+                errors.append(f"{shard.name}: {_why(exc)}")
                 if with_ack is not None:
                     self._keep_unacked(shard.index, with_ack)
                 continue
@@ -369,7 +369,7 @@ class ShardedDriver:
             result = step(shard.driver)
         except DriverError as exc:
             self._went_down(shard, exc, quiet=True)  # the caller hears of it
-            raise DriverError(f"shard {shard.name}: {exc}") from exc
+            raise DriverError(f"shard {shard.name}: {_why(exc)}") from exc
         self._up_again(shard)
         return result
 
@@ -417,6 +417,11 @@ def _wait_after(failures: int, first_s: float) -> float:
     """How long a shard that failed ``failures`` times in a row is skipped: doubling
     from ``first_s`` up to 10 s."""
     return float(min(first_s * 2 ** max(failures - 1, 0), _MAX_WAIT_S))
+
+
+def _why(exc: DriverError) -> str:
+    """What went wrong on a shard, without the server's URL (messages name the shard)."""
+    return reason(exc.__cause__ or exc)
 
 
 def _never_connected(exc: DriverError) -> bool:
