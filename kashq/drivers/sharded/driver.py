@@ -56,6 +56,7 @@ class Shard:
     down_until: float = 0.0
     down: bool = False
     failures: int = 0  # in a row: each doubles the wait before the next probe
+    left_out: bool = False  # reachable_sizes warned that its jobs are not counted
 
 
 class ShardedDriver:
@@ -299,24 +300,47 @@ class ShardedDriver:
     def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
         total = {queue: QueueSizes() for queue in queues}
         for shard in self.shards:
-            for queue, size in self._on(shard.index, lambda d: d.sizes(queues)).items():
-                seen = total[queue]
-                total[queue] = QueueSizes(
-                    seen.ready + size.ready,
-                    seen.delayed + size.delayed,
-                    seen.reserved + size.reserved,
-                )
+            sizes = self._on(shard.index, lambda d: d.sizes(queues))
+            total = {queue: _sum(total[queue], sizes[queue]) for queue in queues}
+        return total
+
+    def reachable_sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
+        """Sizes summed over the shards that answer: what ``--stop-when-empty`` waits for.
+
+        A shard that is down is left out (a warning says so, once while it stays
+        down): its jobs wait on it and run once it is back, as Sidekiq or Celery
+        workers keep going on the brokers they reach. DriverError if none answers.
+        """
+        total = {queue: QueueSizes() for queue in queues}
+        answered = 0
+        for shard in self.shards:
+            sizes = self._sizes_on(shard, queues) if self._usable(shard) else None
+            if sizes is None:
+                self._leave_out(shard)
+                continue
+            answered += 1
+            total = {queue: _sum(total[queue], sizes[queue]) for queue in queues}
+        if not answered:
+            raise DriverError(f"every shard is down: {', '.join(s.name for s in self.shards)}")
         return total
 
     def shard_sizes(self, queues: Sequence[str]) -> list[dict[str, QueueSizes] | None]:
         """Sizes on each shard, by index; None for a shard that is down."""
-        result: list[dict[str, QueueSizes] | None] = []
-        for shard in self.shards:
-            try:
-                result.append(self._on(shard.index, lambda d: d.sizes(queues)))
-            except DriverError:
-                result.append(None)
-        return result
+        return [self._sizes_on(shard, queues) for shard in self.shards]
+
+    def _sizes_on(self, shard: Shard, queues: Sequence[str]) -> dict[str, QueueSizes] | None:
+        try:
+            return self._on(shard.index, lambda d: d.sizes(queues))
+        except DriverError:
+            return None
+
+    def _leave_out(self, shard: Shard) -> None:
+        with self._lock:
+            warned, shard.left_out = shard.left_out, True
+        if not warned:
+            log.warning(
+                "shard %s is down: its jobs are not counted and wait until it is back", shard.name
+            )
 
     def queue_names(self) -> list[str]:
         names: set[str] = set()
@@ -401,12 +425,12 @@ class ShardedDriver:
             shard.down_until = time.monotonic() + _wait_after(shard.failures, self._retry_down_s)
             was_down, shard.down = shard.down, True
         if not was_down and not quiet:
-            log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
+            log.warning("shard %s is down (%s); skipping it for now", shard.name, _why(exc))
 
     def _up_again(self, shard: Shard) -> None:
         if shard.down:
             with self._lock:
-                shard.down, shard.failures = False, 0
+                shard.down, shard.failures, shard.left_out = False, 0, False
             log.info("shard %s is back", shard.name)
 
 
@@ -419,7 +443,13 @@ def _wait_after(failures: int, first_s: float) -> float:
     return float(min(first_s * 2 ** max(failures - 1, 0), _MAX_WAIT_S))
 
 
-def _why(exc: DriverError) -> str:
+def _sum(one: QueueSizes, other: QueueSizes) -> QueueSizes:
+    return QueueSizes(
+        one.ready + other.ready, one.delayed + other.delayed, one.reserved + other.reserved
+    )
+
+
+def _why(exc: Exception) -> str:
     """What went wrong on a shard, without the server's URL (messages name the shard)."""
     return reason(exc.__cause__ or exc)
 
