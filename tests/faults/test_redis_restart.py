@@ -24,6 +24,7 @@ from kashq.drivers.redis import RedisDriver
 from kashq.drivers.sharded import HashRing, shard_name
 from kashq.events.base import Event
 from kashq.events.redis import RedisEventStore
+from kashq.exceptions import DriverError
 from kashq.locks.redis import DistributedLock
 from kashq.webhooks import WebhookHandler
 from tests.support.http import uvicorn_serving
@@ -72,6 +73,20 @@ def test_the_first_dispatch_after_a_redis_restart_is_stored(server: RedisServer,
         else:
             assert all(manager.dispatch_many([Ping(n=1), Ping(n=2)]))
         assert waiting(manager) == (2 if how == "dispatch" else 3)
+    finally:
+        manager.close()
+
+
+def test_a_redis_that_stays_down_fails_the_call_at_once_with_one_error(server: RedisServer):
+    manager = manager_on(connection="redis", redis_url=server.url)
+    try:
+        manager.dispatch(Ping(n=0))
+        server.kill()
+        started = time.monotonic()
+        with pytest.raises(DriverError, match="refused") as raised:
+            manager.dispatch(Ping(n=1))
+        assert time.monotonic() - started < 5, "a refused connection is not waited on"
+        assert "\n" not in str(raised.value)
     finally:
         manager.close()
 
