@@ -64,6 +64,8 @@ def serve_command(
     """
     try:
         import uvicorn
+
+        from kashq.webhooks.protocol import JSONErrorsHTTPProtocol
     except ImportError:
         raise output.fail("webhooks:serve needs uvicorn: pip install 'kashq[webhooks]'") from None
     port_number = _port(port)
@@ -85,6 +87,7 @@ def serve_command(
             _banner(manager, sock, prefix, routes)
             config = uvicorn.Config(
                 mount_asgi(prefix, default_handler.app),
+                http=JSONErrorsHTTPProtocol,  # parser refusals answer JSON too
                 lifespan="on",
                 log_level="warning",
                 access_log=False,

@@ -17,8 +17,10 @@ index is hundreds of millions of keys. The stream alone stays bounded.
 
 Live reads block in ``XREAD BLOCK``. Pruning is ``XTRIM MINID``: by when the
 event was stored (the stream id's time, the Redis server's clock), which is
-within one flush (~50 ms) of when it happened. Redis errors leave this module
-as :class:`~kashq.events.base.EventStoreError` (a ``DriverError``).
+within one flush (~50 ms) of when it happened. Every call goes through the
+Redis driver's retry policy (:mod:`kashq.drivers.redis.retry`: the first call
+after a Redis restart succeeds). Redis errors leave this module as
+:class:`~kashq.events.base.EventStoreError` (a ``DriverError``), naming the server.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 import redis
 
-from kashq.drivers.redis.client import connect
+from kashq.drivers.redis import retry
+from kashq.drivers.redis.client import address_of, connect, failure, longest_block_s
+from kashq.drivers.redis.lua import LuaScripts
 from kashq.events.base import (
     DEFAULT_POLL_S,
     DEFAULT_READ_LIMIT,
@@ -65,7 +68,9 @@ class RedisEventStore(Subscribing):
         self.client = connect(client) if isinstance(client, str) else client
         self.key = stream_key(prefix)
         self.max_len = max_len
-        self._append = self.client.register_script(_APPEND_SOURCE)
+        self.address = address_of(self.client)
+        self._lua = LuaScripts("kashq.events", ("append",))
+        self._longest_block_s = longest_block_s(self.client)
 
     def append(self, event: Event) -> None:
         self.append_many((event,))
@@ -77,7 +82,7 @@ class RedisEventStore(Subscribing):
         """Store events given as their JSON (:func:`~kashq.events.base.encode_event`)."""
         for start in range(0, len(texts), _APPEND_CHUNK):
             args = [self.max_len, *texts[start : start + _APPEND_CHUNK]]
-            self._call(lambda a=args: self._append(keys=[self.key], args=a))  # type: ignore[misc]
+            self._call(lambda a=args: self._lua.run(self.client, "append", [self.key], a))  # type: ignore[misc]
 
     def read(self, after: str | None = None, limit: int = DEFAULT_READ_LIMIT) -> list[Event]:
         start = "-" if after is None else f"({after}"
@@ -117,7 +122,7 @@ class RedisEventStore(Subscribing):
     ) -> Iterator[Event]:
         """Yield events as they are stored (after ``after``, or from now on), via XREAD BLOCK."""
         cursor = after if after is not None else self._last_id()
-        block_ms = max(int(poll_s * 1000), 1)
+        block_ms = max(int(min(poll_s, self._longest_block_s) * 1000), 1)
         while not stopped(stop):
             reply = self._call(
                 lambda c=cursor: self.client.xread(  # type: ignore[misc]
@@ -148,12 +153,10 @@ class RedisEventStore(Subscribing):
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
-            return fn()
+            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
         except redis.RedisError as exc:
-            raise EventStoreError(f"redis event store: {exc}") from exc
-
-
-_APPEND_SOURCE = resources.files("kashq.events").joinpath("lua/append.lua").read_text("utf-8")
+            what = "redis event store"
+            raise failure(exc, self.address, what=what, kind=EventStoreError) from exc
 
 
 def _text(value: bytes | str) -> str:

@@ -5,21 +5,23 @@ A lock is one string key holding its holder's token, taken with
 compare-and-pexpire (``lua/``), so only the token's holder can free or
 prolong it. Every key carries a hash tag, so this works on Redis Cluster.
 This is the single-instance lock (no Redlock): it is as safe as the one Redis
-(or cluster primary) holding the key. Redis errors leave as ``DriverError``.
+(or cluster primary) holding the key. Every call goes through the Redis
+driver's retry policy (:mod:`kashq.drivers.redis.retry`: the first call after a
+Redis restart succeeds). Redis errors leave as ``DriverError``, naming the server.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from importlib import resources
 from typing import Any, TypeVar
 
 import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.redis.client import connect
-from kashq.exceptions import DriverError
+from kashq.drivers.redis import retry
+from kashq.drivers.redis.client import address_of, connect, failure
+from kashq.drivers.redis.lua import LuaScripts
 from kashq.locks.held import HeldLock, acquire_waiting, check_ttl, new_token
 
 T = TypeVar("T")
@@ -41,23 +43,23 @@ def _ms(seconds: float) -> int:
 
 
 class _Scripts:
-    """The ``lua/`` scripts, one typed method each (NOSCRIPT reloads are redis-py's)."""
+    """The ``lua/`` scripts, one typed method each."""
 
     def __init__(self, client: Any) -> None:
-        def load(name: str) -> Any:
-            source = resources.files("kashq.locks").joinpath(f"lua/{name}.lua").read_text("utf-8")
-            return client.register_script(source)
+        self._client = client
+        self._lua = LuaScripts("kashq.locks", ("release", "extend", "hit"))
 
-        self._release, self._extend, self._hit = load("release"), load("extend"), load("hit")
+    def load(self) -> None:
+        self._lua.load(self._client)
 
     def release(self, key: str, token: str) -> bool:
-        return int(self._release(keys=[key], args=[token])) == 1
+        return int(self._lua.run(self._client, "release", [key], [token])) == 1
 
     def extend(self, key: str, token: str, ttl_ms: int) -> bool:
-        return int(self._extend(keys=[key], args=[token, ttl_ms])) == 1
+        return int(self._lua.run(self._client, "extend", [key], [token, ttl_ms])) == 1
 
     def hit(self, key: str, expire_ms: int) -> int:
-        return int(self._hit(keys=[key], args=[expire_ms]))
+        return int(self._lua.run(self._client, "hit", [key], [expire_ms]))
 
 
 class DistributedLock:
@@ -75,6 +77,7 @@ class DistributedLock:
         self.client = connect(client) if isinstance(client, str) else client
         self.prefix = prefix
         self._clock = clock
+        self.address = address_of(self.client)
         self._scripts = _Scripts(self.client)
 
     def acquire(self, key: str, ttl_s: float, *, wait_s: float = 0.0) -> HeldLock:
@@ -119,8 +122,6 @@ class DistributedLock:
 
     def _call(self, what: str, step: Callable[[], T]) -> T:
         try:
-            return step()
+            return retry.call(step, reload_scripts=self._scripts.load)
         except redis.RedisError as exc:
-            message = str(exc).strip().splitlines()
-            reason = message[0] if message else type(exc).__name__
-            raise DriverError(f"{what} failed on Redis: {reason}") from exc
+            raise failure(exc, self.address, what=f"{what} failed on Redis") from exc

@@ -575,8 +575,10 @@ class Worker:
             self._claimed -= 1
 
     def _queues_empty(self) -> bool:
-        """No job ready, delayed or reserved (Laravel's --stop-when-empty counts them all)."""
-        return all(s.total == 0 for s in self.driver.sizes(self.options.queues).values())
+        """No job ready, delayed or reserved (Laravel's --stop-when-empty counts them all);
+        a sharded connection counts the shards that answer (its ``reachable_sizes``)."""
+        sizes = getattr(self.driver, "reachable_sizes", self.driver.sizes)
+        return all(s.total == 0 for s in sizes(self.options.queues).values())
 
 
 def _one_line(error: BaseException) -> str:

@@ -175,3 +175,40 @@ def test_serve_refuses_a_busy_port_a_bad_host_a_down_queue_and_a_broken_module(
     broken = kashq(app_dir, "webhooks:serve", "--import", "broken.py")
     assert broken.returncode == 1 and "Traceback" not in broken.stderr
     assert "cannot import job module 'broken.py': RuntimeError: boom" in broken.stderr
+
+
+def raw_answer(base: str, head: bytes) -> tuple[int, str, bytes]:
+    """Send ``head`` (request line and headers) as is; the status, content type and body."""
+    url = urlsplit(base)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head)
+        data = b""
+        while more := sock.recv(65536):  # the server closes after a refusal
+            data += more
+    head_text, _, body = data.partition(b"\r\n\r\n")
+    lines = head_text.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers.get("content-type", ""), body
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (b"Content-Length: abc", "bad Content-Length"),
+        (b"Content-Length: -1", "bad Content-Length"),
+        (b"Content-Length: 2\r\nContent-Length: 3", "bad Content-Length"),
+        (b"Not A Header Line", "malformed HTTP request"),
+    ],
+    ids=["not-a-number", "negative", "conflicting", "bad-header-line"],
+)
+def test_serve_answers_a_request_its_http_parser_refuses_with_the_json_error(
+    server, header: bytes, said: str
+) -> None:
+    _, base, _ = server
+    path = urlsplit(base).path + "/github"
+    head = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n{}"
+
+    status, content_type, body = raw_answer(base, head)
+
+    assert (status, content_type) == (400, "application/json")
+    assert json.loads(body) == {"error": said}

@@ -40,6 +40,7 @@ from kashq.worker.options import WorkerOptions
 from kashq.worker.worker import Worker
 from tests.support.databases import database
 from tests.support.redis import delete_prefix, redis_driver, shared_client
+from tests.support.services import REDIS_URL
 
 WAIT_S = 10.0  # generous: only a broken store takes this long
 STORES = ["memory", "redis", "sqlite", "postgres", "mariadb"]
@@ -214,6 +215,36 @@ def test_redis_history_scan_reaches_across_many_chunks(redis_store: RedisEventSt
     redis_store.append(event("a", "completed", now + 1, 1))
 
     assert types(redis_store.get_job_events("a")) == ["dispatched", "completed"]
+
+
+def test_redis_tail_polling_longer_than_the_reply_timeout_is_no_error() -> None:
+    """XREAD BLOCK is kept shorter than the client's reply timeout (here 1 s)."""
+    prefix = f"kashq-test-{uuid.uuid4().hex[:10]}"
+    writer = RedisEventStore(shared_client(), prefix=prefix)
+    store = RedisEventStore(f"{REDIS_URL}?socket_timeout=1", prefix=prefix)
+    stop, got, failed = threading.Event(), list[str](), list[BaseException]()
+
+    def follow() -> None:
+        try:
+            for e in store.tail(poll_s=3.0, stop=stop):
+                got.append(e.job_id)
+                stop.set()
+        except BaseException as exc:  # what the test is about
+            failed.append(exc)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    try:
+        time.sleep(2.0)  # an idle poll, longer than the reply timeout
+        writer.append(event("late", "dispatched", time.time()))
+        thread.join(WAIT_S)
+    finally:
+        stop.set()
+        store.close()
+        delete_prefix(writer.client, prefix)
+        writer.client.close()
+    assert not failed, failed
+    assert got == ["late"]
 
 
 def test_redis_errors_are_kashq_errors() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,10 +15,10 @@ import redis
 from kashq import Job, Outcome, Worker, WorkerOptions
 from kashq.drivers.redis import RedisDriver
 from kashq.envelope import Envelope
-from kashq.exceptions import DriverError
+from kashq.exceptions import ConfigError, DriverError
 from kashq.failed.memory import MemoryFailedJobStore
 from tests.support.redis import redis_driver
-from tests.support.services import RedisServer
+from tests.support.services import REDIS_URL, RedisServer
 
 DONE: list[int] = []
 
@@ -83,6 +84,22 @@ def test_idle_reserve_on_several_queues_wakes_for_a_push_to_any_of_them(driver):
     res = driver.reserve(["first", "second"], lease_s=30, wait_s=10)
     assert res is not None and res.id == env.id
     assert time.monotonic() - started < 5, "woken by the push, not by the timeout"
+
+
+def test_a_wait_longer_than_the_reply_timeout_is_no_error(driver):
+    """An idle reserve blocks in slices shorter than the reply timeout (here 1 s)."""
+    waiting = RedisDriver(f"{REDIS_URL}?socket_timeout=1", prefix=driver.prefix)
+    try:
+        started = time.monotonic()
+        assert waiting.reserve(["default"], lease_s=30, wait_s=2.5) is None
+        assert time.monotonic() - started >= 2.4
+        env = Noted(n=1).to_envelope(default_queue="default", now=time.time())
+        timer = threading.Timer(1.5, driver.push, args=(env,))
+        timer.start()
+        found = waiting.reserve(["default"], lease_s=30, wait_s=5)
+        assert found is not None and found.id == env.id, "a push still wakes a sliced wait"
+    finally:
+        waiting.close()
 
 
 def test_redis_errors_become_driver_errors(tmp_path: Path):
@@ -202,3 +219,106 @@ def test_a_repeated_reserve_with_the_same_token_returns_the_same_job(driver):
     assert len(again) == 4, "the repeat returns the first job; the prefetched one waits"
     assert int(again[2]) == 1, "the repeat is not another delivery"
     assert driver.sizes(["default"])["default"].ready == 1
+
+
+# --------------------------------------------------------------------------- URL and auth errors
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cr3t-pw@127.0.0.1:6379/abc",
+        "redis://:s3cr3t-pw@127.0.0.1:6379/-1",
+        "redis://:s3cr3t-pw@127.0.0.1:6379/99999999999",
+        "rediss://:s3cr3t-pw@127.0.0.1:6379/1x",
+        "redis://:s3cr3t-pw@127.0.0.1:6379/0?db=abc",
+        "redis+cluster://:s3cr3t-pw@127.0.0.1:6379/3",
+    ],
+)
+def test_a_bad_database_in_a_redis_url_is_one_config_error_naming_the_url(url: str):
+    with pytest.raises(ConfigError) as raised:
+        RedisDriver(url, prefix="k")  # never contacted: refused before connecting
+    message = str(raised.value)
+    assert url.replace("s3cr3t-pw", "***") in message
+    assert "s3cr3t-pw" not in message and "\n" not in message
+
+
+def test_a_database_the_server_does_not_have_is_a_config_error_naming_the_url(tmp_path: Path):
+    server = RedisServer(tmp_path).start()  # 16 databases
+    try:
+        driver = RedisDriver(f"redis://127.0.0.1:{server.port}/99", prefix="k")
+        with pytest.raises(ConfigError, match=rf"redis://127\.0\.0\.1:{server.port}/99"):
+            driver.push(Noted(n=1).to_envelope(default_queue="default", now=time.time()))
+        driver.close()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def locked_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, extra_args=("--requirepass", "s3cr3t-pw")).start()
+    yield server
+    server.stop()
+
+
+def _reached_by(url: str) -> list[str]:
+    """The errors of a dispatch, a lock and an event through ``url``: one line each."""
+    from kashq.events.base import Event
+    from kashq.events.redis import RedisEventStore
+    from kashq.locks.redis import DistributedLock
+
+    driver = RedisDriver(url, prefix="k")
+    locks = DistributedLock(url, prefix="k")
+    events = RedisEventStore(url, prefix="k")
+    messages = []
+    for call in (
+        lambda: driver.push(Noted(n=1).to_envelope(default_queue="default", now=time.time())),
+        lambda: locks.try_acquire("x", 10),
+        lambda: events.append(Event(type="dispatched", job_id="j", job_type="t", queue="q")),
+    ):
+        with pytest.raises(DriverError) as raised:
+            call()
+        messages.append(str(raised.value))
+    for closing in (driver, locks, events):
+        closing.close()
+    return messages
+
+
+AUTH_CASES = {  # URL, and what the error says besides the server
+    "wrong password": ("redis://:s3cr3t-typo@127.0.0.1:{port}/0", "authentication failed"),
+    "no password": ("redis://127.0.0.1:{port}/0", "requires a password"),
+    "refused": ("redis://:s3cr3t-typo@127.0.0.1:1/0", "refused"),
+    "unknown host": ("redis://:s3cr3t-typo@no-such-host.invalid:6379/0", "connecting to"),
+}
+
+
+@pytest.mark.parametrize("case", AUTH_CASES)
+def test_redis_auth_and_connection_errors_name_the_server_with_its_password_hidden(
+    locked_server: RedisServer, case: str
+):
+    template, said = AUTH_CASES[case]
+    url = template.format(port=locked_server.port)
+    for message in _reached_by(url):
+        assert url.replace("s3cr3t-typo", "***") in message and said in message
+        assert "s3cr3t" not in message and "\n" not in message
+
+
+def test_queue_work_with_a_wrong_redis_password_stops_at_start_naming_the_server(
+    locked_server: RedisServer, tmp_path: Path
+):
+    from tests.e2e.test_cli import _clean_env, _kashq_executable
+
+    env = _clean_env() | {
+        "KASHQ_CONNECTION": "redis",
+        "KASHQ_REDIS_URL": f"redis://:s3cr3t-typo@127.0.0.1:{locked_server.port}/0",
+        "KASHQ_DATABASE_URL": f"sqlite:///{tmp_path / 'kashq.sqlite'}",
+    }
+    run = subprocess.run(
+        [str(_kashq_executable()), "queue:work", "--once"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"error: redis at redis://:***@127.0.0.1:{locked_server.port}/0: authentication failed: "
+        "invalid username-password pair or user is disabled."
+    ]

@@ -138,6 +138,17 @@ class RedisServer:
         self.kill()
         self.start()
 
+    def pause(self) -> None:
+        """SIGSTOP the server: it keeps its port and accepts connections, but never
+        answers (a hung host). :meth:`resume` it before stopping it."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server: it goes on with what it had received."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
 
 class RedisClusterNodes:
     """A local Redis Cluster of three masters (no replicas) built from private servers."""

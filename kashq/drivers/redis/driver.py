@@ -2,8 +2,11 @@
 
 Works with Redis 6.2+, Valkey and DragonflyDB. Every multi-key step is one
 script from ``lua/`` over the keys of one queue (one hash tag). Idle workers
-block on the queue's wake-up list instead of polling. Redis errors leave this
-module as :class:`~kashq.exceptions.DriverError`.
+block on the queue's wake-up list instead of polling. Every call goes through
+the retry policy of :mod:`.retry`, so the first call after a Redis restart
+succeeds, and no reply is awaited longer than the client's reply timeout
+(blocking waits are cut into slices shorter than it). Redis errors leave this
+module as :class:`~kashq.exceptions.DriverError`, naming the server.
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
-from kashq.drivers.redis.client import connect, is_cluster
+from kashq.drivers.redis import retry
+from kashq.drivers.redis.client import (
+    address_of,
+    connect,
+    failure,
+    is_cluster,
+    longest_block_s,
+)
 from kashq.drivers.redis.keys import (
     QueueKeys,
     control_key,
@@ -32,7 +41,6 @@ from kashq.drivers.redis.keys import (
 )
 from kashq.drivers.redis.scripts import Scripts
 from kashq.envelope import Envelope, unique_claim
-from kashq.exceptions import DriverError
 
 T = TypeVar("T")
 _CLUSTER_WAIT_SLICE_S = 0.05  # a cluster cannot block on keys of several slots at once
@@ -41,7 +49,11 @@ _SCAN_COUNT = 1000  # jobs read per HSCAN step while clearing a queue
 
 
 class RedisDriver:
-    """Queues in Redis under ``prefix``."""
+    """Queues in Redis under ``prefix``.
+
+    ``client`` is a URL (see :func:`~kashq.drivers.redis.client.connect`) or a
+    redis-py client; ``address`` is how errors name its server.
+    """
 
     def __init__(
         self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
@@ -49,6 +61,8 @@ class RedisDriver:
         self.client = connect(client) if isinstance(client, str) else client
         self.prefix = prefix
         self._clock = clock
+        self.address = address_of(self.client)
+        self._block_s = longest_block_s(self.client)
         # A cluster pipeline cannot mix slots atomically; run steps one by one there.
         self._pipelines = not is_cluster(self.client)
         # Plain Redis: each thread sends its scripts on a connection of its own,
@@ -298,35 +312,32 @@ class RedisDriver:
         """Send ``commands()`` on this thread's connection without waiting, then read
         every reply: Redis runs one command while the next is being built.
 
-        A connection the server closed while idle (restart, CLIENT KILL) fails
-        on first use: everything is sent once more on a new connection, as the
-        redis-py client does; a lost script cache is reloaded and everything
-        sent again. Both are safe because every kashq script can be repeated.
+        One attempt (the caller's retry policy makes the others). A connection
+        that failed is closed, so the next attempt connects afresh; the first
+        error among the replies is raised once every reply is read.
         """
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                sent = 0
-                for command in commands():
-                    conn.send_command(*command)
-                    sent += 1
-                replies: list[Any] = []
-                error: Exception | None = None
-                for _ in range(sent):
-                    try:
-                        replies.append(conn.read_response())
-                    except redis.ResponseError as exc:  # read the rest before raising
-                        error = error or exc
-                if error is None:
-                    return replies
-                if attempt == 2 or not isinstance(error, NoScriptError):
-                    raise error
-                self._scripts.load()
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()  # the next send connects afresh
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        conn = self._connection()
+        try:
+            sent = 0
+            for command in commands():
+                conn.send_command(*command)
+                sent += 1
+            replies: list[Any] = []
+            error: Exception | None = None
+            for _ in range(sent):
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:  # read the rest before raising
+                    error = error or exc
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            raise
+        except OSError as exc:
+            conn.disconnect()
+            raise redis.ConnectionError(str(exc)) from exc
+        if error is not None:
+            raise error
+        return replies
 
     def _connection(self) -> Any:
         """This thread's own connection, made on first use and closed when the thread ends.
@@ -349,28 +360,31 @@ class RedisDriver:
     def wait(self, queues: Sequence[str], timeout_s: float) -> bool:
         """Block until a job is pushed to one of ``queues`` (True) or ``timeout_s`` passes.
 
-        Takes the wake-up token the push left, as an idle ``reserve`` does.
+        Takes the wake-up token the push left, as an idle ``reserve`` does. One
+        BLPOP never outlasts the reply timeout (a longer wait is several); on a
+        cluster, where one BLPOP cannot span slots, queues take turns.
         """
-        timeout_s = max(timeout_s, _MIN_BLOCK_S)
+        end = time.monotonic() + max(timeout_s, _MIN_BLOCK_S)
         if self._pipelines or len(queues) == 1:
-            wake = [self.keys(q).wake for q in queues]
-            return bool(self._call(lambda: self.client.blpop(wake, timeout=timeout_s)))
-        end = time.monotonic() + timeout_s
-        for queue in itertools.cycle(queues):
-            left = end - time.monotonic()
-            if left <= 0:
+            groups, longest_s = [[self.keys(q).wake for q in queues]], self._block_s
+        else:
+            groups = [[self.keys(q).wake] for q in queues]
+            longest_s = min(self._block_s, _CLUSTER_WAIT_SLICE_S)
+        for wake in itertools.cycle(groups):
+            left_s = end - time.monotonic()
+            if left_s <= 0:
                 return False
-            key = self.keys(queue).wake
-            slice_s = max(min(left, _CLUSTER_WAIT_SLICE_S), _MIN_BLOCK_S)
-            if self._call(lambda k=key, s=slice_s: self.client.blpop([k], timeout=s)):  # type: ignore[misc]
+            block_s = max(min(left_s, longest_s), _MIN_BLOCK_S)
+            if self._call(lambda w=wake, b=block_s: self.client.blpop(w, timeout=b)):  # type: ignore[misc]
                 return True
         return False
 
     def _call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` under the retry policy, its Redis errors one line naming the server."""
         try:
-            return fn()
+            return retry.call(fn, reload_scripts=self._scripts.load)
         except redis.RedisError as exc:
-            raise DriverError(f"redis: {exc}") from exc
+            raise failure(exc, self.address) from exc
 
 
 class _HeldConnection:

@@ -1,31 +1,25 @@
-"""The Lua scripts, each called through one typed method.
+"""The queue's Lua scripts, each called through one typed method.
 
 Scripts are loaded from the ``lua/`` folder beside this module and run with
-EVALSHA, directly or queued on a pipeline (redis-py's ``Script`` objects would
-add a ``SCRIPT EXISTS`` round trip to every pipeline). If Redis lost its script
-cache (a restart), the call loads every script and runs once more; that is
-safe because a NOSCRIPT error means no script of the call ran.
+EVALSHA, directly or queued on a pipeline (see :mod:`.lua`). Each call is one
+attempt: the driver wraps it in the retry policy of :mod:`.retry`, which
+reloads the scripts when Redis lost its script cache (a restart) and runs
+the call again; that is safe because a NOSCRIPT error means no script of the
+call ran, and every script can be repeated.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from kashq.drivers.redis.keys import QueueKeys
+from kashq.drivers.redis.lua import LuaScripts
 
 _NAMES = (
     "push", "reserve", "ack", "unreserve", "release", "extend", "clear",
     "control_get", "control_delete",
 )  # fmt: skip
-
-
-def _source(name: str) -> str:
-    return resources.files("kashq.drivers.redis").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 class Scripts:
@@ -36,41 +30,30 @@ class Scripts:
         # Runs one command at once; defaults to the client (a caller may pass a
         # faster path, such as a dedicated connection per thread).
         self._execute = execute or client.execute_command
-        self._sources = {name: _source(name) for name in _NAMES}
-        self._shas = {
-            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
-            for name, src in self._sources.items()
-        }
+        self._lua = LuaScripts("kashq.drivers.redis", _NAMES)
 
     def load(self) -> None:
         """Load every script into Redis's script cache."""
-        for source in self._sources.values():
-            self._client.script_load(source)
+        self._lua.load(self._client)
 
     def run(self, build: Callable[[Any], None], *, pipeline: bool) -> list[Any]:
-        """Queue commands with ``build(target)`` and run them; results in order.
+        """Queue commands with ``build(target)`` and run them once; results in order.
 
-        With ``pipeline`` the commands go in one round trip; otherwise ``build``
-        must queue exactly one command, run on the client directly.
+        With ``pipeline`` the commands go in one round trip (the first error
+        among the replies is raised); otherwise ``build`` must queue exactly
+        one command, run on the client directly.
         """
-        for attempt in (1, 2):
-            try:
-                if not pipeline:
-                    box: list[Any] = []
-                    build(_Direct(self._execute, box))
-                    return box
-                pipe = self._client.pipeline(transaction=False)
-                build(pipe)
-                results: list[Any] = pipe.execute(raise_on_error=False)
-                for result in results:
-                    if isinstance(result, Exception):
-                        raise result
-                return results
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                self.load()
-        raise AssertionError("unreachable")
+        if not pipeline:
+            box: list[Any] = []
+            build(_Direct(self._execute, box))
+            return box
+        pipe = self._client.pipeline(transaction=False)
+        build(pipe)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
 
     # -- one method per script; ``target`` is a pipeline or a _Direct ------
     def push(self, target: Any, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> None:
@@ -167,10 +150,10 @@ class Scripts:
     def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> list[Any]:
         """The whole ``EVALSHA push ...`` command, for callers that send it themselves."""
         key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.seq, keys.wake]
-        return ["EVALSHA", self._shas["push"], len(key_list), *key_list, repr(now), *jobs]
+        return self._lua.command("push", key_list, [repr(now), *jobs])
 
     def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:
-        target.evalsha(self._shas[name], len(keys), *keys, *args)
+        self._lua.run(target, name, keys, args)
 
 
 def _flat(pairs: Sequence[tuple[str, str]]) -> list[str]:

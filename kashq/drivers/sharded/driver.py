@@ -29,7 +29,7 @@ from typing import TypeVar
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import Cleared, QueueSizes, Reservation
 from kashq.drivers.redis import RedisDriver
-from kashq.drivers.redis.client import connect
+from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect, reason
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
@@ -41,9 +41,9 @@ T = TypeVar("T")
 _LOOK_AGAIN_S = 0.25  # an idle reserve looks at every shard at least this often (delayed jobs)
 _BURST = 8  # jobs taken from one shard in a row before the next shard goes first
 _MAX_UNACKED = 10_000  # acks kept for a shard that is down (else redelivered by lease)
-# A shard that stops answering (a hung host) must not hang the workers reading from it;
-# no read on a shard blocks longer than the wake-up watcher's 1 s wait.
-SHARD_REPLY_TIMEOUT_S = 5.0
+# A shard that stops answering (a hung host) must not hang the workers reading from it:
+# the Redis driver's reply timeout (blocking reads are cut shorter than it).
+SHARD_REPLY_TIMEOUT_S = REPLY_TIMEOUT_S
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Shard:
     down_until: float = 0.0
     down: bool = False
     failures: int = 0  # in a row: each doubles the wait before the next probe
+    left_out: bool = False  # reachable_sizes warned that its jobs are not counted
 
 
 class ShardedDriver:
@@ -137,7 +138,7 @@ class ShardedDriver:
                 if self.strategy is not ShardStrategy.HASH and _never_connected(exc):
                     self._place(group, tried | {index})  # to the next shard (raises if none)
                     continue
-                failures.append(f"{len(group)} job(s) for shard {shard.name}: {exc}")
+                failures.append(f"{len(group)} job(s) for shard {shard.name}: {_why(exc)}")
         if failures:
             why = (
                 "hash sharding stores a job only on its own shard, which is down"
@@ -202,7 +203,7 @@ class ShardedDriver:
                 found = shard.driver.reserve(queues, lease_s=lease_s, ack=with_ack)
             except DriverError as exc:
                 self._went_down(shard, exc)
-                errors.append(f"{shard.name}: {exc}")
+                errors.append(f"{shard.name}: {_why(exc)}")
                 if with_ack is not None:
                     self._keep_unacked(shard.index, with_ack)
                 continue
@@ -299,24 +300,47 @@ class ShardedDriver:
     def sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
         total = {queue: QueueSizes() for queue in queues}
         for shard in self.shards:
-            for queue, size in self._on(shard.index, lambda d: d.sizes(queues)).items():
-                seen = total[queue]
-                total[queue] = QueueSizes(
-                    seen.ready + size.ready,
-                    seen.delayed + size.delayed,
-                    seen.reserved + size.reserved,
-                )
+            sizes = self._on(shard.index, lambda d: d.sizes(queues))
+            total = {queue: _sum(total[queue], sizes[queue]) for queue in queues}
+        return total
+
+    def reachable_sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
+        """Sizes summed over the shards that answer: what ``--stop-when-empty`` waits for.
+
+        A shard that is down is left out (a warning says so, once while it stays
+        down): its jobs wait on it and run once it is back, as Sidekiq or Celery
+        workers keep going on the brokers they reach. DriverError if none answers.
+        """
+        total = {queue: QueueSizes() for queue in queues}
+        answered = 0
+        for shard in self.shards:
+            sizes = self._sizes_on(shard, queues) if self._usable(shard) else None
+            if sizes is None:
+                self._leave_out(shard)
+                continue
+            answered += 1
+            total = {queue: _sum(total[queue], sizes[queue]) for queue in queues}
+        if not answered:
+            raise DriverError(f"every shard is down: {', '.join(s.name for s in self.shards)}")
         return total
 
     def shard_sizes(self, queues: Sequence[str]) -> list[dict[str, QueueSizes] | None]:
         """Sizes on each shard, by index; None for a shard that is down."""
-        result: list[dict[str, QueueSizes] | None] = []
-        for shard in self.shards:
-            try:
-                result.append(self._on(shard.index, lambda d: d.sizes(queues)))
-            except DriverError:
-                result.append(None)
-        return result
+        return [self._sizes_on(shard, queues) for shard in self.shards]
+
+    def _sizes_on(self, shard: Shard, queues: Sequence[str]) -> dict[str, QueueSizes] | None:
+        try:
+            return self._on(shard.index, lambda d: d.sizes(queues))
+        except DriverError:
+            return None
+
+    def _leave_out(self, shard: Shard) -> None:
+        with self._lock:
+            warned, shard.left_out = shard.left_out, True
+        if not warned:
+            log.warning(
+                "shard %s is down: its jobs are not counted and wait until it is back", shard.name
+            )
 
     def queue_names(self) -> list[str]:
         names: set[str] = set()
@@ -372,7 +396,7 @@ class ShardedDriver:
             result = step(shard.driver)
         except DriverError as exc:
             self._went_down(shard, exc, quiet=True)  # the caller hears of it
-            raise DriverError(f"shard {shard.name}: {exc}") from exc
+            raise DriverError(f"shard {shard.name}: {_why(exc)}") from exc
         self._up_again(shard)
         return result
 
@@ -404,12 +428,12 @@ class ShardedDriver:
             shard.down_until = time.monotonic() + _wait_after(shard.failures, self._retry_down_s)
             was_down, shard.down = shard.down, True
         if not was_down and not quiet:
-            log.warning("shard %s is down (%s); skipping it for now", shard.name, exc)
+            log.warning("shard %s is down (%s); skipping it for now", shard.name, _why(exc))
 
     def _up_again(self, shard: Shard) -> None:
         if shard.down:
             with self._lock:
-                shard.down, shard.failures = False, 0
+                shard.down, shard.failures, shard.left_out = False, 0, False
             log.info("shard %s is back", shard.name)
 
 
@@ -420,6 +444,17 @@ def _wait_after(failures: int, first_s: float) -> float:
     """How long a shard that failed ``failures`` times in a row is skipped: doubling
     from ``first_s`` up to 10 s."""
     return float(min(first_s * 2 ** max(failures - 1, 0), _MAX_WAIT_S))
+
+
+def _sum(one: QueueSizes, other: QueueSizes) -> QueueSizes:
+    return QueueSizes(
+        one.ready + other.ready, one.delayed + other.delayed, one.reserved + other.reserved
+    )
+
+
+def _why(exc: Exception) -> str:
+    """What went wrong on a shard, without the server's URL (messages name the shard)."""
+    return reason(exc.__cause__ or exc)
 
 
 def _never_connected(exc: DriverError) -> bool:
