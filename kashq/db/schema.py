@@ -117,6 +117,10 @@ failed_jobs = Table(
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
     UniqueConstraint("uuid", name="uq_failed_jobs_uuid"),
+    # An id is never handed out twice, even after the newest rows are deleted:
+    # `queue:forget 3` from an old listing must not hit another job. (The
+    # other databases' sequences never reuse ids anyway.)
+    sqlite_autoincrement=True,
 )
 Index("ix_failed_jobs_failed_at", failed_jobs.c.failed_at)
 Index("ix_failed_jobs_queue", failed_jobs.c.queue)

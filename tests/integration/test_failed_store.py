@@ -146,6 +146,19 @@ def test_forget_deletes_one_job_by_id_or_uuid(store):
     assert store.count() == 0
 
 
+def test_ids_of_deleted_records_are_never_handed_out_again(store):
+    # SQLite without AUTOINCREMENT gave a new row the largest id + 1, so an id
+    # typed from an old listing (`queue:forget 2`) could delete another job.
+    first, second = store.log(failed()), store.log(failed())
+    assert store.forget(second.id)
+    third = store.log(failed())
+    assert third.id > second.id, "the newest record's id is not reused"
+    assert store.flush() == 2
+    fourth = store.log(failed())
+    assert fourth.id > third.id > first.id, "nor after the table is emptied"
+    assert store.find(second.id) is None and store.find(third.id) is None
+
+
 def test_flush_deletes_everything(store):
     for _ in range(4):
         store.log(failed())

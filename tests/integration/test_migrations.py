@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, make_url, text
 
 from kashq.db import migrate
-from kashq.db.schema import VERSION_TABLE, jobs, metadata
+from kashq.db.schema import VERSION_TABLE, failed_jobs, jobs, metadata
 from kashq.drivers.database import DatabaseDriver
 from kashq.exceptions import DriverError
 from kashq.failed.database import DatabaseFailedJobStore
@@ -33,7 +33,7 @@ KASHQ_TABLES = {
     "kashq_counters",
     "job_events",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def schema_diffs(url: str) -> list[object]:
@@ -128,6 +128,43 @@ def test_a_database_at_revision_0001_upgrades_to_head_keeping_its_jobs(kind, tmp
         assert table_names(url) & KASHQ_TABLES == {"kashq_jobs", "failed_jobs"}
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_failed_jobs_keep_their_ids_across_0004_and_ids_are_not_reused_after(kind, tmp_path):
+    with database(kind, tmp_path) as url:
+        assert migrate.upgrade(url, "0003") == "0003"
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for _ in range(3):
+                job = failed()
+                row = {c.name: getattr(job, c.name) for c in failed_jobs.c if c.name != "id"}
+                conn.execute(insert(failed_jobs).values(row))
+            conn.execute(text("DELETE FROM failed_jobs WHERE id = 3"))
+        engine.dispose()
+        assert migrate.upgrade(url) == HEAD
+        assert schema_diffs(url) == []
+        store = DatabaseFailedJobStore(url)
+        assert sorted(job.id for job in store.all()) == [1, 2], "rows and ids kept"
+        newer = store.log(failed())
+        assert newer.id >= 3
+        assert store.forget(newer.id)
+        assert store.log(failed()).id > newer.id, "a deleted newest id is not handed out again"
+        store.close()
+        assert migrate.downgrade(url, "0003") == "0003"
+        assert table_names(url) & KASHQ_TABLES == KASHQ_TABLES
+
+
+def test_sqlite_failed_jobs_table_is_autoincrement_after_upgrade(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        ddl = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'failed_jobs'")
+        ).scalar_one()
+    engine.dispose()
+    assert "AUTOINCREMENT" in ddl
+
+
 def test_sqlite_file_at_revision_0001_upgrades_itself_on_first_use(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     migrate.upgrade(url, "0001")
@@ -144,7 +181,7 @@ def test_server_database_at_revision_0001_asks_for_kashq_migrate_in_one_line(kin
     with database(kind, tmp_path) as url:
         migrate.upgrade(url, "0001")
         driver = DatabaseDriver(url)
-        with pytest.raises(DriverError, match=r"revision 0001 \(kashq needs 0003\)") as caught:
+        with pytest.raises(DriverError, match=rf"revision 0001 \(kashq needs {HEAD}\)") as caught:
             driver.get_control()
         driver.close()
     message = str(caught.value)
