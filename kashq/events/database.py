@@ -33,6 +33,7 @@ from kashq.events.base import (
 )
 
 GAP_WAIT_S = 2.0
+MAX_EVENT_ID = 2**63 - 1  # job_events.id: BIGINT, or SQLite's 64-bit INTEGER
 _c = job_events.c
 
 
@@ -135,10 +136,18 @@ class _Cursor:
 
 
 def _id(position: str) -> int:
-    try:
-        return int(position)
-    except ValueError:
-        raise ValueError(f"not a database event position: {position!r}") from None
+    """The event id a position names; a bad one is an :class:`EventStoreError` line.
+
+    Positions are event ids, whole numbers from 0 (before the first event). One
+    beyond any id a column can hold is after every event, not an overflow.
+    """
+    text = position.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise EventStoreError(
+            f"not a database event position: {position!r} (positions are event ids: 0, 1, 2 ...)"
+        )
+    digits = text.lstrip("0") or "0"  # (int() refuses thousands of digits)
+    return MAX_EVENT_ID if len(digits) > 19 else min(int(digits), MAX_EVENT_ID)
 
 
 def _values(event: Event) -> dict[str, Any]:

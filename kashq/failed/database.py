@@ -22,6 +22,7 @@ from sqlalchemy import (
     Row,
     Select,
     delete,
+    false,
     func,
     insert,
     select,
@@ -32,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from kashq.db.engine import Database, delete_in_chunks
 from kashq.db.schema import as_utc, failed_jobs
 from kashq.exceptions import FailedStoreError
-from kashq.failed.base import FailedJob
+from kashq.failed.base import FailedJob, numeric_id
 
 _c = failed_jobs.c
 _COLUMNS = (
@@ -103,7 +104,8 @@ class DatabaseFailedJobStore:
         return [_job(row) for row in self._read(query, "listing failed jobs")]
 
     def find(self, key: int | str) -> FailedJob | None:
-        rows = self._read(select(failed_jobs).where(_key(key)), "finding a failed job")
+        query = select(failed_jobs).where(_key(key, self._db.dialect))
+        rows = self._read(query, "finding a failed job")
         return _job(rows[0]) if rows else None
 
     def _replace(self, existing: FailedJob, values: dict[str, Any]) -> None:
@@ -117,7 +119,7 @@ class DatabaseFailedJobStore:
         self._db.run(lambda conn: conn.execute(statement), what="recording a failed job")
 
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
-        condition = _key(key)
+        condition = _key(key, self._db.dialect)
         if failed_at is not None:
             condition = condition & (_c.failed_at == as_utc(failed_at))
         result = self._db.run(
@@ -159,11 +161,21 @@ class DatabaseFailedJobStore:
         return self._db.run(lambda conn: list(conn.execute(query).all()), what=what, atomic=False)
 
 
-def _key(key: int | str) -> ColumnElement[bool]:
-    """A digit string or int means the numeric id; anything else is a uuid."""
-    if isinstance(key, int) or (key.isascii() and key.isdigit()):
-        return _c.id == int(key)
-    return _c.uuid == key
+def _key(key: int | str, dialect: str) -> ColumnElement[bool]:
+    """A digit string or int means the numeric id; anything else is a uuid.
+
+    An id beyond what the column holds names no record: it must not reach the
+    database, where it overflows (SQLite) or fails as "integer out of range".
+    """
+    number = numeric_id(key)
+    if number is None:
+        return _c.uuid == key
+    return _c.id == number if 0 <= number <= _max_id(dialect) else false()
+
+
+def _max_id(dialect: str) -> int:
+    """The largest ``failed_jobs.id``: INTEGER is 64 bits on SQLite, 32 elsewhere."""
+    return 2**63 - 1 if dialect == "sqlite" else 2**31 - 1
 
 
 def _job(row: Row[Any]) -> FailedJob:

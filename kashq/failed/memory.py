@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 
-from kashq.failed.base import FailedJob
+from kashq.failed.base import FailedJob, numeric_id
 
 
 class MemoryFailedJobStore:
@@ -79,7 +79,7 @@ class MemoryFailedJobStore:
             return sum(1 for j in self._jobs.values() if j.queue == queue)
 
     def _resolve(self, key: int | str) -> int | None:
-        if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdigit()):
-            job_id = int(key)
-            return job_id if job_id in self._jobs else None
-        return self._by_uuid.get(key)
+        job_id = numeric_id(key)
+        if job_id is None:
+            return self._by_uuid.get(key) if isinstance(key, str) else None
+        return job_id if job_id in self._jobs else None

@@ -123,6 +123,17 @@ def test_tail_with_an_unknown_event_type_is_a_usage_error(kashq_cli: Cli, db_url
     assert "exploded" in assert_one_line_error(run)
 
 
+def test_tail_after_a_bad_position_is_one_line(kashq_cli: Cli, db_url: str) -> None:
+    events = DatabaseEventStore(db_url)
+    events.append_many(history("job-1", time.time()))
+    events.close()
+
+    run = kashq_cli(["queue:tail", "--after", "garbage"])
+
+    assert run.exit_code == 1
+    assert "not a database event position: 'garbage'" in assert_one_line_error(run)
+
+
 def test_prune_events_deletes_old_events(kashq_cli: Cli, db_url: str) -> None:
     events = DatabaseEventStore(db_url)
     now = time.time()

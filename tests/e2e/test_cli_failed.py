@@ -237,6 +237,24 @@ def test_unknown_id_is_one_line_and_exit_1(
     assert "999" in assert_one_line_error(run)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["queue:failed"], ["queue:failed:show"], ["queue:forget"], ["queue:retry"]],
+)
+def test_an_id_beyond_the_column_is_no_failed_job_in_one_line(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, command: list[str]
+) -> None:
+    # SQLite raised OverflowError (a traceback) for each of these.
+    kept = record(store)
+    huge = "99999999999999999999999"
+
+    run = kashq_cli([*command, huge])
+
+    assert run.exit_code == 1
+    assert f"no failed job with id or uuid '{huge}'" in assert_one_line_error(run)
+    assert store.find(kept.id) == kept
+
+
 # --------------------------------------------------------------------------- retry
 
 

@@ -75,6 +75,20 @@ def test_find_returns_none_for_an_unknown_key(store):
     assert store.find(new_job_id()) is None
 
 
+@pytest.mark.parametrize(
+    "key",
+    [2**31, 2**63, 10**22, "99999999999999999999999", "1" * 5000],
+    ids=["2^31", "2^63", "10^22", "23 digits", "5000 digits"],
+)
+def test_an_id_beyond_any_column_names_no_record(store, key):
+    # It overflowed on SQLite (OverflowError) and failed on PostgreSQL with
+    # "integer out of range"; it simply names no failed job.
+    store.log(failed())
+    assert store.find(key) is None
+    assert store.forget(key) is False
+    assert store.count() == 1
+
+
 def test_logging_the_same_uuid_twice_keeps_the_first_record(store):
     job = failed()
     first = store.log(job)
