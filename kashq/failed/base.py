@@ -80,6 +80,16 @@ class FailedJobStore(Protocol):
         """A failed job by numeric id or by uuid."""
         ...
 
+    def between(
+        self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
+    ) -> list[FailedJob]:
+        """Failed jobs whose ids are ``first_id`` to ``last_id`` (inclusive), by id.
+
+        One query however wide the range (ids that do not exist cost nothing);
+        ``limit`` returns the first ones only, for walking a range in chunks.
+        """
+        ...
+
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
         """Delete one failed job (only if it failed at ``failed_at``, when given); False if none."""
         ...

@@ -108,6 +108,18 @@ class DatabaseFailedJobStore:
         rows = self._read(query, "finding a failed job")
         return _job(rows[0]) if rows else None
 
+    def between(
+        self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
+    ) -> list[FailedJob]:
+        last_id = min(last_id, _max_id(self._db.dialect))  # beyond the column: none there
+        if first_id > last_id:
+            return []
+        query = select(failed_jobs).where(_c.id.between(max(first_id, 0), last_id))
+        if queue is not None:
+            query = query.where(_c.queue == queue)
+        query = query.order_by(_c.id).limit(limit)
+        return [_job(row) for row in self._read(query, "listing failed jobs by id")]
+
     def _replace(self, existing: FailedJob, values: dict[str, Any]) -> None:
         """Overwrite ``existing`` with a later failure of the same job (if still older)."""
         changes = {name: value for name, value in values.items() if name != "uuid"}

@@ -44,6 +44,17 @@ class MemoryFailedJobStore:
             job_id = self._resolve(key)
             return None if job_id is None else self._jobs[job_id]
 
+    def between(
+        self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
+    ) -> list[FailedJob]:
+        with self._lock:
+            jobs = sorted(
+                (j for j in self._jobs.values() if first_id <= j.id <= last_id),
+                key=lambda j: j.id,
+            )
+        jobs = [j for j in jobs if queue is None or j.queue == queue]
+        return jobs if limit is None else jobs[:limit]
+
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
         with self._lock:
             job_id = self._resolve(key)

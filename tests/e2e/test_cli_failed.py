@@ -324,6 +324,58 @@ def test_retry_range_adds_ids_inclusive(
     assert len(queued(driver)) == 3
 
 
+def test_retry_range_skips_ids_that_are_not_there_and_says_how_many_it_retried(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, driver: DatabaseDriver
+) -> None:
+    # Each id used to be looked up alone: 998 error lines for --range 1-1000.
+    jobs = [record(store) for _ in range(3)]
+
+    run = kashq_cli(["queue:retry", "--range", "1-1000"])
+    empty = kashq_cli(["queue:retry", "--range", "2000-3000"])
+
+    assert run.exit_code == 0, run.output
+    assert run.stderr == ""
+    assert "Retried 3 failed jobs in range 1-1000." in run.stdout
+    assert sorted(job.id for job in queued(driver)) == sorted(job.uuid for job in jobs)
+    assert empty.exit_code == 0, empty.output
+    assert empty.stdout.strip() == "No failed jobs in range 2000-3000."
+
+
+def test_retry_of_a_huge_range_is_one_query_not_one_per_id(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, driver: DatabaseDriver
+) -> None:
+    # --range 1-100000000 used to run for more than ten minutes.
+    job = record(store, queue="emails")
+    record(store, queue="default")
+
+    run = kashq_cli(["queue:retry", "--range", "1-99999999999999999999", "--queue", "emails"])
+
+    assert run.exit_code == 0, run.output
+    assert "Retried 1 failed job of queue 'emails' in range 1-99999999999999999999." in run.stdout
+    assert [envelope.id for envelope in queued(driver, "emails")] == [job.uuid]
+    assert store.count() == 1
+
+
+@pytest.mark.parametrize("kashq_cli", ["in-process"], indirect=True)  # patches the chunk size
+def test_retry_range_reads_the_range_a_chunk_at_a_time(
+    kashq_cli: Cli,
+    store: DatabaseFailedJobStore,
+    driver: DatabaseDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kashq.cli import failed
+
+    monkeypatch.setattr(failed, "RANGE_CHUNK", 2)
+    jobs = [record(store) for _ in range(5)]
+
+    run = kashq_cli(["queue:retry", "--range", f"{jobs[0].id}-{jobs[-1].id + 10}"])
+
+    assert run.exit_code == 0, run.output
+    assert "Retried 5 failed jobs in range" in run.stdout
+    assert store.count() == 0
+    assert len(queued(driver)) == 5
+
+
 @pytest.mark.parametrize("bad", ["1-", "a-b", "5-1", "1..3"])
 def test_retry_bad_range_is_one_line_and_changes_nothing(
     kashq_cli: Cli, store: DatabaseFailedJobStore, bad: str

@@ -173,6 +173,18 @@ def test_ids_of_deleted_records_are_never_handed_out_again(store):
     assert store.find(second.id) is None and store.find(third.id) is None
 
 
+def test_between_lists_the_records_of_an_id_range_by_id_in_chunks(store):
+    jobs = [store.log(failed("mail" if n % 2 else "default")) for n in range(6)]
+    ids = [job.id for job in jobs]
+    assert [j.id for j in store.between(ids[1], ids[4])] == ids[1:5]
+    assert [j.id for j in store.between(ids[1], ids[4], limit=2)] == ids[1:3]
+    assert [j.id for j in store.between(0, 10**30, queue="mail")] == ids[1::2]
+    assert store.between(ids[-1] + 1, 10**30) == []
+    assert store.between(10**30, 10**31) == []
+    assert store.forget(ids[2])
+    assert [j.id for j in store.between(ids[0], ids[3])] == [ids[0], ids[1], ids[3]]
+
+
 def test_flush_deletes_everything(store):
     for _ in range(4):
         store.log(failed())
