@@ -341,12 +341,35 @@ HoursOpt = Annotated[
 
 
 @output.friendly
-def flush_command(hours: HoursOpt = None, connection: ConnectionOpt = None) -> None:
-    """Delete all failed jobs (or only those older than --hours)."""
-    with opened(connection) as (_, store):
-        count = store.flush(older_than_hours=hours)
+def flush_command(
+    hours: HoursOpt = None,
+    connection: ConnectionOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")
+    ] = False,
+) -> None:
+    """Delete all failed jobs (or only those older than --hours); asks first."""
     older = "" if hours is None else f" older than {hours:g} hours"
+    with opened(connection) as (_, store):
+        total = store.count()  # also reports an unreachable store before asking
+        if total == 0:
+            output.line("No failed jobs.")
+            return
+        question = f"Delete all {_jobs(total)}?"
+        if hours is not None:
+            question = f"Delete the failed jobs{older} ({_jobs(total)} in all)?"
+        if not force and not _confirm(question):
+            raise output.fail("Not flushed.")
+        count = store.flush(older_than_hours=hours)
     output.line(f"Deleted {_jobs(count)}{older}.")
+
+
+def _confirm(question: str) -> bool:
+    """Whether the user answers yes; no input (EOF) or Ctrl-C is no."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        return False
 
 
 @output.friendly

@@ -523,11 +523,50 @@ def test_flush_deletes_every_failed_job(kashq_cli: Cli, store: DatabaseFailedJob
     for _ in range(3):
         record(store)
 
-    run = kashq_cli(["queue:flush"])
+    run = kashq_cli(["queue:flush", "--force"])
 
     assert run.exit_code == 0, run.output
     assert "Deleted 3 failed jobs." in run.stdout
     assert store.count() == 0
+
+
+@pytest.mark.parametrize("answer", ["n\n", "\n", None])
+def test_flush_declined_or_without_input_deletes_nothing(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, answer: str | None
+) -> None:
+    # It deleted every failed job without asking, unlike queue:clear.
+    for _ in range(2):
+        record(store)
+
+    run = kashq_cli(["queue:flush"], input=answer)
+
+    assert run.exit_code == 1
+    assert "Delete all 2 failed jobs?" in run.stderr
+    assert "Not flushed." in run.stderr
+    assert "Traceback" not in run.output
+    assert store.count() == 2
+
+
+def test_flush_confirmed_deletes(kashq_cli: Cli, store: DatabaseFailedJobStore) -> None:
+    record(store)
+
+    run = kashq_cli(["queue:flush"], input="y\n")
+
+    assert run.exit_code == 0, run.output
+    assert "Deleted 1 failed job." in run.stdout
+    assert store.count() == 0
+
+
+def test_flush_of_no_failed_jobs_asks_nothing(
+    kashq_cli: Cli, store: DatabaseFailedJobStore
+) -> None:
+    assert store.count() == 0
+
+    run = kashq_cli(["queue:flush"])
+
+    assert run.exit_code == 0, run.output
+    assert run.stdout.strip() == "No failed jobs."
+    assert run.stderr == ""
 
 
 def test_flush_with_hours_keeps_recent_failures(
@@ -537,9 +576,10 @@ def test_flush_with_hours_keeps_recent_failures(
     record(store, hours_ago=3)
     recent = record(store, hours_ago=0.5)
 
-    run = kashq_cli(["queue:flush", "--hours", "2"])
+    run = kashq_cli(["queue:flush", "--hours", "2"], input="y\n")
 
     assert run.exit_code == 0, run.output
+    assert "Delete the failed jobs older than 2 hours (3 failed jobs in all)?" in run.stderr
     assert "Deleted 2 failed jobs older than 2 hours." in run.stdout
     assert [job.id for job in store.all()] == [recent.id]
 
