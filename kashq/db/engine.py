@@ -1,10 +1,16 @@
 """Engines, and the boundary where SQLAlchemy errors become kashq errors.
 
-:func:`make_engine` builds an engine tuned for kashq: a SQLite file gets its
-directory created, WAL journaling, a busy timeout and ``BEGIN IMMEDIATE``
-write transactions (so several worker processes and a dispatcher share one
-file without "database is locked" surprises); MySQL/MariaDB run at READ
-COMMITTED so ``SKIP LOCKED`` reservations do not take gap locks.
+:func:`make_engine` builds an engine tuned for kashq: a SQLite file gets WAL
+journaling, a busy timeout and ``BEGIN IMMEDIATE`` write transactions (so
+several worker processes and a dispatcher share one file without "database is
+locked" surprises), and its directory must exist (kashq never creates one: a
+typo must not scatter databases around); MySQL/MariaDB run at READ COMMITTED
+so ``SKIP LOCKED`` reservations do not take gap locks. A URL without a driver
+gets the one kashq's extras install (``postgres://`` and ``postgresql://`` use
+psycopg, ``mysql://`` PyMySQL), a missing driver is a line saying what to
+install, and PostgreSQL and MySQL connections give up after
+``CONNECT_TIMEOUT_S`` (the URL's own ``connect_timeout`` wins), so a
+black-holed server is an error line rather than a hang.
 
 :class:`Database` is what the driver and the failed-job store hold: it runs a
 unit of work in one transaction, creates or checks the schema on first use,
@@ -38,6 +44,13 @@ from kashq.exceptions import ConfigError, KashqError
 from kashq.redact import hide_password, hide_secrets_in
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S = 5
+"""How long connecting to PostgreSQL or MySQL may take (``?connect_timeout=`` overrides)."""
+# The driver a URL without one gets, and what installs each driver.
+_DEFAULT_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                    "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}  # fmt: skip
+_INSTALL = {"psycopg": "pip install 'kashq[postgres]'", "pymysql": "pip install 'kashq[mysql]'"}
+_MYSQL = ("mysql", "mariadb")
 _AUTOCOMMIT = "kashq_autocommit"
 T = TypeVar("T")
 
@@ -45,18 +58,81 @@ T = TypeVar("T")
 def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
     """An engine for ``url`` with kashq's per-database settings (see the module docstring)."""
     try:
-        parsed = make_url(url)
+        parsed = with_driver(make_url(url))
         backend = parsed.get_backend_name()
         if backend == "sqlite":
-            _create_sqlite_directory(parsed)
-        elif backend in ("mysql", "mariadb"):
+            _check_sqlite_directory(parsed)
+        elif backend in _MYSQL:
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
+        handshake_reads_bounded = _bound_connecting(parsed, engine_kwargs)
         engine = create_engine(parsed, **engine_kwargs)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+    except ImportError as exc:  # the URL's driver is not installed
+        raise ConfigError(_missing_driver(url, exc)) from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise ConfigError(f"invalid database URL {safe_url(url)}: {describe(url, exc)}") from None
     if backend == "sqlite":
         _tune_sqlite(engine)
+    elif handshake_reads_bounded:
+        _unbound_reads_once_connected(engine)
     return engine
+
+
+def _bound_connecting(url: URL, engine_kwargs: dict[str, Any]) -> bool:
+    """Give PostgreSQL and MySQL ``CONNECT_TIMEOUT_S`` to connect (the URL's own value wins).
+
+    libpq's ``connect_timeout`` covers the whole handshake; PyMySQL's only the
+    TCP connect, so its reads are bounded too while connecting (True: see
+    :func:`_unbound_reads_once_connected`), else a server that accepts and
+    never greets hangs the caller.
+    """
+    backend = url.get_backend_name()
+    if backend != "postgresql" and backend not in _MYSQL:
+        return False
+    connect_args = engine_kwargs.setdefault("connect_args", {})
+    given = url.query.get("connect_timeout")
+    if given is None:
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    if backend == "postgresql" or "read_timeout" in url.query or "read_timeout" in connect_args:
+        return False
+    connect_args["read_timeout"] = float(given) if isinstance(given, str) else CONNECT_TIMEOUT_S
+    return True
+
+
+def _unbound_reads_once_connected(engine: Engine) -> None:
+    """Let a connected PyMySQL connection's reads wait as long as the server takes.
+
+    As without ``read_timeout``: a statement may rightly wait on a row lock.
+    PyMySQL has no public setter; it applies this attribute before each read.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "_read_timeout"):
+            dbapi_connection._read_timeout = None
+
+
+def with_driver(url: URL) -> URL:
+    """``url`` with the driver kashq installs when it names none (``postgres://`` too)."""
+    driver = _DEFAULT_DRIVERS.get(url.drivername)
+    return url if driver is None else url.set(drivername=driver)
+
+
+def _missing_driver(url: str | URL, exc: ImportError) -> str:
+    module = (exc.name or "").split(".")[0]
+    fix = _INSTALL.get(module, f"pip install {module}" if module else "install its driver")
+    return f"the database URL {safe_url(url)} needs the {module or '?'} package: {fix}"
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file a SQLite URL names, or None (another database, memory, a ``file:`` URI)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # make_engine reports it
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return None if database.startswith("file:") else Path(database).expanduser()
 
 
 def safe_url(target: Engine | str | URL) -> str:
@@ -83,18 +159,13 @@ def _text(target: Engine | str | URL) -> str:
     return url if isinstance(url, str) else url.render_as_string(hide_password=False)
 
 
-def _create_sqlite_directory(url: URL) -> None:
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    directory = Path(database).expanduser().parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+def _check_sqlite_directory(url: URL) -> None:
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
         raise ConfigError(
-            f"cannot create the directory {directory} for the SQLite database "
-            f"{safe_url(url)}: {exc.strerror or exc}"
-        ) from None
+            f"the directory {path.parent} of the SQLite database {safe_url(url)} does not "
+            "exist: create it first (kashq creates the file, never a directory)"
+        )
 
 
 def _tune_sqlite(engine: Engine) -> None:

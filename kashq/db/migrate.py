@@ -20,10 +20,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import URL, Connection, Engine, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, inspect, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from kashq.db.engine import describe, first_line, make_engine, safe_url, statement_mode
+from kashq.db.engine import (
+    describe,
+    first_line,
+    make_engine,
+    safe_url,
+    sqlite_path,
+    statement_mode,
+)
 from kashq.db.schema import VERSION_TABLE
 from kashq.exceptions import ConfigError, DriverError
 
@@ -142,14 +149,8 @@ def _migrate(target: Target, direction: str, revision: str) -> str | None:
 
 
 def _missing_sqlite_file(url: str | URL) -> bool:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False  # make_engine reports it
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
-        return False
-    return not database.startswith("file:") and not Path(database).expanduser().exists()
+    path = sqlite_path(url)
+    return path is not None and not path.exists()
 
 
 def _current(conn: Connection) -> str | None:

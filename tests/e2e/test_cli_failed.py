@@ -23,6 +23,7 @@ from kashq.envelope import Envelope, decode, new_job_id
 from kashq.failed.base import FailedJob
 from kashq.failed.database import DatabaseFailedJobStore
 from tests.e2e.conftest import Cli, assert_one_line_error, stderr_lines
+from tests.support.blackhole import BlackHole
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "app/jobs.py", line 9, in handle\n'
 
@@ -630,6 +631,22 @@ def test_unreachable_database_is_one_line_without_password(kashq_cli: Cli, args:
     assert run.exit_code == 1
     assert "127.0.0.1" in line
     assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
+def test_a_black_holed_database_is_one_line_after_the_connect_timeout(
+    kashq_cli: Cli, scheme: str
+) -> None:
+    # The command hung: the server takes the connection and never answers.
+    with BlackHole() as port:
+        kashq_cli.setenv("KASHQ_DATABASE_URL", f"{scheme}://kashq:s3cr3t-pw@127.0.0.1:{port}/app")
+        started = time.monotonic()
+
+        run = kashq_cli(["queue:failed"])
+
+    line = assert_one_line_error(run, hidden="s3cr3t-pw")
+    assert f"127.0.0.1:{port}" in line
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize(

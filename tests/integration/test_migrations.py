@@ -191,7 +191,7 @@ def test_server_database_at_revision_0001_asks_for_kashq_migrate_in_one_line(kin
 
 
 def test_sqlite_database_migrates_itself_on_first_use_by_the_driver(tmp_path):
-    url = f"sqlite:///{tmp_path / 'new' / 'dir' / 'kashq.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
     driver = DatabaseDriver(url)
     driver.push(envelope())
     assert driver.sizes(["default"])["default"].ready == 1
@@ -200,7 +200,7 @@ def test_sqlite_database_migrates_itself_on_first_use_by_the_driver(tmp_path):
 
 
 def test_sqlite_database_migrates_itself_on_first_use_by_the_failed_store(tmp_path):
-    url = f"sqlite:///{tmp_path / 'new' / 'kashq.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
     store = DatabaseFailedJobStore(url)
     assert store.count() == 0
     store.log(failed())
@@ -223,7 +223,7 @@ print(DatabaseFailedJobStore(sys.argv[1]).count())
 
 
 def test_several_processes_first_using_a_new_sqlite_file_at_once_all_succeed(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared' / 'kashq.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
     pushed = [envelope(n=i) for i in range(6)]
     outputs = run_together([start_python(FIRST_USER, url, env.encode()) for env in pushed])
     assert outputs == [["0"]] * len(pushed)
@@ -283,6 +283,7 @@ def kashq(*args: str, cwd: Path, env_url: str | None = None) -> subprocess.Compl
 
 
 def test_kashq_migrate_creates_the_tables_and_status_reports_the_revision(tmp_path):
+    (tmp_path / "db").mkdir()
     url = f"sqlite:///{tmp_path / 'db' / 'app.sqlite'}"
     head = migrate.head_revision()
 
@@ -324,6 +325,14 @@ def test_kashq_migrate_on_an_unreachable_database_fails_in_one_line_without_pass
     assert "error:" in lines[0] and "127.0.0.1" in lines[0]
     assert "hunter2-secret" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_kashq_migrate_into_a_missing_directory_fails_in_one_line_and_creates_nothing(tmp_path):
+    run = kashq("migrate", "--database-url", "sqlite:///data/app.sqlite", cwd=tmp_path)
+    assert run.returncode == 1
+    [line] = run.stderr.strip().splitlines()
+    assert "the directory data of the SQLite database sqlite:///data/app.sqlite" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_kashq_migrate_with_a_malformed_url_fails_in_one_line(tmp_path):
