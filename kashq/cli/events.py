@@ -34,6 +34,10 @@ def opened_store(connection: str | None) -> Iterator[EventStore]:
                 f"the {name} connection keeps its events inside the process that ran the jobs; "
                 "use database or redis to read them from the command line"
             )
+        if name == "database":
+            from kashq.db.engine import require_existing
+
+            require_existing(manager.settings.database_url)  # reading creates nothing
         store = store_for(manager.connection(), manager.settings, always=True)
         try:
             yield store

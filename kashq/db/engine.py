@@ -117,6 +117,21 @@ def with_driver(url: URL) -> URL:
     return url if driver is None else url.set(drivername=driver)
 
 
+def require_existing(url: str | URL) -> None:
+    """Raise :class:`ConfigError` if ``url`` names a SQLite file that does not exist.
+
+    For commands that read or change what is there: opening the file would
+    create an empty database, and someone in the wrong directory (the default
+    path is relative) would see empty queues instead of their mistake.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError(
+            f"no kashq database at {safe_url(url)}: {path.absolute()} does not exist "
+            "(nothing was dispatched here yet; `kashq migrate` creates it)"
+        )
+
+
 def _missing_driver(url: str | URL, exc: ImportError) -> str:
     module = (exc.name or "").split(".")[0]
     fix = _INSTALL.get(module, f"pip install {module}" if module else "install its driver")
@@ -127,7 +142,7 @@ def sqlite_path(url: str | URL) -> Path | None:
     """The file a SQLite URL names, or None (another database, memory, a ``file:`` URI)."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return None  # make_engine reports it
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):

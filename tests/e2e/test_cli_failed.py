@@ -166,7 +166,9 @@ def test_failed_filters_by_queue_and_limits(kashq_cli: Cli, store: DatabaseFaile
     assert "default" in table_rows(table.stdout)[0]
 
 
-def test_failed_without_failed_jobs_says_so(kashq_cli: Cli, db_url: str) -> None:
+def test_failed_without_failed_jobs_says_so(kashq_cli: Cli, store: DatabaseFailedJobStore) -> None:
+    assert store.count() == 0  # the database exists, empty
+
     run = kashq_cli(["queue:failed"])
     as_json = kashq_cli(["queue:failed", "--json"])
 
@@ -631,6 +633,41 @@ def test_unreachable_database_is_one_line_without_password(kashq_cli: Cli, args:
     assert run.exit_code == 1
     assert "127.0.0.1" in line
     assert time.monotonic() - started < 20
+
+
+NO_DATABASE = "no kashq database at sqlite:///kashq.sqlite: "
+
+
+@pytest.mark.parametrize(
+    "args", [*FAILED_COMMANDS, ["queue:flush", "--force"], ["queue:retry", "--range", "1-5"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_failed_commands_in_a_fresh_directory_say_so_and_create_no_database(
+    kashq_cli: Cli, args: list[str]
+) -> None:
+    # Each created an empty kashq.sqlite (the default URL is relative) and
+    # answered as if the queue were empty: a wrong directory went unnoticed.
+    run = kashq_cli(args)
+
+    assert run.exit_code == 1
+    line = assert_one_line_error(run)
+    assert NO_DATABASE in line and "`kashq migrate` creates it" in line
+    assert list(kashq_cli.cwd.iterdir()) == []
+
+
+def test_failed_jobs_of_redis_in_a_fresh_directory_are_none_and_create_no_database(
+    kashq_cli: Cli,
+) -> None:
+    # Redis keeps its queue elsewhere; failed_jobs appears with the first failure.
+    kashq_cli.setenv("KASHQ_REDIS_URL", "redis://127.0.0.1:1/0")  # never contacted
+
+    listed = kashq_cli(["queue:failed", "--connection", "redis"])
+    forgot = kashq_cli(["queue:forget", "3", "--connection", "redis"])
+
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.strip() == "No failed jobs."
+    assert "no failed job with id or uuid '3'" in assert_one_line_error(forgot)
+    assert list(kashq_cli.cwd.iterdir()) == []
 
 
 @pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
