@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         "least_loaded", description="how the sharded connection places new jobs"
     )
     database_url: str = Field("sqlite:///kashq.sqlite", description="SQLAlchemy database URL")
+    table_prefix: str = Field(
+        "",
+        pattern=r"^([a-z][a-z0-9_]{0,31})?$",
+        description="prefix of every kashq table name in the database, e.g. app_",
+    )
     events: bool = Field(True, description="record every job's lifecycle in the event store")
     events_max_len: int = Field(
         100_000, ge=100, description="events kept per Redis stream (approximate trimming)"
@@ -169,4 +174,6 @@ def _describe(exc: ValidationError) -> str:
         message = "must be one of " + ", ".join(SHARD_STRATEGIES)
     elif name == "shards":
         shown = ""  # the message names the bad URL, its password hidden
+    elif name == "table_prefix":
+        message = "up to 32 lowercase letters, digits and underscores, starting with a letter"
     return f"invalid setting {name} (KASHQ_{name.upper()}): {message}{shown}"

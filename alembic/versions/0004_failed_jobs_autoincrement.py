@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from kashq.db.migrate import prefixed
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -38,6 +40,8 @@ def _rebuild_on_sqlite(*, autoincrement: bool) -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     with op.batch_alter_table(
-        "failed_jobs", recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
+        prefixed("failed_jobs"),
+        recreate="always",
+        table_kwargs={"sqlite_autoincrement": autoincrement},
     ):
         pass  # the rebuild itself is the change

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from kashq.db.schema import tables
 from kashq.exceptions import ConfigError, KashqError
 from kashq.redact import hide_password, hide_secrets_in
 
@@ -52,11 +53,17 @@ _DEFAULT_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+
 _INSTALL = {"psycopg": "pip install 'kashq[postgres]'", "pymysql": "pip install 'kashq[mysql]'"}
 _MYSQL = ("mysql", "mariadb")
 _AUTOCOMMIT = "kashq_autocommit"
+PREFIX_OPTION = "kashq_table_prefix"
+"""The engine execution option (and Alembic context option) naming the table prefix."""
 T = TypeVar("T")
 
 
-def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
-    """An engine for ``url`` with kashq's per-database settings (see the module docstring)."""
+def make_engine(url: str | URL, *, table_prefix: str = "", **engine_kwargs: Any) -> Engine:
+    """An engine for ``url`` with kashq's per-database settings (see the module docstring).
+
+    It carries ``table_prefix`` (see :func:`table_prefix_of`).
+    """
+    engine_kwargs.setdefault("execution_options", {})[PREFIX_OPTION] = table_prefix
     try:
         parsed = with_driver(make_url(url))
         backend = parsed.get_backend_name()
@@ -109,6 +116,22 @@ def _unbound_reads_once_connected(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         if hasattr(dbapi_connection, "_read_timeout"):
             dbapi_connection._read_timeout = None
+
+
+def table_prefix_of(engine: Engine) -> str:
+    """The table prefix ``engine`` carries ("" if none).
+
+    The one value a driver hands the stores sharing its storage (events,
+    locks) is its engine: the prefix travels with it, so they use its tables.
+    """
+    return str(engine.get_execution_options().get(PREFIX_OPTION, ""))
+
+
+def with_table_prefix(engine: Engine, prefix: str) -> Engine:
+    """``engine``, carrying ``prefix`` (a view sharing its pool, if it carried another)."""
+    if table_prefix_of(engine) == prefix:
+        return engine
+    return engine.execution_options(**{PREFIX_OPTION: prefix})
 
 
 def with_driver(url: URL) -> URL:
@@ -222,22 +245,34 @@ def statement_mode(conn: Connection) -> Connection:
 
 
 class Database:
-    """An engine used by one kashq component, with its error type and schema check.
+    """An engine used by one kashq component, with its error type, tables and schema check.
 
     ``error`` is the exception raised for any database failure
     (:class:`~kashq.exceptions.DriverError` for the driver,
-    :class:`~kashq.exceptions.FailedStoreError` for the store).
+    :class:`~kashq.exceptions.FailedStoreError` for the store). ``tables`` are
+    kashq's tables under ``table_prefix``; by default, the prefix a given
+    engine carries (none for a URL).
     """
 
-    def __init__(self, engine_or_url: Engine | str | URL, *, error: type[KashqError]) -> None:
+    def __init__(
+        self,
+        engine_or_url: Engine | str | URL,
+        *,
+        error: type[KashqError],
+        table_prefix: str | None = None,
+    ) -> None:
         self._error = error
-        if isinstance(engine_or_url, Engine):
-            self.engine, self._owned = engine_or_url, False
-        else:
-            try:
-                self.engine, self._owned = make_engine(engine_or_url), True
-            except ConfigError as exc:
-                raise error(str(exc)) from None
+        try:
+            if isinstance(engine_or_url, Engine):
+                prefix = table_prefix_of(engine_or_url) if table_prefix is None else table_prefix
+                self.tables = tables(prefix)
+                self.engine, self._owned = with_table_prefix(engine_or_url, prefix), False
+            else:
+                self.tables = tables(table_prefix or "")
+                self.engine = make_engine(engine_or_url, table_prefix=self.tables.prefix)
+                self._owned = True
+        except ConfigError as exc:
+            raise error(str(exc)) from None
         self.dialect: str = self.engine.dialect.name
         self._ready = False
         self._lock = threading.Lock()

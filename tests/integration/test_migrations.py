@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, make_url, text
 
 from kashq.db import migrate
-from kashq.db.schema import VERSION_TABLE, failed_jobs, jobs, metadata
+from kashq.db.schema import VERSION_TABLE, failed_jobs, jobs, metadata, tables
 from kashq.drivers.database import DatabaseDriver
 from kashq.exceptions import DriverError
 from kashq.failed.database import DatabaseFailedJobStore
@@ -36,14 +36,27 @@ KASHQ_TABLES = {
 HEAD = "0004"
 
 
-def schema_diffs(url: str) -> list[object]:
+def schema_diffs(url: str, prefix: str = "") -> list[object]:
+    """How the database's kashq tables differ from the schema declared under ``prefix``.
+
+    Tables of another install sharing the database are left out (each test
+    checks the set of table names itself).
+    """
     engine = create_engine(url)
+    declared = tables(prefix).metadata
+
+    def ours(name: str | None, kind: str, _parent: object) -> bool:
+        return kind != "table" or name in declared.tables
+
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
-            )
-            return list(compare_metadata(context, metadata))
+            opts = {
+                "compare_type": True,
+                "version_table": prefix + VERSION_TABLE,
+                "include_name": ours,
+            }
+            context = MigrationContext.configure(conn, opts=opts)
+            return list(compare_metadata(context, declared))
     finally:
         engine.dispose()
 
@@ -85,6 +98,29 @@ def test_downgrade_base_removes_every_kashq_table(kind, tmp_path):
         assert table_names(url) & KASHQ_TABLES == set()
         assert migrate.current_revision(url) is None
         assert migrate.upgrade(url) == migrate.head_revision(), "and up again"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_installs_under_two_prefixes_migrate_up_and_down_independently_in_one_database(
+    kind, tmp_path
+):
+    app = {"app_" + name for name in KASHQ_TABLES} | {"app_" + VERSION_TABLE}
+    plain = KASHQ_TABLES | {VERSION_TABLE}
+    with database(kind, tmp_path) as url:
+        assert migrate.upgrade(url, table_prefix="app_") == HEAD
+        assert table_names(url) == app
+        assert schema_diffs(url, "app_") == []
+        assert migrate.current_revision(url) is None, "the unprefixed install has no tables"
+        assert migrate.upgrade(url) == HEAD
+        assert table_names(url) == app | plain
+        assert schema_diffs(url) == [] and schema_diffs(url, "app_") == []
+        assert migrate.downgrade(url, table_prefix="app_") is None
+        assert table_names(url) == plain | {"app_" + VERSION_TABLE}  # (Alembic keeps it, empty)
+        assert migrate.current_revision(url, table_prefix="app_") is None
+        assert migrate.current_revision(url) == HEAD
+        assert migrate.upgrade(url, "0001", table_prefix="app_") == "0001"
+        assert migrate.upgrade(url, table_prefix="app_") == HEAD, "and up again, step by step"
+        assert schema_diffs(url, "app_") == []
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -243,11 +279,13 @@ def test_packaged_migrations_are_preferred_over_the_repository_copy(tmp_path, mo
     assert migrate.upgrade(url) == migrate.head_revision()
 
 
-def test_alembic_command_line_with_the_ini_file_migrates_too(tmp_path):
+@pytest.mark.parametrize("prefix", ["", "app_"])
+def test_alembic_command_line_with_the_ini_file_migrates_too(tmp_path, prefix):
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     alembic = Path(sys.executable).parent / "alembic"
+    x_args = ["-x", f"url={url}", *(["-x", f"table_prefix={prefix}"] if prefix else [])]
     proc = subprocess.run(
-        [str(alembic), "-c", str(REPO / "alembic.ini"), "-x", f"url={url}", "upgrade", "head"],
+        [str(alembic), "-c", str(REPO / "alembic.ini"), *x_args, "upgrade", "head"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -255,8 +293,9 @@ def test_alembic_command_line_with_the_ini_file_migrates_too(tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert migrate.current_revision(url) == migrate.head_revision()
-    assert schema_diffs(url) == []
+    assert migrate.current_revision(url, table_prefix=prefix) == migrate.head_revision()
+    assert schema_diffs(url, prefix) == []
+    assert table_names(url) == set(tables(prefix).metadata.tables) | {prefix + VERSION_TABLE}
 
 
 # --------------------------------------------------------------------------- kashq migrate
@@ -325,6 +364,20 @@ def test_kashq_migrate_on_an_unreachable_database_fails_in_one_line_without_pass
     assert "error:" in lines[0] and "127.0.0.1" in lines[0]
     assert "hunter2-secret" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_kashq_migrate_with_a_table_prefix_creates_prefixed_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+
+    run = kashq("migrate", "--database-url", url, "--table-prefix", "app_", cwd=tmp_path)
+    bad = kashq("migrate", "--database-url", url, "--table-prefix", "App-", cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert f"{url} (table prefix app_): migrated from nothing to revision {HEAD}" in run.stdout
+    assert table_names(url) == {"app_" + name for name in KASHQ_TABLES | {VERSION_TABLE}}
+    assert bad.returncode == 1
+    [line] = bad.stderr.strip().splitlines()
+    assert "invalid setting table_prefix (KASHQ_TABLE_PREFIX)" in line
 
 
 def test_kashq_migrate_into_a_missing_directory_fails_in_one_line_and_creates_nothing(tmp_path):
