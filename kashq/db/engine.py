@@ -10,9 +10,11 @@ gets the one kashq's extras install (``postgres://`` and ``postgresql://`` use
 psycopg, ``mysql://`` PyMySQL), a missing driver is a line saying what to
 install, and PostgreSQL and MySQL connections give up after
 ``CONNECT_TIMEOUT_S`` (the URL's own ``connect_timeout`` wins), so a
-black-holed server is an error line rather than a hang.
+black-holed server is an error line rather than a hang. An engine carries
+the install's table prefix (``KASHQ_TABLE_PREFIX``), so whatever shares it
+uses the same tables.
 
-:class:`Database` is what the driver and the failed-job store hold: it runs a
+:class:`Database` is what the driver and the stores hold: it runs a
 unit of work in one transaction, creates or checks the schema on first use,
 retries once on a dropped connection (every kashq statement is safe to
 repeat), and turns SQLAlchemy's errors into one-line kashq errors that never
@@ -40,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from kashq.db.schema import tables
+from kashq.db.schema import MYSQL, tables
 from kashq.exceptions import ConfigError, KashqError
 from kashq.redact import hide_password, hide_secrets_in
 
@@ -51,7 +53,6 @@ CONNECT_TIMEOUT_S = 5
 _DEFAULT_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
                     "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}  # fmt: skip
 _INSTALL = {"psycopg": "pip install 'kashq[postgres]'", "pymysql": "pip install 'kashq[mysql]'"}
-_MYSQL = ("mysql", "mariadb")
 _AUTOCOMMIT = "kashq_autocommit"
 PREFIX_OPTION = "kashq_table_prefix"
 """The engine execution option (and Alembic context option) naming the table prefix."""
@@ -69,7 +70,7 @@ def make_engine(url: str | URL, *, table_prefix: str = "", **engine_kwargs: Any)
         backend = parsed.get_backend_name()
         if backend == "sqlite":
             _check_sqlite_directory(parsed)
-        elif backend in _MYSQL:
+        elif backend in MYSQL:
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
         handshake_reads_bounded = _bound_connecting(parsed, engine_kwargs)
         engine = create_engine(parsed, **engine_kwargs)
@@ -93,7 +94,7 @@ def _bound_connecting(url: URL, engine_kwargs: dict[str, Any]) -> bool:
     never greets hangs the caller.
     """
     backend = url.get_backend_name()
-    if backend != "postgresql" and backend not in _MYSQL:
+    if backend != "postgresql" and backend not in MYSQL:
         return False
     connect_args = engine_kwargs.setdefault("connect_args", {})
     given = url.query.get("connect_timeout")
