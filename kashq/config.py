@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,6 +53,8 @@ _RESERVED_PREFIXES = ("KASHQ_TEST_", "KASHQ_BENCH_")
 _URL_SETTINGS = ("redis_url", "database_url")
 _WEBHOOK_SETTINGS = ("slack_webhook_url", "alert_webhook_url")
 _SECRET_SETTINGS = ("alert_webhook_secret",)
+# Lowercase only: PostgreSQL folds unquoted names, and MySQL's case rules depend on the OS.
+_TABLE_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 class Settings(BaseSettings):
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
         "least_loaded", description="how the sharded connection places new jobs"
     )
     database_url: str = Field("sqlite:///kashq.sqlite", description="SQLAlchemy database URL")
+    table_prefix: str = Field(
+        "", description="prefix of every kashq table name in the database, e.g. app_"
+    )
     events: bool = Field(True, description="record every job's lifecycle in the event store")
     events_max_len: int = Field(
         100_000, ge=100, description="events kept per Redis stream (approximate trimming)"
@@ -114,6 +120,15 @@ class Settings(BaseSettings):
     def _check_prefix(cls, value: str) -> str:
         if not value or any(c.isspace() or c in "{}" for c in value):
             raise ValueError("must be non-empty, without whitespace or braces")
+        return value
+
+    @field_validator("table_prefix")
+    @classmethod
+    def _check_table_prefix(cls, value: str) -> str:
+        if value and not _TABLE_PREFIX.match(value):
+            raise ValueError(
+                "must be up to 32 lowercase letters, digits and underscores, starting with a letter"
+            )
         return value
 
     @field_validator("imports", "shards", mode="before")

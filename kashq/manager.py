@@ -90,7 +90,8 @@ class QueueManager:
                 if durable:
                     from kashq.failed.database import DatabaseFailedJobStore
 
-                    store = DatabaseFailedJobStore(self.settings.database_url)
+                    s = self.settings
+                    store = DatabaseFailedJobStore(s.database_url, table_prefix=s.table_prefix)
                 else:
                     store = MemoryFailedJobStore()
                 self._stores[durable] = store
@@ -116,7 +117,8 @@ class QueueManager:
         if name == "database":
             from kashq.drivers.database import DatabaseDriver
 
-            return DatabaseDriver(self.settings.database_url, clock=self.clock)
+            s = self.settings
+            return DatabaseDriver(s.database_url, clock=self.clock, table_prefix=s.table_prefix)
         raise ConfigError(f"unknown connection {name!r}: expected one of {', '.join(CONNECTIONS)}")
 
     def recorder(self, connection: str | None = None) -> EventRecorder | None:

@@ -1,5 +1,9 @@
 """kashq's first tables: the queue (kashq_jobs) and failed_jobs.
 
+Every revision names its tables, indexes and constraints through
+``prefixed()``: under the install's table prefix (``KASHQ_TABLE_PREFIX``),
+unchanged without one.
+
 Revision ID: 0001
 Revises:
 Create Date: 2025-01-01 00:00:00
@@ -12,6 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
+
+from kashq.db.migrate import prefixed
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -27,7 +33,7 @@ _AWARE_DATETIME = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6),
 
 def upgrade() -> None:
     op.create_table(
-        "kashq_jobs",
+        prefixed("kashq_jobs"),
         sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(36), nullable=False),
         sa.Column("queue", sa.String(200), nullable=False),
@@ -36,15 +42,15 @@ def upgrade() -> None:
         sa.Column("available_at", sa.Double(), nullable=False),
         sa.Column("token", sa.String(64), nullable=True),
         sa.Column("deliveries", sa.Integer(), nullable=False, server_default=sa.text("0")),
-        sa.UniqueConstraint("id", name="uq_kashq_jobs_id"),
+        sa.UniqueConstraint("id", name=prefixed("uq_kashq_jobs_id")),
     )
     op.create_index(
-        "ix_kashq_jobs_reserve",
-        "kashq_jobs",
+        prefixed("ix_kashq_jobs_reserve"),
+        prefixed("kashq_jobs"),
         [sa.column("queue"), sa.column("priority").desc(), sa.column("seq")],
     )
     op.create_table(
-        "failed_jobs",
+        prefixed("failed_jobs"),
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("uuid", sa.String(36), nullable=False),
         sa.Column("connection", sa.String(100), nullable=False),
@@ -57,15 +63,15 @@ def upgrade() -> None:
         sa.Column("failed_at", _AWARE_DATETIME, nullable=False),
         sa.Column("host", sa.String(255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
-        sa.UniqueConstraint("uuid", name="uq_failed_jobs_uuid"),
+        sa.UniqueConstraint("uuid", name=prefixed("uq_failed_jobs_uuid")),
     )
-    op.create_index("ix_failed_jobs_failed_at", "failed_jobs", ["failed_at"])
-    op.create_index("ix_failed_jobs_queue", "failed_jobs", ["queue"])
+    op.create_index(prefixed("ix_failed_jobs_failed_at"), prefixed("failed_jobs"), ["failed_at"])
+    op.create_index(prefixed("ix_failed_jobs_queue"), prefixed("failed_jobs"), ["queue"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_failed_jobs_queue", table_name="failed_jobs")
-    op.drop_index("ix_failed_jobs_failed_at", table_name="failed_jobs")
-    op.drop_table("failed_jobs")
-    op.drop_index("ix_kashq_jobs_reserve", table_name="kashq_jobs")
-    op.drop_table("kashq_jobs")
+    op.drop_index(prefixed("ix_failed_jobs_queue"), table_name=prefixed("failed_jobs"))
+    op.drop_index(prefixed("ix_failed_jobs_failed_at"), table_name=prefixed("failed_jobs"))
+    op.drop_table(prefixed("failed_jobs"))
+    op.drop_index(prefixed("ix_kashq_jobs_reserve"), table_name=prefixed("kashq_jobs"))
+    op.drop_table(prefixed("kashq_jobs"))

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from kashq.db.migrate import prefixed
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -26,7 +28,7 @@ _NAME = sa.String(191).with_variant(mysql.VARCHAR(191, collation="utf8mb4_bin"),
 
 def upgrade() -> None:
     op.create_table(
-        "kashq_control",
+        prefixed("kashq_control"),
         sa.Column("name", _NAME, primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=True),
@@ -34,4 +36,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("kashq_control")
+    op.drop_table(prefixed("kashq_control"))

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from kashq.db.migrate import prefixed
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -26,19 +28,19 @@ _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def upgrade() -> None:
     op.create_table(
-        "kashq_locks",
+        prefixed("kashq_locks"),
         sa.Column("name", _NAME, primary_key=True),
         sa.Column("token", sa.String(64), nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=False),
     )
     op.create_table(
-        "kashq_counters",
+        prefixed("kashq_counters"),
         sa.Column("name", _NAME, primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=False),
     )
     op.create_table(
-        "job_events",
+        prefixed("job_events"),
         sa.Column("id", _SEQ, primary_key=True, autoincrement=True),
         sa.Column("job_id", sa.String(36), nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
@@ -50,13 +52,13 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("details", sa.Text(), nullable=False),
     )
-    op.create_index("ix_job_events_job_id", "job_events", ["job_id", "id"])
-    op.create_index("ix_job_events_at", "job_events", ["at"])
+    op.create_index(prefixed("ix_job_events_job_id"), prefixed("job_events"), ["job_id", "id"])
+    op.create_index(prefixed("ix_job_events_at"), prefixed("job_events"), ["at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_job_events_at", table_name="job_events")
-    op.drop_index("ix_job_events_job_id", table_name="job_events")
-    op.drop_table("job_events")
-    op.drop_table("kashq_counters")
-    op.drop_table("kashq_locks")
+    op.drop_index(prefixed("ix_job_events_at"), table_name=prefixed("job_events"))
+    op.drop_index(prefixed("ix_job_events_job_id"), table_name=prefixed("job_events"))
+    op.drop_table(prefixed("job_events"))
+    op.drop_table(prefixed("kashq_counters"))
+    op.drop_table(prefixed("kashq_locks"))

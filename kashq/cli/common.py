@@ -12,6 +12,7 @@ from kashq.cli import output
 from kashq.config import Settings, load_settings
 from kashq.exceptions import ConfigError
 from kashq.failed.base import FailedJobStore
+from kashq.failed.memory import MemoryFailedJobStore
 from kashq.manager import QueueManager
 from kashq.names import QUEUE_NAME_RULE, is_queue_name
 
@@ -106,7 +107,7 @@ def opened(connection: str | None) -> Iterator[tuple[QueueManager, FailedJobStor
     """A manager for ``connection`` and its failed-job store, both closed afterwards."""
     manager = open_manager(connection)
     try:
-        store = manager.failed_store()
+        store = _existing_failed_store(manager)
     except BaseException:
         manager.close()
         raise
@@ -117,6 +118,25 @@ def opened(connection: str | None) -> Iterator[tuple[QueueManager, FailedJobStor
         close = getattr(store, "close", None)  # not part of the protocol
         if callable(close):
             close()
+
+
+def _existing_failed_store(manager: QueueManager) -> FailedJobStore:
+    """The failed-job store, creating no database: these commands use what is there.
+
+    The database connection's queue lives in that database, so none there is
+    an error line. Redis and sharded write it when a first job fails for
+    good, so none there means no failed jobs.
+    """
+    settings = manager.settings
+    if settings.connection in ("memory", "sync"):
+        return manager.failed_store()
+    from kashq.db.engine import require_existing, sqlite_path
+
+    if settings.connection == "database":
+        require_existing(settings.database_url)
+    elif (path := sqlite_path(settings.database_url)) is not None and not path.exists():
+        return MemoryFailedJobStore()
+    return manager.failed_store()
 
 
 def shown_url(url: str) -> str:

@@ -34,6 +34,10 @@ def opened_store(connection: str | None) -> Iterator[EventStore]:
     """The event store of ``connection``, closed (with its manager) afterwards."""
     manager = open_manager(connection)
     try:
+        if manager.settings.connection == "database":
+            from kashq.db.engine import require_existing
+
+            require_existing(manager.settings.database_url)  # reading creates nothing
         store = store_for(manager.connection(), manager.settings, always=True)
         try:
             yield store

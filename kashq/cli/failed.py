@@ -27,7 +27,8 @@ from kashq.manager import QueueManager
 # Connections a job can be pushed back to from another process.
 DURABLE_CONNECTIONS = ("database", "redis", "sharded")
 _ERROR_WIDTH = 80
-_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+_RANGE = re.compile(r"^\s*(\d{1,40})\s*-\s*(\d{1,40})\s*$", re.ASCII)
+RANGE_CHUNK = 500  # failed jobs read at a time while retrying a --range
 
 QueueFilterOpt = Annotated[
     str | None,
@@ -160,33 +161,30 @@ def _show(store: FailedJobStore, key: str, as_json: bool) -> None:
 # --------------------------------------------------------------------------- retrying
 
 
-def _parse_range(text: str) -> list[str]:
+def _parse_range(text: str) -> tuple[int, int]:
     found = _RANGE.match(text)
     if found is None:
         raise output.fail(f"--range must look like 1-5, got {text!r}", code=2)
     first, last = int(found.group(1)), int(found.group(2))
     if first > last:
         raise output.fail(f"--range {text!r} is empty: {first} is after {last}", code=2)
-    return [str(n) for n in range(first, last + 1)]
+    return first, last
 
 
-def _selection(ids: list[str], ranges: list[str]) -> tuple[bool, list[str]]:
-    """``(everything, keys)`` asked for by the IDS argument and ``--range`` options."""
+def _selection(ids: list[str], ranges: list[str]) -> tuple[bool, list[str], list[tuple[int, int]]]:
+    """``(everything, keys, ranges)`` asked for by the IDS argument and ``--range`` options."""
     if "all" in (key.lower() for key in ids):
         if len(ids) > 1 or ranges:
             raise output.fail("`all` must be the only ID (no other IDs, no --range)", code=2)
-        return True, []
-    keys = [key.strip() for key in ids]
-    for text in ranges:
-        keys.extend(_parse_range(text))
-    return False, keys
+        return True, [], []
+    return False, [key.strip() for key in ids], [_parse_range(text) for text in ranges]
 
 
 def _records(
     store: FailedJobStore, everything: bool, keys: list[str], queue: str | None
 ) -> tuple[list[FailedJob], bool]:
     """The records to retry, oldest first for `all`; reports unknown ids, returns (jobs, ok)."""
-    if everything or not keys:
+    if everything:
         return list(reversed(store.all(queue=queue))), True
     chosen: dict[int, FailedJob] = {}
     ok = True
@@ -201,6 +199,43 @@ def _records(
         else:
             chosen.setdefault(job.id, job)
     return list(chosen.values()), ok
+
+
+class _Retrier:
+    """Retries failed jobs for one command, each job (by uuid) at most once.
+
+    A retried job that fails again at once gets a new record with a higher id,
+    possibly inside a range still being walked: it is not retried a second time.
+    """
+
+    def __init__(self, manager: QueueManager, store: FailedJobStore) -> None:
+        self.manager, self.store = manager, store
+        self.done: set[str] = set()
+        self.ok = True
+
+    def retry(self, job: FailedJob) -> bool:
+        """Push ``job`` back unless done already; False (and ``ok`` False) on error."""
+        if job.uuid in self.done:
+            return False
+        self.done.add(job.uuid)
+        retried = _retry_one(self.manager, self.store, job)
+        self.ok = retried and self.ok
+        return retried
+
+    def retry_range(self, first: int, last: int, queue: str | None) -> None:
+        """Retry the failed jobs with ids ``first``-``last``, read a chunk at a time."""
+        retried, cursor = 0, first
+        while cursor <= last:
+            chunk = self.store.between(cursor, last, queue=queue, limit=RANGE_CHUNK)
+            retried += sum(self.retry(job) for job in chunk)
+            if len(chunk) < RANGE_CHUNK:
+                break
+            cursor = chunk[-1].id + 1
+        of_queue = "" if queue is None else f" of queue {queue!r}"
+        if retried:
+            output.line(f"Retried {_jobs(retried)}{of_queue} in range {first}-{last}.")
+        else:
+            output.line(f"No failed jobs{of_queue} in range {first}-{last}.")
 
 
 def _target(manager: QueueManager, job: FailedJob) -> str | None:
@@ -253,23 +288,29 @@ def retry_command(
     ranges: Annotated[
         list[str] | None,
         typer.Option(
-            "--range", help="Ids from-to, inclusive, e.g. 1-5 (repeatable).", show_default=False
+            "--range",
+            help="Ids from-to, inclusive, e.g. 1-5 (repeatable); ids not there are skipped.",
+            show_default=False,
         ),
     ] = None,
     connection: ConnectionOpt = None,
 ) -> None:
     """Push failed jobs back onto their queues (same job id, attempts reset)."""
     queue = one_queue(queue)
-    everything, keys = _selection(ids or [], ranges or [])
-    if not everything and not keys and queue is None:
+    everything, keys, spans = _selection(ids or [], ranges or [])
+    if not (everything or keys or spans or queue):
         raise output.fail("nothing to retry: give failed job IDs, `all`, --range or --queue", 2)
+    everything = everything or not (keys or spans)  # --queue alone: all of that queue
     with opened(connection) as (manager, store):
-        jobs, ok = _records(store, everything, keys, queue)
-        if not jobs and ok:
+        jobs, found = _records(store, everything, keys, queue)
+        if not jobs and found and not spans:
             output.line("No failed jobs to retry.")
+        retrier = _Retrier(manager, store)
         for job in jobs:
-            ok = _retry_one(manager, store, job) and ok
-    if not ok:
+            retrier.retry(job)
+        for first, last in spans:
+            retrier.retry_range(first, last, queue)
+    if not (found and retrier.ok):
         raise typer.Exit(code=1)
 
 
@@ -293,12 +334,35 @@ HoursOpt = Annotated[
 
 
 @output.friendly
-def flush_command(hours: HoursOpt = None, connection: ConnectionOpt = None) -> None:
-    """Delete all failed jobs (or only those older than --hours)."""
-    with opened(connection) as (_, store):
-        count = store.flush(older_than_hours=hours)
+def flush_command(
+    hours: HoursOpt = None,
+    connection: ConnectionOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")
+    ] = False,
+) -> None:
+    """Delete all failed jobs (or only those older than --hours); asks first."""
     older = "" if hours is None else f" older than {hours:g} hours"
+    with opened(connection) as (_, store):
+        total = store.count()  # also reports an unreachable store before asking
+        if total == 0:
+            output.line("No failed jobs.")
+            return
+        question = f"Delete all {_jobs(total)}?"
+        if hours is not None:
+            question = f"Delete the failed jobs{older} ({_jobs(total)} in all)?"
+        if not force and not _confirm(question):
+            raise output.fail("Not flushed.")
+        count = store.flush(older_than_hours=hours)
     output.line(f"Deleted {_jobs(count)}{older}.")
+
+
+def _confirm(question: str) -> bool:
+    """Whether the user answers yes; no input (EOF) or Ctrl-C is no."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        return False
 
 
 @output.friendly

@@ -1,4 +1,8 @@
-"""``kashq migrate``: create or update kashq's tables (``kashq_jobs``, ``failed_jobs``)."""
+"""``kashq migrate``: create or update kashq's tables (``kashq_jobs``, ``failed_jobs`` ...).
+
+Under ``--table-prefix`` / ``KASHQ_TABLE_PREFIX`` every table name (the
+version table's too) starts with the prefix.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,15 @@ def migrate_command(
             show_default=False,
         ),
     ] = None,
+    table_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--table-prefix",
+            envvar="KASHQ_TABLE_PREFIX",
+            help="Prefix of every kashq table name, e.g. app_ (default: none).",
+            show_default=False,
+        ),
+    ] = None,
     status: Annotated[
         bool,
         typer.Option("--status", help="Show the current and the newest revision; change nothing."),
@@ -30,11 +43,12 @@ def migrate_command(
     from kashq.db import migrate
     from kashq.db.engine import safe_url
 
-    url = database_url or load_settings().database_url
-    shown = safe_url(url)
+    settings = load_settings(origin="the command line", table_prefix=table_prefix)
+    url, prefix = database_url or settings.database_url, settings.table_prefix
+    shown = safe_url(url) + (f" (table prefix {prefix})" if prefix else "")
     head = migrate.head_revision()
     if status:
-        current = migrate.current_revision(url)
+        current = migrate.current_revision(url, table_prefix=prefix)
         if current == head:
             state = "up to date"
         elif current is None:
@@ -43,8 +57,8 @@ def migrate_command(
             state = "behind: run `kashq migrate`"
         output.out.print(f"{shown}: current {current or 'none'}, head {head} ({state})")
         return
-    before = migrate.current_revision(url)
-    after = migrate.upgrade(url)
+    before = migrate.current_revision(url, table_prefix=prefix)
+    after = migrate.upgrade(url, table_prefix=prefix)
     if before == after:
         output.out.print(f"{shown}: already at revision {after} (head)")
     else:

@@ -1,12 +1,20 @@
 """Engines, and the boundary where SQLAlchemy errors become kashq errors.
 
-:func:`make_engine` builds an engine tuned for kashq: a SQLite file gets its
-directory created, WAL journaling, a busy timeout and ``BEGIN IMMEDIATE``
-write transactions (so several worker processes and a dispatcher share one
-file without "database is locked" surprises); MySQL/MariaDB run at READ
-COMMITTED so ``SKIP LOCKED`` reservations do not take gap locks.
+:func:`make_engine` builds an engine tuned for kashq: a SQLite file gets WAL
+journaling, a busy timeout and ``BEGIN IMMEDIATE`` write transactions (so
+several worker processes and a dispatcher share one file without "database is
+locked" surprises), and its directory must exist (kashq never creates one: a
+typo must not scatter databases around); MySQL/MariaDB run at READ COMMITTED
+so ``SKIP LOCKED`` reservations do not take gap locks. A URL without a driver
+gets the one kashq's extras install (``postgres://`` and ``postgresql://`` use
+psycopg, ``mysql://`` PyMySQL), a missing driver is a line saying what to
+install, and PostgreSQL and MySQL connections give up after
+``CONNECT_TIMEOUT_S`` (the URL's own ``connect_timeout`` wins), so a
+black-holed server is an error line rather than a hang. An engine carries
+the install's table prefix (``KASHQ_TABLE_PREFIX``), so whatever shares it
+uses the same tables.
 
-:class:`Database` is what the driver and the failed-job store hold: it runs a
+:class:`Database` is what the driver and the stores hold: it runs a
 unit of work in one transaction, creates or checks the schema on first use,
 retries once on a dropped connection (every kashq statement is safe to
 repeat), and turns SQLAlchemy's errors into one-line kashq errors that never
@@ -34,29 +42,136 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from kashq.db.schema import MYSQL, tables
 from kashq.exceptions import ConfigError, KashqError
 from kashq.redact import hide_password, hide_secrets_in
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S = 5
+"""How long connecting to PostgreSQL or MySQL may take (``?connect_timeout=`` overrides)."""
+# The driver a URL without one gets, and what installs each driver.
+_DEFAULT_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                    "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}  # fmt: skip
+_INSTALL = {"psycopg": "pip install 'kashq[postgres]'", "pymysql": "pip install 'kashq[mysql]'"}
 _AUTOCOMMIT = "kashq_autocommit"
+PREFIX_OPTION = "kashq_table_prefix"
+"""The engine execution option (and Alembic context option) naming the table prefix."""
 T = TypeVar("T")
 
 
-def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
-    """An engine for ``url`` with kashq's per-database settings (see the module docstring)."""
+def make_engine(url: str | URL, *, table_prefix: str = "", **engine_kwargs: Any) -> Engine:
+    """An engine for ``url`` with kashq's per-database settings (see the module docstring).
+
+    It carries ``table_prefix`` (see :func:`table_prefix_of`).
+    """
+    engine_kwargs.setdefault("execution_options", {})[PREFIX_OPTION] = table_prefix
     try:
-        parsed = make_url(url)
+        parsed = with_driver(make_url(url))
         backend = parsed.get_backend_name()
         if backend == "sqlite":
-            _create_sqlite_directory(parsed)
-        elif backend in ("mysql", "mariadb"):
+            _check_sqlite_directory(parsed)
+        elif backend in MYSQL:
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
+        handshake_reads_bounded = _bound_connecting(parsed, engine_kwargs)
         engine = create_engine(parsed, **engine_kwargs)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+    except ImportError as exc:  # the URL's driver is not installed
+        raise ConfigError(_missing_driver(url, exc)) from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise ConfigError(f"invalid database URL {safe_url(url)}: {describe(url, exc)}") from None
     if backend == "sqlite":
         _tune_sqlite(engine)
+    elif handshake_reads_bounded:
+        _unbound_reads_once_connected(engine)
     return engine
+
+
+def _bound_connecting(url: URL, engine_kwargs: dict[str, Any]) -> bool:
+    """Give PostgreSQL and MySQL ``CONNECT_TIMEOUT_S`` to connect (the URL's own value wins).
+
+    libpq's ``connect_timeout`` covers the whole handshake; PyMySQL's only the
+    TCP connect, so its reads are bounded too while connecting (True: see
+    :func:`_unbound_reads_once_connected`), else a server that accepts and
+    never greets hangs the caller.
+    """
+    backend = url.get_backend_name()
+    if backend != "postgresql" and backend not in MYSQL:
+        return False
+    connect_args = engine_kwargs.setdefault("connect_args", {})
+    given = url.query.get("connect_timeout")
+    if given is None:
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    if backend == "postgresql" or "read_timeout" in url.query or "read_timeout" in connect_args:
+        return False
+    connect_args["read_timeout"] = float(given) if isinstance(given, str) else CONNECT_TIMEOUT_S
+    return True
+
+
+def _unbound_reads_once_connected(engine: Engine) -> None:
+    """Let a connected PyMySQL connection's reads wait as long as the server takes.
+
+    As without ``read_timeout``: a statement may rightly wait on a row lock.
+    PyMySQL has no public setter; it applies this attribute before each read.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "_read_timeout"):
+            dbapi_connection._read_timeout = None
+
+
+def table_prefix_of(engine: Engine) -> str:
+    """The table prefix ``engine`` carries ("" if none).
+
+    The one value a driver hands the stores sharing its storage (events,
+    locks) is its engine: the prefix travels with it, so they use its tables.
+    """
+    return str(engine.get_execution_options().get(PREFIX_OPTION, ""))
+
+
+def with_table_prefix(engine: Engine, prefix: str) -> Engine:
+    """``engine``, carrying ``prefix`` (a view sharing its pool, if it carried another)."""
+    if table_prefix_of(engine) == prefix:
+        return engine
+    return engine.execution_options(**{PREFIX_OPTION: prefix})
+
+
+def with_driver(url: URL) -> URL:
+    """``url`` with the driver kashq installs when it names none (``postgres://`` too)."""
+    driver = _DEFAULT_DRIVERS.get(url.drivername)
+    return url if driver is None else url.set(drivername=driver)
+
+
+def require_existing(url: str | URL) -> None:
+    """Raise :class:`ConfigError` if ``url`` names a SQLite file that does not exist.
+
+    For commands that read or change what is there: opening the file would
+    create an empty database, and someone in the wrong directory (the default
+    path is relative) would see empty queues instead of their mistake.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError(
+            f"no kashq database at {safe_url(url)}: {path.absolute()} does not exist "
+            "(nothing was dispatched here yet; `kashq migrate` creates it)"
+        )
+
+
+def _missing_driver(url: str | URL, exc: ImportError) -> str:
+    module = (exc.name or "").split(".")[0]
+    fix = _INSTALL.get(module, f"pip install {module}" if module else "install its driver")
+    return f"the database URL {safe_url(url)} needs the {module or '?'} package: {fix}"
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file a SQLite URL names, or None (another database, memory, a ``file:`` URI)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None  # make_engine reports it
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return None if database.startswith("file:") else Path(database).expanduser()
 
 
 def safe_url(target: Engine | str | URL) -> str:
@@ -83,18 +198,13 @@ def _text(target: Engine | str | URL) -> str:
     return url if isinstance(url, str) else url.render_as_string(hide_password=False)
 
 
-def _create_sqlite_directory(url: URL) -> None:
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    directory = Path(database).expanduser().parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+def _check_sqlite_directory(url: URL) -> None:
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
         raise ConfigError(
-            f"cannot create the directory {directory} for the SQLite database "
-            f"{safe_url(url)}: {exc.strerror or exc}"
-        ) from None
+            f"the directory {path.parent} of the SQLite database {safe_url(url)} does not "
+            "exist: create it first (kashq creates the file, never a directory)"
+        )
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -136,22 +246,34 @@ def statement_mode(conn: Connection) -> Connection:
 
 
 class Database:
-    """An engine used by one kashq component, with its error type and schema check.
+    """An engine used by one kashq component, with its error type, tables and schema check.
 
     ``error`` is the exception raised for any database failure
     (:class:`~kashq.exceptions.DriverError` for the driver,
-    :class:`~kashq.exceptions.FailedStoreError` for the store).
+    :class:`~kashq.exceptions.FailedStoreError` for the store). ``tables`` are
+    kashq's tables under ``table_prefix``; by default, the prefix a given
+    engine carries (none for a URL).
     """
 
-    def __init__(self, engine_or_url: Engine | str | URL, *, error: type[KashqError]) -> None:
+    def __init__(
+        self,
+        engine_or_url: Engine | str | URL,
+        *,
+        error: type[KashqError],
+        table_prefix: str | None = None,
+    ) -> None:
         self._error = error
-        if isinstance(engine_or_url, Engine):
-            self.engine, self._owned = engine_or_url, False
-        else:
-            try:
-                self.engine, self._owned = make_engine(engine_or_url), True
-            except ConfigError as exc:
-                raise error(str(exc)) from None
+        try:
+            if isinstance(engine_or_url, Engine):
+                prefix = table_prefix_of(engine_or_url) if table_prefix is None else table_prefix
+                self.tables = tables(prefix)
+                self.engine, self._owned = with_table_prefix(engine_or_url, prefix), False
+            else:
+                self.tables = tables(table_prefix or "")
+                self.engine = make_engine(engine_or_url, table_prefix=self.tables.prefix)
+                self._owned = True
+        except ConfigError as exc:
+            raise error(str(exc)) from None
         self.dialect: str = self.engine.dialect.name
         self._ready = False
         self._lock = threading.Lock()

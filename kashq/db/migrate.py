@@ -5,6 +5,11 @@ from the repository's top-level ``alembic/`` at build time); an editable
 install uses ``alembic/`` directly. kashq records its revision in its own
 version table (``kashq_alembic_version``), so it never collides with the host
 application's Alembic history in the same database.
+
+Under a table prefix (``KASHQ_TABLE_PREFIX``) every name the migrations create,
+the version table's too, starts with it: the engine carries the prefix
+(:func:`~kashq.db.engine.table_prefix_of`), ``env.py`` hands it to the
+revision scripts, and they name things with :func:`prefixed`.
 """
 
 from __future__ import annotations
@@ -20,11 +25,21 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import URL, Connection, Engine, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, inspect, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from kashq.db.engine import describe, first_line, make_engine, safe_url, statement_mode
-from kashq.db.schema import VERSION_TABLE
+from kashq.db.engine import (
+    PREFIX_OPTION,
+    describe,
+    first_line,
+    make_engine,
+    safe_url,
+    sqlite_path,
+    statement_mode,
+    table_prefix_of,
+    with_table_prefix,
+)
+from kashq.db.schema import VERSION_TABLE, check_table_prefix
 from kashq.exceptions import ConfigError, DriverError
 
 log = logging.getLogger(__name__)
@@ -51,8 +66,21 @@ def alembic_config(connection: Connection | None = None) -> Config:
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_table", VERSION_TABLE)
     if connection is not None:
+        config.set_main_option("version_table", connection_prefix(connection) + VERSION_TABLE)
         config.attributes["connection"] = connection
     return config
+
+
+def connection_prefix(connection: Connection) -> str:
+    """The table prefix the engine of ``connection`` carries."""
+    return str(connection.get_execution_options().get(PREFIX_OPTION, ""))
+
+
+def prefixed(name: str) -> str:
+    """``name`` under the table prefix of the migration running now (for revision scripts)."""
+    from alembic import op
+
+    return str(op.get_context().opts.get(PREFIX_OPTION, "")) + name
 
 
 @functools.cache
@@ -64,17 +92,24 @@ def head_revision() -> str:
     return head
 
 
-def upgrade(target: Target, revision: str = "head") -> str | None:
-    """Migrate ``target`` up to ``revision``; returns the revision it is at afterwards."""
-    return _migrate(target, "upgrade", revision)
+def upgrade(
+    target: Target, revision: str = "head", *, table_prefix: str | None = None
+) -> str | None:
+    """Migrate ``target`` up to ``revision``; returns the revision it is at afterwards.
+
+    ``table_prefix``: the install's (default: the engine's, or none for a URL).
+    """
+    return _migrate(target, "upgrade", revision, table_prefix)
 
 
-def downgrade(target: Target, revision: str = "base") -> str | None:
+def downgrade(
+    target: Target, revision: str = "base", *, table_prefix: str | None = None
+) -> str | None:
     """Migrate ``target`` down to ``revision`` (``base`` drops kashq's tables)."""
-    return _migrate(target, "downgrade", revision)
+    return _migrate(target, "downgrade", revision, table_prefix)
 
 
-def current_revision(target: Target) -> str | None:
+def current_revision(target: Target, *, table_prefix: str | None = None) -> str | None:
     """The revision ``target`` is at, or None if kashq's tables were never created.
 
     Never creates anything, not even an empty SQLite file.
@@ -82,7 +117,7 @@ def current_revision(target: Target) -> str | None:
     if not isinstance(target, Engine) and _missing_sqlite_file(target):
         return None
     try:
-        with _engine(target) as engine, engine.connect() as conn:
+        with _engine(target, table_prefix) as engine, engine.connect() as conn:
             return _current(statement_mode(conn))
     except SQLAlchemyError as exc:
         raise DriverError(
@@ -104,10 +139,11 @@ def ensure_schema(engine: Engine) -> None:
     if current == head:
         return
     if engine.dialect.name != "sqlite":
-        found = "has no kashq tables" if current is None else f"is at revision {current}"
-        raise ConfigError(
-            f"database {safe_url(engine)} {found} (kashq needs {head}): run `kashq migrate`"
-        )
+        prefix = table_prefix_of(engine)
+        tables = f"kashq tables (prefix {prefix})" if prefix else "kashq tables"
+        found = f"has no {tables}" if current is None else f"is at revision {current}"
+        how = f"KASHQ_TABLE_PREFIX={prefix} kashq migrate" if prefix else "kashq migrate"
+        raise ConfigError(f"database {safe_url(engine)} {found} (kashq needs {head}): run `{how}`")
     for attempt in range(1, _SQLITE_ATTEMPTS + 1):
         try:
             with engine.begin() as conn:
@@ -122,9 +158,9 @@ def ensure_schema(engine: Engine) -> None:
             time.sleep(0.05 * attempt)
 
 
-def _migrate(target: Target, direction: str, revision: str) -> str | None:
+def _migrate(target: Target, direction: str, revision: str, table_prefix: str | None) -> str | None:
     try:
-        with _engine(target) as engine:
+        with _engine(target, table_prefix) as engine:
             with engine.begin() as conn:
                 config = alembic_config(conn)
                 if direction == "upgrade":
@@ -142,33 +178,29 @@ def _migrate(target: Target, direction: str, revision: str) -> str | None:
 
 
 def _missing_sqlite_file(url: str | URL) -> bool:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False  # make_engine reports it
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
-        return False
-    return not database.startswith("file:") and not Path(database).expanduser().exists()
+    path = sqlite_path(url)
+    return path is not None and not path.exists()
 
 
 def _current(conn: Connection) -> str | None:
     # Read the version table directly: building an Alembic MigrationContext
     # just to look logs "Context impl ..." at INFO on every first use.
-    if not inspect(conn).has_table(VERSION_TABLE):
+    version_table = connection_prefix(conn) + VERSION_TABLE  # a checked prefix: safe to splice
+    if not inspect(conn).has_table(version_table):
         return None
-    versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    versions = conn.execute(text(f"SELECT version_num FROM {version_table}")).scalars().all()
     if len(versions) > 1:
-        raise ConfigError(f"{VERSION_TABLE} holds several revisions: {', '.join(versions)}")
+        raise ConfigError(f"{version_table} holds several revisions: {', '.join(versions)}")
     return versions[0] if versions else None
 
 
 @contextmanager
-def _engine(target: Target) -> Iterator[Engine]:
+def _engine(target: Target, prefix: str | None) -> Iterator[Engine]:
+    """An engine for ``target`` carrying ``prefix`` (default: the engine's, or none)."""
     if isinstance(target, Engine):
-        yield target
+        yield with_table_prefix(target, table_prefix_of(target) if prefix is None else prefix)
         return
-    engine = make_engine(target)
+    engine = make_engine(target, table_prefix=check_table_prefix(prefix or ""))
     try:
         yield engine
     finally:

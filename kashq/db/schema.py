@@ -1,7 +1,11 @@
-"""kashq's tables, declared once: the queue (``kashq_jobs``), ``failed_jobs`` and ``kashq_control``.
+"""kashq's tables, declared once: the queue (``kashq_jobs``), ``failed_jobs``, ``kashq_control``...
 
 The Alembic migrations in ``alembic/versions/`` create exactly this schema (a
-test compares them). Times in ``kashq_jobs`` are Unix seconds, like the
+test compares them). :func:`tables` declares it under a name prefix
+(``KASHQ_TABLE_PREFIX``): every table, index and constraint name starts with
+it, so kashq's tables never collide with an application's, and two kashq
+installs with different prefixes share one database. The module-level tables
+are the unprefixed ones. Times in ``kashq_jobs`` are Unix seconds, like the
 envelope's; ``failed_jobs.failed_at`` is a timezone-aware UTC datetime.
 
 ``kashq_jobs.available_at`` does double duty, Laravel-style: for a waiting job
@@ -16,6 +20,10 @@ supervisors' live stats); ``expires_at`` is Unix seconds, or NULL for never.
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,8 +45,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from kashq.exceptions import ConfigError
+
 VERSION_TABLE = "kashq_alembic_version"
-"""Alembic's version table for kashq, apart from the host application's."""
+"""Alembic's version table for kashq, apart from the host application's (prefixed too)."""
+TABLE_PREFIX = re.compile(r"^([a-z][a-z0-9_]{0,31})?$")
+"""A table prefix: lowercase (PostgreSQL folds unquoted names; MySQL's case rules
+depend on the OS), short enough for every name to fit PostgreSQL's 63 bytes."""
 
 MYSQL = ("mysql", "mariadb")
 
@@ -81,87 +94,167 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-metadata = MetaData()
+@dataclass(frozen=True, eq=False)
+class Tables:
+    """kashq's tables under one name prefix (see :func:`tables`)."""
 
-jobs = Table(
-    "kashq_jobs",
-    metadata,
-    Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
-    Column("id", String(36), nullable=False),
-    Column("queue", String(200), nullable=False),
-    Column("raw", LONG_TEXT, nullable=False),
-    Column("priority", Integer, nullable=False, server_default=text("0")),
-    Column("available_at", Double, nullable=False),
-    Column("token", String(64), nullable=True),
-    Column("deliveries", Integer, nullable=False, server_default=text("0")),
-    UniqueConstraint("id", name="uq_kashq_jobs_id"),
-)
-# Serves reserve's "first eligible job of this queue by priority, then FIFO":
-# an index scan in (priority DESC, seq) order that stops at the first
-# available row.
-Index("ix_kashq_jobs_reserve", jobs.c.queue, jobs.c.priority.desc(), jobs.c.seq)
+    prefix: str
+    metadata: MetaData
+    jobs: Table
+    failed_jobs: Table
+    control: Table
+    locks: Table
+    counters: Table
+    job_events: Table
 
-failed_jobs = Table(
-    "failed_jobs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("uuid", String(36), nullable=False),
-    Column("connection", String(100), nullable=False),
-    Column("queue", String(200), nullable=False),
-    Column("job_type", String(255), nullable=False),
-    Column("payload", LONG_TEXT, nullable=False),
-    Column("error", Text, nullable=False),
-    Column("exception", LONG_TEXT, nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("failed_at", UTCDateTime(), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer, nullable=False),
-    UniqueConstraint("uuid", name="uq_failed_jobs_uuid"),
-)
-Index("ix_failed_jobs_failed_at", failed_jobs.c.failed_at)
-Index("ix_failed_jobs_queue", failed_jobs.c.queue)
+    @property
+    def version_table(self) -> str:
+        """Alembic's version table of this install."""
+        return self.prefix + VERSION_TABLE
 
-control = Table(
-    "kashq_control",
-    metadata,
-    Column("name", CONTROL_NAME, primary_key=True),
-    Column("value", Text, nullable=False),
-    Column("expires_at", Double, nullable=True),
-)
 
-# Distributed locks (kashq.locks on the database driver): a row per held lock;
-# an expired row is free to take.
-locks = Table(
-    "kashq_locks",
-    metadata,
-    Column("name", CONTROL_NAME, primary_key=True),
-    Column("token", String(64), nullable=False),
-    Column("expires_at", Double, nullable=False),
-)
+def check_table_prefix(prefix: str) -> str:
+    """``prefix`` if it is a valid table prefix, else a :class:`ConfigError` saying why."""
+    if not TABLE_PREFIX.match(prefix):
+        raise ConfigError(
+            f"invalid table prefix {prefix!r}: up to 32 lowercase letters, digits and "
+            "underscores, starting with a letter (e.g. app_)"
+        )
+    return prefix
 
-# Windowed counters (rate limits, exception throttles): one row per key and window.
-counters = Table(
-    "kashq_counters",
-    metadata,
-    Column("name", CONTROL_NAME, primary_key=True),
-    Column("value", BigInteger, nullable=False),
-    Column("expires_at", Double, nullable=False),
-)
 
-# The event store on the database driver: one row per lifecycle step of a job.
-job_events = Table(
-    "job_events",
-    metadata,
-    Column("id", SEQ_TYPE, primary_key=True, autoincrement=True),
-    Column("job_id", String(36), nullable=False),
-    Column("type", String(32), nullable=False),
-    Column("job_type", String(255), nullable=False),
-    Column("queue", String(200), nullable=False),
-    Column("attempt", Integer, nullable=False, server_default=text("0")),
-    Column("at", Double, nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("details", Text, nullable=False),
-)
-Index("ix_job_events_job_id", job_events.c.job_id, job_events.c.id)
-Index("ix_job_events_at", job_events.c.at)
+@functools.cache
+def tables(prefix: str) -> Tables:
+    """kashq's tables with every table, index and constraint name starting with ``prefix``."""
+    check_table_prefix(prefix)
+    metadata = MetaData()
+
+    def name(base: str) -> str:
+        return prefix + base
+
+    return Tables(
+        prefix,
+        metadata,
+        jobs=_jobs(metadata, name),
+        failed_jobs=_failed_jobs(metadata, name),
+        control=_control(metadata, name),
+        locks=_locks(metadata, name),
+        counters=_counters(metadata, name),
+        job_events=_job_events(metadata, name),
+    )
+
+
+Name = Callable[[str], str]
+
+
+def _jobs(metadata: MetaData, name: Name) -> Table:
+    table = Table(
+        name("kashq_jobs"),
+        metadata,
+        Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
+        Column("id", String(36), nullable=False),
+        Column("queue", String(200), nullable=False),
+        Column("raw", LONG_TEXT, nullable=False),
+        Column("priority", Integer, nullable=False, server_default=text("0")),
+        Column("available_at", Double, nullable=False),
+        Column("token", String(64), nullable=True),
+        Column("deliveries", Integer, nullable=False, server_default=text("0")),
+        UniqueConstraint("id", name=name("uq_kashq_jobs_id")),
+    )
+    # Serves reserve's "first eligible job of this queue by priority, then FIFO":
+    # an index scan in (priority DESC, seq) order that stops at the first
+    # available row.
+    c = table.c
+    Index(name("ix_kashq_jobs_reserve"), c.queue, c.priority.desc(), c.seq)
+    return table
+
+
+def _failed_jobs(metadata: MetaData, name: Name) -> Table:
+    table = Table(
+        name("failed_jobs"),
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("uuid", String(36), nullable=False),
+        Column("connection", String(100), nullable=False),
+        Column("queue", String(200), nullable=False),
+        Column("job_type", String(255), nullable=False),
+        Column("payload", LONG_TEXT, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("exception", LONG_TEXT, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("failed_at", UTCDateTime(), nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        UniqueConstraint("uuid", name=name("uq_failed_jobs_uuid")),
+        # An id is never handed out twice, even after the newest rows are deleted:
+        # `queue:forget 3` from an old listing must not hit another job. (The
+        # other databases' sequences never reuse ids anyway.)
+        sqlite_autoincrement=True,
+    )
+    Index(name("ix_failed_jobs_failed_at"), table.c.failed_at)
+    Index(name("ix_failed_jobs_queue"), table.c.queue)
+    return table
+
+
+def _control(metadata: MetaData, name: Name) -> Table:
+    return Table(
+        name("kashq_control"),
+        metadata,
+        Column("name", CONTROL_NAME, primary_key=True),
+        Column("value", Text, nullable=False),
+        Column("expires_at", Double, nullable=True),
+    )
+
+
+def _locks(metadata: MetaData, name: Name) -> Table:
+    """Distributed locks (kashq.locks on the database driver): a row per held lock;
+    an expired row is free to take."""
+    return Table(
+        name("kashq_locks"),
+        metadata,
+        Column("name", CONTROL_NAME, primary_key=True),
+        Column("token", String(64), nullable=False),
+        Column("expires_at", Double, nullable=False),
+    )
+
+
+def _counters(metadata: MetaData, name: Name) -> Table:
+    """Windowed counters (rate limits, exception throttles): one row per key and window."""
+    return Table(
+        name("kashq_counters"),
+        metadata,
+        Column("name", CONTROL_NAME, primary_key=True),
+        Column("value", BigInteger, nullable=False),
+        Column("expires_at", Double, nullable=False),
+    )
+
+
+def _job_events(metadata: MetaData, name: Name) -> Table:
+    """The event store on the database driver: one row per lifecycle step of a job."""
+    table = Table(
+        name("job_events"),
+        metadata,
+        Column("id", SEQ_TYPE, primary_key=True, autoincrement=True),
+        Column("job_id", String(36), nullable=False),
+        Column("type", String(32), nullable=False),
+        Column("job_type", String(255), nullable=False),
+        Column("queue", String(200), nullable=False),
+        Column("attempt", Integer, nullable=False, server_default=text("0")),
+        Column("at", Double, nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("details", Text, nullable=False),
+    )
+    Index(name("ix_job_events_job_id"), table.c.job_id, table.c.id)
+    Index(name("ix_job_events_at"), table.c.at)
+    return table
+
+
+_UNPREFIXED = tables("")
+metadata = _UNPREFIXED.metadata
+jobs = _UNPREFIXED.jobs
+failed_jobs = _UNPREFIXED.failed_jobs
+control = _UNPREFIXED.control
+locks = _UNPREFIXED.locks
+counters = _UNPREFIXED.counters
+job_events = _UNPREFIXED.job_events

@@ -37,6 +37,8 @@ from sqlalchemy import (
     URL,
     Connection,
     Engine,
+    Select,
+    Table,
     bindparam,
     case,
     delete,
@@ -51,90 +53,106 @@ from sqlalchemy.sql.dml import Insert
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
-from kashq.db.schema import MYSQL, control, jobs
+from kashq.db.schema import MYSQL, Tables
 from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
 from kashq.envelope import UNIQUE_KEY, Envelope, unique_claim
 from kashq.exceptions import DriverError
 
 _DELETE_CHUNK = 500
-_c = jobs.c
-
-_INSERT = insert(jobs)
-_ELIGIBLE = (
-    (_c.queue == bindparam("p_queue"))
-    & (_c.available_at <= bindparam("p_now"))
-    # The job being acked in the same statement is never handed out again.
-    & (_c.id != bindparam("p_acked"))
-)
-_PICK = select(_c.seq).where(_ELIGIBLE).order_by(_c.priority.desc(), _c.seq).limit(1)
-_CLAIM_VALUES = {
-    "token": bindparam("p_token"),
-    "deliveries": _c.deliveries + 1,
-    "available_at": bindparam("p_lease_until"),
-}
-# PostgreSQL and SQLite: one atomic statement picks and claims the job (SQLite
-# ignores FOR UPDATE; its writes are serialised anyway).
-_CLAIM = (
-    update(jobs)
-    .where(_c.seq == _PICK.with_for_update(skip_locked=True).scalar_subquery())
-    .values(_CLAIM_VALUES)
-    .returning(_c.id, _c.raw, _c.deliveries)
-)
-# MySQL/MariaDB have no UPDATE ... RETURNING: lock the row, then claim it.
-_PICK_LOCKED = (
-    select(_c.seq, _c.id, _c.raw, _c.deliveries)
-    .where(_ELIGIBLE)
-    .order_by(_c.priority.desc(), _c.seq)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
-_CLAIM_SEQ = update(jobs).where(_c.seq == bindparam("p_seq")).values(_CLAIM_VALUES)
-_OWNED = (_c.id == bindparam("p_id")) & (_c.token == bindparam("p_token"))
-_ACK = delete(jobs).where(_OWNED)
-# PostgreSQL: ack the previous job and claim the next in one statement (one
-# round trip); a data-modifying CTE runs whether or not it is referenced.
-_ACK_AND_CLAIM = _CLAIM.add_cte(
-    delete(jobs)
-    .where((_c.id == bindparam("p_acked")) & (_c.token == bindparam("p_acked_token")))
-    .cte("acked")
-)
-_EXTEND = update(jobs).where(_OWNED).values(available_at=bindparam("p_lease_until"))
-_IS_READY = _c.available_at <= bindparam("p_now")
-_IS_WAITING = _c.token.is_(None) & (_c.available_at > bindparam("p_now"))
-_IS_HELD = _c.token.is_not(None) & (_c.available_at > bindparam("p_now"))
-_SIZES = (
-    select(
-        _c.queue,
-        func.sum(case((_IS_READY, 1), else_=0)),
-        func.sum(case((_IS_WAITING, 1), else_=0)),
-        func.sum(case((_IS_HELD, 1), else_=0)),
-    )
-    .where(_c.queue.in_(bindparam("p_queues", expanding=True)))
-    .group_by(_c.queue)
-)
-_CLEAR = delete(jobs).where(_c.queue == bindparam("p_queue"))
-_CLAIMING = select(_c.raw).where(
-    (_c.queue == bindparam("p_queue")) & _c.raw.contains(UNIQUE_KEY, autoescape=True)
-)
-_IN_IDS = _c.id.in_(bindparam("p_ids", expanding=True))
-_HELD_IDS = select(_c.id).where(_IN_IDS & _c.token.is_not(None))
-_DELETE_WAITING_IDS = delete(jobs).where(_IN_IDS & _c.token.is_(None))
-# A reserve repeated after a lost reply finds the job its token already holds.
-_BY_TOKEN = select(_c.id, _c.queue, _c.raw, _c.deliveries).where(_c.token == bindparam("p_token"))
-_QUEUE_NAMES = select(_c.queue).distinct().order_by(_c.queue)
-
-_k = control.c
 _LIKE_ESCAPE = "/"
-_IS_EXPIRED = _k.expires_at <= bindparam("p_now")
-# Expired records of any name come along, so any reader can sweep them.
-_CONTROL_READ = select(_k.name, _k.value, _k.expires_at).where(
-    _k.name.like(bindparam("p_like"), escape=_LIKE_ESCAPE) | _IS_EXPIRED
-)
-_CONTROL_SWEEP = delete(control).where(_IS_EXPIRED)
-_CONTROL_DELETE = delete(control).where(
-    (_k.name == bindparam("p_name"))
-    & (_k.expires_at.is_(None) | (_k.expires_at > bindparam("p_now")))
-)
+
+
+class _Sql:
+    """The driver's statements on one set of tables (see :func:`_sql`)."""
+
+    def __init__(self, t: Tables) -> None:
+        jobs, c, control, k = t.jobs, t.jobs.c, t.control, t.control.c
+        self.insert = insert(jobs)
+        eligible = (
+            (c.queue == bindparam("p_queue"))
+            & (c.available_at <= bindparam("p_now"))
+            # The job being acked in the same statement is never handed out again.
+            & (c.id != bindparam("p_acked"))
+        )
+        pick = select(c.seq).where(eligible).order_by(c.priority.desc(), c.seq).limit(1)
+        claim_values = {
+            "token": bindparam("p_token"),
+            "deliveries": c.deliveries + 1,
+            "available_at": bindparam("p_lease_until"),
+        }
+        # PostgreSQL and SQLite: one atomic statement picks and claims the job
+        # (SQLite ignores FOR UPDATE; its writes are serialised anyway).
+        self.claim = (
+            update(jobs)
+            .where(c.seq == pick.with_for_update(skip_locked=True).scalar_subquery())
+            .values(claim_values)
+            .returning(c.id, c.raw, c.deliveries)
+        )
+        # MySQL/MariaDB have no UPDATE ... RETURNING: lock the row, then claim it.
+        self.pick_locked = (
+            select(c.seq, c.id, c.raw, c.deliveries)
+            .where(eligible)
+            .order_by(c.priority.desc(), c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        self.claim_seq = update(jobs).where(c.seq == bindparam("p_seq")).values(claim_values)
+        owned = (c.id == bindparam("p_id")) & (c.token == bindparam("p_token"))
+        self.ack = delete(jobs).where(owned)
+        # PostgreSQL: ack the previous job and claim the next in one statement (one
+        # round trip); a data-modifying CTE runs whether or not it is referenced.
+        self.ack_and_claim = self.claim.add_cte(
+            delete(jobs)
+            .where((c.id == bindparam("p_acked")) & (c.token == bindparam("p_acked_token")))
+            .cte("acked")
+        )
+        self.extend = update(jobs).where(owned).values(available_at=bindparam("p_lease_until"))
+        self.sizes = _sizes_query(t)
+        self.clear = delete(jobs).where(c.queue == bindparam("p_queue"))
+        self.claiming = select(c.raw).where(  # the raws holding a unique claim
+            (c.queue == bindparam("p_queue")) & c.raw.contains(UNIQUE_KEY, autoescape=True)
+        )
+        in_ids = c.id.in_(bindparam("p_ids", expanding=True))
+        self.held_ids = select(c.id).where(in_ids & c.token.is_not(None))
+        self.delete_waiting_ids = delete(jobs).where(in_ids & c.token.is_(None))
+        # A reserve repeated after a lost reply finds the job its token already holds.
+        self.by_token = select(c.id, c.queue, c.raw, c.deliveries).where(
+            c.token == bindparam("p_token")
+        )
+        self.queue_names = select(c.queue).distinct().order_by(c.queue)
+        is_expired = k.expires_at <= bindparam("p_now")
+        # Expired records of any name come along, so any reader can sweep them.
+        self.control_read = select(k.name, k.value, k.expires_at).where(
+            k.name.like(bindparam("p_like"), escape=_LIKE_ESCAPE) | is_expired
+        )
+        self.control_sweep = delete(control).where(is_expired)
+        self.control_delete = delete(control).where(
+            (k.name == bindparam("p_name"))
+            & (k.expires_at.is_(None) | (k.expires_at > bindparam("p_now")))
+        )
+
+
+def _sizes_query(t: Tables) -> Select[Any]:
+    c = t.jobs.c
+    is_ready = c.available_at <= bindparam("p_now")
+    is_waiting = c.token.is_(None) & (c.available_at > bindparam("p_now"))
+    is_held = c.token.is_not(None) & (c.available_at > bindparam("p_now"))
+    return (
+        select(
+            c.queue,
+            func.sum(case((is_ready, 1), else_=0)),
+            func.sum(case((is_waiting, 1), else_=0)),
+            func.sum(case((is_held, 1), else_=0)),
+        )
+        .where(c.queue.in_(bindparam("p_queues", expanding=True)))
+        .group_by(c.queue)
+    )
+
+
+@functools.cache
+def _sql(t: Tables) -> _Sql:
+    """The statements on ``t``, built once per table prefix."""
+    return _Sql(t)
 
 
 class _Duplicate(Exception):
@@ -150,14 +168,16 @@ class DatabaseDriver:
         *,
         clock: Clock = SYSTEM_CLOCK,
         poll_interval_s: float = 0.05,
+        table_prefix: str | None = None,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
-        self._db = Database(engine_or_url, error=DriverError)
+        self._db = Database(engine_or_url, error=DriverError, table_prefix=table_prefix)
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._mysql = self._db.dialect in MYSQL
-        self._control_upsert = _upsert(self._db.dialect)
+        self._sql = _sql(self._db.tables)
+        self._control_upsert = _upsert(self._db.dialect, self._db.tables.control)
 
     @property
     def engine(self) -> Engine:
@@ -174,14 +194,14 @@ class DatabaseDriver:
 
         def insert_all(conn: Connection) -> None:
             try:
-                conn.execute(_INSERT, rows)
+                conn.execute(self._sql.insert, rows)
             except IntegrityError:
                 raise _Duplicate() from None
 
         try:
             self._db.run(insert_all, what="push", atomic=len(rows) > 1)
         except _Duplicate:
-            self._db.run(lambda conn: _replace(conn, rows), what="push")
+            self._db.run(lambda conn: _replace(conn, self._sql, rows), what="push")
 
     # -- consuming ------------------------------------------------------
     def reserve(
@@ -215,7 +235,7 @@ class DatabaseDriver:
 
     def ack(self, reservation: Reservation) -> None:
         params = {"p_id": reservation.id, "p_token": reservation.token}
-        self._db.run(lambda conn: conn.execute(_ACK, params), what="ack", atomic=False)
+        self._db.run(lambda conn: conn.execute(self._sql.ack, params), what="ack", atomic=False)
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
         row = _row(envelope)
@@ -224,8 +244,8 @@ class DatabaseDriver:
 
         def reinsert(conn: Connection) -> None:
             # Re-inserting gives the job a new seq: it goes behind its equals.
-            if conn.execute(_ACK, params).rowcount == 1:
-                conn.execute(_INSERT, row)
+            if conn.execute(self._sql.ack, params).rowcount == 1:
+                conn.execute(self._sql.insert, row)
 
         self._db.run(reinsert, what="release")
 
@@ -236,7 +256,7 @@ class DatabaseDriver:
             "p_lease_until": self._clock.time() + lease_s,
         }
         result = self._db.run(
-            lambda conn: conn.execute(_EXTEND, params), what="extend", atomic=False
+            lambda conn: conn.execute(self._sql.extend, params), what="extend", atomic=False
         )
         return result.rowcount == 1
 
@@ -247,7 +267,7 @@ class DatabaseDriver:
             return sizes
         params = {"p_queues": list(queues), "p_now": self._clock.time()}
         rows = self._db.run(
-            lambda conn: conn.execute(_SIZES, params).all(), what="sizes", atomic=False
+            lambda conn: conn.execute(self._sql.sizes, params).all(), what="sizes", atomic=False
         )
         for name, ready, delayed, reserved in rows:
             sizes[name] = QueueSizes(int(ready or 0), int(delayed or 0), int(reserved or 0))
@@ -256,7 +276,7 @@ class DatabaseDriver:
     def queue_names(self) -> list[str]:
         """Every queue that holds at least one job, by name."""
         names = self._db.run(
-            lambda conn: conn.execute(_QUEUE_NAMES).scalars().all(),
+            lambda conn: conn.execute(self._sql.queue_names).scalars().all(),
             what="listing queues",
             atomic=False,
         )
@@ -264,9 +284,9 @@ class DatabaseDriver:
 
     def clear(self, queue: str) -> Cleared:
         def clear_queue(conn: Connection) -> Cleared:
-            raws = conn.execute(_CLAIMING, {"p_queue": queue}).scalars()
+            raws = conn.execute(self._sql.claiming, {"p_queue": queue}).scalars()
             claims = tuple(filter(None, (unique_claim(raw) for raw in raws)))
-            count = conn.execute(_CLEAR, {"p_queue": queue}).rowcount
+            count = conn.execute(self._sql.clear, {"p_queue": queue}).rowcount
             return Cleared(int(count), claims)
 
         return self._db.run(clear_queue, what="clear")
@@ -289,7 +309,7 @@ class DatabaseDriver:
         now = self._clock.time()
         params = {"p_like": _like_prefix(prefix), "p_now": now}
         rows = self._db.run(
-            lambda conn: conn.execute(_CONTROL_READ, params).all(),
+            lambda conn: conn.execute(self._sql.control_read, params).all(),
             what="reading control records",
             atomic=False,
         )
@@ -301,7 +321,7 @@ class DatabaseDriver:
                 records[name] = value
         if expired:
             self._db.run(
-                lambda conn: conn.execute(_CONTROL_SWEEP, {"p_now": now}),
+                lambda conn: conn.execute(self._sql.control_sweep, {"p_now": now}),
                 what="deleting expired control records",
                 atomic=False,
             )
@@ -310,7 +330,7 @@ class DatabaseDriver:
     def delete_control(self, name: str) -> bool:
         params = {"p_name": name, "p_now": self._clock.time()}
         result = self._db.run(
-            lambda conn: conn.execute(_CONTROL_DELETE, params),
+            lambda conn: conn.execute(self._sql.control_delete, params),
             what="deleting a control record",
             atomic=False,
         )
@@ -330,17 +350,17 @@ class DatabaseDriver:
         token: str,
         calls: list[int],
     ) -> Reservation | None:
-        now = self._clock.time()
+        now, sql = self._clock.time(), self._sql
         calls[0] += 1
         if calls[0] > 1:
-            taken = conn.execute(_BY_TOKEN, {"p_token": token}).first()
+            taken = conn.execute(sql.by_token, {"p_token": token}).first()
             if taken is not None:
                 return Reservation(taken.id, taken.queue, taken.raw, taken.deliveries, token)
         acked = {"p_acked": "", "p_acked_token": ""}
         if ack is not None:
             acked = {"p_acked": ack.id, "p_acked_token": ack.token}
             if self._db.dialect != "postgresql":
-                conn.execute(_ACK, {"p_id": ack.id, "p_token": ack.token})
+                conn.execute(sql.ack, {"p_id": ack.id, "p_token": ack.token})
         for queue in queues:
             params: dict[str, Any] = {
                 "p_queue": queue,
@@ -350,19 +370,19 @@ class DatabaseDriver:
                 **acked,
             }
             if self._mysql:
-                picked = conn.execute(_PICK_LOCKED, params).first()
+                picked = conn.execute(sql.pick_locked, params).first()
                 if picked is None:
                     continue
-                conn.execute(_CLAIM_SEQ, {**params, "p_seq": picked.seq})
+                conn.execute(sql.claim_seq, {**params, "p_seq": picked.seq})
                 return Reservation(picked.id, queue, picked.raw, picked.deliveries + 1, token)
-            statement = _CLAIM
+            statement = sql.claim
             if ack is not None and self._db.dialect == "postgresql":
-                statement, ack = _ACK_AND_CLAIM, None  # the first statement acks
+                statement, ack = sql.ack_and_claim, None  # the first statement acks
             claimed = conn.execute(statement, params).first()
             if claimed is not None:
                 return Reservation(claimed.id, queue, claimed.raw, claimed.deliveries, token)
         if ack is not None and self._db.dialect == "postgresql":  # no queue given
-            conn.execute(_ACK, {"p_id": ack.id, "p_token": ack.token})
+            conn.execute(sql.ack, {"p_id": ack.id, "p_token": ack.token})
         return None
 
 
@@ -378,7 +398,7 @@ def _row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def _upsert(dialect: str) -> Insert:
+def _upsert(dialect: str, control: Table) -> Insert:
     """An insert of a control record that replaces one of the same name, atomically."""
     if dialect in MYSQL:
         on_mysql = mysql.insert(control)
@@ -388,12 +408,12 @@ def _upsert(dialect: str) -> Insert:
     if dialect == "sqlite":
         on_sqlite = sqlite.insert(control)
         return on_sqlite.on_conflict_do_update(
-            index_elements=[_k.name],
+            index_elements=[control.c.name],
             set_={"value": on_sqlite.excluded.value, "expires_at": on_sqlite.excluded.expires_at},
         )
     on_postgres = postgresql.insert(control)
     return on_postgres.on_conflict_do_update(
-        index_elements=[_k.name],
+        index_elements=[control.c.name],
         set_={"value": on_postgres.excluded.value, "expires_at": on_postgres.excluded.expires_at},
     )
 
@@ -405,7 +425,7 @@ def _like_prefix(prefix: str) -> str:
     return prefix + "%"
 
 
-def _replace(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _replace(conn: Connection, sql: _Sql, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows``, replacing waiting jobs with the same ids (the last copy wins).
 
     A job with the same id that a worker holds (it has a token) is left alone
@@ -419,8 +439,8 @@ def _replace(conn: Connection, rows: list[dict[str, Any]]) -> None:
     held: set[str] = set()
     for start in range(0, len(ids), _DELETE_CHUNK):
         chunk = {"p_ids": ids[start : start + _DELETE_CHUNK]}
-        held.update(conn.execute(_HELD_IDS, chunk).scalars())
-        conn.execute(_DELETE_WAITING_IDS, chunk)
+        held.update(conn.execute(sql.held_ids, chunk).scalars())
+        conn.execute(sql.delete_waiting_ids, chunk)
     fresh = [row for job_id, row in latest.items() if job_id not in held]
     if fresh:
-        conn.execute(_INSERT, fresh)
+        conn.execute(sql.insert, fresh)

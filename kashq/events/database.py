@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import URL, Engine, Row, func, insert, select
 
 from kashq.db.engine import Database, delete_in_chunks
-from kashq.db.schema import job_events
 from kashq.events.base import (
     DEFAULT_POLL_S,
     DEFAULT_READ_LIMIT,
@@ -33,14 +32,17 @@ from kashq.events.base import (
 )
 
 GAP_WAIT_S = 2.0
-_c = job_events.c
+MAX_EVENT_ID = 2**63 - 1  # job_events.id: BIGINT, or SQLite's 64-bit INTEGER
 
 
 class DatabaseEventStore(Subscribing):
-    """Events as rows of ``job_events``."""
+    """Events as rows of ``job_events`` (``<table_prefix>job_events``)."""
 
-    def __init__(self, engine_or_url: Engine | str | URL) -> None:
-        self._db = Database(engine_or_url, error=EventStoreError)
+    def __init__(
+        self, engine_or_url: Engine | str | URL, *, table_prefix: str | None = None
+    ) -> None:
+        self._db = Database(engine_or_url, error=EventStoreError, table_prefix=table_prefix)
+        self._table = self._db.tables.job_events
 
     @property
     def engine(self) -> Engine:
@@ -53,16 +55,19 @@ class DatabaseEventStore(Subscribing):
         if not events:
             return
         rows = [_values(event) for event in events]
-        self._db.run(lambda conn: conn.execute(insert(job_events), rows), what="recording events")
+        statement = insert(self._table)
+        self._db.run(lambda conn: conn.execute(statement, rows), what="recording events")
 
     def get_job_events(self, job_id: str) -> list[Event]:
-        query = select(job_events).where(_c.job_id == job_id).order_by(_c.id)
+        c = self._table.c
+        query = select(self._table).where(c.job_id == job_id).order_by(c.id)
         return history_order(self._select(query, "reading a job's events"), int)
 
     def read(self, after: str | None = None, limit: int = DEFAULT_READ_LIMIT) -> list[Event]:
-        query = select(job_events).order_by(_c.id).limit(limit)
+        c = self._table.c
+        query = select(self._table).order_by(c.id).limit(limit)
         if after is not None:
-            query = query.where(_c.id > _id(after))
+            query = query.where(c.id > _id(after))
         return self._select(query, "reading events")
 
     def tail(
@@ -75,7 +80,8 @@ class DatabaseEventStore(Subscribing):
         """Yield events as rows appear (after ``after``, or from now on), polling by id."""
         gaps = _Cursor(_id(after) if after is not None else self._last_id())
         while not stopped(stop):
-            query = select(job_events).where(_c.id > gaps.cursor).order_by(_c.id)
+            c = self._table.c
+            query = select(self._table).where(c.id > gaps.cursor).order_by(c.id)
             fresh = gaps.take(self._select(query.limit(DEFAULT_READ_LIMIT), "following events"))
             yield from fresh
             if not fresh:
@@ -87,7 +93,11 @@ class DatabaseEventStore(Subscribing):
     def prune(self, older_than_s: float, *, chunk_size: int = 1000) -> int:
         cutoff = time.time() - older_than_s
         return delete_in_chunks(
-            self._db, job_events, _c.at < cutoff, chunk_size=chunk_size, what="pruning events"
+            self._db,
+            self._table,
+            self._table.c.at < cutoff,
+            chunk_size=chunk_size,
+            what="pruning events",
         )
 
     def close(self) -> None:
@@ -96,7 +106,7 @@ class DatabaseEventStore(Subscribing):
 
     def _last_id(self) -> int:
         rows = self._db.run(
-            lambda conn: conn.execute(select(func.max(_c.id))).scalar(),
+            lambda conn: conn.execute(select(func.max(self._table.c.id))).scalar(),
             what="reading the last event",
             atomic=False,
         )
@@ -135,10 +145,18 @@ class _Cursor:
 
 
 def _id(position: str) -> int:
-    try:
-        return int(position)
-    except ValueError:
-        raise ValueError(f"not a database event position: {position!r}") from None
+    """The event id a position names; a bad one is an :class:`EventStoreError` line.
+
+    Positions are event ids, whole numbers from 0 (before the first event). One
+    beyond any id a column can hold is after every event, not an overflow.
+    """
+    text = position.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise EventStoreError(
+            f"not a database event position: {position!r} (positions are event ids: 0, 1, 2 ...)"
+        )
+    digits = text.lstrip("0") or "0"  # (int() refuses thousands of digits)
+    return MAX_EVENT_ID if len(digits) > 19 else min(int(digits), MAX_EVENT_ID)
 
 
 def _values(event: Event) -> dict[str, Any]:

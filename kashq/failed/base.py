@@ -43,6 +43,23 @@ class FailedJob:
     id: int = 0
 
 
+NO_SUCH_ID = -1
+"""What :func:`numeric_id` gives for a number too long to be any store's id."""
+
+
+def numeric_id(key: int | str) -> int | None:
+    """The numeric id ``key`` names (an int or a digit string), or None for a uuid.
+
+    A digit string longer than any 64-bit id gives :data:`NO_SUCH_ID` (and
+    never reaches ``int()``, which refuses thousands of digits).
+    """
+    if isinstance(key, int):
+        return key
+    if not (key.isascii() and key.isdigit()):
+        return None
+    return int(key) if len(key.lstrip("0")) <= 19 else NO_SUCH_ID
+
+
 def utc_from_timestamp(ts: float) -> datetime:
     """A timezone-aware UTC datetime for Unix seconds."""
     return datetime.fromtimestamp(ts, tz=timezone.utc)
@@ -61,6 +78,16 @@ class FailedJobStore(Protocol):
 
     def find(self, key: int | str) -> FailedJob | None:
         """A failed job by numeric id or by uuid."""
+        ...
+
+    def between(
+        self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
+    ) -> list[FailedJob]:
+        """Failed jobs whose ids are ``first_id`` to ``last_id`` (inclusive), by id.
+
+        One query however wide the range (ids that do not exist cost nothing);
+        ``limit`` returns the first ones only, for walking a range in chunks.
+        """
         ...
 
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:

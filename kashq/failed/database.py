@@ -21,7 +21,9 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    Table,
     delete,
+    false,
     func,
     insert,
     select,
@@ -30,11 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from kashq.db.engine import Database, delete_in_chunks
-from kashq.db.schema import as_utc, failed_jobs
+from kashq.db.schema import as_utc
 from kashq.exceptions import FailedStoreError
-from kashq.failed.base import FailedJob
+from kashq.failed.base import FailedJob, numeric_id
 
-_c = failed_jobs.c
 _COLUMNS = (
     "uuid",
     "connection",
@@ -55,10 +56,13 @@ class _Duplicate(Exception):
 
 
 class DatabaseFailedJobStore:
-    """Failed jobs in the ``failed_jobs`` table."""
+    """Failed jobs in the ``failed_jobs`` table (``<table_prefix>failed_jobs``)."""
 
-    def __init__(self, engine_or_url: Engine | str | URL) -> None:
-        self._db = Database(engine_or_url, error=FailedStoreError)
+    def __init__(
+        self, engine_or_url: Engine | str | URL, *, table_prefix: str | None = None
+    ) -> None:
+        self._db = Database(engine_or_url, error=FailedStoreError, table_prefix=table_prefix)
+        self._table = self._db.tables.failed_jobs
 
     @property
     def engine(self) -> Engine:
@@ -67,7 +71,7 @@ class DatabaseFailedJobStore:
     def log(self, job: FailedJob) -> FailedJob:
         values = {name: getattr(job, name) for name in _COLUMNS}
         values["failed_at"] = as_utc(job.failed_at)
-        statement = insert(failed_jobs).values(values)
+        statement = insert(self._table).values(values)
 
         def insert_row(conn: Connection) -> int:
             try:
@@ -95,33 +99,49 @@ class DatabaseFailedJobStore:
         raise FailedStoreError(f"could not record failed job {job.uuid}: it keeps vanishing")
 
     def all(self, *, queue: str | None = None, limit: int | None = None) -> list[FailedJob]:
-        query = select(failed_jobs).order_by(_c.failed_at.desc(), _c.id.desc())
+        c = self._table.c
+        query = select(self._table).order_by(c.failed_at.desc(), c.id.desc())
         if queue is not None:
-            query = query.where(_c.queue == queue)
+            query = query.where(c.queue == queue)
         if limit is not None:
             query = query.limit(limit)
         return [_job(row) for row in self._read(query, "listing failed jobs")]
 
     def find(self, key: int | str) -> FailedJob | None:
-        rows = self._read(select(failed_jobs).where(_key(key)), "finding a failed job")
+        query = select(self._table).where(_key(self._table, key, self._db.dialect))
+        rows = self._read(query, "finding a failed job")
         return _job(rows[0]) if rows else None
+
+    def between(
+        self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
+    ) -> list[FailedJob]:
+        last_id = min(last_id, _max_id(self._db.dialect))  # beyond the column: none there
+        if first_id > last_id:
+            return []
+        c = self._table.c
+        query = select(self._table).where(c.id.between(max(first_id, 0), last_id))
+        if queue is not None:
+            query = query.where(c.queue == queue)
+        query = query.order_by(c.id).limit(limit)
+        return [_job(row) for row in self._read(query, "listing failed jobs by id")]
 
     def _replace(self, existing: FailedJob, values: dict[str, Any]) -> None:
         """Overwrite ``existing`` with a later failure of the same job (if still older)."""
         changes = {name: value for name, value in values.items() if name != "uuid"}
         statement = (
-            update(failed_jobs)
-            .where(_c.id == existing.id, _c.failed_at < values["failed_at"])
+            update(self._table)
+            .where(self._table.c.id == existing.id)
+            .where(self._table.c.failed_at < values["failed_at"])
             .values(changes)
         )
         self._db.run(lambda conn: conn.execute(statement), what="recording a failed job")
 
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
-        condition = _key(key)
+        condition = _key(self._table, key, self._db.dialect)
         if failed_at is not None:
-            condition = condition & (_c.failed_at == as_utc(failed_at))
+            condition = condition & (self._table.c.failed_at == as_utc(failed_at))
         result = self._db.run(
-            lambda conn: conn.execute(delete(failed_jobs).where(condition)),
+            lambda conn: conn.execute(delete(self._table).where(condition)),
             what="forgetting a failed job",
             atomic=False,
         )
@@ -132,7 +152,7 @@ class DatabaseFailedJobStore:
             cutoff = datetime.now(timezone.utc) - timedelta(hours=older_than_hours)
             return self.prune(cutoff)
         result = self._db.run(
-            lambda conn: conn.execute(delete(failed_jobs)),
+            lambda conn: conn.execute(delete(self._table)),
             what="flushing failed jobs",
             atomic=False,
         )
@@ -140,14 +160,14 @@ class DatabaseFailedJobStore:
 
     def prune(self, before: datetime, *, chunk_size: int = 1000) -> int:
         return delete_in_chunks(
-            self._db, failed_jobs, _c.failed_at < as_utc(before), chunk_size=chunk_size,
+            self._db, self._table, self._table.c.failed_at < as_utc(before), chunk_size=chunk_size,
             what="pruning failed jobs",
         )  # fmt: skip
 
     def count(self, *, queue: str | None = None) -> int:
-        query = select(func.count()).select_from(failed_jobs)
+        query = select(func.count()).select_from(self._table)
         if queue is not None:
-            query = query.where(_c.queue == queue)
+            query = query.where(self._table.c.queue == queue)
         rows = self._read(query, "counting failed jobs")
         return int(rows[0][0])
 
@@ -159,11 +179,21 @@ class DatabaseFailedJobStore:
         return self._db.run(lambda conn: list(conn.execute(query).all()), what=what, atomic=False)
 
 
-def _key(key: int | str) -> ColumnElement[bool]:
-    """A digit string or int means the numeric id; anything else is a uuid."""
-    if isinstance(key, int) or (key.isascii() and key.isdigit()):
-        return _c.id == int(key)
-    return _c.uuid == key
+def _key(table: Table, key: int | str, dialect: str) -> ColumnElement[bool]:
+    """A digit string or int means the numeric id; anything else is a uuid.
+
+    An id beyond what the column holds names no record: it must not reach the
+    database, where it overflows (SQLite) or fails as "integer out of range".
+    """
+    number = numeric_id(key)
+    if number is None:
+        return table.c.uuid == key
+    return table.c.id == number if 0 <= number <= _max_id(dialect) else false()
+
+
+def _max_id(dialect: str) -> int:
+    """The largest ``failed_jobs.id``: INTEGER is 64 bits on SQLite, 32 elsewhere."""
+    return 2**63 - 1 if dialect == "sqlite" else 2**31 - 1
 
 
 def _job(row: Row[Any]) -> FailedJob:

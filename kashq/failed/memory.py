@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 
-from kashq.failed.base import FailedJob
+from kashq.failed.base import FailedJob, numeric_id
 
 
 class MemoryFailedJobStore:
@@ -44,6 +44,17 @@ class MemoryFailedJobStore:
             job_id = self._resolve(key)
             return None if job_id is None else self._jobs[job_id]
 
+    def between(
+        self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
+    ) -> list[FailedJob]:
+        with self._lock:
+            jobs = sorted(
+                (j for j in self._jobs.values() if first_id <= j.id <= last_id),
+                key=lambda j: j.id,
+            )
+        jobs = [j for j in jobs if queue is None or j.queue == queue]
+        return jobs if limit is None else jobs[:limit]
+
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
         with self._lock:
             job_id = self._resolve(key)
@@ -79,7 +90,7 @@ class MemoryFailedJobStore:
             return sum(1 for j in self._jobs.values() if j.queue == queue)
 
     def _resolve(self, key: int | str) -> int | None:
-        if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdigit()):
-            job_id = int(key)
-            return job_id if job_id in self._jobs else None
-        return self._by_uuid.get(key)
+        job_id = numeric_id(key)
+        if job_id is None:
+            return self._by_uuid.get(key) if isinstance(key, str) else None
+        return job_id if job_id in self._jobs else None

@@ -20,14 +20,14 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, case, delete, select, update
+from sqlalchemy import URL, Connection, Engine, Table, case, delete, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
-from kashq.db.schema import MYSQL, counters, locks
+from kashq.db.schema import MYSQL
 from kashq.exceptions import DriverError
 from kashq.locks.held import HeldLock, acquire_waiting, check_ttl, new_token
 
@@ -39,7 +39,6 @@ _HIT_TRIES = 5
 # SQLSTATEs, MySQL/MariaDB error numbers.
 _CONTENTION_STATES = {"40P01", "40001", "55P03"}
 _CONTENTION_CODES = {1205, 1213}
-_l, _k = locks.c, counters.c
 
 
 class _Contended(Exception):
@@ -62,8 +61,15 @@ class DatabaseLocks:
     first use; a server database must be migrated (``kashq migrate``).
     """
 
-    def __init__(self, url_or_engine: Engine | str | URL, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._db = Database(url_or_engine, error=DriverError)
+    def __init__(
+        self,
+        url_or_engine: Engine | str | URL,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        table_prefix: str | None = None,
+    ) -> None:
+        self._db = Database(url_or_engine, error=DriverError, table_prefix=table_prefix)
+        self._locks, self._counters = self._db.tables.locks, self._db.tables.counters
         self._clock = clock
         self._ops = itertools.count(1)
 
@@ -76,11 +82,14 @@ class DatabaseLocks:
         """Take ``key`` now if it is free (or its holder's TTL ran out); None if it is held."""
         check_ttl(ttl_s)
         token, name, now = new_token(), row_name(key), self._clock.time()
-        upsert = _take_if_expired(self._db.dialect, name, token, now + ttl_s, now)
+        upsert = _take_if_expired(
+            self._db.dialect, self._locks, name, token, expires_at=now + ttl_s, now=now
+        )
+        c = self._locks.c
 
         def take(conn: Connection) -> bool:
             conn.execute(upsert)
-            held_by = conn.execute(select(_l.token).where(_l.name == name)).scalar()
+            held_by = conn.execute(select(c.token).where(c.name == name)).scalar()
             return held_by == token
 
         try:
@@ -96,11 +105,12 @@ class DatabaseLocks:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
         name, now = row_name(key), self._clock.time()
         window_end = (math.floor(now / window_s) + 1) * window_s
-        upsert = _count(self._db.dialect, name, window_end, now)
+        upsert = _count(self._db.dialect, self._counters, name, window_end, now)
+        c = self._counters.c
 
         def count(conn: Connection) -> int:
             conn.execute(upsert)
-            return int(conn.execute(select(_k.value).where(_k.name == name)).scalar_one())
+            return int(conn.execute(select(c.value).where(c.name == name)).scalar_one())
 
         for attempt in range(1, _HIT_TRIES + 1):
             try:
@@ -115,11 +125,12 @@ class DatabaseLocks:
 
     def release_token(self, key: str, token: str) -> bool:
         """Delete ``key`` if it is held under ``token``; True only if it had not expired."""
-        mine = (_l.name == row_name(key)) & (_l.token == token)
+        locks, c = self._locks, self._locks.c
+        mine = (c.name == row_name(key)) & (c.token == token)
         now = self._clock.time()
 
         def free(conn: Connection) -> bool:
-            if conn.execute(delete(locks).where(mine & (_l.expires_at > now))).rowcount == 1:
+            if conn.execute(delete(locks).where(mine & (c.expires_at > now))).rowcount == 1:
                 return True
             conn.execute(delete(locks).where(mine))  # our own expired row: tidy it away
             return False
@@ -128,10 +139,10 @@ class DatabaseLocks:
 
     def extend_token(self, key: str, token: str, ttl_s: float) -> bool:
         """Make ``key`` last ``ttl_s`` from now if it is held, unexpired, under ``token``."""
-        now = self._clock.time()
+        now, c = self._clock.time(), self._locks.c
         statement = (
-            update(locks)
-            .where((_l.name == row_name(key)) & (_l.token == token) & (_l.expires_at > now))
+            update(self._locks)
+            .where((c.name == row_name(key)) & (c.token == token) & (c.expires_at > now))
             .values(expires_at=now + ttl_s)
         )
         result = self._db.run(
@@ -163,9 +174,11 @@ class DatabaseLocks:
         if next(self._ops) % _SWEEP_EVERY:
             return
 
+        locks, counters = self._locks, self._counters
+
         def sweep(conn: Connection) -> None:
-            conn.execute(delete(locks).where(_l.expires_at <= now))
-            conn.execute(delete(counters).where(_k.expires_at <= now))
+            conn.execute(delete(locks).where(locks.c.expires_at <= now))
+            conn.execute(delete(counters).where(counters.c.expires_at <= now))
 
         self._db.run(sweep, what="deleting expired locks and counters", atomic=False)
 
@@ -178,48 +191,52 @@ def _is_contention(exc: DBAPIError) -> bool:
     return bool(args) and args[0] in _CONTENTION_CODES
 
 
-def _take_if_expired(dialect: str, name: str, token: str, expires_at: float, now: float) -> Insert:
+def _take_if_expired(
+    dialect: str, locks: Table, name: str, token: str, *, expires_at: float, now: float
+) -> Insert:
     """Insert the lock row, or overwrite an existing one only if it has expired."""
     row = {"name": name, "token": token, "expires_at": expires_at}
+    c = locks.c
     if dialect in MYSQL:
         on_mysql = mysql.insert(locks).values(row)
-        expired = _l.expires_at <= now
+        expired = c.expires_at <= now
         # MySQL applies these in order, each seeing the ones before: token first,
         # while expires_at still holds the old value the test reads.
         return on_mysql.on_duplicate_key_update(
             [
-                ("token", case((expired, on_mysql.inserted.token), else_=_l.token)),
-                ("expires_at", case((expired, on_mysql.inserted.expires_at), else_=_l.expires_at)),
+                ("token", case((expired, on_mysql.inserted.token), else_=c.token)),
+                ("expires_at", case((expired, on_mysql.inserted.expires_at), else_=c.expires_at)),
             ]
         )
     on_conflict = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(locks).values(row)
     return on_conflict.on_conflict_do_update(
-        index_elements=[_l.name],
+        index_elements=[c.name],
         set_={"token": on_conflict.excluded.token, "expires_at": on_conflict.excluded.expires_at},
-        where=_l.expires_at <= now,
+        where=c.expires_at <= now,
     )
 
 
-def _count(dialect: str, name: str, window_end: float, now: float) -> Insert:
+def _count(dialect: str, counters: Table, name: str, window_end: float, now: float) -> Insert:
     """Insert the counter at 1, or add one to it; a counter whose window ended restarts at 1."""
     row = {"name": name, "value": 1, "expires_at": window_end}
-    expired = _k.expires_at <= now
+    c = counters.c
+    expired = c.expires_at <= now
     if dialect in MYSQL:
         on_mysql = mysql.insert(counters).values(row)
         # value first: its test must read the old expires_at (see _take_if_expired).
         return on_mysql.on_duplicate_key_update(
             [
-                ("value", case((expired, 1), else_=_k.value + 1)),
-                ("expires_at", case((expired, on_mysql.inserted.expires_at), else_=_k.expires_at)),
+                ("value", case((expired, 1), else_=c.value + 1)),
+                ("expires_at", case((expired, on_mysql.inserted.expires_at), else_=c.expires_at)),
             ]
         )
     on_conflict = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(counters).values(
         row
     )
     return on_conflict.on_conflict_do_update(
-        index_elements=[_k.name],
+        index_elements=[c.name],
         set_={
-            "value": case((expired, 1), else_=_k.value + 1),
-            "expires_at": case((expired, on_conflict.excluded.expires_at), else_=_k.expires_at),
+            "value": case((expired, 1), else_=c.value + 1),
+            "expires_at": case((expired, on_conflict.excluded.expires_at), else_=c.expires_at),
         },
     )

@@ -36,6 +36,7 @@ def store(request: pytest.FixtureRequest, kashq_cli: Cli, db_url: str) -> Iterat
     """The event store the commands of the test read: SQLite, or Redis under a fresh prefix."""
     if request.param == "database":
         database = DatabaseEventStore(db_url)
+        assert database.read() == []  # creates the database the commands read
         yield database
         database.close()
         return
@@ -121,6 +122,31 @@ def test_tail_with_an_unknown_event_type_is_a_usage_error(kashq_cli: Cli, db_url
 
     assert run.exit_code == 2
     assert "exploded" in assert_one_line_error(run)
+
+
+def test_tail_after_a_bad_position_is_one_line(kashq_cli: Cli, db_url: str) -> None:
+    events = DatabaseEventStore(db_url)
+    events.append_many(history("job-1", time.time()))
+    events.close()
+
+    run = kashq_cli(["queue:tail", "--after", "garbage"])
+
+    assert run.exit_code == 1
+    assert "not a database event position: 'garbage'" in assert_one_line_error(run)
+
+
+@pytest.mark.parametrize(
+    "args", [["queue:events", "some-job"], ["queue:tail"], ["queue:prune-events"]], ids=" ".join
+)
+def test_event_commands_in_a_fresh_directory_say_so_and_create_no_database(
+    kashq_cli: Cli, args: list[str]
+) -> None:
+    # They created an empty kashq.sqlite; queue:tail then waited forever on it.
+    run = kashq_cli(args)
+
+    assert run.exit_code == 1
+    assert "no kashq database at sqlite:///kashq.sqlite: " in assert_one_line_error(run)
+    assert list(kashq_cli.cwd.iterdir()) == []
 
 
 def test_prune_events_deletes_old_events(kashq_cli: Cli, db_url: str) -> None:

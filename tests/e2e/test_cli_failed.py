@@ -23,6 +23,7 @@ from kashq.envelope import Envelope, decode, new_job_id
 from kashq.failed.base import FailedJob
 from kashq.failed.database import DatabaseFailedJobStore
 from tests.e2e.conftest import Cli, assert_one_line_error, stderr_lines
+from tests.support.blackhole import BlackHole
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "app/jobs.py", line 9, in handle\n'
 
@@ -165,7 +166,9 @@ def test_failed_filters_by_queue_and_limits(kashq_cli: Cli, store: DatabaseFaile
     assert "default" in table_rows(table.stdout)[0]
 
 
-def test_failed_without_failed_jobs_says_so(kashq_cli: Cli, db_url: str) -> None:
+def test_failed_without_failed_jobs_says_so(kashq_cli: Cli, store: DatabaseFailedJobStore) -> None:
+    assert store.count() == 0  # the database exists, empty
+
     run = kashq_cli(["queue:failed"])
     as_json = kashq_cli(["queue:failed", "--json"])
 
@@ -237,6 +240,24 @@ def test_unknown_id_is_one_line_and_exit_1(
     assert "999" in assert_one_line_error(run)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["queue:failed"], ["queue:failed:show"], ["queue:forget"], ["queue:retry"]],
+)
+def test_an_id_beyond_the_column_is_no_failed_job_in_one_line(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, command: list[str]
+) -> None:
+    # SQLite raised OverflowError (a traceback) for each of these.
+    kept = record(store)
+    huge = "99999999999999999999999"
+
+    run = kashq_cli([*command, huge])
+
+    assert run.exit_code == 1
+    assert f"no failed job with id or uuid '{huge}'" in assert_one_line_error(run)
+    assert store.find(kept.id) == kept
+
+
 # --------------------------------------------------------------------------- retry
 
 
@@ -304,6 +325,58 @@ def test_retry_range_adds_ids_inclusive(
     assert run.exit_code == 0, run.output
     assert [job.uuid for job in store.all()] == [jobs[3].uuid]
     assert len(queued(driver)) == 3
+
+
+def test_retry_range_skips_ids_that_are_not_there_and_says_how_many_it_retried(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, driver: DatabaseDriver
+) -> None:
+    # Each id used to be looked up alone: 998 error lines for --range 1-1000.
+    jobs = [record(store) for _ in range(3)]
+
+    run = kashq_cli(["queue:retry", "--range", "1-1000"])
+    empty = kashq_cli(["queue:retry", "--range", "2000-3000"])
+
+    assert run.exit_code == 0, run.output
+    assert run.stderr == ""
+    assert "Retried 3 failed jobs in range 1-1000." in run.stdout
+    assert sorted(job.id for job in queued(driver)) == sorted(job.uuid for job in jobs)
+    assert empty.exit_code == 0, empty.output
+    assert empty.stdout.strip() == "No failed jobs in range 2000-3000."
+
+
+def test_retry_of_a_huge_range_is_one_query_not_one_per_id(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, driver: DatabaseDriver
+) -> None:
+    # --range 1-100000000 used to run for more than ten minutes.
+    job = record(store, queue="emails")
+    record(store, queue="default")
+
+    run = kashq_cli(["queue:retry", "--range", "1-99999999999999999999", "--queue", "emails"])
+
+    assert run.exit_code == 0, run.output
+    assert "Retried 1 failed job of queue 'emails' in range 1-99999999999999999999." in run.stdout
+    assert [envelope.id for envelope in queued(driver, "emails")] == [job.uuid]
+    assert store.count() == 1
+
+
+@pytest.mark.parametrize("kashq_cli", ["in-process"], indirect=True)  # patches the chunk size
+def test_retry_range_reads_the_range_a_chunk_at_a_time(
+    kashq_cli: Cli,
+    store: DatabaseFailedJobStore,
+    driver: DatabaseDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kashq.cli import failed
+
+    monkeypatch.setattr(failed, "RANGE_CHUNK", 2)
+    jobs = [record(store) for _ in range(5)]
+
+    run = kashq_cli(["queue:retry", "--range", f"{jobs[0].id}-{jobs[-1].id + 10}"])
+
+    assert run.exit_code == 0, run.output
+    assert "Retried 5 failed jobs in range" in run.stdout
+    assert store.count() == 0
+    assert len(queued(driver)) == 5
 
 
 @pytest.mark.parametrize("bad", ["1-", "a-b", "5-1", "1..3"])
@@ -453,11 +526,50 @@ def test_flush_deletes_every_failed_job(kashq_cli: Cli, store: DatabaseFailedJob
     for _ in range(3):
         record(store)
 
-    run = kashq_cli(["queue:flush"])
+    run = kashq_cli(["queue:flush", "--force"])
 
     assert run.exit_code == 0, run.output
     assert "Deleted 3 failed jobs." in run.stdout
     assert store.count() == 0
+
+
+@pytest.mark.parametrize("answer", ["n\n", "\n", None])
+def test_flush_declined_or_without_input_deletes_nothing(
+    kashq_cli: Cli, store: DatabaseFailedJobStore, answer: str | None
+) -> None:
+    # It deleted every failed job without asking, unlike queue:clear.
+    for _ in range(2):
+        record(store)
+
+    run = kashq_cli(["queue:flush"], input=answer)
+
+    assert run.exit_code == 1
+    assert "Delete all 2 failed jobs?" in run.stderr
+    assert "Not flushed." in run.stderr
+    assert "Traceback" not in run.output
+    assert store.count() == 2
+
+
+def test_flush_confirmed_deletes(kashq_cli: Cli, store: DatabaseFailedJobStore) -> None:
+    record(store)
+
+    run = kashq_cli(["queue:flush"], input="y\n")
+
+    assert run.exit_code == 0, run.output
+    assert "Deleted 1 failed job." in run.stdout
+    assert store.count() == 0
+
+
+def test_flush_of_no_failed_jobs_asks_nothing(
+    kashq_cli: Cli, store: DatabaseFailedJobStore
+) -> None:
+    assert store.count() == 0
+
+    run = kashq_cli(["queue:flush"])
+
+    assert run.exit_code == 0, run.output
+    assert run.stdout.strip() == "No failed jobs."
+    assert run.stderr == ""
 
 
 def test_flush_with_hours_keeps_recent_failures(
@@ -467,9 +579,10 @@ def test_flush_with_hours_keeps_recent_failures(
     record(store, hours_ago=3)
     recent = record(store, hours_ago=0.5)
 
-    run = kashq_cli(["queue:flush", "--hours", "2"])
+    run = kashq_cli(["queue:flush", "--hours", "2"], input="y\n")
 
     assert run.exit_code == 0, run.output
+    assert "Delete the failed jobs older than 2 hours (3 failed jobs in all)?" in run.stderr
     assert "Deleted 2 failed jobs older than 2 hours." in run.stdout
     assert [job.id for job in store.all()] == [recent.id]
 
@@ -520,6 +633,57 @@ def test_unreachable_database_is_one_line_without_password(kashq_cli: Cli, args:
     assert run.exit_code == 1
     assert "127.0.0.1" in line
     assert time.monotonic() - started < 20
+
+
+NO_DATABASE = "no kashq database at sqlite:///kashq.sqlite: "
+
+
+@pytest.mark.parametrize(
+    "args", [*FAILED_COMMANDS, ["queue:flush", "--force"], ["queue:retry", "--range", "1-5"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_failed_commands_in_a_fresh_directory_say_so_and_create_no_database(
+    kashq_cli: Cli, args: list[str]
+) -> None:
+    # Each created an empty kashq.sqlite (the default URL is relative) and
+    # answered as if the queue were empty: a wrong directory went unnoticed.
+    run = kashq_cli(args)
+
+    assert run.exit_code == 1
+    line = assert_one_line_error(run)
+    assert NO_DATABASE in line and "`kashq migrate` creates it" in line
+    assert list(kashq_cli.cwd.iterdir()) == []
+
+
+def test_failed_jobs_of_redis_in_a_fresh_directory_are_none_and_create_no_database(
+    kashq_cli: Cli,
+) -> None:
+    # Redis keeps its queue elsewhere; failed_jobs appears with the first failure.
+    kashq_cli.setenv("KASHQ_REDIS_URL", "redis://127.0.0.1:1/0")  # never contacted
+
+    listed = kashq_cli(["queue:failed", "--connection", "redis"])
+    forgot = kashq_cli(["queue:forget", "3", "--connection", "redis"])
+
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.strip() == "No failed jobs."
+    assert "no failed job with id or uuid '3'" in assert_one_line_error(forgot)
+    assert list(kashq_cli.cwd.iterdir()) == []
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
+def test_a_black_holed_database_is_one_line_after_the_connect_timeout(
+    kashq_cli: Cli, scheme: str
+) -> None:
+    # The command hung: the server takes the connection and never answers.
+    with BlackHole() as port:
+        kashq_cli.setenv("KASHQ_DATABASE_URL", f"{scheme}://kashq:s3cr3t-pw@127.0.0.1:{port}/app")
+        started = time.monotonic()
+
+        run = kashq_cli(["queue:failed"])
+
+    line = assert_one_line_error(run, hidden="s3cr3t-pw")
+    assert f"127.0.0.1:{port}" in line
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from kashq.cli.queues import Throughput
+from kashq.db import migrate
 from kashq.drivers.base import Driver
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.redis import RedisDriver
@@ -42,6 +43,7 @@ def driver(request: pytest.FixtureRequest, kashq_cli: Cli, db_url: str) -> Itera
     """The driver of the configured connection: SQLite, or Redis under a fresh prefix."""
     if request.param == "database":
         database = DatabaseDriver(db_url)
+        database.sizes(["default"])  # creates the database the commands read
         yield database
         database.close()
         return
@@ -174,6 +176,7 @@ def test_size_of_given_queues_only(
 
 
 def test_size_of_an_empty_setup_lists_the_default_queue(kashq_cli: Cli, db_url: str) -> None:
+    migrate.upgrade(db_url)
     kashq_cli.setenv("KASHQ_QUEUE", "main")
 
     run = kashq_cli(["queue:size", "--json"])
@@ -185,11 +188,57 @@ def test_size_of_an_empty_setup_lists_the_default_queue(kashq_cli: Cli, db_url: 
 def test_size_connection_argument_beats_the_setting(kashq_cli: Cli, db_url: str) -> None:
     kashq_cli.setenv("KASHQ_CONNECTION", "redis")
     kashq_cli.setenv("KASHQ_REDIS_URL", "redis://127.0.0.1:1/0")  # never contacted
+    migrate.upgrade(db_url)
 
     run = kashq_cli(["queue:size", "database", "--json"])
 
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout) == {"default": ZERO}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["queue:size"], ["queue:size", "--json"], ["queue:monitor", "--once"],
+     ["queue:clear", "--force"], ["queue:restart"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_queue_commands_in_a_fresh_directory_say_so_and_create_no_database(
+    kashq_cli: Cli, args: list[str]
+) -> None:
+    # Each created an empty kashq.sqlite (the default URL is relative) and
+    # reported empty queues: running from the wrong directory went unnoticed.
+    run = kashq_cli(args)
+
+    assert run.exit_code == 1
+    line = assert_one_line_error(run)
+    assert "no kashq database at sqlite:///kashq.sqlite: " in line
+    assert str(kashq_cli.cwd / "kashq.sqlite") in line
+    assert list(kashq_cli.cwd.iterdir()) == []
+
+
+def test_a_dispatch_creates_the_database_the_queue_commands_then_read(kashq_cli: Cli) -> None:
+    dispatched = kashq_cli.python("import kashq\nkashq.dispatch('tick', {'n': 1})\n")
+    assert dispatched.returncode == 0, dispatched.stderr
+
+    run = kashq_cli(["queue:size", "--json"])
+
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout) == {"default": {**ZERO, "ready": 1}}
+
+
+def test_size_of_redis_in_a_fresh_directory_creates_no_database(
+    kashq_cli: Cli, driver: Driver
+) -> None:
+    if not isinstance(driver, RedisDriver):
+        pytest.skip("the redis connection only")
+    kashq_cli.setenv("KASHQ_DATABASE_URL", "sqlite:///kashq.sqlite")  # the default, relative
+    push(driver)
+
+    run = kashq_cli(["queue:size", "--json"])
+
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout) == {"default": {**ZERO, "ready": 1}}
+    assert not (kashq_cli.cwd / "kashq.sqlite").exists()
 
 
 # --------------------------------------------------------------------------- queue:clear
@@ -323,6 +372,7 @@ def test_monitor_json_without_once_is_a_usage_error(kashq_cli: Cli, db_url: str)
 
 @pytest.mark.parametrize("kashq_cli", ["executable"], indirect=True)  # Ctrl-C needs a process
 def test_monitor_live_stops_cleanly_on_ctrl_c(tmp_path: Path, kashq_cli: Cli, db_url: str) -> None:
+    migrate.upgrade(db_url)
     proc = subprocess.Popen(
         [str(_kashq_executable()), "queue:monitor", "--interval", "0.2"],
         cwd=tmp_path,

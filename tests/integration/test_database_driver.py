@@ -75,7 +75,7 @@ def test_two_processes_reserving_concurrently_never_get_the_same_job(kind, tmp_p
 
 
 def test_job_pushed_in_one_process_is_reserved_in_another_on_a_new_sqlite_file(tmp_path):
-    url = f"sqlite:///{tmp_path / 'fresh' / 'queue.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'queue.sqlite'}"
     env = envelope(n=42)
     producer = subprocess.run(
         [

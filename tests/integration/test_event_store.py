@@ -28,6 +28,7 @@ from kashq.events import (
     Event,
     EventRecorder,
     EventStore,
+    EventStoreError,
     MemoryEventStore,
     NullEventStore,
     store_for,
@@ -124,6 +125,26 @@ def test_read_resumes_after_a_position(store: EventStore) -> None:
     assert [e.job_id for e in first] == ["j0", "j1"]
     assert [e.job_id for e in rest] == ["j2", "j3", "j4"]
     assert store.read(after=rest[-1].position) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mariadb"])
+def test_database_store_refuses_a_bad_position_in_one_line_and_clamps_a_huge_one(
+    kind: str, tmp_path: Path
+) -> None:
+    with database(kind, tmp_path, migrated=True) as url:
+        store = DatabaseEventStore(url)
+        try:
+            store.append(event("job-1", "dispatched", time.time()))
+            for bad in ("garbage", "-1", "1.5", ""):
+                with pytest.raises(EventStoreError, match="not a database event position"):
+                    store.read(after=bad)
+                with pytest.raises(EventStoreError, match="not a database event position"):
+                    next(store.tail(after=bad))
+            assert store.read(after="99999999999999999999999") == []
+            assert store.read(after="9" * 5000) == []
+            assert [e.job_id for e in store.read(after="0")] == ["job-1"]
+        finally:
+            store.close()
 
 
 def test_subscribe_delivers_events_appended_later_from_another_thread(store: EventStore) -> None:

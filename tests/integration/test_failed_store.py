@@ -75,6 +75,20 @@ def test_find_returns_none_for_an_unknown_key(store):
     assert store.find(new_job_id()) is None
 
 
+@pytest.mark.parametrize(
+    "key",
+    [2**31, 2**63, 10**22, "99999999999999999999999", "1" * 5000],
+    ids=["2^31", "2^63", "10^22", "23 digits", "5000 digits"],
+)
+def test_an_id_beyond_any_column_names_no_record(store, key):
+    # It overflowed on SQLite (OverflowError) and failed on PostgreSQL with
+    # "integer out of range"; it simply names no failed job.
+    store.log(failed())
+    assert store.find(key) is None
+    assert store.forget(key) is False
+    assert store.count() == 1
+
+
 def test_logging_the_same_uuid_twice_keeps_the_first_record(store):
     job = failed()
     first = store.log(job)
@@ -144,6 +158,31 @@ def test_forget_deletes_one_job_by_id_or_uuid(store):
     assert store.forget(str(c.id)) is True
     assert store.forget(a.id) is False
     assert store.count() == 0
+
+
+def test_ids_of_deleted_records_are_never_handed_out_again(store):
+    # SQLite without AUTOINCREMENT gave a new row the largest id + 1, so an id
+    # typed from an old listing (`queue:forget 2`) could delete another job.
+    first, second = store.log(failed()), store.log(failed())
+    assert store.forget(second.id)
+    third = store.log(failed())
+    assert third.id > second.id, "the newest record's id is not reused"
+    assert store.flush() == 2
+    fourth = store.log(failed())
+    assert fourth.id > third.id > first.id, "nor after the table is emptied"
+    assert store.find(second.id) is None and store.find(third.id) is None
+
+
+def test_between_lists_the_records_of_an_id_range_by_id_in_chunks(store):
+    jobs = [store.log(failed("mail" if n % 2 else "default")) for n in range(6)]
+    ids = [job.id for job in jobs]
+    assert [j.id for j in store.between(ids[1], ids[4])] == ids[1:5]
+    assert [j.id for j in store.between(ids[1], ids[4], limit=2)] == ids[1:3]
+    assert [j.id for j in store.between(0, 10**30, queue="mail")] == ids[1::2]
+    assert store.between(ids[-1] + 1, 10**30) == []
+    assert store.between(10**30, 10**31) == []
+    assert store.forget(ids[2])
+    assert [j.id for j in store.between(ids[0], ids[3])] == [ids[0], ids[1], ids[3]]
 
 
 def test_flush_deletes_everything(store):

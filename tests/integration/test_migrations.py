@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, make_url, text
 
 from kashq.db import migrate
-from kashq.db.schema import VERSION_TABLE, jobs, metadata
+from kashq.db.schema import VERSION_TABLE, failed_jobs, jobs, metadata, tables
 from kashq.drivers.database import DatabaseDriver
 from kashq.exceptions import DriverError
 from kashq.failed.database import DatabaseFailedJobStore
@@ -33,17 +33,30 @@ KASHQ_TABLES = {
     "kashq_counters",
     "job_events",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
-def schema_diffs(url: str) -> list[object]:
+def schema_diffs(url: str, prefix: str = "") -> list[object]:
+    """How the database's kashq tables differ from the schema declared under ``prefix``.
+
+    Tables of another install sharing the database are left out (each test
+    checks the set of table names itself).
+    """
     engine = create_engine(url)
+    declared = tables(prefix).metadata
+
+    def ours(name: str | None, kind: str, _parent: object) -> bool:
+        return kind != "table" or name in declared.tables
+
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
-            )
-            return list(compare_metadata(context, metadata))
+            opts = {
+                "compare_type": True,
+                "version_table": prefix + VERSION_TABLE,
+                "include_name": ours,
+            }
+            context = MigrationContext.configure(conn, opts=opts)
+            return list(compare_metadata(context, declared))
     finally:
         engine.dispose()
 
@@ -88,6 +101,29 @@ def test_downgrade_base_removes_every_kashq_table(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_installs_under_two_prefixes_migrate_up_and_down_independently_in_one_database(
+    kind, tmp_path
+):
+    app = {"app_" + name for name in KASHQ_TABLES} | {"app_" + VERSION_TABLE}
+    plain = KASHQ_TABLES | {VERSION_TABLE}
+    with database(kind, tmp_path) as url:
+        assert migrate.upgrade(url, table_prefix="app_") == HEAD
+        assert table_names(url) == app
+        assert schema_diffs(url, "app_") == []
+        assert migrate.current_revision(url) is None, "the unprefixed install has no tables"
+        assert migrate.upgrade(url) == HEAD
+        assert table_names(url) == app | plain
+        assert schema_diffs(url) == [] and schema_diffs(url, "app_") == []
+        assert migrate.downgrade(url, table_prefix="app_") is None
+        assert table_names(url) == plain | {"app_" + VERSION_TABLE}  # (Alembic keeps it, empty)
+        assert migrate.current_revision(url, table_prefix="app_") is None
+        assert migrate.current_revision(url) == HEAD
+        assert migrate.upgrade(url, "0001", table_prefix="app_") == "0001"
+        assert migrate.upgrade(url, table_prefix="app_") == HEAD, "and up again, step by step"
+        assert schema_diffs(url, "app_") == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_upgrade_leaves_the_host_applications_alembic_history_alone(kind, tmp_path):
     with database(kind, tmp_path) as url:
         engine = create_engine(url)
@@ -128,6 +164,43 @@ def test_a_database_at_revision_0001_upgrades_to_head_keeping_its_jobs(kind, tmp
         assert table_names(url) & KASHQ_TABLES == {"kashq_jobs", "failed_jobs"}
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_failed_jobs_keep_their_ids_across_0004_and_ids_are_not_reused_after(kind, tmp_path):
+    with database(kind, tmp_path) as url:
+        assert migrate.upgrade(url, "0003") == "0003"
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for _ in range(3):
+                job = failed()
+                row = {c.name: getattr(job, c.name) for c in failed_jobs.c if c.name != "id"}
+                conn.execute(insert(failed_jobs).values(row))
+            conn.execute(text("DELETE FROM failed_jobs WHERE id = 3"))
+        engine.dispose()
+        assert migrate.upgrade(url) == HEAD
+        assert schema_diffs(url) == []
+        store = DatabaseFailedJobStore(url)
+        assert sorted(job.id for job in store.all()) == [1, 2], "rows and ids kept"
+        newer = store.log(failed())
+        assert newer.id >= 3
+        assert store.forget(newer.id)
+        assert store.log(failed()).id > newer.id, "a deleted newest id is not handed out again"
+        store.close()
+        assert migrate.downgrade(url, "0003") == "0003"
+        assert table_names(url) & KASHQ_TABLES == KASHQ_TABLES
+
+
+def test_sqlite_failed_jobs_table_is_autoincrement_after_upgrade(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        ddl = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'failed_jobs'")
+        ).scalar_one()
+    engine.dispose()
+    assert "AUTOINCREMENT" in ddl
+
+
 def test_sqlite_file_at_revision_0001_upgrades_itself_on_first_use(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     migrate.upgrade(url, "0001")
@@ -144,7 +217,7 @@ def test_server_database_at_revision_0001_asks_for_kashq_migrate_in_one_line(kin
     with database(kind, tmp_path) as url:
         migrate.upgrade(url, "0001")
         driver = DatabaseDriver(url)
-        with pytest.raises(DriverError, match=r"revision 0001 \(kashq needs 0003\)") as caught:
+        with pytest.raises(DriverError, match=rf"revision 0001 \(kashq needs {HEAD}\)") as caught:
             driver.get_control()
         driver.close()
     message = str(caught.value)
@@ -154,7 +227,7 @@ def test_server_database_at_revision_0001_asks_for_kashq_migrate_in_one_line(kin
 
 
 def test_sqlite_database_migrates_itself_on_first_use_by_the_driver(tmp_path):
-    url = f"sqlite:///{tmp_path / 'new' / 'dir' / 'kashq.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
     driver = DatabaseDriver(url)
     driver.push(envelope())
     assert driver.sizes(["default"])["default"].ready == 1
@@ -163,7 +236,7 @@ def test_sqlite_database_migrates_itself_on_first_use_by_the_driver(tmp_path):
 
 
 def test_sqlite_database_migrates_itself_on_first_use_by_the_failed_store(tmp_path):
-    url = f"sqlite:///{tmp_path / 'new' / 'kashq.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
     store = DatabaseFailedJobStore(url)
     assert store.count() == 0
     store.log(failed())
@@ -186,7 +259,7 @@ print(DatabaseFailedJobStore(sys.argv[1]).count())
 
 
 def test_several_processes_first_using_a_new_sqlite_file_at_once_all_succeed(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared' / 'kashq.sqlite'}"
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
     pushed = [envelope(n=i) for i in range(6)]
     outputs = run_together([start_python(FIRST_USER, url, env.encode()) for env in pushed])
     assert outputs == [["0"]] * len(pushed)
@@ -206,11 +279,13 @@ def test_packaged_migrations_are_preferred_over_the_repository_copy(tmp_path, mo
     assert migrate.upgrade(url) == migrate.head_revision()
 
 
-def test_alembic_command_line_with_the_ini_file_migrates_too(tmp_path):
+@pytest.mark.parametrize("prefix", ["", "app_"])
+def test_alembic_command_line_with_the_ini_file_migrates_too(tmp_path, prefix):
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     alembic = Path(sys.executable).parent / "alembic"
+    x_args = ["-x", f"url={url}", *(["-x", f"table_prefix={prefix}"] if prefix else [])]
     proc = subprocess.run(
-        [str(alembic), "-c", str(REPO / "alembic.ini"), "-x", f"url={url}", "upgrade", "head"],
+        [str(alembic), "-c", str(REPO / "alembic.ini"), *x_args, "upgrade", "head"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -218,8 +293,9 @@ def test_alembic_command_line_with_the_ini_file_migrates_too(tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert migrate.current_revision(url) == migrate.head_revision()
-    assert schema_diffs(url) == []
+    assert migrate.current_revision(url, table_prefix=prefix) == migrate.head_revision()
+    assert schema_diffs(url, prefix) == []
+    assert table_names(url) == set(tables(prefix).metadata.tables) | {prefix + VERSION_TABLE}
 
 
 # --------------------------------------------------------------------------- kashq migrate
@@ -246,6 +322,7 @@ def kashq(*args: str, cwd: Path, env_url: str | None = None) -> subprocess.Compl
 
 
 def test_kashq_migrate_creates_the_tables_and_status_reports_the_revision(tmp_path):
+    (tmp_path / "db").mkdir()
     url = f"sqlite:///{tmp_path / 'db' / 'app.sqlite'}"
     head = migrate.head_revision()
 
@@ -287,6 +364,28 @@ def test_kashq_migrate_on_an_unreachable_database_fails_in_one_line_without_pass
     assert "error:" in lines[0] and "127.0.0.1" in lines[0]
     assert "hunter2-secret" not in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_kashq_migrate_with_a_table_prefix_creates_prefixed_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+
+    run = kashq("migrate", "--database-url", url, "--table-prefix", "app_", cwd=tmp_path)
+    bad = kashq("migrate", "--database-url", url, "--table-prefix", "App-", cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert f"{url} (table prefix app_): migrated from nothing to revision {HEAD}" in run.stdout
+    assert table_names(url) == {"app_" + name for name in KASHQ_TABLES | {VERSION_TABLE}}
+    assert bad.returncode == 1
+    [line] = bad.stderr.strip().splitlines()
+    assert "invalid setting table_prefix (from the command line)" in line
+
+
+def test_kashq_migrate_into_a_missing_directory_fails_in_one_line_and_creates_nothing(tmp_path):
+    run = kashq("migrate", "--database-url", "sqlite:///data/app.sqlite", cwd=tmp_path)
+    assert run.returncode == 1
+    [line] = run.stderr.strip().splitlines()
+    assert "the directory data of the SQLite database sqlite:///data/app.sqlite" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_kashq_migrate_with_a_malformed_url_fails_in_one_line(tmp_path):

@@ -1,4 +1,5 @@
-"""Real servers for tests: the machine's Redis/PostgreSQL/MariaDB, and private redis-servers.
+"""Real servers for tests: the machine's Redis/PostgreSQL/MariaDB, private redis-servers and
+a private PostgreSQL (for tests that restart one).
 
 A test that needs a server it cannot reach is skipped locally with the reason,
 and fails in CI (``CI=true``), where a missing server is a broken setup.
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -201,3 +203,77 @@ class RedisClusterNodes:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+class PostgresServer:
+    """A private PostgreSQL (initdb + pg_ctl) on a free port, which a test may restart.
+
+    Trust authentication, user ``postgres``, listening on 127.0.0.1 only. The
+    server refuses to run as root, so when the tests do (as here and in CI)
+    every command runs as the ``postgres`` user (``runuser``), and the data
+    and socket directories live in a fresh directory it owns (pytest's own
+    temporary directories are private to root). ``fsync`` is off: the faults
+    kill processes, not the machine, so the page cache keeps what was written.
+    """
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        binary = shutil.which("pg_ctl")
+        bindir = found[-1].parent if found else (Path(binary).parent if binary else None)
+        if bindir is None or not (bindir / "initdb").exists():
+            unavailable("PostgreSQL server binaries", "no initdb/pg_ctl under /usr/lib/postgresql")
+        self.bindir = bindir
+        self.as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            runuser = shutil.which("runuser")
+            if runuser is None:
+                unavailable("runuser", "needed to run PostgreSQL as the postgres user")
+            self.as_postgres = [str(runuser), "-u", "postgres", "--"]
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"kashq-pg-{self.port}-"))
+        self.data = self.workdir / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def _log(self) -> str:
+        return str(self.workdir / "server.log")
+
+    def start(self) -> PostgresServer:
+        if not self.data.exists():
+            if self.as_postgres:
+                shutil.chown(self.workdir, "postgres", "postgres")
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                      "--no-sync", "--no-instructions")  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=100"
+        )
+        # The log file also keeps the server off our pipes (else the run never ends).
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", self._log,
+                  "-w", "-t", "30", "start")  # fmt: skip
+        return self
+
+    def restart(self) -> None:
+        """Stop at once, as a crash would (no checkpoint; recovery replays the WAL), and start."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-l", self._log,
+                  "-w", "-t", "30", "restart")  # fmt: skip
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> None:
+        proc = subprocess.run(
+            [*self.as_postgres, str(self.bindir / tool), *args],
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
