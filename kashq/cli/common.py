@@ -128,8 +128,6 @@ def _existing_failed_store(manager: QueueManager) -> FailedJobStore:
     good, so none there means no failed jobs.
     """
     settings = manager.settings
-    if settings.connection in ("memory", "sync"):
-        return manager.failed_store()
     from kashq.db.engine import require_existing, sqlite_path
 
     if settings.connection == "database":

@@ -1,6 +1,6 @@
 """The jobs of the chaos scenarios, and the kill points (imported by every worker).
 
-Every job writes to the ledger file named by ``KASHQ_CHAOS_LEDGER`` (one
+Every job writes to the ledger file named by ``KASHQ_TEST_CHAOS_LEDGER`` (one
 ``O_APPEND`` write per line, so concurrent workers never tear one): ``start``
 when its ``handle()`` begins and ``done`` when it ends well.
 
@@ -13,7 +13,7 @@ process ever kills for it):
 - ``ack``: ``handle()`` finished well, the acknowledgement not yet sent.
 
 The ``reserve`` and ``ack`` points wrap :meth:`kashq.Worker.process`, only when
-``KASHQ_CHAOS_LEDGER`` is set: a hook that exists in this test module alone.
+``KASHQ_TEST_CHAOS_LEDGER`` is set: a hook that exists in this test module alone.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from kashq import Job, Outcome, Worker
 from kashq.drivers.base import Reservation
 
-LEDGER = os.environ.get("KASHQ_CHAOS_LEDGER", "")
+LEDGER = os.environ.get("KASHQ_TEST_CHAOS_LEDGER", "")
 KILL_POINTS = ("reserve", "handle", "ack")
 
 

@@ -182,7 +182,7 @@ class Chaos:
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
             NO_COLOR="1",
-            KASHQ_CHAOS_LEDGER=str(ledger),
+            KASHQ_TEST_CHAOS_LEDGER=str(ledger),
             KASHQ_RETRY_AFTER=str(LEASE_S),
             KASHQ_TIMEOUT="1.5",
             KASHQ_BACKOFF="0",
@@ -194,7 +194,7 @@ class Chaos:
 
     @property
     def ledger(self) -> Ledger:
-        return Ledger(Path(self.env["KASHQ_CHAOS_LEDGER"]))
+        return Ledger(Path(self.env["KASHQ_TEST_CHAOS_LEDGER"]))
 
     # -- jobs -------------------------------------------------------------
     def dispatch(self, driver: Driver, jobs: list[Work]) -> list[str]:

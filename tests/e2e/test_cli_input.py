@@ -14,10 +14,18 @@ import pytest
 from typer.testing import CliRunner
 
 from kashq.cli import app
+from kashq.db import migrate
 from tests.e2e.conftest import Cli, assert_one_line_error, stderr_lines
 from tests.e2e.test_cli import _clean_env, _kashq_executable
 
 COMMANDS = sorted(command.name or "" for command in app.registered_commands)
+
+
+@pytest.fixture
+def database(db_url: str) -> str:
+    """The test's SQLite database, migrated: commands that read one never create it."""
+    migrate.upgrade(db_url)
+    return db_url
 
 
 # --------------------------------------------------------------------------- help
@@ -81,7 +89,7 @@ def test_a_bad_connection_flag_names_the_command_line_as_its_source(kashq_cli: C
 
 @pytest.mark.parametrize("form", [["database"], ["--connection", "database"], ["-c", "database"]])
 def test_every_command_names_its_connection_with_connection_or_positionally(
-    kashq_cli: Cli, db_url: str, form: list[str]
+    kashq_cli: Cli, database: str, form: list[str]
 ) -> None:
     kashq_cli.setenv("KASHQ_CONNECTION", "redis")  # unreachable: the flag must win
     kashq_cli.setenv("KASHQ_REDIS_URL", "redis://127.0.0.1:1/0")
@@ -101,7 +109,7 @@ def test_every_command_names_its_connection_with_connection_or_positionally(
     ],
 )
 def test_connection_is_the_same_option_on_every_command(
-    kashq_cli: Cli, db_url: str, args: list[str]
+    kashq_cli: Cli, database: str, args: list[str]
 ) -> None:
     kashq_cli.setenv("KASHQ_CONNECTION", "kafka")  # would be refused if the flag did not win
 
@@ -146,7 +154,7 @@ def test_commands_refuse_connections_whose_jobs_live_in_another_process(
 
 
 def test_an_unknown_kashq_variable_is_a_warning_line_and_the_command_runs(
-    kashq_cli: Cli, db_url: str
+    kashq_cli: Cli, database: str
 ) -> None:
     kashq_cli.setenv("KASHQ_MAX_RETRIES", "5")
 
@@ -197,7 +205,7 @@ def test_make_job_accepts_unicode_identifiers(
 # --------------------------------------------------------------------------- watching commands
 
 
-def test_monitor_once_has_no_ctrl_c_hint(kashq_cli: Cli, db_url: str) -> None:
+def test_monitor_once_has_no_ctrl_c_hint(kashq_cli: Cli, database: str) -> None:
     run = kashq_cli(["queue:monitor", "--once"])
 
     assert run.exit_code == 0, run.output

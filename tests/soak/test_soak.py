@@ -14,7 +14,7 @@ samples each worker process's resident memory and Redis's, then asserts:
 - the chaos invariant (:mod:`tests.chaos.harness`): every job completed or in
   failed_jobs, exactly once in failed_jobs, none lost.
 
-``KASHQ_SOAK_SECONDS`` shortens it for a local try (the default is 600).
+``KASHQ_TEST_SOAK_SECONDS`` shortens it for a local try (the default is 600).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from tests.support.services import RedisServer
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1500)]
 
-SOAK_S = float(os.environ.get("KASHQ_SOAK_SECONDS", "600"))
+SOAK_S = float(os.environ.get("KASHQ_TEST_SOAK_SECONDS", "600"))
 RATE = 100  # jobs dispatched per second
 WARM_UP_S = min(60.0, SOAK_S / 4)  # of the run, and of each worker process
 RSS_GROWTH_MB = 20.0
