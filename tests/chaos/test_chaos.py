@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from kashq.db import migrate
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.sharded import ShardedDriver
 from kashq.failed.database import DatabaseFailedJobStore
-from tests.chaos.chaos_jobs import KILL_POINTS, FailsForGood, Work
+from tests.chaos.chaos_jobs import FailsForGood, Work
 from tests.chaos.harness import LEASE_S, PREFETCH, Chaos
+from tests.chaos.scenarios import full_restarts, mixed_jobs, progress, worker_kills
 from tests.support.databases import postgres_database
 from tests.support.proxy import TcpProxy
 from tests.support.services import POSTGRES_URL, RedisServer
@@ -48,23 +48,6 @@ def on_redis(name: str, tmp_path: Path, server: RedisServer) -> tuple[Chaos, Red
     return chaos, RedisDriver(server.url)
 
 
-def mixed_jobs(
-    rng: random.Random, count: int, *, ms_range: tuple[float, float] = (2, 12), kill_every: int = 0
-) -> list[Work]:
-    """Jobs of ``ms_range`` milliseconds, one in three instant (so workers prefetch them in
-    batches); one in 50 fails for good; every ``kill_every``-th kills its worker (at each
-    kill point in turn)."""
-    jobs: list[Work] = []
-    for n in range(count):
-        ms = rng.uniform(*ms_range) if n % 3 else 0.0  # instant jobs come in batches
-        kill_at = KILL_POINTS[(n // kill_every) % 3] if kill_every and n % kill_every == 0 else ""
-        if n % 50 == 25:
-            jobs.append(FailsForGood(ms=ms))
-        else:
-            jobs.append(Work(ms=ms, kill_at=kill_at))
-    return jobs
-
-
 def test_workers_sigkilled_at_random_moments_and_at_each_kill_point(tmp_path, redis_server):
     """2,000 jobs; 20 of them SIGKILL their worker (between reserve and handle, during
     handle, between handle and ack) and the test SIGKILLs a random worker besides.
@@ -76,26 +59,12 @@ def test_workers_sigkilled_at_random_moments_and_at_each_kill_point(tmp_path, re
     """
     chaos, driver = on_redis("worker-kills", tmp_path, redis_server)
     store = DatabaseFailedJobStore(chaos.env["KASHQ_DATABASE_URL"])
-    rng = random.Random(1)
-    chaos.dispatch(driver, mixed_jobs(rng, 2000, ms_range=(10, 40), kill_every=100))
 
-    workers = chaos.start_work("--workers", "3")
-    try:
-        external = 0
-        while chaos.completed() < 1800 and external < 10:
-            time.sleep(rng.uniform(0.5, 1.5))
-            if workers.kill_one(rng, min_age_s=2.5) is not None:
-                chaos.worker_killed("SIGKILL at a random moment")
-                external += 1
-        chaos.wait_settled(driver, store, timeout_s=180)
-    finally:
-        workers.stop()
+    summary = worker_kills(
+        chaos, driver, store, random.Random(1), jobs=2000, kills=10, timeout_s=180
+    )
 
-    summary = chaos.check(driver, store)
-    kills = sum(n for label, n in summary.faults.items() if "kill" in label.lower())
-    assert kills >= 20
-    assert {f"self-kill at {point}" for point in KILL_POINTS} <= set(summary.faults)
-    assert summary.failed == 40  # the FailsForGood jobs, and only them
+    assert sum(n for label, n in summary.faults.items() if "kill" in label.lower()) >= 20
     driver.close()
 
 
@@ -207,36 +176,8 @@ def test_delayed_and_retried_jobs_survive_a_full_restart_of_every_worker(tmp_pat
     SIGTERM, each time replaced by a fresh queue:work."""
     chaos, driver = on_redis("full-restarts", tmp_path, redis_server)
     store = DatabaseFailedJobStore(chaos.env["KASHQ_DATABASE_URL"])
-    rng = random.Random(5)
-    jobs: list[Work] = []
-    for n in range(600):
-        job = Work(ms=rng.uniform(5, 15))
-        if n % 3 == 1:
-            job.delay(rng.uniform(0.5, 6))
-        elif n % 3 == 2:
-            job = Work(ms=rng.uniform(5, 15), fail_first=1 + n % 2).with_backoff(1)
-        jobs.append(job)
-    ids = chaos.dispatch(driver, jobs)
 
-    workers = chaos.start_work("--workers", "2")
-    try:
-        time.sleep(1.5)
-        with chaos.fault("every process SIGKILLed", 2 * PREFETCH):
-            workers.kill_group()  # a machine crash
-            workers = chaos.start_work("--workers", "2")
-        time.sleep(2.0)
-        with chaos.fault("every process stopped (SIGTERM)", 0):
-            assert workers.stop() == 0
-            workers = chaos.start_work("--workers", "2")
-        chaos.wait_settled(driver, store)
-    finally:
-        workers.stop()
-
-    summary = chaos.check(driver, store)
-    starts = Counter(line.job_id for line in chaos.ledger.lines() if line.kind == "start")
-    retried = [job_id for n, job_id in enumerate(ids) if n % 3 == 2]
-    assert all(starts[job_id] >= 2 for job_id in retried)  # each failed before it completed
-    assert summary.failed == 0
+    full_restarts(chaos, driver, store, random.Random(5), jobs=600, max_delay_s=6, between=60)
     driver.close()
 
 
@@ -284,9 +225,3 @@ def test_sharded_one_shard_killed_healthy_shards_keep_flowing(tmp_path):
     }
     assert len(during) > 50  # the healthy shards kept flowing
     assert not during & on_shard[1]  # nothing of the dead shard completed while it was down
-
-
-def progress(chaos: Chaos, jobs: int, timeout_s: float = 60) -> None:
-    """Wait until ``jobs`` more jobs have completed."""
-    target = chaos.completed() + jobs
-    chaos.wait_for(f"{jobs} more completed jobs", lambda: chaos.completed() >= target, timeout_s)

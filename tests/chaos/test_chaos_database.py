@@ -16,7 +16,6 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +25,8 @@ from kashq.db import migrate
 from kashq.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from kashq.drivers.database import DatabaseDriver
 from kashq.failed.database import DatabaseFailedJobStore
-from tests.chaos.chaos_jobs import KILL_POINTS, Work
 from tests.chaos.harness import PREFETCH, Chaos
-from tests.chaos.test_chaos import mixed_jobs, progress
+from tests.chaos.scenarios import full_restarts, mixed_jobs, progress, worker_kills
 from tests.support.databases import postgres_database
 from tests.support.services import PostgresServer
 
@@ -63,24 +61,7 @@ def test_workers_sigkilled_at_random_moments_and_at_each_kill_point(tmp_path, ki
     handle, between handle and ack) and the test SIGKILLs a random worker besides."""
     with queue_database(kind, tmp_path) as url:
         chaos, driver, store = on_database(f"db-worker-kills-{kind}", tmp_path, url)
-        rng = random.Random(11)
-        chaos.dispatch(driver, mixed_jobs(rng, 1000, ms_range=(10, 40), kill_every=100))
-
-        workers = chaos.start_work("--workers", "3")
-        try:
-            external = 0
-            while chaos.completed() < 850 and external < 6:
-                time.sleep(rng.uniform(0.5, 1.5))
-                if workers.kill_one(rng, min_age_s=2.5) is not None:
-                    chaos.worker_killed("SIGKILL at a random moment")
-                    external += 1
-            chaos.wait_settled(driver, store, timeout_s=120)
-        finally:
-            workers.stop()
-
-        summary = chaos.check(driver, store)
-        assert {f"self-kill at {point}" for point in KILL_POINTS} <= set(summary.faults)
-        assert summary.failed == 20  # the FailsForGood jobs, and only them
+        worker_kills(chaos, driver, store, random.Random(11), jobs=1000, kills=6, timeout_s=120)
         store.close()
         driver.close()
 
@@ -92,36 +73,7 @@ def test_delayed_and_retried_jobs_survive_a_full_restart_of_every_worker(tmp_pat
     SIGTERM, each time replaced by a fresh queue:work."""
     with queue_database(kind, tmp_path) as url:
         chaos, driver, store = on_database(f"db-full-restarts-{kind}", tmp_path, url)
-        rng = random.Random(12)
-        jobs: list[Work] = []
-        for n in range(300):
-            job = Work(ms=rng.uniform(5, 15))
-            if n % 3 == 1:
-                job.delay(rng.uniform(0.5, 4))
-            elif n % 3 == 2:
-                job = Work(ms=rng.uniform(5, 15), fail_first=1 + n % 2).with_backoff(1)
-            jobs.append(job)
-        ids = chaos.dispatch(driver, jobs)
-
-        workers = chaos.start_work("--workers", "2")
-        try:
-            progress(chaos, 40)  # mid-run, whatever the start-up takes on a busy machine
-            with chaos.fault("every process SIGKILLed", 2 * PREFETCH):
-                workers.kill_group()  # a machine crash
-                workers = chaos.start_work("--workers", "2")
-            progress(chaos, 40)
-            with chaos.fault("every process stopped (SIGTERM)", 0):
-                assert workers.stop() == 0
-                workers = chaos.start_work("--workers", "2")
-            chaos.wait_settled(driver, store)
-        finally:
-            workers.stop()
-
-        summary = chaos.check(driver, store)
-        starts = Counter(line.job_id for line in chaos.ledger.lines() if line.kind == "start")
-        retried = [job_id for n, job_id in enumerate(ids) if n % 3 == 2]
-        assert all(starts[job_id] >= 2 for job_id in retried)  # each failed before it completed
-        assert summary.failed == 0
+        full_restarts(chaos, driver, store, random.Random(12), jobs=300, max_delay_s=4, between=40)
         store.close()
         driver.close()
 
