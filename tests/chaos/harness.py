@@ -117,15 +117,6 @@ class Summary:
 class Workers(Worker):
     """One running ``kashq queue:work`` (the supervisor and its worker processes)."""
 
-    def children(self) -> list[int]:
-        """The worker processes' pids (the supervisor's children)."""
-        pid = self.popen.pid
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(part) for part in text.split()]
-
     def kill_one(self, rng: random.Random, min_age_s: float = 0.0) -> int | None:
         """SIGKILL one worker process (at least ``min_age_s`` old); returns its pid."""
         now = time.monotonic()
