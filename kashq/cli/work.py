@@ -244,7 +244,7 @@ def _check_reachable(driver: Driver, queues: tuple[str, ...]) -> None:
 
 
 def _failed_store_name(settings: Settings) -> str:
-    return f"the failed_jobs table at {shown_url(settings.database_url)}"
+    return f"the {settings.table_prefix}failed_jobs table at {shown_url(settings.database_url)}"
 
 
 def _banner(

@@ -59,6 +59,15 @@ def test_banner_names_connection_queues_workers_and_failed_store(sqlite_app: App
     assert "Traceback" not in output
 
 
+def test_banner_names_the_failed_jobs_table_with_its_prefix(sqlite_app: App) -> None:
+    sqlite_app.env["KASHQ_TABLE_PREFIX"] = "app_"
+
+    code, output = sqlite_app.work("--stop-when-empty")
+
+    assert code == 0, output
+    assert "the app_failed_jobs table at sqlite:///kashq.sqlite" in output
+
+
 def test_plain_output_has_a_running_and_a_done_line_per_job(sqlite_app: App) -> None:
     sqlite_app.dispatch("[j.Record(n=1)]")
 
