@@ -351,18 +351,10 @@ def flush_command(
         question = f"Delete all {_jobs(total)}?"
         if hours is not None:
             question = f"Delete the failed jobs{older} ({_jobs(total)} in all)?"
-        if not force and not _confirm(question):
+        if not force and not output.confirm(question):
             raise output.fail("Not flushed.")
         count = store.flush(older_than_hours=hours)
     output.line(f"Deleted {_jobs(count)}{older}.")
-
-
-def _confirm(question: str) -> bool:
-    """Whether the user answers yes; no input (EOF) or Ctrl-C is no."""
-    try:
-        return typer.confirm(question, default=False, err=True)
-    except typer.Abort:
-        return False
 
 
 @output.friendly

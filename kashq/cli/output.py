@@ -85,6 +85,14 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def confirm(question: str) -> bool:
+    """Whether the user answers yes on stderr's prompt; no input (EOF) or Ctrl-C is no."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        return False
+
+
 def line(text: str = "") -> None:
     """Print ``text`` on stdout as it is (no markup, no highlighting)."""
     out.print(text, markup=False, highlight=False, emoji=False)

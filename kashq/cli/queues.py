@@ -130,17 +130,10 @@ def clear_command(
     with opened(either(connection, connection_option)) as (manager, _):
         name = chosen or manager.settings.queue
         where = f"queue {name!r} on connection {manager.settings.connection!r}"
-        if not force and not _confirm(f"Delete every job of {where}?"):
+        if not force and not output.confirm(f"Delete every job of {where}?"):
             raise output.fail("Not cleared.")
         count = manager.clear(name)
     output.line(f"Cleared {count} job{'' if count == 1 else 's'} from {where}.")
-
-
-def _confirm(question: str) -> bool:
-    try:
-        return typer.confirm(question, default=False, err=True)
-    except typer.Abort:  # no input (EOF) or Ctrl-C
-        return False
 
 
 @output.friendly
