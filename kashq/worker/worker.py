@@ -1,8 +1,10 @@
-"""The worker: reserve → run → ack, and what to do when a job fails.
+"""The worker: reserve → run → ack, in consumer threads.
 
 The worker depends only on the :class:`~kashq.drivers.base.Driver` and
-:class:`~kashq.failed.base.FailedJobStore` protocols. Retry decisions are the
-pure functions in :mod:`kashq.worker.policy`.
+:class:`~kashq.failed.base.FailedJobStore` protocols. What becomes of an
+attempt that did not complete (retry, release, fail, park) is
+:mod:`kashq.worker.settle`; its retry decisions are the pure functions in
+:mod:`kashq.worker.policy`.
 """
 
 from __future__ import annotations
@@ -12,17 +14,16 @@ import functools
 import logging
 import threading
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import BatchReserving, Driver, Reservation
-from kashq.envelope import Envelope, Failure, decode, peek
+from kashq.envelope import Envelope, decode
 from kashq.exceptions import DriverError, EnvelopeError, KashqError, WorkerLost
-from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
+from kashq.failed.base import FailedJobStore
 from kashq.job import Job
 from kashq.locks import LockBackend, backend_for
-from kashq.middleware import JobContext, ReleaseJob
+from kashq.middleware import JobContext
 from kashq.registry import REGISTRY, Registry
 from kashq.worker import execute, policy, unique
 from kashq.worker.events import EventKind, Listener, Listeners
@@ -30,12 +31,11 @@ from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
 from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
+from kashq.worker.settle import Settler, one_line
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
-# Per-job outcomes, apart so queue:work (which prints its own line per job) can mute them.
-job_log = logging.getLogger("kashq.jobs")
 
 _DRAIN_STEP_S = 0.05
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
@@ -77,6 +77,10 @@ class Worker:
             else Prefetcher(driver, self._batches, self.options.lease_s)
         )
         self._holdings: Holdings | None = None
+        self._settler = Settler(
+            driver, failed_store, self.options, clock=clock, events=self._events,
+            locks_of=self._locks_of,
+        )  # fmt: skip
 
     @property
     def locks(self) -> LockBackend:
@@ -122,9 +126,9 @@ class Worker:
         try:
             env = decode(res.raw)
         except EnvelopeError as exc:
-            return self._fail_undecodable(res, exc)
+            return self._settler.fail_undecodable(res, exc)
         if env.failure is not None:
-            return self._record(res, env, env.failure)
+            return self._settler.record(res, env, env.failure)
         max_tries = env.max_tries or self.options.tries
         if policy.worker_lost(res.deliveries, env.max_deliveries or max_tries):
             lost = WorkerLost(
@@ -132,11 +136,13 @@ class Worker:
                 f"before finishing each time (max_deliveries={env.max_deliveries or max_tries})"
             )
             env = dataclasses.replace(env, attempts=env.attempts + res.deliveries - 1)
-            return self._fail(res, env, lost, self._job_or_none(env))
+            return self._settler.fail(res, env, lost, self._job_or_none(env))
         try:
             prepared = execute.prepare(env, self._registry)
         except KashqError as exc:  # unknown type, invalid payload, no handle()
-            return self._fail(res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None)
+            return self._settler.fail(
+                res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None
+            )
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
         attempt = env.attempts + 1
         unique.release_on_start(self._locks_of, env)
@@ -146,13 +152,13 @@ class Worker:
         took_s = time.perf_counter() - started
         if error is not None:
             self._events.emit(
-                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=_one_line(error)
+                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=one_line(error)
             )
-            return self._after_error(res, env, error, prepared.job, took_s)
+            return self._settler.after_error(res, env, error, prepared.job, took_s)
         self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
         unique.release_on_end(self._locks_of, env)
         if not defer_ack:
-            self._settle(self.driver.ack, res)
+            self._settler.settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
         return Outcome.COMPLETED
 
@@ -191,167 +197,10 @@ class Worker:
         try:
             env = decode(reservation.raw)
         except EnvelopeError as exc:
-            return self._fail_undecodable(reservation, exc)
+            return self._settler.fail_undecodable(reservation, exc)
         if env.failure is not None:
-            return self._record(reservation, env, env.failure)
-        return self._after_error(reservation, env, error, self._job_or_none(env))
-
-    def _after_error(
-        self,
-        res: Reservation,
-        env: Envelope,
-        error: BaseException,
-        job: Job | None,
-        took_s: float | None = None,
-    ) -> Outcome:
-        if isinstance(error, ReleaseJob):  # not a failure: a middleware put the job back
-            return self._release(res, env, error, job, took_s)
-        attempts = env.attempts + 1
-        env = dataclasses.replace(env, attempts=attempts)
-        max_tries = env.max_tries or self.options.tries
-        if not policy.should_retry(attempts, max_tries) or not policy.retryable(error):
-            return self._fail(res, env, error, job, took_s)
-        base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
-        delay_s = policy.backoff_delay(attempts, base_s)
-        retry = dataclasses.replace(env, available_at=self._clock.time() + delay_s)
-        self._settle(self.driver.release, res, retry)
-        self._events.emit(
-            EventKind.RETRIED,
-            res,
-            env,
-            attempt=attempts,
-            duration_s=took_s,
-            delay_s=delay_s,
-            error=_one_line(error),
-        )
-        job_log.info(
-            "%s %s attempt %d failed (%s); retry in %gs",
-            env.type,
-            env.id,
-            attempts,
-            _one_line(error),
-            delay_s,
-        )
-        return Outcome.RETRIED
-
-    def _release(
-        self,
-        res: Reservation,
-        env: Envelope,
-        release: ReleaseJob,
-        job: Job | None,
-        took_s: float | None,
-    ) -> Outcome:
-        """Put the job back as a middleware asked: no failure, the attempt counted only if asked."""
-        attempt = env.attempts + 1
-        if release.count_attempt:
-            env = dataclasses.replace(env, attempts=attempt)
-            if not policy.should_retry(attempt, env.max_tries or self.options.tries):
-                return self._fail(res, env, release, job, took_s)
-        back = dataclasses.replace(env, available_at=self._clock.time() + release.delay_s)
-        self._settle(self.driver.release, res, back)
-        self._events.emit(
-            EventKind.RETRIED, res, env, attempt=attempt, duration_s=took_s,
-            delay_s=release.delay_s, error=_one_line(release),
-        )  # fmt: skip
-        job_log.info("%s %s attempt %d %s", env.type, env.id, attempt, _one_line(release))
-        return Outcome.RETRIED
-
-    def _fail(
-        self,
-        res: Reservation,
-        env: Envelope,
-        error: BaseException,
-        job: Job | None,
-        took_s: float | None = None,
-    ) -> Outcome:
-        """Fail for good: tell the job, then record it (or park it if the store is down)."""
-        execute.call_failed_hook(job, error)
-        failure = Failure(error=_one_line(error), exception=_traceback(error))
-        return self._record(res, env, failure, took_s)
-
-    def _record(
-        self, res: Reservation, env: Envelope, failure: Failure, took_s: float | None = None
-    ) -> Outcome:
-        unique.release_on_end(self._locks_of, env)  # failed for good: an equal job may come
-        record = FailedJob(
-            uuid=env.id,
-            connection=self.options.connection,
-            queue=env.queue,
-            job_type=env.type,
-            payload=dataclasses.replace(env, failure=None).encode(),
-            error=failure.error,
-            exception=failure.exception,
-            attempts=env.attempts,
-            failed_at=utc_from_timestamp(self._clock.time()),
-        )
-        return self._store(res, record, env, failure, took_s)
-
-    def _fail_undecodable(self, res: Reservation, error: EnvelopeError) -> Outcome:
-        job_id, job_type = peek(res.raw)
-        record = FailedJob(
-            uuid=job_id or res.id,
-            connection=self.options.connection,
-            queue=res.queue,
-            job_type=job_type or "(undecodable)",
-            payload=res.raw,
-            error=str(error),
-            exception=str(error),
-            attempts=res.deliveries,
-            failed_at=utc_from_timestamp(self._clock.time()),
-        )
-        return self._store(res, record, None, None)
-
-    def _store(
-        self,
-        res: Reservation,
-        record: FailedJob,
-        env: Envelope | None,
-        failure: Failure | None,
-        took_s: float | None = None,
-    ) -> Outcome:
-        try:
-            self.failed_store.log(record)
-        except Exception as exc:
-            again = env is not None and env.failure is not None  # warned when first parked
-            log.log(
-                logging.INFO if again else logging.WARNING,
-                "could not record failed job %s (%s); keeping it queued, retry in %gs",
-                record.uuid,
-                _one_line(exc),
-                self.options.park_s,
-            )
-            if env is not None:
-                parked_at = self._clock.time() + self.options.park_s
-                parked = dataclasses.replace(env, failure=failure, available_at=parked_at)
-                self._settle(self.driver.release, res, parked)
-            # An undecodable job cannot carry a parked failure: leaving it
-            # reserved makes its lease lapse and the driver hand it out again.
-            self._events.emit(
-                EventKind.PARKED, res, env, job_type=record.job_type, queue=record.queue,
-                attempt=record.attempts, duration_s=took_s, error=record.error,
-            )  # fmt: skip
-            return Outcome.PARKED
-        self._settle(self.driver.ack, res)
-        self._events.emit(
-            EventKind.FAILED, res, env, job_type=record.job_type, queue=record.queue,
-            attempt=record.attempts, duration_s=took_s, error=record.error,
-        )  # fmt: skip
-        job_log.warning(
-            "%s %s failed for good after %d attempt(s): %s",
-            record.job_type,
-            record.uuid,
-            record.attempts,
-            record.error,
-        )
-        return Outcome.FAILED
-
-    def _settle(self, step: Callable[..., object], res: Reservation, *args: Envelope) -> None:
-        """Ack or release; if the driver fails, the lease lapses and the job comes back."""
-        try:
-            step(res, *args)
-        except DriverError as exc:
-            log.warning("could not settle job %s (%s); it will be delivered again", res.id, exc)
+            return self._settler.record(reservation, env, env.failure)
+        return self._settler.after_error(reservation, env, error, self._job_or_none(env))
 
     # -- loops ----------------------------------------------------------
     def drain(self) -> None:
@@ -529,7 +378,7 @@ class Worker:
     def _ack_now(self, reservations: list[Reservation]) -> None:
         if self._batches is None:
             for res in reservations:
-                self._settle(self.driver.ack, res)
+                self._settler.settle(self.driver.ack, res)
             return
         try:
             self._batches.ack_many(reservations)
@@ -549,7 +398,7 @@ class Worker:
             env = decode(res.raw)
         except EnvelopeError:
             return  # its lease brings it back; the next worker fails it properly
-        self._settle(self.driver.release, res, env)
+        self._settler.settle(self.driver.release, res, env)
 
     def _slots_left(self) -> int:
         """How many more jobs ``max_jobs`` allows beyond those claimed."""
@@ -579,18 +428,3 @@ class Worker:
         a sharded connection counts the shards that answer (its ``reachable_sizes``)."""
         sizes = getattr(self.driver, "reachable_sizes", self.driver.sizes)
         return all(s.total == 0 for s in sizes(self.options.queues).values())
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = text[0] if text else ""
-    name = type(error).__name__
-    if isinstance(error, KashqError):
-        return message or name
-    return f"{name}: {message}" if message else name
-
-
-def _traceback(error: BaseException) -> str:
-    if error.__traceback__ is None:
-        return _one_line(error)
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
