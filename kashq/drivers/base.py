@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
+from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.envelope import Envelope
 
 CONTROL_NAME_MAX = 191
@@ -24,6 +25,33 @@ def check_control_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= CONTROL_NAME_MAX:
         raise ValueError(f"control record name must be 1-{CONTROL_NAME_MAX} characters: {name!r}")
     return name
+
+
+StorageKind = Literal["memory", "redis", "database"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Storage:
+    """The storage a driver keeps its jobs in, which its locks and events share.
+
+    ``kind`` says what ``handle`` is: ``"memory"``, the driver object itself
+    (locks and events live in this process, one set per driver); ``"redis"``,
+    its redis-py client (keys under ``prefix``); ``"database"``, its SQLAlchemy
+    engine (tables named with the engine's table prefix). ``clock`` is the
+    driver's, so locks and counters run on the same (possibly fake) time as
+    the jobs they guard. :func:`kashq.locks.backend_for` and
+    :func:`kashq.events.store_for` choose by it, knowing no driver class.
+    """
+
+    kind: StorageKind
+    handle: object
+    prefix: str = ""
+    clock: Clock = SYSTEM_CLOCK
+
+    @property
+    def durable(self) -> bool:
+        """Whether what is stored outlives this process."""
+        return self.kind != "memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +95,11 @@ class Cleared:
 
 class Driver(Protocol):
     """What the dispatcher and the worker need from a queue backend."""
+
+    @property
+    def storage(self) -> Storage:
+        """Where this driver keeps its jobs: what its locks and event store share."""
+        ...
 
     def push(self, envelope: Envelope) -> None:
         """Store one job: ready now, or delayed until ``envelope.available_at``."""

@@ -54,7 +54,7 @@ from sqlalchemy.sql.dml import Insert
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
 from kashq.db.schema import MYSQL, Tables
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage, check_control_name
 from kashq.envelope import UNIQUE_KEY, Envelope, unique_claim
 from kashq.exceptions import DriverError
 
@@ -182,6 +182,10 @@ class DatabaseDriver:
     @property
     def engine(self) -> Engine:
         return self._db.engine
+
+    @property
+    def storage(self) -> Storage:
+        return Storage("database", self.engine, clock=self._clock)
 
     # -- producing ------------------------------------------------------
     def push(self, envelope: Envelope) -> None:

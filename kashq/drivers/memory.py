@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage, check_control_name
 from kashq.envelope import Envelope, unique_claim
 
 _READY, _DELAYED, _RESERVED = "ready", "delayed", "reserved"
@@ -54,6 +54,10 @@ class MemoryDriver:
         self._seq = itertools.count(1)
         self._cond = threading.Condition()
         self._control: dict[str, tuple[str, float | None]] = {}  # name -> (value, expires_at)
+
+    @property
+    def storage(self) -> Storage:
+        return Storage("memory", self, clock=self._clock)
 
     # -- producing ------------------------------------------------------
     def push(self, envelope: Envelope) -> None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, Driver, QueueSizes, Reservation
+from kashq.drivers.base import Cleared, Driver, QueueSizes, Reservation, Storage
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 
@@ -31,6 +31,10 @@ class SyncDriver:
         self._queues: dict[str, None] = {}  # insertion-ordered set
         self._lock = threading.RLock()
         self._draining = False
+
+    @property
+    def storage(self) -> Storage:
+        return Storage("memory", self, clock=self._clock)
 
     def push(self, envelope: Envelope) -> None:
         self.push_many((envelope,))

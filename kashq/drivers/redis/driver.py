@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, check_control_name
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage, check_control_name
 from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import (
     address_of,
@@ -72,6 +72,10 @@ class RedisDriver:
         self._scripts = Scripts(self.client, self._execute if self._pipelines else None)
         self._keys: dict[str, QueueKeys] = {}
         self._control_key = control_key(prefix)
+
+    @property
+    def storage(self) -> Storage:
+        return Storage("redis", self.client, prefix=self.prefix, clock=self._clock)
 
     def keys(self, queue: str) -> QueueKeys:
         found = self._keys.get(queue)

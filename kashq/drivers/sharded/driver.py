@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, QueueSizes, Reservation
+from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect, reason
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
@@ -112,6 +112,11 @@ class ShardedDriver:
     def primary(self) -> RedisDriver:
         """The first shard's driver: where locks, events and control records live."""
         return self.shards[0].driver
+
+    @property
+    def storage(self) -> Storage:
+        """The first shard's: one set of locks and one event stream for all shards."""
+        return self.primary.storage
 
     # -- producing ------------------------------------------------------
     def push(self, envelope: Envelope) -> None:
