@@ -70,23 +70,25 @@ from kashq.worker import (
 )
 
 if TYPE_CHECKING:
+    from kashq.drivers.sharded.driver import ShardedDriver
     from kashq.drivers.sharded.driver import ShardedDriver as ShardedQueue
     from kashq.drivers.sharded.strategy import ShardStrategy
 
-_LAZY = {
-    "ShardStrategy": "kashq.drivers.sharded.strategy",
-    "ShardedQueue": "kashq.drivers.sharded.driver",
+_LAZY = {  # name: (module, attribute)
+    "ShardStrategy": ("kashq.drivers.sharded.strategy", "ShardStrategy"),
+    "ShardedDriver": ("kashq.drivers.sharded.driver", "ShardedDriver"),
+    "ShardedQueue": ("kashq.drivers.sharded.driver", "ShardedDriver"),  # its earlier name
 }
 
 
 def __getattr__(name: str) -> Any:
     # The sharded driver loads redis-py only when used (memory users never need it).
-    module = _LAZY.get(name)
-    if module is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    attribute = "ShardedDriver" if name == "ShardedQueue" else name
+    module, attribute = where
     value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
@@ -151,6 +153,7 @@ __all__ = [
     "Scheduler",
     "Settings",
     "ShardStrategy",
+    "ShardedDriver",
     "ShardedQueue",
     "SlackAlerter",
     "SyncDriver",

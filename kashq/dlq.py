@@ -1,11 +1,9 @@
-"""The dead-letter queue API: list, retry, forget and alert on failed jobs from code.
+"""The dead-letter queue from code: list, retry, forget and alert on failed jobs.
 
-:class:`DeadLetterQueue` wraps a failed-job store (the current manager's by
-default) and the manager's connections. Retrying works as ``queue:retry``
-does: decode the stored envelope, reset its attempts, failure and due time,
-push it with the same job id onto the record's connection, and only then
-forget the record, so a crash between the two leaves a duplicate at worst,
-never a lost job. :func:`push_back` is that step on its own.
+What a failed job (a dead letter) is, where it is kept and how the shell
+reaches it: :mod:`kashq.failed`. :class:`DeadLetterQueue` wraps a failed-job
+store (the current manager's by default) and the manager's connections;
+:func:`push_back` is the retry step that it and ``queue:retry`` share.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class QueueManager:
             return driver
 
     def add_connection(self, name: str, driver: Driver) -> None:
-        """Serve connection ``name`` with ``driver`` (e.g. a :class:`kashq.ShardedQueue`).
+        """Serve connection ``name`` with ``driver`` (e.g. a :class:`kashq.ShardedDriver`).
 
         Jobs reach it with ``on_connection(name)`` or ``connection = name``.
         The manager closes it with the others.

@@ -13,6 +13,8 @@ to put the job back on its queue for later without counting a failure::
         def middleware(self) -> list[Middleware]:
             return [WithoutOverlapping(str(self.account_id)), RateLimited("api", 10, 60)]
 
+Durations are seconds, named ``*_s`` (``release_after_s``, ``per_s``); the
+built-in middleware also take the names they had before as keywords.
 Middleware run synchronously in the worker's thread. :func:`current` gives
 them (and ``handle()``) the job's :class:`JobContext`: the worker's driver,
 lock backend, envelope and clock.
@@ -20,12 +22,14 @@ lock backend, envelope and clock.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from kashq.clock import Clock
 from kashq.drivers.base import Driver
@@ -144,34 +148,78 @@ def _count(name: str, value: object) -> int:
     return value
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _older_names(**renamed: str) -> Callable[[_F], _F]:
+    """Let a function also take some arguments by an older name, as keywords (``old="new"``).
+
+    Giving an argument under both names is a TypeError, as giving it twice is.
+    """
+
+    def decorate(fn: _F) -> _F:
+        where = fn.__qualname__.removesuffix(".__init__")
+        params = inspect.signature(fn).parameters.values()
+        positional = [p.name for p in params if p.kind is not p.KEYWORD_ONLY]
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if kwargs:
+                for old, new in renamed.items():
+                    if old in kwargs:
+                        if new in kwargs or new in positional[: len(args)]:
+                            raise TypeError(
+                                f"{where}() got both {new!r} and its older name {old!r}: "
+                                f"give {new!r} only"
+                            )
+                        kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return cast(_F, call)
+
+    return decorate
+
+
 class WithoutOverlapping:
     """Never run two jobs of this type with the same ``key`` at once (across workers).
 
     Holds lock ``overlap:<job type>:<key>`` while the job runs (at most
-    ``expire_after`` seconds, in case its worker dies); a job finding it held
-    is released for ``release_after`` seconds.
+    ``expire_after_s`` seconds, in case its worker dies); a job finding it
+    held is released for ``release_after_s`` seconds. Older names:
+    ``release_after``, ``expire_after``.
     """
 
+    @_older_names(release_after="release_after_s", expire_after="expire_after_s")
     def __init__(
         self,
         key: str | int = "",
         *,
-        release_after: float = 5,
-        expire_after: float = 300,
+        release_after_s: float = 5,
+        expire_after_s: float = 300,
         count_attempt: bool = False,
     ) -> None:
         self.key = str(key)
-        self.release_after = _positive("release_after", release_after)
-        self.expire_after = _positive("expire_after", expire_after)
+        self.release_after_s = _positive("release_after_s", release_after_s)
+        self.expire_after_s = _positive("expire_after_s", expire_after_s)
         self.count_attempt = count_attempt
+
+    @property
+    def release_after(self) -> float:
+        """The older name of :attr:`release_after_s`."""
+        return self.release_after_s
+
+    @property
+    def expire_after(self) -> float:
+        """The older name of :attr:`expire_after_s`."""
+        return self.expire_after_s
 
     def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
         """Run ``call_next`` holding the overlap lock, or release the job if it is held."""
         lock_key = f"overlap:{job.type_name}:{self.key}"
-        lock = current().locks.try_acquire(lock_key, self.expire_after)
+        lock = current().locks.try_acquire(lock_key, self.expire_after_s)
         if lock is None:
             raise ReleaseJob(
-                self.release_after,
+                self.release_after_s,
                 count_attempt=self.count_attempt,
                 reason=f"{lock_key} is held by another job",
             )
@@ -182,43 +230,60 @@ class WithoutOverlapping:
 
 
 class RateLimited:
-    """Let at most ``max`` jobs through per ``per_seconds`` window for ``key``.
+    """Let at most ``limit`` jobs through per ``per_s`` seconds window for ``key``.
 
     Counted on the worker connection's lock backend, so the limit is global
     across workers on Redis and database connections. A job over the limit
-    is released until the window ends, without counting an attempt.
+    is released until the window ends, without counting an attempt. Older
+    names: ``max``, ``per_seconds``.
     """
 
-    def __init__(self, key: str, max: int, per_seconds: float) -> None:
+    @_older_names(max="limit", per_seconds="per_s")
+    def __init__(self, key: str, limit: int, per_s: float) -> None:
         self.key = str(key)
-        self.max = _count("max", max)
-        self.per_seconds = _positive("per_seconds", per_seconds)
+        self.limit = _count("limit", limit)
+        self.per_s = _positive("per_s", per_s)
+
+    @property
+    def max(self) -> int:
+        """The older name of :attr:`limit`."""
+        return self.limit
+
+    @property
+    def per_seconds(self) -> float:
+        """The older name of :attr:`per_s`."""
+        return self.per_s
 
     def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
         """Count this run; over the limit, release the job until the window ends."""
         context = current()
-        hits = context.locks.hit(f"rate:{self.key}", self.per_seconds)
-        if hits > self.max:
-            wait_s = window_remaining_s(context.clock.time(), self.per_seconds)
+        hits = context.locks.hit(f"rate:{self.key}", self.per_s)
+        if hits > self.limit:
+            wait_s = window_remaining_s(context.clock.time(), self.per_s)
             raise ReleaseJob(wait_s, reason=f"rate limit {self.key!r} reached")
         return call_next()
 
 
 class ThrottlesExceptions:
-    """After ``max_exceptions`` failures within ``decay_seconds``, hold off running the job.
+    """After ``max_exceptions`` failures within ``decay_s`` seconds, hold off running the job.
 
     Every exception the job raises is counted (``hit``) and still follows the
     retry rules. Once the count reaches ``max_exceptions`` in a window, jobs
     using the same ``key`` (default: the job type) are released, without
-    running and without counting an attempt, until that window ends.
+    running and without counting an attempt, until that window ends. Older
+    name: ``decay_seconds``.
     """
 
-    def __init__(
-        self, max_exceptions: int, decay_seconds: float, *, key: str | None = None
-    ) -> None:
+    @_older_names(decay_seconds="decay_s")
+    def __init__(self, max_exceptions: int, decay_s: float, *, key: str | None = None) -> None:
         self.max_exceptions = _count("max_exceptions", max_exceptions)
-        self.decay_seconds = _positive("decay_seconds", decay_seconds)
+        self.decay_s = _positive("decay_s", decay_s)
         self.key = key
+
+    @property
+    def decay_seconds(self) -> float:
+        """The older name of :attr:`decay_s`."""
+        return self.decay_s
 
     def handle(self, job: Job, call_next: Callable[[], Any]) -> Any:
         """Release the job while throttled; otherwise run it and count its exception."""
@@ -237,8 +302,8 @@ class ThrottlesExceptions:
         except ReleaseJob:
             raise
         except Exception:
-            if context.locks.hit(f"throttle:{key}", self.decay_seconds) >= self.max_exceptions:
+            if context.locks.hit(f"throttle:{key}", self.decay_s) >= self.max_exceptions:
                 failed_at = context.clock.time()
-                left_s = window_remaining_s(failed_at, self.decay_seconds)
+                left_s = window_remaining_s(failed_at, self.decay_s)
                 context.driver.put_control(flag, repr(failed_at + left_s), ttl_s=left_s)
             raise

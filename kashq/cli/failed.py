@@ -1,10 +1,9 @@
-"""Failed jobs: ``queue:failed``, ``queue:failed:show``, ``queue:retry``, ``queue:forget``,
-``queue:flush`` and ``queue:prune-failed``.
+"""The dead-letter queue from the shell: ``queue:failed``, ``queue:failed:show``,
+``queue:retry``, ``queue:forget``, ``queue:flush`` and ``queue:prune-failed``.
 
-They read and change the failed-job store of the configured connection (the
-``failed_jobs`` table at ``KASHQ_DATABASE_URL`` for database and redis).
-``queue:retry`` pushes a job back before it forgets the record, so a failure
-between the two leaves a duplicate at worst, never a lost job.
+They read and change the failed-job store of the configured connection; what a
+failed job (a dead letter) is and where it is kept: :mod:`kashq.failed`.
+``queue:retry`` retries as :class:`kashq.dlq.DeadLetterQueue` does (:func:`~kashq.dlq.push_back`).
 """
 
 from __future__ import annotations

@@ -20,11 +20,11 @@ from kashq.cli.common import (
     queue_list,
     shown_url,
 )
-from kashq.cli.joblines import JobLines
 from kashq.config import Settings
 from kashq.drivers.base import Driver
 from kashq.exceptions import DriverError
 from kashq.imports import ImportFailed, check_in_subprocess
+from kashq.supervisor.lines import JobLines
 from kashq.supervisor.spec import Output, WorkSpec
 
 if TYPE_CHECKING:

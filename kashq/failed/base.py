@@ -1,8 +1,8 @@
-"""The failed-job store: where jobs that failed for good are recorded.
+"""The failed-job store protocol; what a failed job is and how it is reached: :mod:`kashq.failed`.
 
-This is kashq's dead-letter queue. The worker writes to it through
-:class:`FailedJobStore`; the memory implementation lives beside this module
-and the database table (``failed_jobs``) implements the same protocol.
+The worker writes through :class:`FailedJobStore`; the memory implementation
+lives beside this module and the database table (``failed_jobs``) implements
+the same protocol.
 ``log`` keeps one record per ``uuid``: a job delivered twice and failed twice
 is recorded once, and a later failure of the same job (after ``queue:retry``)
 replaces the earlier record. ``forget(key, failed_at=...)`` deletes a record

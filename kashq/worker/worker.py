@@ -41,6 +41,43 @@ _DRAIN_STEP_S = 0.05
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
 
 
+@dataclasses.dataclass(slots=True)
+class _Consumer:
+    """What one consumer thread carries from one job to the next (one per thread, not per job)."""
+
+    waiting: PrefetchedJobs  # jobs reserved ahead of the running one
+    acks: list[Reservation] = dataclasses.field(default_factory=list)  # sent with the next reserve
+    last_s: float | None = None  # how long the last job ran: sizes the next batch
+    pause_s: float = 0.0  # the wait after the last failed round (0: the last round went well)
+
+    def running(self) -> float:
+        """A job starts now (the prefetch watcher reads when); returns the time."""
+        self.waiting.running_since = now = time.monotonic()
+        return now
+
+    def ran(self, res: Reservation, outcome: Outcome, started: float) -> None:
+        """The job ran to ``outcome``; a completed one is acknowledged with the next reserve."""
+        self.waiting.running_since = None
+        self.last_s = time.monotonic() - started
+        if outcome is Outcome.COMPLETED:
+            self.acks.append(res)
+
+    def first_of(self, batch: list[Reservation]) -> Reservation | None:
+        """The job of ``batch`` to run now; the others wait behind it."""
+        if len(batch) > 1:
+            self.waiting.hold(batch[1:])
+        return batch[0] if batch else None
+
+    def sent_acks(self) -> None:
+        """A reserve acknowledged :attr:`acks`."""
+        self.acks.clear()
+
+    def pause(self) -> float:
+        """How long to wait after a failed round: doubling from 0.1 s up to 5 s."""
+        self.pause_s = min(max(self.pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
+        return self.pause_s
+
+
 class Worker:
     """Consumes jobs from one driver, recording permanent failures in a store."""
 
@@ -285,16 +322,15 @@ class Worker:
         return self._active > 0
 
     def _consume(self) -> None:
-        acks: list[Reservation] = []  # completed, acknowledged with the next reserve
-        waiting = self._prefetch.register() if self._prefetch is not None else PrefetchedJobs()
-        last_s: float | None = None  # how long the last job ran: sizes the next batch
-        pause_s = 0.0
+        loop = _Consumer(
+            self._prefetch.register() if self._prefetch is not None else PrefetchedJobs()
+        )
         try:
             while not self._stopping.is_set():
                 if not self._claim_slot():  # --max-jobs or --max-time reached
                     break
                 try:
-                    res, empty = self._next_job(waiting, acks, last_s)
+                    res, empty = self._next_job(loop)
                     if empty:
                         self._unclaim_slot()
                         break
@@ -302,16 +338,12 @@ class Worker:
                         self._unclaim_slot()
                         self._events.emit(EventKind.IDLE, None, None)
                     else:
-                        waiting.running_since = started = time.monotonic()
-                        outcome = self.process(res, defer_ack=True)
-                        waiting.running_since = None
-                        last_s = time.monotonic() - started
-                        if outcome is Outcome.COMPLETED:
-                            acks.append(res)
-                    pause_s = 0.0
+                        started = loop.running()
+                        loop.ran(res, self.process(res, defer_ack=True), started)
+                    loop.pause_s = 0.0
                 except Exception as exc:  # DriverError: unreachable queue; else a kashq bug
                     self._unclaim_slot()
-                    pause_s = min(max(pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
+                    pause_s = loop.pause()
                     if isinstance(exc, DriverError):
                         log.warning("queue unavailable (%s); retrying in %.1fs", exc, pause_s)
                     else:
@@ -319,26 +351,23 @@ class Worker:
                     self._stopping.wait(pause_s)
         finally:
             if self._prefetch is not None:
-                self._prefetch.unregister(waiting)
-            if acks:
-                self._ack_now(acks)
+                self._prefetch.unregister(loop.waiting)
+            if loop.acks:
+                self._ack_now(loop.acks)
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
 
-    def _next_job(
-        self, waiting: PrefetchedJobs, acks: list[Reservation], last_s: float | None
-    ) -> tuple[Reservation | None, bool]:
+    def _next_job(self, loop: _Consumer) -> tuple[Reservation | None, bool]:
         """The job to run next (None: none came), and whether ``--stop-when-empty`` ends here."""
         opts = self.options
-        res = None if self._prefetch is None else self._prefetch.take(waiting)
+        res = None if self._prefetch is None else self._prefetch.take(loop.waiting)
         if res is None:
-            res = self._fetch(0.0 if opts.stop_when_empty else opts.sleep_s, acks, waiting, last_s)
-            acks.clear()
+            res = self._fetch(loop, 0.0 if opts.stop_when_empty else opts.sleep_s)
             if res is None and opts.stop_when_empty:
                 if self._queues_empty():
                     return None, True
-                res = self._fetch(opts.sleep_s, [], waiting, last_s)  # delayed or reserved remain
+                res = self._fetch(loop, opts.sleep_s)  # delayed or reserved jobs remain
         if res is not None and self._stopping.is_set():
             self._hand_back(res)  # reserved while stop was requested
             return None, False
@@ -346,15 +375,11 @@ class Worker:
             self._holdings.taking(res)
         return res, False
 
-    def _fetch(
-        self,
-        wait_s: float,
-        acks: list[Reservation],
-        waiting: PrefetchedJobs,
-        last_s: float | None,
-    ) -> Reservation | None:
-        """Reserve the next job (acknowledging ``acks``), keeping any prefetched in ``waiting``."""
+    def _fetch(self, loop: _Consumer, wait_s: float) -> Reservation | None:
+        """Reserve the next job, acknowledging ``loop``'s completed ones; the jobs
+        reserved with it wait in ``loop``."""
         opts = self.options
+        acks = loop.acks
         if self._batches is None:
             if len(acks) > 1:
                 self._ack_now(acks[:-1])
@@ -362,18 +387,16 @@ class Worker:
             res = self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
             if self._holdings is not None:
                 self._holdings.reserved([] if res is None else [res])
-            return res
-        limit = min(batch_size(opts.prefetch, last_s), self._slots_left() + 1)
-        found = self._batches.reserve_batch(
-            opts.queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
-        )
-        if self._holdings is not None:
-            self._holdings.reserved(found)
-        if not found:
-            return None
-        if len(found) > 1:
-            waiting.hold(found[1:])
-        return found[0]
+        else:
+            limit = min(batch_size(opts.prefetch, loop.last_s), self._slots_left() + 1)
+            found = self._batches.reserve_batch(
+                opts.queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
+            )
+            if self._holdings is not None:
+                self._holdings.reserved(found)
+            res = loop.first_of(found)
+        loop.sent_acks()
+        return res
 
     def _ack_now(self, reservations: list[Reservation]) -> None:
         if self._batches is None:

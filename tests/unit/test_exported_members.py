@@ -125,3 +125,11 @@ def test_version_is_exported_as_a_string() -> None:
     assert "__version__" in kashq.__all__
     assert isinstance(kashq.__version__, str)
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", kashq.__version__)
+
+
+def test_sharded_driver_is_exported_and_sharded_queue_is_another_name_for_it() -> None:
+    from kashq.drivers.sharded import ShardedDriver
+
+    assert kashq.ShardedDriver is ShardedDriver
+    assert kashq.ShardedQueue is ShardedDriver
+    assert {"ShardedDriver", "ShardedQueue"} <= set(kashq.__all__)

@@ -14,13 +14,13 @@ from pydantic import BaseModel
 
 import kashq
 from kashq import Job, Outcome, Worker, WorkerOptions
-from kashq.cli.joblines import JobLines
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.exceptions import FailedStoreError
 from kashq.failed.base import FailedJob
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.supervisor.child import WorkerProcess
+from kashq.supervisor.lines import JobLines
 from kashq.supervisor.slots import Slots
 from kashq.supervisor.spec import Output, WorkSpec
 from kashq.testing import FakeClock

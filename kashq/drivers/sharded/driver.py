@@ -60,12 +60,13 @@ class Shard:
 
 
 class ShardedDriver:
-    """Queues spread over several Redis servers (``kashq.ShardedQueue``).
+    """Queues spread over several Redis servers (``kashq.ShardedDriver``).
 
     ``shards`` are Redis URLs (or :class:`RedisDriver` instances); their order
     matters to in-flight reservations, so keep it stable while jobs run.
     ``reply_timeout_s`` bounds every read from a shard given by URL; it must be
-    longer than the wake-up watchers' 1 s wait.
+    longer than the wake-up watchers' 1 s wait. ``kashq.ShardedQueue`` is an
+    older name for this class.
     """
 
     def __init__(
