@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry
 from kashq import Job, MemoryDriver, MemoryFailedJobStore, Worker, WorkerOptions
 from kashq.drivers.base import Reservation
 from kashq.envelope import Envelope, new_job_id
+from kashq.jobevents import EventKind, JobEvent
 from kashq.metrics import Metrics
-from kashq.worker.events import EventKind, JobEvent
 
 RUNS = 5
 

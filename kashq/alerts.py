@@ -35,7 +35,7 @@ from kashq._version import __version__
 from kashq.config import Settings
 from kashq.exceptions import ConfigError, KashqError
 from kashq.failed.base import FailedJob, utc_from_timestamp
-from kashq.worker.events import EventKind, JobEvent
+from kashq.jobevents import EventKind, JobEvent
 
 log = logging.getLogger(__name__)
 

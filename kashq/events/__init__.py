@@ -1,8 +1,9 @@
 """The event store: every job's lifecycle recorded, per-job history, live subscription.
 
 A worker listener and the dispatcher feed an :class:`EventRecorder`, which
-writes :class:`Event` rows in batches from a background thread to the store of
-the connection the jobs run on (:func:`store_for`): a Redis stream, the
+writes :class:`Event` rows in batches from a background thread to the store
+sharing the storage of the connection the jobs run on (:func:`store_for`, by
+the driver's :class:`~kashq.drivers.base.Storage`): a Redis stream, the
 ``job_events`` table, or memory for the memory and sync drivers::
 
     from kashq.events import EventRecorder, store_for
@@ -17,12 +18,12 @@ the connection the jobs run on (:func:`store_for`): a Redis stream, the
 
 from __future__ import annotations
 
-import sys
 import threading
 import weakref
 from typing import Any
 
 from kashq.config import Settings
+from kashq.drivers.base import Storage
 from kashq.events.base import (
     EVENT_TYPES,
     Event,
@@ -43,41 +44,45 @@ __all__ = [
     "store_for",
 ]
 
+# Memory events are state held by the store object, so everyone on one storage
+# must get the same store: one per storage handle (the driver itself). Weak
+# keys: a driver that is gone takes its events with it.
 _memory_stores: weakref.WeakKeyDictionary[Any, MemoryEventStore] = weakref.WeakKeyDictionary()
 _memory_lock = threading.Lock()
 
 
 def store_for(driver: Any, settings: Settings, *, always: bool = False) -> EventStore:
-    """The event store that goes with ``driver``, chosen by the driver's type.
+    """The event store that shares ``driver``'s storage.
 
-    A Redis driver gets the stream under its prefix (sharing its client; a
-    sharded connection, its first shard's), a
-    database driver the ``job_events`` table (sharing its engine), anything
-    else (memory, sync) one in-memory store per driver instance. With
-    ``settings.events`` off this is a :class:`NullEventStore` (nothing is
-    recorded), unless ``always`` (for reading what was recorded before).
+    Chosen by :attr:`driver.storage <kashq.drivers.base.Driver.storage>`, never
+    by the driver's class: ``"redis"`` → the stream under its prefix, on its
+    client (a sharded connection states its first shard's); ``"database"`` →
+    the ``job_events`` table, on its engine (which carries the table prefix);
+    ``"memory"``, or a driver that states no storage → one in-memory store per
+    driver, the same on every call. With ``settings.events`` off this is a
+    :class:`NullEventStore` (nothing is recorded), unless ``always`` (for
+    reading what was recorded before).
     """
     if not settings.events and not always:
         return NullEventStore()
-    if _is(driver, "kashq.drivers.sharded.driver", "ShardedDriver"):
-        driver = driver.primary  # one stream, on the first shard
-    if _is(driver, "kashq.drivers.redis.driver", "RedisDriver"):
+    storage = getattr(driver, "storage", None)
+    if not isinstance(storage, Storage):
+        return _memory_store(driver, settings)
+    handle: Any = storage.handle
+    if storage.kind == "redis":
         from kashq.events.redis import RedisEventStore
 
-        return RedisEventStore(driver.client, prefix=driver.prefix, max_len=settings.events_max_len)
-    if _is(driver, "kashq.drivers.database", "DatabaseDriver"):
+        return RedisEventStore(handle, prefix=storage.prefix, max_len=settings.events_max_len)
+    if storage.kind == "database":
         from kashq.events.database import DatabaseEventStore
 
-        return DatabaseEventStore(driver.engine)
+        return DatabaseEventStore(handle)
+    return _memory_store(handle, settings)
+
+
+def _memory_store(owner: Any, settings: Settings) -> MemoryEventStore:
     with _memory_lock:
-        store = _memory_stores.get(driver)
+        store = _memory_stores.get(owner)
         if store is None:
-            store = _memory_stores[driver] = MemoryEventStore(max_len=settings.events_max_len)
+            store = _memory_stores[owner] = MemoryEventStore(max_len=settings.events_max_len)
         return store
-
-
-def _is(driver: Any, module: str, name: str) -> bool:
-    """``isinstance(driver, module.name)``, without importing a module nobody loaded
-    (a driver of that class cannot exist then; memory users never load redis or SQLAlchemy)."""
-    loaded = sys.modules.get(module)
-    return loaded is not None and isinstance(driver, getattr(loaded, name))

@@ -34,7 +34,7 @@ from kashq.events import base
 from kashq.events.base import Event, EventStore, TextEventStore
 from kashq.events.memory import NullEventStore
 from kashq.exceptions import KashqError
-from kashq.worker.events import EventKind, JobEvent
+from kashq.jobevents import EventKind, JobEvent
 
 log = logging.getLogger(__name__)
 

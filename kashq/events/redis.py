@@ -34,6 +34,7 @@ import redis
 
 from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import address_of, connect, failure, longest_block_s
+from kashq.drivers.redis.keys import stream_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.events.base import (
     DEFAULT_POLL_S,
@@ -53,11 +54,6 @@ _APPEND_CHUNK = 1000  # events per script call
 # How far before a job's dispatched event (in stream time) a history scan still
 # looks: covers clock differences between the dispatcher's host and Redis.
 _SCAN_MARGIN_MS = 60_000
-
-
-def stream_key(prefix: str) -> str:
-    """The stream holding every event under ``prefix`` (one hash tag: one cluster slot)."""
-    return f"{prefix}:{{events}}:stream"
 
 
 class RedisEventStore(Subscribing):

@@ -3,7 +3,8 @@
 Three backends keep one protocol (:class:`LockBackend`): :class:`DistributedLock`
 on Redis, :class:`DatabaseLocks` on kashq's SQL tables, :class:`MemoryLocks` in
 one process. :func:`backend_for` picks the one that shares a queue driver's
-storage, which is what job middleware (overlap guards, rate limits, unique
+storage (by the driver's :class:`~kashq.drivers.base.Storage`, never by its
+class), which is what job middleware (overlap guards, rate limits, unique
 jobs) and the scheduler use.
 
     from kashq.locks import DistributedLock
@@ -19,6 +20,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from kashq.drivers.base import Storage
 from kashq.exceptions import ConfigError
 from kashq.locks.base import Lock, LockBackend, LockNotAcquired
 from kashq.locks.held import HeldLock
@@ -39,9 +41,12 @@ __all__ = [
     "backend_for",
 ]
 
-# One backend per driver object, so every thread of a process that uses one
-# driver (dispatcher, workers) shares the memory backend's state. Weak keys: a
-# driver that is gone takes its backend with it.
+# Memory locks are state held by the backend object, so everyone on one storage
+# must get the same object: those are kept per storage handle (the driver
+# itself). Redis and database locks are state on the server; their backend is
+# kept per driver object only so it is built once (keyed by the client or
+# engine, which the backend holds, an entry would never be dropped). Weak keys:
+# a driver that is gone takes its backend with it.
 _BACKENDS: weakref.WeakKeyDictionary[Any, LockBackend] = weakref.WeakKeyDictionary()
 _BACKENDS_MUTEX = threading.Lock()
 
@@ -49,44 +54,36 @@ _BACKENDS_MUTEX = threading.Lock()
 def backend_for(driver: object) -> LockBackend:
     """The lock backend that shares ``driver``'s storage (the same one on every call).
 
-    Redis driver → :class:`DistributedLock` on its client and prefix (a sharded
-    connection: its first shard's); database
-    driver → :class:`DatabaseLocks` on its engine; memory and sync drivers →
-    one :class:`MemoryLocks` per driver (same clock), valid within this process.
+    Chosen by :attr:`driver.storage <kashq.drivers.base.Driver.storage>`, never
+    by the driver's class: ``"redis"`` → :class:`DistributedLock` on its client
+    and prefix (a sharded connection states its first shard's); ``"database"``
+    → :class:`DatabaseLocks` on its engine (which carries the table prefix);
+    ``"memory"`` → one :class:`MemoryLocks` per driver, valid within this
+    process. Every backend runs on the storage's clock.
     """
+    storage = getattr(driver, "storage", None)
+    if not isinstance(storage, Storage):
+        raise ConfigError(f"no lock backend for the {type(driver).__name__} driver")
+    owner = storage.handle if storage.kind == "memory" else driver
     with _BACKENDS_MUTEX:
-        backend = _BACKENDS.get(driver)
+        backend = _BACKENDS.get(owner)
         if backend is None:
-            backend = _BACKENDS[driver] = _build(driver)
+            backend = _BACKENDS[owner] = _build(storage, driver)
         return backend
 
 
-def _build(driver: object) -> LockBackend:
-    from kashq.clock import SYSTEM_CLOCK
-    from kashq.drivers.memory import MemoryDriver
-    from kashq.drivers.sync import SyncDriver
-
-    # The drivers keep their clock private; the memory backend must expire on
-    # the same (possibly fake) time as the jobs it guards.
-    clock = getattr(driver, "_clock", SYSTEM_CLOCK)
-    if isinstance(driver, MemoryDriver | SyncDriver):
-        return MemoryLocks(clock)
-    from kashq.drivers.redis.driver import RedisDriver
-    from kashq.drivers.sharded.driver import ShardedDriver
-
-    if isinstance(driver, ShardedDriver):
-        return _build(driver.primary)  # locks live on the first shard
-
-    if isinstance(driver, RedisDriver):
+def _build(storage: Storage, driver: object) -> LockBackend:
+    handle: Any = storage.handle
+    if storage.kind == "memory":
+        return MemoryLocks(storage.clock)
+    if storage.kind == "redis":
         from kashq.locks.redis import DistributedLock
 
-        return DistributedLock(driver.client, prefix=driver.prefix, clock=clock)
-    from kashq.drivers.database import DatabaseDriver
-
-    if isinstance(driver, DatabaseDriver):
+        return DistributedLock(handle, prefix=storage.prefix, clock=storage.clock)
+    if storage.kind == "database":
         from kashq.locks.database import DatabaseLocks
 
-        return DatabaseLocks(driver.engine, clock=clock)
+        return DatabaseLocks(handle, clock=storage.clock)
     raise ConfigError(f"no lock backend for the {type(driver).__name__} driver")
 
 

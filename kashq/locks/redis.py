@@ -21,20 +21,11 @@ import redis
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import address_of, connect, failure
+from kashq.drivers.redis.keys import counter_key, lock_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.locks.held import HeldLock, acquire_waiting, check_ttl, new_token
 
 T = TypeVar("T")
-
-
-def lock_key(prefix: str, key: str) -> str:
-    """The Redis key of lock ``key``: ``<prefix>:lock:{<key>}``."""
-    return f"{prefix}:lock:{{{key}}}"
-
-
-def counter_key(prefix: str, key: str, window: int) -> str:
-    """The Redis key of counter ``key`` in window number ``window``."""
-    return f"{prefix}:count:{{{key}}}:{window}"
 
 
 def _ms(seconds: float) -> int:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from kashq.envelope import Envelope
+from kashq.jobevents import EventKind, JobEvent
 from kashq.metrics.sizes import QueueSizeCollector
-from kashq.worker.events import EventKind, JobEvent
 
 if TYPE_CHECKING:
     from kashq.drivers.base import Driver

@@ -30,13 +30,13 @@ from kashq.config import load_settings
 from kashq.drivers.base import Reservation
 from kashq.exceptions import ConfigError, ImportFailed, JobTimeout, KashqError, WorkerLost
 from kashq.imports import import_job_modules
+from kashq.jobevents import EventKind, JobEvent
 from kashq.manager import QueueManager
 from kashq.metrics import DefaultMetrics
 from kashq.supervisor.control import settle_left_behind
 from kashq.supervisor.lines import JobLines
 from kashq.supervisor.slots import Slots, SlotState, SlotView, SlotWriter
 from kashq.supervisor.spec import Exit, WorkSpec
-from kashq.worker.events import EventKind, JobEvent
 from kashq.worker.worker import Worker
 
 COMMAND = (

@@ -25,8 +25,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from kashq.jobevents import EventKind, JobEvent
 from kashq.supervisor.spec import Output
-from kashq.worker.events import EventKind, JobEvent
 
 _PLAIN_WIDTH = 100
 _STATUS = {

@@ -20,10 +20,11 @@ from kashq.envelope import Envelope, Failure, peek
 from kashq.exceptions import DriverError, EnvelopeError, KashqError
 from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
+from kashq.jobevents import EventKind
 from kashq.locks import LockBackend
 from kashq.middleware import ReleaseJob
 from kashq.worker import execute, policy, unique
-from kashq.worker.events import EventKind, Listeners
+from kashq.worker.events import Listeners
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome
 

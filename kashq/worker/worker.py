@@ -22,11 +22,12 @@ from kashq.envelope import Envelope, decode
 from kashq.exceptions import DriverError, EnvelopeError, KashqError, WorkerLost
 from kashq.failed.base import FailedJobStore
 from kashq.job import Job
+from kashq.jobevents import EventKind, Listener
 from kashq.locks import LockBackend, backend_for
 from kashq.middleware import JobContext
 from kashq.registry import REGISTRY, Registry
 from kashq.worker import execute, policy, unique
-from kashq.worker.events import EventKind, Listener, Listeners
+from kashq.worker.events import Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats

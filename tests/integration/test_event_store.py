@@ -23,6 +23,7 @@ from kashq.drivers.base import Driver
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.redis import RedisDriver
+from kashq.drivers.redis.keys import stream_key
 from kashq.envelope import Envelope
 from kashq.events import (
     Event,
@@ -34,7 +35,7 @@ from kashq.events import (
     store_for,
 )
 from kashq.events.database import DatabaseEventStore
-from kashq.events.redis import RedisEventStore, stream_key
+from kashq.events.redis import RedisEventStore
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.testing import FakeClock
 from kashq.worker.options import WorkerOptions

@@ -293,3 +293,10 @@ def test_forget_with_a_stale_failed_at_keeps_a_newer_failure(store):
     assert newer.error == "second"
     assert store.forget(first.id, failed_at=newer.failed_at) is True
     assert store.count() == 0
+
+
+def test_every_store_can_be_closed_and_closing_again_is_harmless(store):
+    store.log(failed())
+
+    store.close()
+    store.close()

@@ -13,9 +13,9 @@ from kashq.drivers.base import QueueSizes
 from kashq.drivers.redis import RedisDriver
 from kashq.envelope import Envelope
 from kashq.failed.memory import MemoryFailedJobStore
+from kashq.jobevents import EventKind
 from kashq.testing import FakeClock
 from kashq.worker import prefetch
-from kashq.worker.events import EventKind
 from tests.support.redis import redis_driver
 
 RAN: list[tuple[int, str]] = []  # (n, thread name)

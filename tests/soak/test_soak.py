@@ -29,8 +29,7 @@ import pytest
 import redis
 
 from kashq.drivers.redis import RedisDriver
-from kashq.drivers.redis.keys import queue_keys
-from kashq.events.redis import stream_key
+from kashq.drivers.redis.keys import queue_keys, stream_key
 from kashq.failed.database import DatabaseFailedJobStore
 from tests.chaos.chaos_jobs import FailsForGood, Work
 from tests.chaos.harness import PREFETCH, Chaos, Fault

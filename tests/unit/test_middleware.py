@@ -23,6 +23,7 @@ from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.exceptions import KashqError
 from kashq.failed.memory import MemoryFailedJobStore
+from kashq.jobevents import EventKind, JobEvent
 from kashq.locks import backend_for
 from kashq.middleware import (
     Middleware,
@@ -33,7 +34,6 @@ from kashq.middleware import (
     current,
 )
 from kashq.testing import FakeClock, MemoryQueue, memory_queue
-from kashq.worker.events import EventKind, JobEvent
 
 CALLS: list[Any] = []
 

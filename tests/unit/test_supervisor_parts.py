@@ -15,12 +15,12 @@ from kashq.drivers.base import Reservation
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.imports import ImportFailed, import_job_modules
+from kashq.jobevents import EventKind, JobEvent
 from kashq.supervisor import held
 from kashq.supervisor.lines import JobLines, delay, duration
 from kashq.supervisor.slots import _DATA_AT, DATA_BYTES, SLOT_BYTES, Slots, SlotState
 from kashq.supervisor.spec import Output, WorkSpec
 from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
-from kashq.worker.events import EventKind, JobEvent
 
 RES = Reservation("job-1", "emails", '{"v":1}', 2, "token-1")
 

@@ -1,9 +1,13 @@
 """Every Redis key kashq uses is built here and nowhere else.
 
+That is the driver's queue and control keys, the locks and counters of
+:mod:`kashq.locks.redis` and the event stream of :mod:`kashq.events.redis`.
 All keys of one queue share the hash tag ``{<queue>}`` (``kashq:{emails}:ready``),
 so they live in one Redis Cluster slot and every script can touch them
 atomically. The control records are one hash, ``<prefix>:{control}``; a queue
-named ``control`` shares its slot but none of its keys.
+named ``control`` shares its slot but none of its keys. A lock or counter is
+tagged with its own key (``<prefix>:lock:{<key>}``), the event stream with
+``{events}``.
 """
 
 from __future__ import annotations
@@ -77,3 +81,18 @@ def queue_of_jobs_key(prefix: str, key: str) -> str | None:
 def control_key(prefix: str) -> str:
     """The hash of control records under ``prefix``: name → ``{"v": value, "exp": unix|null}``."""
     return f"{prefix}:{{control}}"
+
+
+def lock_key(prefix: str, key: str) -> str:
+    """The Redis key of lock ``key``: ``<prefix>:lock:{<key>}``."""
+    return f"{prefix}:lock:{{{key}}}"
+
+
+def counter_key(prefix: str, key: str, window: int) -> str:
+    """The Redis key of counter ``key`` in window number ``window``."""
+    return f"{prefix}:count:{{{key}}}:{window}"
+
+
+def stream_key(prefix: str) -> str:
+    """The stream holding every event under ``prefix`` (one hash tag: one cluster slot)."""
+    return f"{prefix}:{{events}}:stream"
