@@ -272,17 +272,25 @@ class QueueManager:
             recorder.dispatched(envelopes)
 
     def close(self) -> None:
-        """Flush events and alerts, then close every connection this manager opened."""
+        """Flush events and alerts, then close every connection and failed-job store it built.
+
+        A store given to the manager stays open: whoever gave it closes it. The
+        failed-job stores stay this manager's (a memory store keeps its
+        records); a database store connects again if it is used after.
+        """
         with self._lock:
             drivers, self._connections = list(self._connections.values()), {}
             recorders, self._recorders = list(self._recorders.values()), {}
             alerts, self._alerts = self._alerts, []
+            stores = list(self._stores.values())
         for dispatcher in alerts:
             dispatcher.close()
         for recorder in recorders:
             recorder.close()  # before its driver: the store shares the driver's client
         for driver in drivers:
             driver.close()
+        for store in stores:
+            store.close()
 
 
 def _free(locks: Iterable[Lock]) -> None:

@@ -105,3 +105,7 @@ class FailedJobStore(Protocol):
     def count(self, *, queue: str | None = None) -> int:
         """How many failed jobs there are, optionally in one queue."""
         ...
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        ...

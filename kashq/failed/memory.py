@@ -89,6 +89,9 @@ class MemoryFailedJobStore:
                 return len(self._jobs)
             return sum(1 for j in self._jobs.values() if j.queue == queue)
 
+    def close(self) -> None:
+        """Nothing to release: the records stay readable."""
+
     def _resolve(self, key: int | str) -> int | None:
         job_id = numeric_id(key)
         if job_id is None:

@@ -293,3 +293,15 @@ def test_forget_with_a_stale_failed_at_keeps_a_newer_failure(store):
     assert newer.error == "second"
     assert store.forget(first.id, failed_at=newer.failed_at) is True
     assert store.count() == 0
+
+
+def test_close_releases_the_connections_and_a_later_use_finds_the_records(store):
+    store.log(failed())
+    store.count()  # a connection went back to the pool
+
+    store.close()
+
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        assert engine.pool.checkedin() == 0
+    assert store.count() == 1
