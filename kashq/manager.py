@@ -9,7 +9,6 @@ store directly.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
@@ -21,14 +20,14 @@ from kashq.config import CONNECTIONS, Settings, load_settings
 from kashq.drivers.base import Driver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.sync import SyncDriver
-from kashq.envelope import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL, Envelope
+from kashq.envelope import Envelope
 from kashq.events import EventRecorder, store_for
-from kashq.exceptions import ConfigError, KashqError
+from kashq.exceptions import ConfigError
 from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.job import Dispatchable, Job
-from kashq.locks import Lock, LockBackend, backend_for
-from kashq.worker import unique
+from kashq.locks import LockBackend, backend_for
+from kashq.locks.unique import Claim, UniqueLock
 from kashq.worker.options import WorkerOptions
 from kashq.worker.worker import Worker
 
@@ -195,15 +194,15 @@ class QueueManager:
         """Push one job; returns its id, or None for a unique job already queued."""
         envelope = self.envelope_for(job)
         name = job.target_connection()
-        lock = None
+        claim = None
         if isinstance(job, Job) and job.unique_for is not None:
-            lock = self._claim_unique(job, job.unique_for, name, envelope)
-            if lock is None:
+            claim = self._claim_unique(job, job.unique_for, name, envelope)
+            if claim is None:
                 return None
         try:
             self.connection(name).push(envelope)
         except BaseException:
-            _free([lock] if lock is not None else [])
+            UniqueLock.unclaim([claim] if claim is not None else [])
             raise
         self._record_dispatched(name, [envelope])
         return envelope.id
@@ -215,18 +214,18 @@ class QueueManager:
         skipped: its place in the list holds None.
         """
         by_connection: dict[str | None, list[Envelope]] = {}
-        claimed: dict[str | None, list[Lock]] = {}
+        claimed: dict[str | None, list[Claim]] = {}
         ids: list[str | None] = []
         try:
             for job in jobs:
                 envelope = self.envelope_for(job)
                 name = job.target_connection()
                 if isinstance(job, Job) and job.unique_for is not None:
-                    lock = self._claim_unique(job, job.unique_for, name, envelope)
-                    if lock is None:
+                    claim = self._claim_unique(job, job.unique_for, name, envelope)
+                    if claim is None:
                         ids.append(None)
                         continue
-                    claimed.setdefault(name, []).append(lock)
+                    claimed.setdefault(name, []).append(claim)
                 by_connection.setdefault(name, []).append(envelope)
                 ids.append(envelope.id)
             for name, envelopes in list(by_connection.items()):
@@ -234,24 +233,22 @@ class QueueManager:
                 claimed.pop(name, None)  # pushed: the worker frees these
                 self._record_dispatched(name, envelopes)
         except BaseException:
-            _free([lock for locks in claimed.values() for lock in locks])
+            UniqueLock.unclaim(claim for claims in claimed.values() for claim in claims)
             raise
         return ids
 
     def _claim_unique(
         self, job: Job, ttl_s: float, name: str | None, envelope: Envelope
-    ) -> Lock | None:
+    ) -> Claim | None:
         """Take ``job``'s unique lock on its connection and note it in the envelope.
 
         None if an equal job holds it (nothing is to be pushed).
         """
         key = job.unique_lock_key()
-        lock = self.locks(name).try_acquire(key, float(ttl_s))
-        if lock is not None:
-            envelope.metadata.update(
-                {UNIQUE_KEY: key, UNIQUE_TOKEN: lock.token, UNIQUE_UNTIL: job.unique_until}
-            )
-        return lock
+        claim = UniqueLock.on(self.locks(name)).claim(key, ttl_s, job.unique_until)
+        if claim is not None:
+            envelope.metadata.update(claim.metadata)
+        return claim
 
     def clear(self, queue: str, connection: str | None = None) -> int:
         """Delete every job of ``queue`` on ``connection``; returns how many.
@@ -260,7 +257,7 @@ class QueueManager:
         dispatched again at once (not only when the claim expires).
         """
         cleared = self.connection(connection).clear(queue)
-        unique.free_claims(self.locks(connection), cleared.claims)
+        UniqueLock.on(self.locks(connection)).free_claims(cleared.claims)
         return cleared.count
 
     def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
@@ -291,10 +288,3 @@ class QueueManager:
             driver.close()
         for store in stores:
             store.close()
-
-
-def _free(locks: Iterable[Lock]) -> None:
-    """Release unique locks of jobs that were not pushed after all."""
-    for lock in locks:
-        with contextlib.suppress(KashqError):  # else the lock runs out by its TTL
-            lock.release()
