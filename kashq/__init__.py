@@ -63,7 +63,6 @@ from kashq.worker import (
     EventKind,
     JobEvent,
     Outcome,
-    Worker,
     WorkerLost,
     WorkerOptions,
     WorkerStats,
@@ -72,15 +71,18 @@ from kashq.worker import (
 if TYPE_CHECKING:
     from kashq.drivers.sharded.driver import ShardedDriver as ShardedQueue
     from kashq.drivers.sharded.strategy import ShardStrategy
+    from kashq.worker.worker import Worker
 
 _LAZY = {
     "ShardStrategy": "kashq.drivers.sharded.strategy",
     "ShardedQueue": "kashq.drivers.sharded.driver",
+    "Worker": "kashq.worker.worker",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # The sharded driver loads redis-py only when used (memory users never need it).
+    # The sharded driver loads redis-py only when used (memory users never need it);
+    # the worker loads with the first worker (a process that only dispatches never needs it).
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

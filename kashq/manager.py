@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kashq import dispatch_counts
 from kashq.alerts import AlertDispatcher, dispatcher_from_settings
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.config import CONNECTIONS, Settings, load_settings
@@ -29,7 +30,9 @@ from kashq.job import Dispatchable, Job
 from kashq.locks import LockBackend, backend_for
 from kashq.locks.unique import Claim, UniqueLock
 from kashq.worker.options import WorkerOptions
-from kashq.worker.worker import Worker
+
+if TYPE_CHECKING:
+    from kashq.worker.worker import Worker
 
 
 class QueueManager:
@@ -133,6 +136,8 @@ class QueueManager:
             return recorder
 
     def _drain_inline(self, driver: Driver, queues: Sequence[str]) -> None:
+        from kashq.worker.worker import Worker  # the sync connection runs its jobs here
+
         options = self.worker_options(connection="sync", queues=tuple(queues))
         # The sync driver hands its private memory driver over: use the locks
         # its dispatches took (those of the sync connection).
@@ -161,6 +166,8 @@ class QueueManager:
         (:data:`kashq.metrics.DefaultMetrics`), and sends alerts for jobs that
         fail for good when alerters are configured.
         """
+        from kashq.worker.worker import Worker  # dispatching never loads the worker
+
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
         store = self.failed_store(name)
@@ -261,9 +268,7 @@ class QueueManager:
         return cleared.count
 
     def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
-        from kashq.metrics import DefaultMetrics
-
-        DefaultMetrics.dispatched(envelopes)
+        dispatch_counts.count(envelopes)
         recorder = self.recorder(name)
         if recorder is not None:
             recorder.dispatched(envelopes)

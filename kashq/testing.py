@@ -23,7 +23,7 @@ from kashq.envelope import Envelope
 from kashq.failed.base import FailedJob
 from kashq.job import Dispatchable, Job
 from kashq.manager import QueueManager
-from kashq.worker.worker import WorkerStats
+from kashq.worker.outcome import WorkerStats
 
 JobSelector = type[Job] | str
 Predicate = Callable[[Any], bool]
