@@ -21,14 +21,7 @@ from kashq.alerts import (
 )
 from kashq.clock import SYSTEM_CLOCK, Clock, SystemClock
 from kashq.config import Settings, load_settings
-from kashq.dispatcher import (
-    configure,
-    dispatch,
-    dispatch_after,
-    dispatch_at,
-    dispatch_many,
-    manager,
-)
+from kashq.dispatcher import dispatch, dispatch_after, dispatch_at, dispatch_many
 from kashq.dlq import DeadLetterError, DeadLetterQueue, RetryError
 from kashq.drivers import Driver, MemoryDriver, QueueSizes, Reservation, SyncDriver
 from kashq.envelope import Envelope
@@ -48,7 +41,7 @@ from kashq.exceptions import (
 from kashq.failed import FailedJob, FailedJobStore, MemoryFailedJobStore
 from kashq.job import Job, NamedJob
 from kashq.locks import LockNotAcquired
-from kashq.manager import QueueManager
+from kashq.manager import QueueManager, configure, manager
 from kashq.middleware import (
     JobContext,
     Middleware,

@@ -1,4 +1,4 @@
-"""The queue manager wires connections and stores, and closes what it built."""
+"""The queue manager wires connections and stores, closes what it built, and is current."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import importlib
 
 import pytest
 
-from kashq import MemoryFailedJobStore, QueueManager, load_settings
+import kashq
+from kashq import Job, MemoryFailedJobStore, QueueManager, load_settings
+from kashq.manager import configure, manager, swap_manager
+
+
+class Report(Job):
+    def handle(self) -> None:
+        pass
 
 
 class ClosingStore(MemoryFailedJobStore):
@@ -39,3 +46,27 @@ def test_close_leaves_a_store_it_was_given_open() -> None:
     manager.close()
 
     assert given.closed == 0
+
+
+def test_configure_makes_a_manager_current_and_closes_the_one_it_replaces() -> None:
+    first = configure(connection="memory")
+    first_store = first.failed_store()
+    first.dispatch(Report())
+
+    second = configure(connection="memory")
+
+    assert manager() is second is kashq.manager()
+    assert first.connection().sizes(["default"])["default"].ready == 0  # closed: a new driver
+    assert first.failed_store() is first_store
+
+
+def test_swap_manager_makes_one_current_without_closing_the_other() -> None:
+    current = configure(connection="memory")
+    current.dispatch(Report())
+    other = QueueManager(load_settings(connection="memory"))
+
+    assert swap_manager(other) is current
+
+    assert manager() is other
+    assert current.connection().sizes(["default"])["default"].ready == 1  # still open
+    current.close()
