@@ -21,14 +21,7 @@ from kashq.alerts import (
 )
 from kashq.clock import SYSTEM_CLOCK, Clock, SystemClock
 from kashq.config import Settings, load_settings
-from kashq.dispatcher import (
-    configure,
-    dispatch,
-    dispatch_after,
-    dispatch_at,
-    dispatch_many,
-    manager,
-)
+from kashq.dispatcher import dispatch, dispatch_after, dispatch_at, dispatch_many
 from kashq.dlq import DeadLetterError, DeadLetterQueue, RetryError
 from kashq.drivers import Driver, MemoryDriver, QueueSizes, Reservation, SyncDriver
 from kashq.envelope import Envelope
@@ -48,7 +41,7 @@ from kashq.exceptions import (
 from kashq.failed import FailedJob, FailedJobStore, MemoryFailedJobStore
 from kashq.job import Job, NamedJob
 from kashq.locks import LockNotAcquired
-from kashq.manager import QueueManager
+from kashq.manager import QueueManager, configure, manager
 from kashq.middleware import (
     JobContext,
     Middleware,
@@ -63,7 +56,6 @@ from kashq.worker import (
     EventKind,
     JobEvent,
     Outcome,
-    Worker,
     WorkerLost,
     WorkerOptions,
     WorkerStats,
@@ -73,16 +65,19 @@ if TYPE_CHECKING:
     from kashq.drivers.sharded.driver import ShardedDriver
     from kashq.drivers.sharded.driver import ShardedDriver as ShardedQueue
     from kashq.drivers.sharded.strategy import ShardStrategy
+    from kashq.worker.worker import Worker
 
 _LAZY = {  # name: (module, attribute)
     "ShardStrategy": ("kashq.drivers.sharded.strategy", "ShardStrategy"),
     "ShardedDriver": ("kashq.drivers.sharded.driver", "ShardedDriver"),
     "ShardedQueue": ("kashq.drivers.sharded.driver", "ShardedDriver"),  # its earlier name
+    "Worker": ("kashq.worker.worker", "Worker"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    # The sharded driver loads redis-py only when used (memory users never need it).
+    # The sharded driver loads redis-py only when used (memory users never need it);
+    # the worker loads with the first worker (a process that only dispatches never needs it).
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

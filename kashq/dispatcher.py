@@ -1,20 +1,31 @@
-"""Where ``job.dispatch()`` goes: the current dispatcher.
+"""Dispatching: jobs become envelopes and are pushed; ``job.dispatch()`` finds where.
 
-Normally that is the current :class:`~kashq.manager.QueueManager` (set with
-:func:`configure`, or built from settings on first dispatch). Tests swap in a
-fake with :func:`kashq.testing.fake`.
+:class:`QueueDispatcher` is the pipeline every dispatch runs through: envelope,
+unique claim, push (one ``push_many`` per connection for several jobs), then
+counting (``kashq_jobs_dispatched_total`` and the event store). The queue
+manager builds one on its connections. ``job.dispatch()`` and the functions
+below go to the current manager (:func:`kashq.configure`), or to the fake a
+test installed (:func:`kashq.testing.fake`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from kashq import dispatch_counts
+from kashq.clock import Clock
+from kashq.drivers.base import Driver
+from kashq.envelope import Envelope
 from kashq.exceptions import JobDefinitionError
-from kashq.job import Delay, Dispatchable, NamedJob
-from kashq.manager import QueueManager
+from kashq.job import Delay, Dispatchable, Job, NamedJob
+from kashq.locks.base import LockBackend
+from kashq.locks.unique import Claim, UniqueLock
+
+if TYPE_CHECKING:
+    from kashq.events.recorder import EventRecorder
 
 
 class Dispatcher(Protocol):
@@ -25,42 +36,122 @@ class Dispatcher(Protocol):
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> Sequence[str | None]: ...
 
 
+class QueueDispatcher:
+    """Turns jobs into envelopes and pushes them onto their connections.
+
+    ``connection``, ``locks`` and ``recorder`` give a connection's driver,
+    lock backend and event recorder (None: events are off) by connection name
+    (None: the default connection); ``default_queue`` is where a job naming no
+    queue goes; ``clock`` stamps envelopes.
+    """
+
+    def __init__(
+        self,
+        *,
+        connection: Callable[[str | None], Driver],
+        locks: Callable[[str | None], LockBackend],
+        recorder: Callable[[str | None], EventRecorder | None],
+        default_queue: str,
+        clock: Clock,
+    ) -> None:
+        self._connection = connection
+        self._locks = locks
+        self._recorder = recorder
+        self._default_queue = default_queue
+        self._clock = clock
+
+    def envelope_for(self, job: Dispatchable) -> Envelope:
+        """The envelope ``job`` would be pushed as."""
+        return job.to_envelope(default_queue=self._default_queue, now=self._clock.time())
+
+    def dispatch(self, job: Dispatchable) -> str | None:
+        """Push one job; returns its id, or None for a unique job already queued."""
+        envelope = self.envelope_for(job)
+        name = job.target_connection()
+        claim = None
+        if isinstance(job, Job) and job.unique_for is not None:
+            claim = self._claim_unique(job, job.unique_for, name, envelope)
+            if claim is None:
+                return None
+        try:
+            self._connection(name).push(envelope)
+        except BaseException:
+            UniqueLock.unclaim([claim] if claim is not None else [])
+            raise
+        self._record_dispatched(name, [envelope])
+        return envelope.id
+
+    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
+        """Push many jobs, one ``push_many`` per connection; returns their ids in order.
+
+        A unique job whose equal is already queued (or earlier in ``jobs``) is
+        skipped: its place in the list holds None.
+        """
+        by_connection: dict[str | None, list[Envelope]] = {}
+        claimed: dict[str | None, list[Claim]] = {}
+        ids: list[str | None] = []
+        try:
+            for job in jobs:
+                envelope = self.envelope_for(job)
+                name = job.target_connection()
+                if isinstance(job, Job) and job.unique_for is not None:
+                    claim = self._claim_unique(job, job.unique_for, name, envelope)
+                    if claim is None:
+                        ids.append(None)
+                        continue
+                    claimed.setdefault(name, []).append(claim)
+                by_connection.setdefault(name, []).append(envelope)
+                ids.append(envelope.id)
+            for name, envelopes in list(by_connection.items()):
+                self._connection(name).push_many(envelopes)
+                claimed.pop(name, None)  # pushed: the worker frees these
+                self._record_dispatched(name, envelopes)
+        except BaseException:
+            UniqueLock.unclaim(claim for claims in claimed.values() for claim in claims)
+            raise
+        return ids
+
+    def clear(self, queue: str, connection: str | None = None) -> int:
+        """Delete every job of ``queue`` on ``connection``; returns how many.
+
+        The unique claims those jobs held are freed, so an equal job can be
+        dispatched again at once (not only when the claim expires).
+        """
+        cleared = self._connection(connection).clear(queue)
+        UniqueLock.on(self._locks(connection)).free_claims(cleared.claims)
+        return cleared.count
+
+    def _claim_unique(
+        self, job: Job, ttl_s: float, name: str | None, envelope: Envelope
+    ) -> Claim | None:
+        """Take ``job``'s unique lock on its connection and note it in the envelope.
+
+        None if an equal job holds it (nothing is to be pushed).
+        """
+        key = job.unique_lock_key()
+        claim = UniqueLock.on(self._locks(name)).claim(key, ttl_s, job.unique_until)
+        if claim is not None:
+            envelope.metadata.update(claim.metadata)
+        return claim
+
+    def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
+        dispatch_counts.count(envelopes)
+        recorder = self._recorder(name)
+        if recorder is not None:
+            recorder.dispatched(envelopes)
+
+
 _lock = threading.Lock()
-_manager: QueueManager | None = None
 _override: Dispatcher | None = None
-
-
-def configure(manager: QueueManager | None = None, **settings: Any) -> QueueManager:
-    """Make ``manager`` (or one built from settings plus ``settings`` overrides) current."""
-    from kashq.config import load_settings
-
-    new = manager or QueueManager(load_settings(origin="kashq.configure()", **settings))
-    old = swap_manager(new)
-    if old is not None and old is not new:
-        old.close()
-    return new
-
-
-def manager() -> QueueManager:
-    """The current queue manager, built from settings if none was configured."""
-    global _manager
-    with _lock:
-        if _manager is None:
-            _manager = QueueManager()
-        return _manager
-
-
-def swap_manager(new: QueueManager | None) -> QueueManager | None:
-    """Make ``new`` current without closing the old one; returns the old one."""
-    global _manager
-    with _lock:
-        old, _manager = _manager, new
-    return old
 
 
 def get_dispatcher() -> Dispatcher:
     """The fake installed by a test, else the current manager."""
-    return _override if _override is not None else manager()
+    if _override is not None:
+        return _override
+    from kashq.manager import manager  # the manager wires a QueueDispatcher: it sits above
+
+    return manager()
 
 
 def set_dispatcher(dispatcher: Dispatcher | None) -> Dispatcher | None:

@@ -17,6 +17,7 @@ from kashq.envelope import Envelope, decode
 from kashq.exceptions import EnvelopeError, KashqError
 from kashq.failed.base import FailedJob, FailedJobStore
 from kashq.manager import QueueManager
+from kashq.manager import manager as current_manager
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ class DeadLetterQueue:
         self, store: FailedJobStore | None = None, *, manager: QueueManager | None = None
     ) -> None:
         if manager is None:
-            from kashq.dispatcher import manager as current_manager
-
             manager = current_manager()
         self.manager = manager
         self.store = store if store is not None else manager.failed_store()

@@ -1,40 +1,44 @@
-"""The queue manager: named connections built from settings, and dispatching.
+"""The queue manager: a process's connections wired from settings, and the current manager.
 
-This is Laravel's ``QueueManager``. It is built explicitly (``kashq.configure``)
-or, the first time a job is dispatched, from the settings (config file, .env,
-``KASHQ_*``): connections are resolved at dispatch time, never bound when a job
-class is defined. Workers do not use it; they take a driver and a failed-job
-store directly.
+This is Laravel's ``QueueManager``. From the settings (config file, .env,
+``KASHQ_*``) it builds named connections when first used, with their failed-job
+stores, lock backends and event recorders, and the workers that consume them.
+Its :class:`~kashq.dispatcher.QueueDispatcher` pushes jobs onto those
+connections; a job's connection is looked up when it is dispatched, never when
+its class is defined. The current manager is set with :func:`configure`, or
+built from settings on first use. Workers do not use it; they take a driver and
+a failed-job store directly.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kashq.alerts import AlertDispatcher, dispatcher_from_settings
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.config import CONNECTIONS, Settings, load_settings
+from kashq.dispatcher import QueueDispatcher
 from kashq.drivers.base import Driver
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.sync import SyncDriver
-from kashq.envelope import UNIQUE_KEY, UNIQUE_TOKEN, UNIQUE_UNTIL, Envelope
+from kashq.envelope import Envelope
 from kashq.events import EventRecorder, store_for
-from kashq.exceptions import ConfigError, KashqError
+from kashq.exceptions import ConfigError
 from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
-from kashq.job import Dispatchable, Job
-from kashq.locks import Lock, LockBackend, backend_for
-from kashq.worker import unique
+from kashq.job import Dispatchable
+from kashq.locks import LockBackend, backend_for
 from kashq.worker.options import WorkerOptions
-from kashq.worker.worker import Worker
+
+if TYPE_CHECKING:
+    from kashq.worker.worker import Worker
 
 
 class QueueManager:
-    """Builds and caches connections; turns jobs into envelopes and pushes them."""
+    """Builds and caches connections and what goes with them; dispatches onto them."""
 
     def __init__(
         self,
@@ -51,6 +55,13 @@ class QueueManager:
         self._recorders: dict[str, EventRecorder] = {}
         self._alerts: list[AlertDispatcher] = []
         self._lock = threading.Lock()
+        self._dispatcher = QueueDispatcher(
+            connection=self.connection,
+            locks=self.locks,
+            recorder=self.recorder,
+            default_queue=self.settings.queue,
+            clock=clock,
+        )
 
     # -- connections ----------------------------------------------------
     def connection(self, name: str | None = None) -> Driver:
@@ -133,7 +144,13 @@ class QueueManager:
                 recorder = self._recorders[name] = EventRecorder(store_for(driver, self.settings))
             return recorder
 
+    def locks(self, connection: str | None = None) -> LockBackend:
+        """The lock backend sharing connection ``connection``'s storage."""
+        return backend_for(self.connection(connection))
+
     def _drain_inline(self, driver: Driver, queues: Sequence[str]) -> None:
+        from kashq.worker.worker import Worker  # the sync connection runs its jobs here
+
         options = self.worker_options(connection="sync", queues=tuple(queues))
         # The sync driver hands its private memory driver over: use the locks
         # its dispatches took (those of the sync connection).
@@ -162,6 +179,8 @@ class QueueManager:
         (:data:`kashq.metrics.DefaultMetrics`), and sends alerts for jobs that
         fail for good when alerters are configured.
         """
+        from kashq.worker.worker import Worker  # dispatching never loads the worker
+
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
         store = self.failed_store(name)
@@ -185,28 +204,11 @@ class QueueManager:
     # -- dispatching ----------------------------------------------------
     def envelope_for(self, job: Dispatchable) -> Envelope:
         """The envelope ``job`` would be pushed as."""
-        return job.to_envelope(default_queue=self.settings.queue, now=self.clock.time())
-
-    def locks(self, connection: str | None = None) -> LockBackend:
-        """The lock backend sharing connection ``connection``'s storage."""
-        return backend_for(self.connection(connection))
+        return self._dispatcher.envelope_for(job)
 
     def dispatch(self, job: Dispatchable) -> str | None:
         """Push one job; returns its id, or None for a unique job already queued."""
-        envelope = self.envelope_for(job)
-        name = job.target_connection()
-        lock = None
-        if isinstance(job, Job) and job.unique_for is not None:
-            lock = self._claim_unique(job, job.unique_for, name, envelope)
-            if lock is None:
-                return None
-        try:
-            self.connection(name).push(envelope)
-        except BaseException:
-            _free([lock] if lock is not None else [])
-            raise
-        self._record_dispatched(name, [envelope])
-        return envelope.id
+        return self._dispatcher.dispatch(job)
 
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
         """Push many jobs, one ``push_many`` per connection; returns their ids in order.
@@ -214,44 +216,7 @@ class QueueManager:
         A unique job whose equal is already queued (or earlier in ``jobs``) is
         skipped: its place in the list holds None.
         """
-        by_connection: dict[str | None, list[Envelope]] = {}
-        claimed: dict[str | None, list[Lock]] = {}
-        ids: list[str | None] = []
-        try:
-            for job in jobs:
-                envelope = self.envelope_for(job)
-                name = job.target_connection()
-                if isinstance(job, Job) and job.unique_for is not None:
-                    lock = self._claim_unique(job, job.unique_for, name, envelope)
-                    if lock is None:
-                        ids.append(None)
-                        continue
-                    claimed.setdefault(name, []).append(lock)
-                by_connection.setdefault(name, []).append(envelope)
-                ids.append(envelope.id)
-            for name, envelopes in list(by_connection.items()):
-                self.connection(name).push_many(envelopes)
-                claimed.pop(name, None)  # pushed: the worker frees these
-                self._record_dispatched(name, envelopes)
-        except BaseException:
-            _free([lock for locks in claimed.values() for lock in locks])
-            raise
-        return ids
-
-    def _claim_unique(
-        self, job: Job, ttl_s: float, name: str | None, envelope: Envelope
-    ) -> Lock | None:
-        """Take ``job``'s unique lock on its connection and note it in the envelope.
-
-        None if an equal job holds it (nothing is to be pushed).
-        """
-        key = job.unique_lock_key()
-        lock = self.locks(name).try_acquire(key, float(ttl_s))
-        if lock is not None:
-            envelope.metadata.update(
-                {UNIQUE_KEY: key, UNIQUE_TOKEN: lock.token, UNIQUE_UNTIL: job.unique_until}
-            )
-        return lock
+        return self._dispatcher.dispatch_many(jobs)
 
     def clear(self, queue: str, connection: str | None = None) -> int:
         """Delete every job of ``queue`` on ``connection``; returns how many.
@@ -259,34 +224,55 @@ class QueueManager:
         The unique claims those jobs held are freed, so an equal job can be
         dispatched again at once (not only when the claim expires).
         """
-        cleared = self.connection(connection).clear(queue)
-        unique.free_claims(self.locks(connection), cleared.claims)
-        return cleared.count
-
-    def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
-        from kashq.metrics import DefaultMetrics
-
-        DefaultMetrics.dispatched(envelopes)
-        recorder = self.recorder(name)
-        if recorder is not None:
-            recorder.dispatched(envelopes)
+        return self._dispatcher.clear(queue, connection)
 
     def close(self) -> None:
-        """Flush events and alerts, then close every connection this manager opened."""
+        """Flush events and alerts, then close every connection and failed-job store it built.
+
+        A store given to the manager stays open: whoever gave it closes it. The
+        failed-job stores stay this manager's (a memory store keeps its
+        records); a database store connects again if it is used after.
+        """
         with self._lock:
             drivers, self._connections = list(self._connections.values()), {}
             recorders, self._recorders = list(self._recorders.values()), {}
             alerts, self._alerts = self._alerts, []
+            stores = list(self._stores.values())
         for dispatcher in alerts:
             dispatcher.close()
         for recorder in recorders:
             recorder.close()  # before its driver: the store shares the driver's client
         for driver in drivers:
             driver.close()
+        for store in stores:
+            store.close()
 
 
-def _free(locks: Iterable[Lock]) -> None:
-    """Release unique locks of jobs that were not pushed after all."""
-    for lock in locks:
-        with contextlib.suppress(KashqError):  # else the lock runs out by its TTL
-            lock.release()
+_current_lock = threading.Lock()
+_current: QueueManager | None = None
+
+
+def configure(manager: QueueManager | None = None, **settings: Any) -> QueueManager:
+    """Make ``manager`` (or one built from settings plus ``settings`` overrides) current."""
+    new = manager or QueueManager(load_settings(origin="kashq.configure()", **settings))
+    old = swap_manager(new)
+    if old is not None and old is not new:
+        old.close()
+    return new
+
+
+def manager() -> QueueManager:
+    """The current queue manager, built from settings if none was configured."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = QueueManager()
+        return _current
+
+
+def swap_manager(new: QueueManager | None) -> QueueManager | None:
+    """Make ``new`` current without closing the old one; returns the old one."""
+    global _current
+    with _current_lock:
+        old, _current = _current, new
+    return old

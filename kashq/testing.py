@@ -22,8 +22,9 @@ from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.failed.base import FailedJob
 from kashq.job import Dispatchable, Job
-from kashq.manager import QueueManager
-from kashq.worker.worker import WorkerStats
+from kashq.manager import QueueManager, swap_manager
+from kashq.manager import manager as current_manager
+from kashq.worker.outcome import WorkerStats
 
 JobSelector = type[Job] | str
 Predicate = Callable[[Any], bool]
@@ -185,17 +186,17 @@ def memory_queue(**settings: Any) -> Iterator[MemoryQueue]:
     """A fresh in-memory queue with a fake clock, current for the block."""
     clock = FakeClock()
     manager = QueueManager(load_settings(connection="memory", **settings), clock=clock)
-    previous = _dispatcher.swap_manager(manager)
+    previous = swap_manager(manager)
     try:
         yield MemoryQueue(manager, clock)
     finally:
-        _dispatcher.swap_manager(previous)
+        swap_manager(previous)
         manager.close()
 
 
 def drain(*queues: str, manager: QueueManager | None = None, **worker_options: Any) -> WorkerStats:
     """Synchronously process every job on the memory connection (all queues by default)."""
-    manager = manager or _dispatcher.manager()
+    manager = manager or current_manager()
     driver = manager.connection("memory")
     if not isinstance(driver, MemoryDriver):
         raise TypeError("drain() works on the memory connection only")

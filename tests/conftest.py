@@ -8,18 +8,19 @@ from collections.abc import Iterator
 import pytest
 
 from kashq import dispatcher
+from kashq.manager import swap_manager
 from tests.support import report
 from tests.support.services import RedisClusterNodes, RedisServer, in_ci
 
 
 @pytest.fixture(autouse=True)
 def _isolated_dispatcher() -> Iterator[None]:
-    previous_manager = dispatcher.swap_manager(None)
+    previous_manager = swap_manager(None)
     previous_override = dispatcher.set_dispatcher(None)
     try:
         yield
     finally:
-        current = dispatcher.swap_manager(previous_manager)
+        current = swap_manager(previous_manager)
         dispatcher.set_dispatcher(previous_override)
         if current is not None and current is not previous_manager:
             current.close()

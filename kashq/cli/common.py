@@ -107,17 +107,9 @@ def opened(connection: str | None) -> Iterator[tuple[QueueManager, FailedJobStor
     """A manager for ``connection`` and its failed-job store, both closed afterwards."""
     manager = open_manager(connection)
     try:
-        store = _existing_failed_store(manager)
-    except BaseException:
-        manager.close()
-        raise
-    try:
-        yield manager, store
+        yield manager, _existing_failed_store(manager)
     finally:
-        manager.close()
-        close = getattr(store, "close", None)  # not part of the protocol
-        if callable(close):
-            close()
+        manager.close()  # with the failed-job store it built
 
 
 def _existing_failed_store(manager: QueueManager) -> FailedJobStore:
@@ -125,7 +117,8 @@ def _existing_failed_store(manager: QueueManager) -> FailedJobStore:
 
     The database connection's queue lives in that database, so none there is
     an error line. Redis and sharded write it when a first job fails for
-    good, so none there means no failed jobs.
+    good, so none there means no failed jobs (an empty memory store, with
+    nothing to close).
     """
     settings = manager.settings
     from kashq.db.engine import require_existing, sqlite_path

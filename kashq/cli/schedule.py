@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from kashq import dispatcher
 from kashq.cli import output
 from kashq.cli.common import (
     ConnectionArg,
@@ -28,7 +27,7 @@ from kashq.cli.common import (
 from kashq.config import Settings, load_settings
 from kashq.exceptions import ConfigError
 from kashq.imports import ImportFailed, import_job_modules
-from kashq.manager import QueueManager
+from kashq.manager import QueueManager, swap_manager
 from kashq.scheduler.cron import ScheduleError, zone
 from kashq.scheduler.recurring import ScheduleEntry, schedule
 from kashq.scheduler.runner import Fired, ScheduleRunner, stop_on_signals
@@ -81,11 +80,11 @@ def work_command(
     """
     manager = open_manager(either(connection, connection_option))
     try:
-        previous = dispatcher.swap_manager(manager)  # job.dispatch() in a schedule goes here
+        previous = swap_manager(manager)  # job.dispatch() in a schedule goes here
         try:
             _work(manager, imports, quiet)
         finally:
-            dispatcher.swap_manager(previous)
+            swap_manager(previous)
     finally:
         manager.close()
 

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 
-from kashq import dispatcher
 from kashq.cli import output
 from kashq.cli.common import (
     ConnectionArg,
@@ -28,7 +27,7 @@ from kashq.cli.common import (
     open_manager,
 )
 from kashq.imports import ImportFailed, import_job_modules
-from kashq.manager import QueueManager
+from kashq.manager import QueueManager, swap_manager
 from kashq.webhooks import default_handler, mount_asgi
 from kashq.webhooks.handler import Route, mount_prefix
 
@@ -119,11 +118,11 @@ def _import(modules: list[str]) -> None:
 @contextmanager
 def _current(manager: QueueManager) -> Iterator[None]:
     """Make ``manager`` the one the default handler (and the user's code) dispatches through."""
-    previous = dispatcher.swap_manager(manager)
+    previous = swap_manager(manager)
     try:
         yield
     finally:
-        dispatcher.swap_manager(previous)
+        swap_manager(previous)
 
 
 @contextmanager

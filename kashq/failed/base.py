@@ -107,5 +107,5 @@ class FailedJobStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the store's connections (those it opened); a store holding none does nothing."""
+        """Release the connections the store opened; a store holding none does nothing."""
         ...

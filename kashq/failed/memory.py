@@ -90,7 +90,7 @@ class MemoryFailedJobStore:
             return sum(1 for j in self._jobs.values() if j.queue == queue)
 
     def close(self) -> None:
-        """Nothing to release: the failed jobs live in this object."""
+        """Nothing to release: the failed jobs live in this object and stay readable."""
 
     def _resolve(self, key: int | str) -> int | None:
         job_id = numeric_id(key)

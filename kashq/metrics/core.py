@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
+from kashq import dispatch_counts
 from kashq.envelope import Envelope
 from kashq.jobevents import EventKind, JobEvent
 from kashq.metrics.sizes import QueueSizeCollector
@@ -205,6 +206,10 @@ class Metrics:
         for (queue, job_type), count in counts.items():
             self._dispatch_child(queue, job_type).inc(count)
 
+    def add_dispatched(self, queue: str, job_type: str, count: int) -> None:
+        """Count ``count`` jobs of ``job_type`` as pushed to ``queue``."""
+        self._dispatch_child(queue, job_type).inc(count)
+
     def _dispatch_child(self, queue: str, job_type: str) -> Counter:
         key = (queue, job_type)
         child = self._dispatch_children.get(key)
@@ -261,4 +266,6 @@ class Metrics:
 
 
 DefaultMetrics = Metrics()
-"""kashq's metrics on prometheus-client's global registry; workers record into it."""
+"""kashq's metrics on prometheus-client's global registry; workers and dispatches record into it."""
+
+dispatch_counts.take_over(DefaultMetrics)  # with what this process dispatched before it loaded

@@ -22,6 +22,7 @@ from types import TracebackType
 
 from kashq.job import Dispatchable, delay_seconds
 from kashq.manager import QueueManager
+from kashq.manager import manager as current_manager
 from kashq.scheduler.cron import ScheduleError
 from kashq.scheduler.recurring import Schedule
 from kashq.scheduler.runner import ScheduleRunner
@@ -59,9 +60,7 @@ class Scheduler:
         """The manager given, else the current one (``kashq.configure``)."""
         if self._manager is not None:
             return self._manager
-        from kashq.dispatcher import manager
-
-        return manager()
+        return current_manager()
 
     # -- delayed jobs ---------------------------------------------------
     def schedule_at(self, job: Dispatchable, when: datetime) -> str | None:

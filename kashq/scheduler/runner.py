@@ -31,7 +31,7 @@ from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.dispatcher import Dispatcher
 from kashq.exceptions import KashqError
 from kashq.locks import LockBackend, backend_for
-from kashq.manager import QueueManager
+from kashq.manager import QueueManager, swap_manager
 from kashq.scheduler.recurring import Schedule, ScheduleEntry, Trigger, schedule
 
 log = logging.getLogger(__name__)
@@ -180,19 +180,18 @@ def run_scheduler(
     What ``kashq schedule:work`` does, for a program of one's own; call it
     from the main thread (it installs the signal handlers, and restores them).
     """
-    from kashq import dispatcher
     from kashq.config import load_settings
     from kashq.imports import import_job_modules
 
     manager = QueueManager(load_settings(connection=connection))
-    previous = dispatcher.swap_manager(manager)  # a function entry's job.dispatch() goes here too
+    previous = swap_manager(manager)  # a function entry's job.dispatch() goes here too
     try:
         import_job_modules([*manager.settings.imports, *imports])
         runner = ScheduleRunner(manager, registry, on_fire=on_fire)
         with stop_on_signals(runner):
             runner.run()
     finally:
-        dispatcher.swap_manager(previous)
+        swap_manager(previous)
         manager.close()
 
 

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kashq import dispatcher
 from kashq.exceptions import ConfigError, DriverError, KashqError
 from kashq.job import Dispatchable, Job, NamedJob
 from kashq.locks import Lock
+from kashq.manager import QueueManager
+from kashq.manager import manager as current_manager
 from kashq.names import check_queue_name
 from kashq.registry import REGISTRY
 from kashq.webhooks.errors import InvalidSignature, WebhookError
@@ -46,7 +47,6 @@ from kashq.webhooks.payload import (
 from kashq.webhooks.verify import Verifier, verifier_for
 
 if TYPE_CHECKING:
-    from kashq.manager import QueueManager
     from kashq.webhooks.asgi import ASGIApp
     from kashq.webhooks.wsgi import WSGIApp
 
@@ -259,7 +259,7 @@ class WebhookHandler:
 
     def manager(self) -> QueueManager:
         """The queue manager jobs go through: the given one, else the current one."""
-        return self._manager if self._manager is not None else dispatcher.manager()
+        return self._manager if self._manager is not None else current_manager()
 
     # -- accepting ------------------------------------------------------
     def accept(self, route: Route, body: bytes, headers: Mapping[str, str]) -> Response:

@@ -22,8 +22,9 @@ from kashq.failed.base import FailedJob, FailedJobStore, utc_from_timestamp
 from kashq.job import Job
 from kashq.jobevents import EventKind
 from kashq.locks import LockBackend
+from kashq.locks.unique import UniqueLock
 from kashq.middleware import ReleaseJob
-from kashq.worker import execute, policy, unique
+from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome
@@ -51,7 +52,7 @@ class Settler:
         self.options = options
         self._clock = clock
         self._events = events
-        self._locks_of = locks_of
+        self._unique = UniqueLock(locks_of)
 
     def after_error(
         self,
@@ -130,7 +131,7 @@ class Settler:
     def record(
         self, res: Reservation, env: Envelope, failure: Failure, took_s: float | None = None
     ) -> Outcome:
-        unique.release_on_end(self._locks_of, env)  # failed for good: an equal job may come
+        self._unique.free_at_end(env.metadata, env.id)  # failed for good: an equal job may come
         record = FailedJob(
             uuid=env.id,
             connection=self.options.connection,

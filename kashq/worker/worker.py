@@ -24,9 +24,10 @@ from kashq.failed.base import FailedJobStore
 from kashq.job import Job
 from kashq.jobevents import EventKind, Listener
 from kashq.locks import LockBackend, backend_for
+from kashq.locks.unique import UniqueLock
 from kashq.middleware import JobContext
 from kashq.registry import REGISTRY, Registry
-from kashq.worker import execute, policy, unique
+from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.options import WorkerOptions
@@ -108,6 +109,7 @@ class Worker:
         self._started_at = 0.0
         self._events = Listeners(listeners, clock)
         self._locks = locks
+        self._unique = UniqueLock(self._locks_of)
         self._batches = driver if isinstance(driver, BatchReserving) else None
         self._prefetch = (
             None
@@ -183,7 +185,7 @@ class Worker:
             )
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
         attempt = env.attempts + 1
-        unique.release_on_start(self._locks_of, env)
+        self._unique.free_at_start(env.metadata, env.id)
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
         error = self._run_job(prepared, env, timeout_s)
@@ -194,7 +196,7 @@ class Worker:
             )
             return self._settler.after_error(res, env, error, prepared.job, took_s)
         self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
-        unique.release_on_end(self._locks_of, env)
+        self._unique.free_at_end(env.metadata, env.id)
         if not defer_ack:
             self._settler.settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)

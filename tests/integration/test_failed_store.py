@@ -300,3 +300,15 @@ def test_every_store_can_be_closed_and_closing_again_is_harmless(store):
 
     store.close()
     store.close()
+
+
+def test_close_releases_the_connections_and_a_later_use_finds_the_records(store):
+    store.log(failed())
+    store.count()  # a connection went back to the pool
+
+    store.close()
+
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        assert engine.pool.checkedin() == 0
+    assert store.count() == 1

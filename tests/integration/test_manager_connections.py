@@ -123,3 +123,16 @@ def test_a_worker_on_a_durable_connection_records_failures_durably_whatever_the_
         assert isinstance(manager.failed_store(), MemoryFailedJobStore)
     finally:
         manager.close()
+
+
+def test_close_closes_the_failed_store_the_manager_built(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kashq.sqlite'}"
+    manager = QueueManager(load_settings(database_url=url))
+    store = manager.failed_store()
+    assert isinstance(store, DatabaseFailedJobStore)
+    assert store.count() == 0
+    assert store.engine.pool.checkedin() == 1
+
+    manager.close()
+
+    assert store.engine.pool.checkedin() == 0

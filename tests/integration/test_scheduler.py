@@ -15,11 +15,11 @@ from typing import ClassVar
 
 import pytest
 
-from kashq import Job, NamedJob, dispatcher
+from kashq import Job, NamedJob
 from kashq.config import load_settings
 from kashq.envelope import decode
 from kashq.locks import MemoryLocks
-from kashq.manager import QueueManager
+from kashq.manager import QueueManager, swap_manager
 from kashq.scheduler import Fired, Schedule, ScheduleError, Scheduler, ScheduleRunner
 from kashq.testing import FakeClock, fake
 from tests.support.databases import database
@@ -130,7 +130,7 @@ def test_a_time_in_the_past_is_due_at_once(manager: QueueManager) -> None:
 def test_scheduler_on_a_connection_name_dispatches_there(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'k.sqlite'}"
     manager = QueueManager(load_settings(connection="memory", database_url=url))
-    previous = dispatcher.swap_manager(manager)  # a connection name means the current manager
+    previous = swap_manager(manager)  # a connection name means the current manager
     try:
         queue = _queue()
         Scheduler().schedule_in(NamedJob("x", {}).on_queue(queue), 60)
@@ -139,7 +139,7 @@ def test_scheduler_on_a_connection_name_dispatches_there(tmp_path: Path) -> None
         assert manager.connection("memory").sizes([queue])[queue].delayed == 1
         assert manager.connection("database").sizes([queue])[queue].delayed == 2
     finally:
-        dispatcher.swap_manager(previous)
+        swap_manager(previous)
         manager.close()
 
 

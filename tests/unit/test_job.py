@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 import kashq
-from kashq import dispatcher
 from kashq.drivers import QueueSizes
 from kashq.envelope import Envelope, decode
+from kashq.manager import swap_manager
 from kashq.testing import memory_queue
 
 NOW = 1_700_000_000.0
@@ -539,7 +539,7 @@ def sync_connection() -> Iterator[kashq.QueueManager]:
     try:
         yield manager
     finally:
-        old = dispatcher.swap_manager(None)
+        old = swap_manager(None)
         if old is not None:
             old.close()
         SYNC_RAN.clear()
