@@ -30,6 +30,7 @@ from kashq.registry import REGISTRY, Registry
 from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
 from kashq.worker.heartbeat import Heartbeat
+from kashq.worker.loop import ConsumerLoop
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
 from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
@@ -40,44 +41,6 @@ __all__ = ["Outcome", "Worker", "WorkerStats"]
 log = logging.getLogger(__name__)
 
 _DRAIN_STEP_S = 0.05
-_RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 5.0  # backoff while the driver is unreachable
-
-
-@dataclasses.dataclass(slots=True)
-class _Consumer:
-    """What one consumer thread carries from one job to the next (one per thread, not per job)."""
-
-    waiting: PrefetchedJobs  # jobs reserved ahead of the running one
-    acks: list[Reservation] = dataclasses.field(default_factory=list)  # sent with the next reserve
-    last_s: float | None = None  # how long the last job ran: sizes the next batch
-    pause_s: float = 0.0  # the wait after the last failed round (0: the last round went well)
-
-    def running(self) -> float:
-        """A job starts now (the prefetch watcher reads when); returns the time."""
-        self.waiting.running_since = now = time.monotonic()
-        return now
-
-    def ran(self, res: Reservation, outcome: Outcome, started: float) -> None:
-        """The job ran to ``outcome``; a completed one is acknowledged with the next reserve."""
-        self.waiting.running_since = None
-        self.last_s = time.monotonic() - started
-        if outcome is Outcome.COMPLETED:
-            self.acks.append(res)
-
-    def first_of(self, batch: list[Reservation]) -> Reservation | None:
-        """The job of ``batch`` to run now; the others wait behind it."""
-        if len(batch) > 1:
-            self.waiting.hold(batch[1:])
-        return batch[0] if batch else None
-
-    def sent_acks(self) -> None:
-        """A reserve acknowledged :attr:`acks`."""
-        self.acks.clear()
-
-    def pause(self) -> float:
-        """How long to wait after a failed round: doubling from 0.1 s up to 5 s."""
-        self.pause_s = min(max(self.pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
-        return self.pause_s
 
 
 class Worker:
@@ -325,7 +288,7 @@ class Worker:
         return self._active > 0
 
     def _consume(self) -> None:
-        loop = _Consumer(
+        loop = ConsumerLoop(
             self._prefetch.register() if self._prefetch is not None else PrefetchedJobs()
         )
         try:
@@ -361,7 +324,7 @@ class Worker:
             with self._lock:
                 self._active -= 1
 
-    def _next_job(self, loop: _Consumer) -> tuple[Reservation | None, bool]:
+    def _next_job(self, loop: ConsumerLoop) -> tuple[Reservation | None, bool]:
         """The job to run next (None: none came), and whether ``--stop-when-empty`` ends here."""
         opts = self.options
         res = None if self._prefetch is None else self._prefetch.take(loop.waiting)
@@ -378,7 +341,7 @@ class Worker:
             self._holdings.taking(res)
         return res, False
 
-    def _fetch(self, loop: _Consumer, wait_s: float) -> Reservation | None:
+    def _fetch(self, loop: ConsumerLoop, wait_s: float) -> Reservation | None:
         """Reserve the next job, acknowledging ``loop``'s completed ones; the jobs
         reserved with it wait in ``loop``."""
         opts = self.options
