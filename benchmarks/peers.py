@@ -7,9 +7,11 @@ Starts a private ``redis-server`` (or uses KASHQ_BENCH_REDIS_URL) and gives each
 system its own database on it, flushed before and after. For each system, with
 the same no-op job (it only counts itself done) and the same N:
 
-- enqueue/s: one call per job (kashq ``dispatch()``, taskiq ``kiq()``, Huey's
-  task call, Dramatiq ``send()``, Celery ``delay()``, RQ ``enqueue()``);
-- bulk/s: the system's bulk or concurrent enqueue, jobs built beforehand;
+- enqueue/s: one call per job, building the job included (kashq ``dispatch()``,
+  taskiq ``kiq()``, Huey's task call, Dramatiq ``send()``, Celery ``delay()``,
+  RQ ``enqueue()``);
+- bulk/s: the system's bulk or concurrent enqueue, building the N jobs (kashq's
+  ``dispatch_many`` list, RQ's ``prepare_data`` list, Celery's group) included;
 - drain/s with 1 and with 2 worker processes, started from the system's own
   CLI once N jobs are queued; the rate from 10% to 90% of the jobs done, as
   counted by the jobs themselves (start-up and the tail left out);

@@ -3,14 +3,15 @@
 Each adapter is built with the Redis URL of the database it alone uses (the
 parent sets ``BENCH_REDIS_URL`` to it first, as the app modules read it on
 import), enqueues the no-op job, and names the command lines of its best
-configuration on a 2-core machine for 1 and for 2 worker processes.
+configuration on a 2-core machine for 1 and for 2 worker processes. Every
+enqueue builds its jobs itself: that is part of what it costs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import kashq
 
@@ -29,14 +30,11 @@ class Peer:
         self.env = env
 
     def enqueue(self, n: int) -> None:
-        """Enqueues ``n`` no-op jobs, one call per job."""
+        """Builds and enqueues ``n`` no-op jobs, one call per job."""
         raise NotImplementedError
 
-    def prepare_bulk(self, n: int) -> Any:
-        """What ``bulk`` sends, built beforehand (building jobs is the caller's work)."""
-        return n
-
-    def bulk(self, prepared: Any) -> None:
+    def bulk(self, n: int) -> None:
+        """Builds ``n`` no-op jobs and sends them with the bulk API."""
         raise NotImplementedError
 
     def worker_commands(self, procs: int) -> list[list[str]]:
@@ -74,11 +72,8 @@ class Kashq(Peer):
         for _ in range(n):
             self.manager.dispatch(self.jobs.Noop())
 
-    def prepare_bulk(self, n: int) -> Any:
-        return [self.jobs.Noop() for _ in range(n)]
-
-    def bulk(self, prepared: Any) -> None:
-        self.manager.dispatch_many(prepared)
+    def bulk(self, n: int) -> None:
+        self.manager.dispatch_many([self.jobs.Noop() for _ in range(n)])
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         return [self.work_command("--workers", str(procs), module="peer_systems.kashq_jobs")]
@@ -114,12 +109,12 @@ class Taskiq(Peer):
 
         self.loop.run_until_complete(send())
 
-    def bulk(self, prepared: Any) -> None:
-        async def send(n: int) -> None:
+    def bulk(self, n: int) -> None:
+        async def send() -> None:
             for start in range(0, n, 500):
                 await asyncio.gather(*(self.app.noop.kiq() for _ in range(min(500, n - start))))
 
-        self.loop.run_until_complete(send(prepared))
+        self.loop.run_until_complete(send())
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         app = "peer_systems.taskiq_app:broker"
@@ -196,13 +191,10 @@ class Celery(Peer):
         for _ in range(n):
             self.app.noop.delay()
 
-    def prepare_bulk(self, n: int) -> Any:
+    def bulk(self, n: int) -> None:
         from celery import group
 
-        return group(self.app.noop.s() for _ in range(n))
-
-    def bulk(self, prepared: Any) -> None:
-        prepared.apply_async()
+        group(self.app.noop.s() for _ in range(n)).apply_async()
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         worker = [*WORK, "celery", "-A", "peer_systems.celery_app", "worker", "-P", "solo"]
@@ -232,11 +224,8 @@ class Rq(Peer):
         for _ in range(n):
             self.queue.enqueue(self.app.noop)
 
-    def prepare_bulk(self, n: int) -> Any:
-        return [self.queue.prepare_data(self.app.noop) for _ in range(n)]
-
-    def bulk(self, prepared: Any) -> None:
-        self.queue.enqueue_many(prepared)
+    def bulk(self, n: int) -> None:
+        self.queue.enqueue_many([self.queue.prepare_data(self.app.noop) for _ in range(n)])
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         worker = [*WORK, "rq.cli", "worker", "--url", self.url, "--quiet"]

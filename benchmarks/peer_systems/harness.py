@@ -1,7 +1,8 @@
 """How each figure of ``benchmarks/peers.py`` is measured, the same way for every system.
 
-Progress comes from the jobs themselves (``probe.done()`` counts into a
-per-process file), never from Redis, so polling adds no Redis command. Drain
+Enqueue rates time one call that builds and sends the N jobs. Progress comes
+from the jobs themselves (``probe.done()`` counts into a per-process file),
+never from Redis, so polling adds no Redis command. Drain
 rates are taken between 10% and 90% of the jobs done, which leaves worker
 start-up and the tail out, as ``benchmarks/workers.py`` does.
 """
@@ -141,8 +142,7 @@ class Bench:
         if row.bulk_label is None:
             enqueues.append(_rate(n, lambda: peer.enqueue(n)))
         else:
-            prepared = peer.prepare_bulk(n)
-            bulks.append(_rate(n, lambda: peer.bulk(prepared)))
+            bulks.append(_rate(n, lambda: peer.bulk(n)))
         drains[2].append(self.drain(peer, 2))
 
     def drain(self, peer: Peer, procs: int, n: int | None = None) -> float:
@@ -199,7 +199,7 @@ class Bench:
         and how many worker processes ran them (>1 if one was recycled)."""
         chunk = 10_000
         for start in range(0, jobs, chunk):
-            peer.bulk(peer.prepare_bulk(min(chunk, jobs - start)))
+            peer.bulk(min(chunk, jobs - start))
         self.reset_probe()
         running = Workers(peer.worker_commands(1), peer.env)
         early = late = 0.0
