@@ -1,11 +1,14 @@
-"""kashq beside taskiq, Huey, Dramatiq, Celery and RQ: one run, one private Redis, one table.
+"""kashq beside taskiq, Huey, Dramatiq, Celery and RQ: one run, one private Redis, two jobs.
 
     pip install -e '.[bench]'
-    python benchmarks/peers.py [--jobs N] [--quick] [--only kashq,rq]
+    python benchmarks/peers.py [--jobs N] [--quick] [--only kashq,rq] [--job noop|incr|both]
 
 Starts a private ``redis-server`` (or uses KASHQ_BENCH_REDIS_URL) and gives each
-system its own database on it, flushed before and after. For each system, with
-the same no-op job (it only counts itself done) and the same N:
+system its own database on it, flushed before and after. Two job variants, the
+same for every system (``peer_systems/probe.py``): ``noop`` only counts itself
+done; ``incr`` (the realistic one) first runs one ``INCR bench-incr`` on its
+system's database through a redis-py client made once per process. For each
+system, each variant and the same N:
 
 - enqueue/s: one call per job, building the job included (kashq ``dispatch()``,
   taskiq ``kiq()``, Huey's task call, Dramatiq ``send()``, Celery ``delay()``,
@@ -15,14 +18,14 @@ the same no-op job (it only counts itself done) and the same N:
 - drain/s with 1 and with 2 worker processes, started from the system's own
   CLI once N jobs are queued; the rate from 10% to 90% of the jobs done, as
   counted by the jobs themselves (start-up and the tail left out);
-- idle latency: one idle worker; dispatch → handler starts, wall clock;
-- Redis commands per job: ``INFO commandstats`` after ``CONFIG RESETSTAT``,
-  one enqueue (one call per job) and the 1-process drain of N jobs, / N.
+- Redis commands per job: ``INFO commandstats`` after ``CONFIG RESETSTAT``, one
+  enqueue (one call per job) and the 1-process drain of N jobs, / N (first run);
+- idle latency, once per system: one idle worker; dispatch → handler starts.
 
 And kashq's worker RSS after 100,000 jobs (``--quick``: 20,000). The raw
-redis-py round-trip rate is measured in the same run, and every throughput is
-also shown as a ratio to it. Medians of 3 runs (1 with ``--quick``). A system
-that fails to import or run shows its error in its row.
+redis-py round-trip rate is measured in the same run, and every rate is also
+shown as a ratio to it. Medians of 3 runs (1 with ``--quick``); in each run the
+variants take turns. A system that fails to import or run shows its error.
 """
 
 from __future__ import annotations
@@ -35,24 +38,30 @@ import time
 import redis
 from common import private_redis, raw_round_trips
 from peer_systems.adapters import PEERS, Kashq
-from peer_systems.harness import Bench, Row
+from peer_systems.harness import JOBS, Bench, Row
 from rich.console import Console
 from rich.table import Table
 
 console = Console(width=170)
+VARIANTS = {
+    "noop": "no-op job (it only counts itself done)",
+    "incr": "realistic job (one Redis INCR, then it counts itself done)",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000, help="N, the jobs per measurement")
-    parser.add_argument("--quick", action="store_true", help="2,000 jobs, 1 run: about a minute")
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs, 1 run: a few minutes")
     parser.add_argument("--only", default="", help="comma-separated systems (default: all)")
+    parser.add_argument("--job", choices=[*JOBS, "both"], default="both", help="job variant(s)")
     parser.add_argument("--rss-jobs", type=int, default=100_000, help="jobs for kashq's RSS")
     args = parser.parse_args()
     n = 2_000 if args.quick else args.jobs
     runs = 1 if args.quick else 3
     samples = 30 if args.quick else 100
     rss_jobs = 20_000 if args.quick else args.rss_jobs
+    jobs = list(JOBS) if args.job == "both" else [args.job]
     chosen = [p for p in PEERS if not args.only or p.name in args.only.split(",")]
 
     started = time.monotonic()
@@ -63,17 +72,21 @@ def main() -> None:
         bench = Bench(url, n, runs, samples)
         for db, peer_class in enumerate(chosen, start=1):
             console.print(f"[dim]{peer_class.name} ...[/dim]")
-            rows.append(bench.measure(peer_class, db))
+            rows.append(bench.measure(peer_class, db, jobs))
         rss = kashq_rss(bench, url, rss_jobs) if Kashq in chosen else ""
 
-    title = (
-        f"{n:,} no-op jobs per measurement, median of {runs} run(s); "
-        f"Python {platform.python_version()}, Redis {server}, {_cores()} cores"
+    console.print(
+        f"{n:,} jobs per measurement, median of {runs} run(s); "
+        f"Python {platform.python_version()}, Redis {server}, {os.cpu_count()} cores"
     )
-    console.print(table(title, rows, raw))
+    console.print(systems_table(rows))
+    for job in jobs:
+        console.print(figures_table(job, rows, raw))
+        for row in rows:
+            top = row.results[job].top_cmds
+            if top:
+                console.print(f"  {row.name}: Redis commands per job, most called: {top}")
     for row in rows:
-        if row.top_cmds:
-            console.print(f"  {row.name}: most called Redis commands per job: {row.top_cmds}")
         for error in row.errors:
             console.print(f"  [red]{row.name}: {error}[/red]")
     if rss:
@@ -102,37 +115,46 @@ def kashq_rss(bench: Bench, url: str, jobs: int) -> str:
     )
 
 
-def table(title: str, rows: list[Row], raw: float) -> Table:
-    out = Table(title=title)
-    for column in ("system", "config"):
+def systems_table(rows: list[Row]) -> Table:
+    """What each system runs, and its idle latency."""
+    out = Table(title="The systems")
+    for column in ("system", "config", "bulk enqueue"):
         out.add_column(column)
-    columns = ("enqueue/s", "bulk/s", "drain/s 1 proc", "drain/s 2 procs", "latency p50 / p99")
-    for column in (*columns, "Redis cmds/job"):
-        out.add_column(column, justify="right")
+    out.add_column("idle latency\np50 / p99", justify="right")
     for row in rows:
-        failed = "[red]failed[/red]" if row.errors else "—"
-        config = row.config + (f"; bulk: {row.bulk_label}" if row.bulk_label else "")
+        config = row.config
         if row.errors:
             config += f"\n[red]{row.errors[0][:90]}[/red]"
-
-        def rate(value: float | None, missing: str = failed) -> str:
-            return missing if value is None else f"{value:,.0f} ({value / raw:.0%})"
-
-        latency = "—" if row.p50_ms is None else f"{row.p50_ms:.2f} / {row.p99_ms:.2f} ms"
-        out.add_row(
-            row.name, config, rate(row.enqueue),
-            rate(row.bulk, failed if row.bulk_label else "—"),
-            rate(row.drain1), rate(row.drain2),
-            failed if row.p50_ms is None else latency,
-            "—" if row.cmds_per_job is None else f"{row.cmds_per_job:.1f}",
-        )  # fmt: skip
-    out.add_row("raw redis-py", "1 connection, LPUSH + RPOP", f"{raw:,.0f} (100%)", "", "", "", "")
-    out.caption = "(%) = ratio to the raw redis-py round trips/s measured in the same run"
+        latency = "failed" if row.p50_ms is None else f"{row.p50_ms:.2f} / {row.p99_ms:.2f} ms"
+        out.add_row(row.name, config, row.bulk_label or "—", latency)
+    out.caption = "latency: dispatch → handler starts, one idle worker"
     return out
 
 
-def _cores() -> str:
-    return str(os.cpu_count())
+def figures_table(job: str, rows: list[Row], raw: float) -> Table:
+    """Rates of every system on one job variant."""
+    out = Table(title=f"The {VARIANTS[job]}")
+    out.add_column("system")
+    for column in ("enqueue/s", "bulk/s", "drain/s 1 proc", "drain/s 2 procs", "Redis cmds/job"):
+        out.add_column(column, justify="right")
+    for row in rows:
+        result = row.results[job]
+        missing = "[red]failed[/red]" if row.errors else "—"
+
+        def rate(value: float | None, absent: str = missing) -> str:
+            return absent if value is None else f"{value:,.0f} ({value / raw:.0%})"
+
+        cmds = "—" if result.cmds_per_job is None else f"{result.cmds_per_job:.1f}"
+        bulk = rate(result.bulk.rate, missing if row.bulk_label else "—")
+        enqueue, drain1, drain2 = result.enqueue.rate, result.drain1.rate, result.drain2.rate
+        out.add_row(row.name, rate(enqueue), bulk, rate(drain1), rate(drain2), cmds)
+    out.add_section()
+    out.add_row("raw redis-py", f"{raw:,.0f} (100%)")
+    out.caption = (
+        "(%) = ratio to the raw redis-py rate: round trips/s of LPUSH + RPOP on 1 connection, "
+        "measured in the same run"
+    )
+    return out
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Each adapter is built with the Redis URL of the database it alone uses (the
 parent sets ``BENCH_REDIS_URL`` to it first, as the app modules read it on
-import), enqueues the no-op job, and names the command lines of its best
-configuration on a 2-core machine for 1 and for 2 worker processes. Every
-enqueue builds its jobs itself: that is part of what it costs.
+import), enqueues a job variant by name (``noop``: the job only counts itself
+done; ``incr``: one Redis ``INCR`` first, see ``probe``), and names the command
+lines of its best configuration on a 2-core machine for 1 and for 2 worker
+processes. Every enqueue builds its jobs itself: that is part of what it costs.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ class Peer:
         self.url = url
         self.env = env
 
-    def enqueue(self, n: int) -> None:
-        """Builds and enqueues ``n`` no-op jobs, one call per job."""
+    def enqueue(self, job: str, n: int) -> None:
+        """Builds and enqueues ``n`` jobs of variant ``job``, one call per job."""
         raise NotImplementedError
 
-    def bulk(self, n: int) -> None:
-        """Builds ``n`` no-op jobs and sends them with the bulk API."""
+    def bulk(self, job: str, n: int) -> None:
+        """Builds ``n`` jobs of variant ``job`` and sends them with the bulk API."""
         raise NotImplementedError
 
     def worker_commands(self, procs: int) -> list[list[str]]:
@@ -68,12 +69,14 @@ class Kashq(Peer):
         settings = kashq.load_settings(connection="redis", redis_url=url, prefix="bench")
         self.manager = kashq.QueueManager(settings)
 
-    def enqueue(self, n: int) -> None:
+    def enqueue(self, job: str, n: int) -> None:
+        job_class = self.jobs.JOBS[job]
         for _ in range(n):
-            self.manager.dispatch(self.jobs.Noop())
+            self.manager.dispatch(job_class())
 
-    def bulk(self, n: int) -> None:
-        self.manager.dispatch_many([self.jobs.Noop() for _ in range(n)])
+    def bulk(self, job: str, n: int) -> None:
+        job_class = self.jobs.JOBS[job]
+        self.manager.dispatch_many([job_class() for _ in range(n)])
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         return [self.work_command("--workers", str(procs), module="peer_systems.kashq_jobs")]
@@ -102,17 +105,21 @@ class Taskiq(Peer):
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(taskiq_app.broker.startup())
 
-    def enqueue(self, n: int) -> None:
+    def enqueue(self, job: str, n: int) -> None:
+        task = getattr(self.app, job)
+
         async def send() -> None:
             for _ in range(n):
-                await self.app.noop.kiq()
+                await task.kiq()
 
         self.loop.run_until_complete(send())
 
-    def bulk(self, n: int) -> None:
+    def bulk(self, job: str, n: int) -> None:
+        task = getattr(self.app, job)
+
         async def send() -> None:
             for start in range(0, n, 500):
-                await asyncio.gather(*(self.app.noop.kiq() for _ in range(min(500, n - start))))
+                await asyncio.gather(*(task.kiq() for _ in range(min(500, n - start))))
 
         self.loop.run_until_complete(send())
 
@@ -138,9 +145,10 @@ class Huey(Peer):
 
         self.app = huey_app
 
-    def enqueue(self, n: int) -> None:
+    def enqueue(self, job: str, n: int) -> None:
+        task = getattr(self.app, job)
         for _ in range(n):
-            self.app.noop()
+            task()
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         kind = ["-k", "thread", "-w", "4"] if procs == 1 else ["-k", "process", "-w", str(procs)]
@@ -161,9 +169,10 @@ class Dramatiq(Peer):
 
         self.app = dramatiq_app
 
-    def enqueue(self, n: int) -> None:
+    def enqueue(self, job: str, n: int) -> None:
+        actor = getattr(self.app, job)
         for _ in range(n):
-            self.app.noop.send()
+            actor.send()
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         args = ["--processes", str(procs), "--threads", "8", "--queues", "bench"]
@@ -187,14 +196,16 @@ class Celery(Peer):
 
         self.app = celery_app
 
-    def enqueue(self, n: int) -> None:
+    def enqueue(self, job: str, n: int) -> None:
+        task = getattr(self.app, job)
         for _ in range(n):
-            self.app.noop.delay()
+            task.delay()
 
-    def bulk(self, n: int) -> None:
+    def bulk(self, job: str, n: int) -> None:
         from celery import group
 
-        group(self.app.noop.s() for _ in range(n)).apply_async()
+        task = getattr(self.app, job)
+        group(task.s() for _ in range(n)).apply_async()
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         worker = [*WORK, "celery", "-A", "peer_systems.celery_app", "worker", "-P", "solo"]
@@ -220,12 +231,14 @@ class Rq(Peer):
         self.app = rq_app
         self.queue = Queue("bench", connection=redis.Redis.from_url(url))
 
-    def enqueue(self, n: int) -> None:
+    def enqueue(self, job: str, n: int) -> None:
+        function = getattr(self.app, job)
         for _ in range(n):
-            self.queue.enqueue(self.app.noop)
+            self.queue.enqueue(function)
 
-    def bulk(self, n: int) -> None:
-        self.queue.enqueue_many([self.queue.prepare_data(self.app.noop) for _ in range(n)])
+    def bulk(self, job: str, n: int) -> None:
+        function = getattr(self.app, job)
+        self.queue.enqueue_many([self.queue.prepare_data(function) for _ in range(n)])
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         worker = [*WORK, "rq.cli", "worker", "--url", self.url, "--quiet"]

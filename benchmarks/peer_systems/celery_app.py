@@ -22,5 +22,11 @@ def noop() -> None:
 
 
 @app.task
+def incr() -> None:
+    probe.incr()
+    probe.done()
+
+
+@app.task
 def stamp(sent: float) -> None:
     probe.stamp(sent)

@@ -17,5 +17,11 @@ def noop() -> None:
 
 
 @dramatiq.actor(queue_name="bench", max_retries=0)
+def incr() -> None:
+    probe.incr()
+    probe.done()
+
+
+@dramatiq.actor(queue_name="bench", max_retries=0)
 def stamp(sent: float) -> None:
     probe.stamp(sent)

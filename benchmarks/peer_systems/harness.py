@@ -2,9 +2,11 @@
 
 Enqueue rates time one call that builds and sends the N jobs. Progress comes
 from the jobs themselves (``probe.done()`` counts into a per-process file),
-never from Redis, so polling adds no Redis command. Drain
-rates are taken between 10% and 90% of the jobs done, which leaves worker
-start-up and the tail out, as ``benchmarks/workers.py`` does.
+never from Redis, so polling adds no Redis command. Drain rates are taken
+between 10% and 90% of the jobs done, which leaves worker start-up and the
+tail out, as ``benchmarks/workers.py`` does. Each figure is the median of the
+runs. The realistic job's counter is checked after each drain: every job ran
+its ``INCR``.
 """
 
 from __future__ import annotations
@@ -28,23 +30,43 @@ from peer_systems import probe
 from peer_systems.adapters import Peer
 
 HERE = Path(__file__).resolve().parent.parent
+JOBS = ("noop", "incr")
+
+
+@dataclass
+class Figure:
+    """One figure's runs, jobs/s each."""
+
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        return statistics.median(self.runs) if self.runs else None
+
+
+@dataclass
+class Result:
+    """One system's figures on one job variant."""
+
+    job: str
+    enqueue: Figure = field(default_factory=Figure)
+    bulk: Figure = field(default_factory=Figure)
+    drain1: Figure = field(default_factory=Figure)
+    drain2: Figure = field(default_factory=Figure)
+    cmds_per_job: float | None = None
+    top_cmds: str = ""
 
 
 @dataclass
 class Row:
-    """One system's figures; None where it was not measured (see ``errors``)."""
+    """One system's figures, by job variant; None where not measured (see ``errors``)."""
 
     name: str
     config: str
     bulk_label: str | None
-    enqueue: float | None = None
-    bulk: float | None = None
-    drain1: float | None = None
-    drain2: float | None = None
+    results: dict[str, Result] = field(default_factory=dict)
     p50_ms: float | None = None
     p99_ms: float | None = None
-    cmds_per_job: float | None = None
-    top_cmds: str = ""
     errors: list[str] = field(default_factory=list)
 
 
@@ -89,8 +111,10 @@ class Bench:
             "BENCH_LATENCY_KEY": "bench-latency", "PYTHONPATH": str(HERE),
         }  # fmt: skip
 
-    def measure(self, peer_class: type[Peer], db: int) -> Row:
+    def measure(self, peer_class: type[Peer], db: int, jobs: list[str]) -> Row:
+        """Every run measures each job variant in turn, so they share the machine's moods."""
         row = Row(peer_class.name, peer_class.config, peer_class.bulk_label)
+        row.results = {job: Result(job) for job in jobs}
         url = self.url.rsplit("/", 1)[0] + f"/{db}"
         admin = redis.Redis.from_url(url)
         admin.flushdb()
@@ -100,20 +124,17 @@ class Bench:
         except Exception as exc:
             row.errors.append(f"setup: {type(exc).__name__}: {exc}")
             return row
-        enqueues: list[float] = []
-        bulks: list[float] = []
-        drains: dict[int, list[float]] = {1: [], 2: []}
+        failed: set[str] = set()
         try:
             for run in range(self.runs):
-                try:
-                    self._one_run(
-                        peer, row, admin, run=run, enqueues=enqueues, bulks=bulks, drains=drains
-                    )
-                except Exception as exc:
-                    row.errors.append(f"run {run + 1}: {type(exc).__name__}: {exc}")
-                    break
-                finally:
-                    admin.flushdb()
+                for job in [job for job in jobs if job not in failed]:
+                    try:
+                        self._one_run(peer, row, admin, row.results[job], first=run == 0)
+                    except Exception as exc:
+                        row.errors.append(f"{job} run {run + 1}: {type(exc).__name__}: {exc}")
+                        failed.add(job)
+                    finally:
+                        admin.flushdb()
             try:
                 row.p50_ms, row.p99_ms = self.latency(peer, admin)
             except Exception as exc:
@@ -121,29 +142,28 @@ class Bench:
         finally:
             peer.close()
             admin.flushdb()
-        row.enqueue, row.bulk = _median(enqueues), _median(bulks)
-        row.drain1, row.drain2 = _median(drains[1]), _median(drains[2])
         return row
 
     def _one_run(
-        self, peer: Peer, row: Row, admin: redis.Redis, *, run: int,
-        enqueues: list[float], bulks: list[float], drains: dict[int, list[float]],
-    ) -> None:  # fmt: skip
+        self, peer: Peer, row: Row, admin: redis.Redis, result: Result, *, first: bool
+    ) -> None:
         """Enqueue → drain with 1 process (Redis commands counted on the first run),
         then bulk enqueue (or enqueue again) → drain with 2 processes."""
-        n = self.n
-        if run == 0:
+        n, job = self.n, result.job
+        if first:
             admin.config_resetstat()
-        enqueues.append(_rate(n, lambda: peer.enqueue(n)))
-        drains[1].append(self.drain(peer, 1))
-        if run == 0:
-            row.cmds_per_job, row.top_cmds = _commands_per_job(admin, n)
+        result.enqueue.runs.append(_rate(n, lambda: peer.enqueue(job, n)))
+        result.drain1.runs.append(self.drain(peer, 1))
+        if first:
+            result.cmds_per_job, result.top_cmds = _commands_per_job(admin, n)
+        _check_work(admin, job, n)
         admin.flushdb()
         if row.bulk_label is None:
-            enqueues.append(_rate(n, lambda: peer.enqueue(n)))
+            result.enqueue.runs.append(_rate(n, lambda: peer.enqueue(job, n)))
         else:
-            bulks.append(_rate(n, lambda: peer.bulk(n)))
-        drains[2].append(self.drain(peer, 2))
+            result.bulk.runs.append(_rate(n, lambda: peer.bulk(job, n)))
+        result.drain2.runs.append(self.drain(peer, 2))
+        _check_work(admin, job, n)
 
     def drain(self, peer: Peer, procs: int, n: int | None = None) -> float:
         """Jobs/s of ``procs`` worker processes on ``n`` queued jobs, 10% → 90% done."""
@@ -199,7 +219,7 @@ class Bench:
         and how many worker processes ran them (>1 if one was recycled)."""
         chunk = 10_000
         for start in range(0, jobs, chunk):
-            peer.bulk(min(chunk, jobs - start))
+            peer.bulk("noop", min(chunk, jobs - start))
         self.reset_probe()
         running = Workers(peer.worker_commands(1), peer.env)
         early = late = 0.0
@@ -247,5 +267,7 @@ def _rate(n: int, fn: Callable[[], object]) -> float:
     return n / (time.perf_counter() - started)
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+def _check_work(admin: redis.Redis, job: str, n: int) -> None:
+    """Raises unless every realistic job ran its ``INCR``."""
+    if job == "incr" and int(admin.get(probe.INCR_KEY) or 0) < n:
+        raise RuntimeError(f"{probe.INCR_KEY} is {admin.get(probe.INCR_KEY)!r}, not {n}")

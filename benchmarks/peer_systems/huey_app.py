@@ -15,5 +15,11 @@ def noop() -> None:
 
 
 @huey.task()
+def incr() -> None:
+    probe.incr()
+    probe.done()
+
+
+@huey.task()
 def stamp(sent: float) -> None:
     probe.stamp(sent)

@@ -9,8 +9,17 @@ class Noop(Job):
         probe.done()
 
 
+class Incr(Job):
+    def handle(self) -> None:
+        probe.incr()
+        probe.done()
+
+
 class Stamp(Job):
     sent: float
 
     def handle(self) -> None:
         probe.stamp(self.sent)
+
+
+JOBS: dict[str, type[Job]] = {"noop": Noop, "incr": Incr}

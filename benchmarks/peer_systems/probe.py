@@ -3,7 +3,10 @@
 ``done()`` counts a finished job in a per-process 8-byte file under
 ``BENCH_PROBE_DIR``, written through ``mmap`` (a memory write, no system call and
 no Redis command), so the parent reads progress without adding load on Redis.
-``stamp(sent)`` pushes "handler started - ``sent``" to ``BENCH_LATENCY_KEY``.
+``incr()`` is the realistic job's own work: one ``INCR`` of ``INCR_KEY`` on the
+system's database (``BENCH_REDIS_URL``), through one redis-py client per process,
+created on first use. ``stamp(sent)`` pushes "handler started - ``sent``" to
+``BENCH_LATENCY_KEY`` through the same client.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ _pid = 0
 _map: mmap.mmap | None = None
 _count = 0
 _client: redis.Redis | None = None
+_client_pid = 0
+
+INCR_KEY = "bench-incr"
 
 
 def done() -> None:
@@ -37,13 +43,28 @@ def done() -> None:
         struct.pack_into("q", _map, 0, _count)
 
 
+def incr() -> None:
+    """One ``INCR`` on the benchmark server: what the realistic job does before ``done()``."""
+    _redis().execute_command("INCR", INCR_KEY)  # redis-py's incr() sends INCRBY
+
+
 def stamp(sent: float) -> None:
     """Reports how long after ``sent`` (``time.time()``) this handler started."""
     started = time.time()
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-    _client.rpush(os.environ["BENCH_LATENCY_KEY"], started - sent)
+    _redis().rpush(os.environ["BENCH_LATENCY_KEY"], started - sent)
+
+
+def _redis() -> redis.Redis:
+    """This process's client, shared by its threads (redis-py pools connections).
+
+    A forked child makes its own."""
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        with _lock:
+            if _client is None or _client_pid != os.getpid():
+                _client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+                _client_pid = os.getpid()
+    return _client
 
 
 def total(probe_dir: Path) -> dict[int, int]:

@@ -7,5 +7,10 @@ def noop() -> None:
     probe.done()
 
 
+def incr() -> None:
+    probe.incr()
+    probe.done()
+
+
 def stamp(sent: float) -> None:
     probe.stamp(sent)

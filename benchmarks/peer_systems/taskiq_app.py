@@ -15,5 +15,11 @@ async def noop() -> None:
 
 
 @broker.task
+async def incr() -> None:
+    probe.incr()  # blocking, as in every system: the same redis-py call
+    probe.done()
+
+
+@broker.task
 async def stamp(sent: float) -> None:
     probe.stamp(sent)
