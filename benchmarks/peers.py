@@ -1,4 +1,4 @@
-"""kashq beside taskiq, Huey, Dramatiq, Celery and RQ: one run, one private Redis, two jobs.
+"""kashq beside taskiq, Huey, Dramatiq, Celery and RQ: one run, one private Redis, rates and CPU.
 
     pip install -e '.[bench]'
     python benchmarks/peers.py [--jobs N] [--quick] [--only kashq,rq] [--job noop|incr|both]
@@ -8,16 +8,20 @@ system its own database on it, flushed before and after. Two job variants, the
 same for every system (``peer_systems/probe.py``): ``noop`` only counts itself
 done; ``incr`` (the realistic one) first runs one ``INCR bench-incr`` on its
 system's database through a redis-py client made once per process. For each
-system, each variant and the same N:
+system, each variant and the same N (``peer_systems/harness.py`` says exactly how):
 
-- enqueue/s: one call per job, building the job included (kashq ``dispatch()``,
+- enqueue: one call per job, building the job included (kashq ``dispatch()``,
   taskiq ``kiq()``, Huey's task call, Dramatiq ``send()``, Celery ``delay()``,
-  RQ ``enqueue()``);
-- bulk/s: the system's bulk or concurrent enqueue, building the N jobs (kashq's
+  RQ ``enqueue()``): jobs/s, and the enqueuing process's CPU µs per job
+  (``time.process_time()``) and the Redis server's (``INFO cpu``), over the call;
+- bulk: the system's bulk or concurrent enqueue, building the N jobs (kashq's
   ``dispatch_many`` list, RQ's ``prepare_data`` list, Celery's group) included;
-- drain/s with 1 and with 2 worker processes, started from the system's own
-  CLI once N jobs are queued; the rate from 10% to 90% of the jobs done, as
-  counted by the jobs themselves (start-up and the tail left out);
+  the same three numbers;
+- drain with 1 and with 2 worker processes, started from the system's own CLI
+  once N jobs are queued, from 10% to 90% of the jobs done as counted by the
+  jobs themselves (start-up and the tail left out): jobs/s, and over the same
+  window the CPU µs per job of every process the worker commands started
+  (supervisors and children, from ``/proc/<pid>/stat``) and of Redis;
 - Redis commands per job: ``INFO commandstats`` after ``CONFIG RESETSTAT``, one
   enqueue (one call per job) and the 1-process drain of N jobs, / N (first run);
 - idle latency, once per system: one idle worker; dispatch → handler starts.
@@ -38,7 +42,7 @@ import time
 import redis
 from common import private_redis, raw_round_trips
 from peer_systems.adapters import PEERS, Kashq
-from peer_systems.harness import JOBS, Bench, Row
+from peer_systems.harness import JOBS, Bench, Figure, Row
 from rich.console import Console
 from rich.table import Table
 
@@ -116,45 +120,64 @@ def kashq_rss(bench: Bench, url: str, jobs: int) -> str:
 
 
 def systems_table(rows: list[Row]) -> Table:
-    """What each system runs, and its idle latency."""
+    """What each system runs, how many processes its drains measured, its idle latency."""
     out = Table(title="The systems")
     for column in ("system", "config", "bulk enqueue"):
         out.add_column(column)
+    out.add_column("processes measured\n1 proc | 2 procs", justify="right")
     out.add_column("idle latency\np50 / p99", justify="right")
     for row in rows:
         config = row.config
         if row.errors:
             config += f"\n[red]{row.errors[0][:90]}[/red]"
+        seen = " | ".join(str(row.processes.get(procs, "?")) for procs in (1, 2))
         latency = "failed" if row.p50_ms is None else f"{row.p50_ms:.2f} / {row.p99_ms:.2f} ms"
-        out.add_row(row.name, config, row.bulk_label or "—", latency)
-    out.caption = "latency: dispatch → handler starts, one idle worker"
+        out.add_row(row.name, config, row.bulk_label or "—", seen, latency)
+    out.caption = (
+        "processes measured: every process the worker command(s) started, seen at the start of "
+        "the drain's window; latency: dispatch → handler starts, one idle worker"
+    )
     return out
 
 
 def figures_table(job: str, rows: list[Row], raw: float) -> Table:
-    """Rates of every system on one job variant."""
+    """Rates and CPU µs per job of every system on one job variant."""
     out = Table(title=f"The {VARIANTS[job]}")
     out.add_column("system")
-    for column in ("enqueue/s", "bulk/s", "drain/s 1 proc", "drain/s 2 procs", "Redis cmds/job"):
-        out.add_column(column, justify="right")
+    for name in ("enqueue", "bulk", "drain 1 proc", "drain 2 procs"):
+        who = "workers" if name.startswith("drain") else "client"
+        out.add_column(f"{name}\njobs/s (of raw)", justify="right")
+        out.add_column(f"CPU µs/job\n{who} | redis", justify="right")
+    out.add_column("Redis\ncmds/job", justify="right")
     for row in rows:
         result = row.results[job]
         missing = "[red]failed[/red]" if row.errors else "—"
-
-        def rate(value: float | None, absent: str = missing) -> str:
-            return absent if value is None else f"{value:,.0f} ({value / raw:.0%})"
-
+        cells: list[str] = []
+        for figure in (result.enqueue, result.bulk, result.drain1, result.drain2):
+            absent = "—" if figure is result.bulk and not row.bulk_label else missing
+            cells += _figure_cells(figure, raw, absent)
         cmds = "—" if result.cmds_per_job is None else f"{result.cmds_per_job:.1f}"
-        bulk = rate(result.bulk.rate, missing if row.bulk_label else "—")
-        enqueue, drain1, drain2 = result.enqueue.rate, result.drain1.rate, result.drain2.rate
-        out.add_row(row.name, rate(enqueue), bulk, rate(drain1), rate(drain2), cmds)
+        out.add_row(row.name, *cells, cmds)
     out.add_section()
     out.add_row("raw redis-py", f"{raw:,.0f} (100%)")
     out.caption = (
-        "(%) = ratio to the raw redis-py rate: round trips/s of LPUSH + RPOP on 1 connection, "
-        "measured in the same run"
+        "(of raw) = ratio to the raw redis-py rate: round trips/s of LPUSH + RPOP on 1 connection, "
+        "measured in the same run; "
+        "CPU µs/job: the enqueuing process (client) or all the worker processes (workers), "
+        "and the Redis server"
     )
     return out
+
+
+def _figure_cells(figure: Figure, raw: float, absent: str) -> list[str]:
+    rate, client_us, redis_us = figure.rate, figure.client_us, figure.redis_us
+    if rate is None or client_us is None or redis_us is None:
+        return [absent, absent]
+    return [f"{rate:,.0f} ({rate / raw:.0%})", f"{_us(client_us)} | {_us(redis_us)}"]
+
+
+def _us(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
 
 
 if __name__ == "__main__":

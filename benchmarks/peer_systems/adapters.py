@@ -38,6 +38,9 @@ class Peer:
         """Builds ``n`` jobs of variant ``job`` and sends them with the bulk API."""
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Finishes what an enqueue left to a background thread of this process, if any."""
+
     def worker_commands(self, procs: int) -> list[list[str]]:
         """Command lines that together run ``procs`` worker processes."""
         raise NotImplementedError
@@ -77,6 +80,11 @@ class Kashq(Peer):
     def bulk(self, job: str, n: int) -> None:
         job_class = self.jobs.JOBS[job]
         self.manager.dispatch_many([job_class() for _ in range(n)])
+
+    def settle(self) -> None:
+        recorder = self.manager.recorder()  # writes "dispatched" events every 50 ms
+        if recorder is not None:
+            recorder.flush()
 
     def worker_commands(self, procs: int) -> list[list[str]]:
         return [self.work_command("--workers", str(procs), module="peer_systems.kashq_jobs")]

@@ -1,10 +1,28 @@
 """How each figure of ``benchmarks/peers.py`` is measured, the same way for every system.
 
-Enqueue rates time one call that builds and sends the N jobs. Progress comes
-from the jobs themselves (``probe.done()`` counts into a per-process file),
-never from Redis, so polling adds no Redis command. Drain rates are taken
-between 10% and 90% of the jobs done, which leaves worker start-up and the
-tail out, as ``benchmarks/workers.py`` does. Each figure is the median of the
+Progress comes from the jobs themselves (``probe.done()`` counts into a
+per-process file), never from Redis, so polling adds no Redis command.
+
+- enqueue and bulk: the parent's wall clock, CPU (``time.process_time()``, all
+  its threads) and the Redis server's CPU (``INFO cpu``) read just before and
+  just after one call that builds and sends N jobs; rate = N / wall, client and
+  Redis CPU µs/job = CPU difference / N. The CPU readings after also wait for
+  what the call left to a background thread (``Peer.settle()``: kashq's event
+  recorder writes "dispatched" events every 50 ms); the wall clock does not.
+- drain: N jobs queued, the workers started, progress polled every 5 ms until
+  all N are done. The window runs from the first poll that sees ≥ 10% of N
+  done to the first that sees ≥ 90% (start-up and the tail left out, as
+  ``benchmarks/workers.py`` does); at each end the poll reads the clock, then
+  the CPU of every process the worker commands started (``cpu.tree_cpu_s``:
+  sessions and descendants, from ``/proc``), then ``INFO cpu``. Rate = jobs done
+  in the window / its seconds; workers' and Redis CPU µs/job = CPU difference /
+  jobs done in the window. The parent's own CPU (polling) is in neither.
+  ``/proc`` counts in clock ticks (10 ms), so a window of a fraction of a
+  second (``--quick``: 1,600 jobs) gives worker CPU to ±10 ms per process;
+  N = 20,000 (windows of seconds) makes that a few percent at most. Redis's
+  ``INFO cpu`` counts in microseconds.
+
+Each figure is the median, separately for each of its three numbers, of the
 runs. The realistic job's counter is checked after each drain: every job ran
 its ``INCR``.
 """
@@ -28,20 +46,34 @@ from common import p50_p99_ms
 
 from peer_systems import probe
 from peer_systems.adapters import Peer
+from peer_systems.cpu import Snapshot, redis_cpu_s, tree_cpu_s
 
 HERE = Path(__file__).resolve().parent.parent
 JOBS = ("noop", "incr")
 
+Sample = tuple[float, float, float]  # jobs/s, client (or workers') CPU µs/job, Redis CPU µs/job
+
 
 @dataclass
 class Figure:
-    """One figure's runs, jobs/s each."""
+    """One figure's runs, each a ``Sample``; medians are taken number by number."""
 
-    runs: list[float] = field(default_factory=list)
+    runs: list[Sample] = field(default_factory=list)
+
+    def median(self, index: int) -> float | None:
+        return statistics.median(run[index] for run in self.runs) if self.runs else None
 
     @property
     def rate(self) -> float | None:
-        return statistics.median(self.runs) if self.runs else None
+        return self.median(0)
+
+    @property
+    def client_us(self) -> float | None:
+        return self.median(1)
+
+    @property
+    def redis_us(self) -> float | None:
+        return self.median(2)
 
 
 @dataclass
@@ -67,6 +99,7 @@ class Row:
     results: dict[str, Result] = field(default_factory=dict)
     p50_ms: float | None = None
     p99_ms: float | None = None
+    processes: dict[int, int] = field(default_factory=dict)  # by worker processes asked for
     errors: list[str] = field(default_factory=list)
 
 
@@ -152,30 +185,36 @@ class Bench:
         n, job = self.n, result.job
         if first:
             admin.config_resetstat()
-        result.enqueue.runs.append(_rate(n, lambda: peer.enqueue(job, n)))
-        result.drain1.runs.append(self.drain(peer, 1))
+        result.enqueue.runs.append(_timed(n, admin, lambda: peer.enqueue(job, n), peer))
+        result.drain1.runs.append(self.drain(peer, admin, row, 1))
         if first:
             result.cmds_per_job, result.top_cmds = _commands_per_job(admin, n)
         _check_work(admin, job, n)
         admin.flushdb()
         if row.bulk_label is None:
-            result.enqueue.runs.append(_rate(n, lambda: peer.enqueue(job, n)))
+            result.enqueue.runs.append(_timed(n, admin, lambda: peer.enqueue(job, n), peer))
         else:
-            result.bulk.runs.append(_rate(n, lambda: peer.bulk(job, n)))
-        result.drain2.runs.append(self.drain(peer, 2))
+            result.bulk.runs.append(_timed(n, admin, lambda: peer.bulk(job, n), peer))
+        result.drain2.runs.append(self.drain(peer, admin, row, 2))
         _check_work(admin, job, n)
 
-    def drain(self, peer: Peer, procs: int, n: int | None = None) -> float:
-        """Jobs/s of ``procs`` worker processes on ``n`` queued jobs, 10% → 90% done."""
-        n = n or self.n
+    def drain(self, peer: Peer, admin: redis.Redis, row: Row, procs: int) -> Sample:
+        """``procs`` worker processes on the N queued jobs: rate and CPU, 10% → 90% done."""
+        n = self.n
         self.reset_probe()
         running = Workers(peer.worker_commands(procs), peer.env)
-        samples: list[tuple[float, int]] = []
+        roots = {proc.pid for proc in running.procs}
+        low: Snapshot | None = None
+        high: Snapshot | None = None
         deadline = time.monotonic() + 60 + n / 100
         try:
             while True:
                 done = sum(probe.total(self.probe_dir).values())
-                samples.append((time.perf_counter(), done))
+                at_s = time.perf_counter()
+                if low is None and done >= 0.1 * n:
+                    low, row.processes[procs] = _snapshot(at_s, done, roots, admin)
+                if high is None and done >= 0.9 * n:
+                    high, _ = _snapshot(at_s, done, roots, admin)
                 if done >= n:
                     break
                 running.check()
@@ -184,7 +223,15 @@ class Bench:
                 time.sleep(0.005)
         finally:
             running.stop()
-        return workers.window_rate(samples, n)
+        assert low is not None and high is not None
+        jobs = high.done - low.done
+        if jobs <= 0:
+            raise RuntimeError("10% to 90% done between two polls: too few jobs to measure")
+        return (
+            jobs / (high.at_s - low.at_s),
+            (high.workers_s - low.workers_s) / jobs * 1e6,
+            (high.redis_s - low.redis_s) / jobs * 1e6,
+        )
 
     def latency(self, peer: Peer, admin: redis.Redis) -> tuple[float, float]:
         """dispatch → handler starts, one idle worker process, ``samples`` times."""
@@ -261,10 +308,24 @@ def _commands_per_job(admin: redis.Redis, n: int) -> tuple[float, str]:
     return sum(calls.values()) / n, ", ".join(f"{c} {k / n:.2f}" for c, k in top)
 
 
-def _rate(n: int, fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - started)
+def _timed(n: int, admin: redis.Redis, send: Callable[[], object], peer: Peer) -> Sample:
+    """``send`` sends n jobs: jobs/s, this process's CPU µs/job, Redis CPU µs/job.
+
+    The CPU figures also count ``peer.settle()``, the work the sending left to a
+    background thread; the rate, what the caller waits for, does not."""
+    redis_s, cpu_s, started = redis_cpu_s(admin), time.process_time(), time.perf_counter()
+    send()
+    wall_s = time.perf_counter() - started
+    peer.settle()
+    cpu_s = time.process_time() - cpu_s
+    redis_s = redis_cpu_s(admin) - redis_s
+    return n / wall_s, cpu_s / n * 1e6, redis_s / n * 1e6
+
+
+def _snapshot(at_s: float, done: int, roots: set[int], admin: redis.Redis) -> tuple[Snapshot, int]:
+    """A drain sample at ``at_s``, and how many worker processes there are."""
+    workers_s, processes = tree_cpu_s(roots)
+    return Snapshot(at_s, done, workers_s, redis_cpu_s(admin)), processes
 
 
 def _check_work(admin: redis.Redis, job: str, n: int) -> None:
