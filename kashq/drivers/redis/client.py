@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
@@ -25,6 +27,39 @@ MAX_DATABASE = 2**31 - 1  # Redis's own limit on its `databases` setting
 _REPLY_MARGIN_S = 1.0  # a blocking command's reply must arrive this long before the timeout
 _DB_OUT_OF_RANGE = "DB index is out of range"
 _AUTH_REQUIRED = ("NOAUTH", "must be called with the client already authenticated")
+
+
+def pack_command(args: Sequence[Any]) -> bytes:
+    """One command as the bytes Redis reads (RESP), for ``send_packed_command``.
+
+    hiredis packs the whole command in C; redis-py's own ``pack_command`` first
+    encodes each argument in Python, which costs a dispatch about 6 µs and an
+    event batch about 0.4 µs per event. Arguments are ``str``, ``bytes``, ``int``
+    or ``float``; anything else is a :class:`redis.DataError`, as redis-py says.
+    """
+    try:
+        return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise redis.DataError(str(exc)) from None
+
+
+def execute_packed(client: Any, command: Sequence[Any]) -> Any:
+    """Run one command on ``client`` (a connection from its pool), packed by
+    :func:`pack_command`; a cluster client routes it itself."""
+    if is_cluster(client):
+        return client.execute_command(*command)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command((pack_command(command),))
+        return conn.read_response()
+    except redis.ResponseError:  # the reply was read: the connection is fine
+        raise
+    except BaseException:  # a reply may be left unread: the connection cannot be reused
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
 
 
 def connect(url: str, *, socket_timeout_s: float | None = REPLY_TIMEOUT_S) -> Any:

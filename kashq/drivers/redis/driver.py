@@ -31,6 +31,7 @@ from kashq.drivers.redis.client import (
     failure,
     is_cluster,
     longest_block_s,
+    pack_command,
 )
 from kashq.drivers.redis.keys import (
     QueueKeys,
@@ -143,23 +144,40 @@ class RedisDriver:
                 result = self._reserve_one(queue, lease_s, token, acks, limit)
                 acks = ()
                 if result[0]:
-                    return [
-                        Reservation(
-                            id=_text(result[i]),
-                            queue=queue,
-                            raw=_text(result[i + 1]),
-                            deliveries=int(result[i + 2]),
-                            token=_text(result[i + 3]),
-                        )
-                        for i in range(0, len(result), 4)
-                    ]
+                    return _reservations(queue, result)
                 due = float(result[1])
                 if due >= 0:
                     next_due = min(next_due, due)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            self.wait(queues, min(remaining, max(next_due - self._now(), _MIN_BLOCK_S)))
+            wait_s = min(remaining, max(next_due - self._now(), _MIN_BLOCK_S))
+            if self._pipelines and len(queues) == 1:
+                found = self._wait_then_reserve(queues[0], wait_s, lease_s, token, limit)
+                if found:
+                    return found
+            else:
+                self.wait(queues, wait_s)
+
+    def _wait_then_reserve(
+        self, queue: str, wait_s: float, lease_s: float, token: str, limit: int
+    ) -> list[Reservation]:
+        """Block for the queue's wake-up token and reserve right after, in one round trip.
+
+        Redis runs a command sent behind a blocking one as soon as that one
+        returns, so a job pushed to an idle worker is reserved without a
+        second round trip. The reserve's ``now`` is taken before the wait, so
+        its leases start up to the wait early: the wait is kept within a
+        quarter of the lease, which the heartbeat renews every third.
+        """
+        keys = self.keys(queue)
+        block_s = max(min(wait_s, self._block_s, lease_s / 4), _MIN_BLOCK_S)
+        reserve = self._scripts.reserve_command(
+            keys, self._now(), lease_s, token=token, limit=limit
+        )
+        commands = [["BLPOP", keys.wake, repr(block_s)], reserve]
+        result = self._call(lambda: self._stream(lambda: iter(commands)))[1]
+        return _reservations(queue, result) if result[0] else []
 
     def _reserve_one(
         self, queue: str, lease_s: float, token: str, acks: Sequence[Reservation], limit: int
@@ -324,7 +342,7 @@ class RedisDriver:
         try:
             sent = 0
             for command in commands():
-                conn.send_command(*command)
+                conn.send_packed_command((pack_command(command),))
                 sent += 1
             replies: list[Any] = []
             error: Exception | None = None
@@ -339,6 +357,9 @@ class RedisDriver:
         except OSError as exc:
             conn.disconnect()
             raise redis.ConnectionError(str(exc)) from exc
+        except BaseException:  # replies may be left unread: the connection cannot be reused
+            conn.disconnect()
+            raise
         if error is not None:
             raise error
         return replies
@@ -423,6 +444,20 @@ def _push_args(envelopes: Sequence[Envelope]) -> list[Any]:
     for env in envelopes:
         args += (env.id, env.encode(), env.priority, repr(env.available_at))
     return args
+
+
+def _reservations(queue: str, result: list[Any]) -> list[Reservation]:
+    """The reservations of a reserve script's reply: id, raw, deliveries, token each."""
+    return [
+        Reservation(
+            id=_text(result[i]),
+            queue=queue,
+            raw=_text(result[i + 1]),
+            deliveries=int(result[i + 2]),
+            token=_text(result[i + 3]),
+        )
+        for i in range(0, len(result), 4)
+    ]
 
 
 def _by_queue(reservations: Sequence[Reservation]) -> list[tuple[str, list[tuple[str, str]]]]:

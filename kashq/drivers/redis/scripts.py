@@ -73,8 +73,22 @@ class Scripts:
     ) -> None:
         """Reserve up to ``limit`` jobs of one queue under ``token``; ``acks`` (id, token)
         are acknowledged first."""
-        self._eval(
-            target,
+        target.evalsha(
+            *self.reserve_command(keys, now, lease_s, token=token, limit=limit, acks=acks)[1:]
+        )
+
+    def reserve_command(
+        self,
+        keys: QueueKeys,
+        now: float,
+        lease_s: float,
+        *,
+        token: str,
+        limit: int = 1,
+        acks: Sequence[tuple[str, str]] = (),
+    ) -> list[Any]:
+        """The whole ``EVALSHA reserve ...`` command, for callers that send it themselves."""
+        return self._lua.command(
             "reserve",
             [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.claims],
             [repr(now), repr(lease_s), token, limit, *_flat(acks)],

@@ -1,12 +1,14 @@
 -- Store jobs of one queue: ready now, or delayed until their time.
 -- Work is batched (one HMGET/HSET/ZADD per chunk, not per job) so a bulk push
--- of thousands of jobs costs a handful of commands.
+-- of thousands of jobs costs a handful of commands; a single new job (one
+-- dispatch()) takes a shorter path of five commands.
 -- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] seq  KEYS[6] wake
 -- ARGV[1] now; then for each job 4 values: id, raw envelope, priority, available_at
 -- Returns the number of jobs stored. A job id that is already waiting (ready or
 -- delayed) is replaced; one that is reserved is left to its worker and the new
 -- copy dropped, so repeating a push (a retry after a lost reply) is harmless.
 local CHUNK = 7000 -- even, and below Lua's limit on unpacked arguments
+local WAKE_MAX = 64 -- wake-up tokens kept: more than any host runs idle workers
 
 local function call_chunked(command, key, args)
   for s = 1, #args, CHUNK do
@@ -14,8 +16,35 @@ local function call_chunked(command, key, args)
   end
 end
 
+-- Leave one wake-up token per ready job (up to WAKE_MAX) for idle workers.
+local function wake(count)
+  local tokens = {}
+  for k = 1, math.min(count, WAKE_MAX) do tokens[k] = 1 end
+  if redis.call('LPUSH', KEYS[6], unpack(tokens)) > WAKE_MAX then
+    redis.call('LTRIM', KEYS[6], 0, WAKE_MAX - 1)
+  end
+end
+
 local now = tonumber(ARGV[1])
 local count = (#ARGV - 1) / 4
+
+-- One job whose id is new: HSETNX claims its state, so no read comes first.
+-- An id already stored goes the general way (its seq then skips a number: harmless).
+if count == 1 then
+  local id, priority, available_at = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5])
+  local seq = redis.call('INCR', KEYS[5])
+  if redis.call('HSETNX', KEYS[2], id, priority .. '|' .. seq .. '|0|') == 1 then
+    redis.call('HSET', KEYS[1], id, ARGV[3])
+    if available_at > now then
+      redis.call('ZADD', KEYS[4], available_at, id)
+    else
+      redis.call('ZADD', KEYS[3], -priority, string.format('%015d|%s', seq, id))
+      wake(1)
+    end
+    return 1
+  end
+end
+
 local ids = {}
 for j = 1, count do ids[j] = ARGV[4 * j - 2] end
 
@@ -64,12 +93,5 @@ if #bodies > 0 then
 end
 if #ready > 0 then call_chunked('ZADD', KEYS[3], ready) end
 if #delayed > 0 then call_chunked('ZADD', KEYS[4], delayed) end
-
-local woken = #ready / 2
-if woken > 0 then
-  for _ = 1, math.min(woken, 64) do
-    redis.call('LPUSH', KEYS[6], 1)
-  end
-  redis.call('LTRIM', KEYS[6], 0, 63)
-end
+if #ready > 0 then wake(#ready / 2) end
 return count

@@ -23,14 +23,35 @@ local function parse(st)
   return priority, seq, tonumber(deliveries), holder
 end
 
-for i = 5, #ARGV, 2 do
-  local id, held_by = ARGV[i], ARGV[i + 1]
-  local st = redis.call('HGET', KEYS[2], id)
-  if st and select(4, parse(st)) == held_by then
-    redis.call('HDEL', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('ZREM', KEYS[5], id)
-    if not string.find(held_by, '.', 1, true) then redis.call('HDEL', KEYS[6], held_by) end
+local CHUNK = 1000 -- ids per command: far below Lua's limit on unpacked arguments
+
+local function call_chunked(command, key, args)
+  for s = 1, #args, 2 * CHUNK do
+    redis.call(command, key, unpack(args, s, math.min(s + 2 * CHUNK - 1, #args)))
+  end
+end
+
+-- Acknowledge: remove each (id, token) pair still held by that token, a few
+-- commands per thousand jobs (as lua/ack.lua does).
+for s = 5, #ARGV, 2 * CHUNK do
+  local ids, holders = {}, {}
+  for i = s, math.min(s + 2 * CHUNK - 1, #ARGV), 2 do
+    ids[#ids + 1], holders[#holders + 1] = ARGV[i], ARGV[i + 1]
+  end
+  local states = redis.call('HMGET', KEYS[2], unpack(ids))
+  local done, claims = {}, {}
+  for k = 1, #ids do
+    local st, held_by = states[k], holders[k]
+    if st and select(4, parse(st)) == held_by then
+      done[#done + 1] = ids[k]
+      if not string.find(held_by, '.', 1, true) then claims[#claims + 1] = held_by end
+    end
+  end
+  if #done > 0 then
+    redis.call('HDEL', KEYS[1], unpack(done))
+    redis.call('HDEL', KEYS[2], unpack(done))
+    redis.call('ZREM', KEYS[5], unpack(done))
+    if #claims > 0 then redis.call('HDEL', KEYS[6], unpack(claims)) end
   end
 end
 
@@ -65,41 +86,53 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0
   requeue(id)
 end
 
+-- Take jobs off the ready set a batch at a time (one ZPOPMIN, one HMGET of
+-- states, one of bodies); popped entries not taken go back as they were.
 local out, states, leases = {}, {}, {}
-local taken = 0
-while taken < limit do
-  local popped = redis.call('ZPOPMIN', KEYS[3])
+local taken, solo = 0, false
+while taken < limit and not solo do
+  local popped = redis.call('ZPOPMIN', KEYS[3], math.min(limit - taken, CHUNK))
   if #popped == 0 then break end
-  local entry_seq, id = string.sub(popped[1], 1, 15), string.sub(popped[1], 17)
-  local st = redis.call('HGET', KEYS[2], id)
-  local raw = redis.call('HGET', KEYS[1], id)
-  local priority, seq, deliveries, holder = '0', entry_seq, 0, ''
-  if st then priority, seq, deliveries, holder = parse(st) end
-  -- An entry is current only if it names the job's seq and the job is waiting;
-  -- anything else is stale (replaced, or already reserved) and is dropped.
-  if (st or raw) and (holder == '' or holder == '!') and tonumber(seq) == tonumber(entry_seq) then
-    if holder == '!' and taken > 0 then  -- back from a dead worker's prefetch: alone, next time
-      redis.call('ZADD', KEYS[3], popped[2], popped[1])
-      break
+  local ids = {}
+  for p = 1, #popped, 2 do ids[#ids + 1] = string.sub(popped[p], 17) end
+  local sts = redis.call('HMGET', KEYS[2], unpack(ids))
+  local raws = redis.call('HMGET', KEYS[1], unpack(ids))
+  for k = 1, #ids do
+    local entry, id, st, raw = popped[2 * k - 1], ids[k], sts[k], raws[k]
+    if solo then  -- a solo job ended the batch: the rest go back
+      redis.call('ZADD', KEYS[3], popped[2 * k], entry)
+    else
+      local entry_seq = string.sub(entry, 1, 15)
+      local priority, seq, deliveries, holder = '0', entry_seq, 0, ''
+      if st then priority, seq, deliveries, holder = parse(st) end
+      -- An entry is current only if it names the job's seq and the job is waiting;
+      -- anything else is stale (replaced, or already reserved) and is dropped.
+      if (st or raw) and (holder == '' or holder == '!') and tonumber(seq) == tonumber(entry_seq) then
+        if holder == '!' and taken > 0 then  -- back from a dead worker's prefetch: alone, next time
+          redis.call('ZADD', KEYS[3], popped[2 * k], entry)
+          solo = true
+        else
+          local mine = token
+          if taken > 0 then mine = token .. '.' .. taken end
+          deliveries = deliveries + 1
+          taken = taken + 1
+          states[#states + 1] = id
+          states[#states + 1] = priority .. '|' .. seq .. '|' .. deliveries .. '|' .. mine
+          leases[#leases + 1] = now + lease
+          leases[#leases + 1] = id
+          out[#out + 1] = id
+          out[#out + 1] = raw or ''
+          out[#out + 1] = deliveries
+          out[#out + 1] = mine
+          if holder == '!' then solo = true end
+        end
+      end
     end
-    local mine = token
-    if taken > 0 then mine = token .. '.' .. taken end
-    deliveries = deliveries + 1
-    taken = taken + 1
-    states[#states + 1] = id
-    states[#states + 1] = priority .. '|' .. seq .. '|' .. deliveries .. '|' .. mine
-    leases[#leases + 1] = now + lease
-    leases[#leases + 1] = id
-    out[#out + 1] = id
-    out[#out + 1] = raw or ''
-    out[#out + 1] = deliveries
-    out[#out + 1] = mine
-    if holder == '!' then break end
   end
 end
 if taken > 0 then
-  redis.call('HSET', KEYS[2], unpack(states))
-  redis.call('ZADD', KEYS[5], unpack(leases))
+  call_chunked('HSET', KEYS[2], states)
+  call_chunked('ZADD', KEYS[5], leases)
   redis.call('HSET', KEYS[6], token, out[1])
   return out
 end
