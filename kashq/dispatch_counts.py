@@ -1,10 +1,11 @@
 """How many jobs this process dispatched, for ``kashq_jobs_dispatched_total``.
 
 Dispatching does not load prometheus-client. A process that uses Prometheus
-(``prometheus_client`` imported, or its multiprocess directory set) counts
-straight into :data:`kashq.metrics.DefaultMetrics`. Any other keeps one count
-per (queue, job type) here, and hands them over when :mod:`kashq.metrics`
-loads; from then on that counts.
+(``prometheus_client`` imported, or its multiprocess directory set when the
+process first dispatches) counts straight into
+:data:`kashq.metrics.DefaultMetrics`. Any other keeps one count per (queue,
+job type) here, and hands them over when :mod:`kashq.metrics` loads; from
+then on that counts.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Sink(Protocol):
 _lock = threading.Lock()
 _sink: Sink | None = None
 _kept: dict[tuple[str, str], int] = {}
+_multiprocess: bool | None = None
 
 
 def count(envelopes: Sequence[Envelope]) -> None:
@@ -68,4 +70,9 @@ def take_over(sink: Sink) -> None:
 
 
 def _uses_prometheus() -> bool:
-    return "prometheus_client" in sys.modules or any(v in os.environ for v in _MULTIPROCESS_VARS)
+    global _multiprocess
+    if "prometheus_client" in sys.modules:
+        return True
+    if _multiprocess is None:  # read once, at the first dispatch: os.environ is slow to ask
+        _multiprocess = any(v in os.environ for v in _MULTIPROCESS_VARS)
+    return _multiprocess

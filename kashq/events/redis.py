@@ -33,7 +33,13 @@ from typing import Any, TypeVar
 import redis
 
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import address_of, connect, failure, longest_block_s
+from kashq.drivers.redis.client import (
+    address_of,
+    connect,
+    execute_packed,
+    failure,
+    longest_block_s,
+)
 from kashq.drivers.redis.keys import stream_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.events.base import (
@@ -78,7 +84,8 @@ class RedisEventStore(Subscribing):
         """Store events given as their JSON (:func:`~kashq.events.base.encode_event`)."""
         for start in range(0, len(texts), _APPEND_CHUNK):
             args = [self.max_len, *texts[start : start + _APPEND_CHUNK]]
-            self._call(lambda a=args: self._lua.run(self.client, "append", [self.key], a))  # type: ignore[misc]
+            command = self._lua.command("append", [self.key], args)
+            self._call(lambda c=command: execute_packed(self.client, c))  # type: ignore[misc]
 
     def read(self, after: str | None = None, limit: int = DEFAULT_READ_LIMIT) -> list[Event]:
         start = "-" if after is None else f"({after}"
