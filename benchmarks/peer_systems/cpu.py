@@ -29,12 +29,26 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One sample of a drain: when, jobs done, workers' and Redis's CPU seconds so far."""
+    """One sample of a drain: when, jobs done, workers' and Redis's CPU seconds so far,
+    and the machine's CPU ticks so far (all, and idle)."""
 
     at_s: float
     done: int
     workers_s: float
     redis_s: float
+    machine: tuple[int, int] = (0, 0)
+
+    def cores_busy_since(self, earlier: Snapshot) -> float:
+        """The share of the machine's CPU time that was busy between ``earlier`` and this."""
+        ticks, idle = self.machine[0] - earlier.machine[0], self.machine[1] - earlier.machine[1]
+        return 1 - idle / ticks if ticks > 0 else 0.0
+
+
+def machine_ticks() -> tuple[int, int]:
+    """The machine's CPU ticks since boot, all and idle (idle + iowait), from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(value) for value in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
 
 
 def tree_cpu_s(roots: set[int]) -> tuple[float, int]:

@@ -46,7 +46,7 @@ from common import p50_p99_ms
 
 from peer_systems import probe
 from peer_systems.adapters import Peer
-from peer_systems.cpu import Snapshot, redis_cpu_s, tree_cpu_s
+from peer_systems.cpu import Snapshot, machine_ticks, redis_cpu_s, tree_cpu_s
 
 HERE = Path(__file__).resolve().parent.parent
 JOBS = ("noop", "incr")
@@ -137,6 +137,7 @@ class Bench:
     def __init__(self, url: str, n: int, runs: int, samples: int) -> None:
         self.url, self.n, self.runs, self.samples = url, n, runs, samples
         self.probe_dir = Path(tempfile.mkdtemp(prefix="bench-probe-"))
+        self.cores_busy = 0.0  # of the last drain's window: the share of the machine busy
 
     def env(self, url: str) -> dict[str, str]:
         return {
@@ -227,6 +228,7 @@ class Bench:
         jobs = high.done - low.done
         if jobs <= 0:
             raise RuntimeError("10% to 90% done between two polls: too few jobs to measure")
+        self.cores_busy = high.cores_busy_since(low)
         return (
             jobs / (high.at_s - low.at_s),
             (high.workers_s - low.workers_s) / jobs * 1e6,
@@ -325,7 +327,7 @@ def _timed(n: int, admin: redis.Redis, send: Callable[[], object], peer: Peer) -
 def _snapshot(at_s: float, done: int, roots: set[int], admin: redis.Redis) -> tuple[Snapshot, int]:
     """A drain sample at ``at_s``, and how many worker processes there are."""
     workers_s, processes = tree_cpu_s(roots)
-    return Snapshot(at_s, done, workers_s, redis_cpu_s(admin)), processes
+    return Snapshot(at_s, done, workers_s, redis_cpu_s(admin), machine_ticks()), processes
 
 
 def _check_work(admin: redis.Redis, job: str, n: int) -> None:

@@ -157,7 +157,7 @@ def encode_event(  # noqa: PLR0917 - positional, in Event's order, so either bui
 ) -> str:
     """The stored JSON of an event, from its fields in :class:`Event`'s order.
 
-    Spelled out rather than ``json.dumps(event.to_dict())``: five times faster,
+    Spelled out rather than ``json.dumps(event.to_dict())``: several times faster,
     and the recorder encodes every event of every job (straight from the
     worker's step, without an :class:`Event`, for stores that keep JSON text).
     The fields that repeat from job to job (type, job type, queue, host, pid)
