@@ -16,9 +16,11 @@ from kashq.failed.memory import MemoryFailedJobStore
 from kashq.jobevents import EventKind
 from kashq.testing import FakeClock
 from kashq.worker import prefetch
+from kashq.worker import worker as worker_module
 from tests.support.redis import redis_driver
 
 RAN: list[tuple[int, str]] = []  # (n, thread name)
+STARTED: set[int] = set()
 _ran_lock = threading.Lock()
 
 
@@ -27,6 +29,7 @@ class Step(Job):
     sleep_s: float = 0.0
 
     def handle(self) -> None:
+        STARTED.add(self.n)
         time.sleep(self.sleep_s)
         with _ran_lock:
             RAN.append((self.n, threading.current_thread().name))
@@ -35,6 +38,7 @@ class Step(Job):
 @pytest.fixture
 def driver() -> Iterator[RedisDriver]:
     RAN.clear()
+    STARTED.clear()
     with redis_driver() as made:
         yield made
 
@@ -111,6 +115,14 @@ def test_prefetched_jobs_of_a_vanished_worker_come_back_uncounted_and_one_at_a_t
     ]
 
 
+def full_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's first job alone, then full batches, however long the jobs took: on a
+    loaded machine a short job can take long enough to shrink the batches a test needs."""
+    monkeypatch.setattr(
+        worker_module, "batch_size", lambda prefetch, last_s: 1 if last_s is None else prefetch
+    )
+
+
 def drain_counting_batches(driver: RedisDriver, prefetch: int) -> list[int]:
     """Run a worker until the queue is empty; how many jobs each of its reserves took."""
     options = WorkerOptions(
@@ -154,7 +166,8 @@ def test_max_jobs_is_never_overshot_by_a_batch(driver):
     assert sizes(driver) == QueueSizes(ready=25)
 
 
-def test_jobs_waiting_behind_a_long_job_are_given_to_another_worker(driver):
+def test_jobs_waiting_behind_a_long_job_are_given_to_another_worker(driver, monkeypatch):
+    full_batches(monkeypatch)
     push_steps(driver, 1)  # a short job first: the worker learns jobs are short
     long_env = Step(n=1, sleep_s=1.5).to_envelope(default_queue="default", now=time.time())
     driver.push(long_env)
@@ -188,7 +201,8 @@ def test_jobs_waiting_behind_a_long_job_are_given_to_another_worker(driver):
     assert sizes(driver) == QueueSizes()
 
 
-def test_a_stopping_worker_gives_its_prefetched_jobs_back_uncounted(driver):
+def test_a_stopping_worker_gives_its_prefetched_jobs_back_uncounted(driver, monkeypatch):
+    full_batches(monkeypatch)
     push_steps(driver, 1)
     envs = [
         Step(n=n, sleep_s=0.3 if n == 1 else 0.0).to_envelope(
@@ -200,9 +214,10 @@ def test_a_stopping_worker_gives_its_prefetched_jobs_back_uncounted(driver):
     worker = Worker(driver, MemoryFailedJobStore(), WorkerOptions(connection="redis", sleep_s=0.1))
     worker.start(1)
     deadline = time.monotonic() + 5
-    while sizes(driver).reserved < 5:
+    while 1 not in STARTED:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    assert sizes(driver).reserved == 5
     worker.stop(5)  # while job 1 runs, 2 to 5 wait behind it
     assert [n for n, _ in RAN] == [0, 1]
     assert sizes(driver) == QueueSizes(ready=4)

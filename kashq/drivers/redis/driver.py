@@ -191,17 +191,21 @@ class RedisDriver:
             others = []
         if not others:  # one script does both: same queue, same slot
             return self._run(  # type: ignore[no-any-return]
-                lambda t: self._scripts.reserve(
-                    t, keys, self._now(), lease_s, token=token, limit=limit, acks=same
+                lambda t: self._scripts.send(
+                    t,
+                    self._scripts.reserve_command(
+                        keys, self._now(), lease_s, token=token, limit=limit, acks=same
+                    ),
                 )
             )[0]
 
         def build(pipe: Any) -> None:
             for other, held in _by_queue(others):
                 self._scripts.ack(pipe, self.keys(other), held)
-            self._scripts.reserve(
-                pipe, keys, self._now(), lease_s, token=token, limit=limit, acks=same
+            reserve = self._scripts.reserve_command(
+                keys, self._now(), lease_s, token=token, limit=limit, acks=same
             )
+            self._scripts.send(pipe, reserve)
 
         return self._run(build, pipeline=True)[-1]  # type: ignore[no-any-return]
 

@@ -58,24 +58,11 @@ class Scripts:
     # -- one method per script; ``target`` is a pipeline or a _Direct ------
     def push(self, target: Any, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> None:
         """``jobs`` is flat: id, raw, priority, available_at for each job."""
-        target.evalsha(*self.push_command(keys, now, jobs)[1:])
+        self.send(target, self.push_command(keys, now, jobs))
 
-    def reserve(
-        self,
-        target: Any,
-        keys: QueueKeys,
-        now: float,
-        lease_s: float,
-        *,
-        token: str,
-        limit: int = 1,
-        acks: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        """Reserve up to ``limit`` jobs of one queue under ``token``; ``acks`` (id, token)
-        are acknowledged first."""
-        target.evalsha(
-            *self.reserve_command(keys, now, lease_s, token=token, limit=limit, acks=acks)[1:]
-        )
+    def send(self, target: Any, command: list[Any]) -> None:
+        """Run (or queue, on a pipeline) a whole command of a ``*_command`` method."""
+        target.evalsha(*command[1:])
 
     def reserve_command(
         self,
@@ -87,7 +74,8 @@ class Scripts:
         limit: int = 1,
         acks: Sequence[tuple[str, str]] = (),
     ) -> list[Any]:
-        """The whole ``EVALSHA reserve ...`` command, for callers that send it themselves."""
+        """Reserve up to ``limit`` jobs of one queue under ``token``, acknowledging
+        ``acks`` (id, token) first: the whole ``EVALSHA reserve ...`` command."""
         return self._lua.command(
             "reserve",
             [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.claims],
