@@ -140,7 +140,7 @@ def test_an_idle_reserve_gets_a_pushed_job_in_the_round_trip_that_waited(driver,
     assert sent == [["EVALSHA"], ["BLPOP", "EVALSHA"]]
 
 
-def test_an_idle_reserve_waits_at_most_a_quarter_of_the_lease_at_a_time(driver, monkeypatch):
+def test_an_idle_reserve_waits_at_most_an_eighth_of_the_lease_at_a_time(driver, monkeypatch):
     """Its reserve is sent before the wait, so its leases start that early."""
     waits: list[float] = []
     real = driver._stream
@@ -151,5 +151,41 @@ def test_an_idle_reserve_waits_at_most_a_quarter_of_the_lease_at_a_time(driver, 
         return real(lambda: iter(listed))
 
     monkeypatch.setattr(driver, "_stream", stream)
-    assert driver.reserve_batch(["default"], lease_s=0.4, wait_s=0.5, limit=8) == []
+    assert driver.reserve_batch(["default"], lease_s=0.8, wait_s=0.5, limit=8) == []
     assert waits and max(waits) <= 0.1
+
+
+def test_a_retried_idle_reserve_does_not_wait_again(driver, monkeypatch):
+    """The first try waited and then lost its script cache (a Redis restart): the
+    retry reserves at once, with a fresh clock, instead of waiting a second time."""
+    sent = recording_streams(driver, monkeypatch)
+    env = envelopes(1)[0]
+    threading.Timer(0.2, lambda: driver.push(env)).start()
+    real = driver._stream
+    flushed = []
+
+    def losing_scripts_once(commands):
+        listed = list(commands())
+        if listed[0][0] == "BLPOP" and not flushed:
+            flushed.append(True)
+            result = real(lambda: iter(listed[:1]))  # the wait runs...
+            driver.client.script_flush()  # ...and the script cache is lost
+            return [result[0], *real(lambda: iter(listed[1:]))]
+        return real(lambda: iter(listed))
+
+    monkeypatch.setattr(driver, "_stream", losing_scripts_once)
+    started = time.monotonic()
+    got = driver.reserve_batch(["default"], lease_s=30, wait_s=5, limit=8)
+    assert [r.id for r in got] == [env.id]
+    assert time.monotonic() - started < 1.0  # not a second wait of up to 5 s
+    assert sent[-1] == ["EVALSHA"]
+
+
+def test_an_id_acknowledged_twice_in_one_call_counts_once(driver):
+    driver.push_many(envelopes(2))
+    held = driver.reserve_batch(["default"], lease_s=30, limit=2)
+    keys = driver.keys("default")
+    pairs = [(r.id, r.token) for r in [held[0], held[0], held[1]]]
+    removed = driver._run(lambda target: driver._scripts.ack(target, keys, pairs))[0]
+    assert removed == 2
+    assert sizes(driver) == QueueSizes()

@@ -40,7 +40,7 @@ from kashq.drivers.redis.keys import (
     queue_keys,
     queue_of_jobs_key,
 )
-from kashq.drivers.redis.scripts import Scripts
+from kashq.drivers.redis.scripts import Scripts, due_at, reserved_jobs, text_of
 from kashq.envelope import Envelope, unique_claim
 
 T = TypeVar("T")
@@ -138,46 +138,70 @@ class RedisDriver:
         """
         deadline = time.monotonic() + wait_s
         token = os.urandom(8).hex()  # the same token on a retry: the same job comes back
-        while True:
-            next_due = float("inf")
-            for queue in queues:
-                result = self._reserve_one(queue, lease_s, token, acks, limit)
-                acks = ()
-                if result[0]:
-                    return _reservations(queue, result)
-                due = float(result[1])
-                if due >= 0:
-                    next_due = min(next_due, due)
+        found, next_due = self._reserve_pass(queues, lease_s, token, acks, limit)
+        while not found:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            wait_s = min(remaining, max(next_due - self._now(), _MIN_BLOCK_S))
-            if self._pipelines and len(queues) == 1:
-                found = self._wait_then_reserve(queues[0], wait_s, lease_s, token, limit)
-                if found:
-                    return found
+            until_due = next_due - self._now()
+            wait_s = min(remaining, max(until_due, _MIN_BLOCK_S))
+            if self._pipelines and len(queues) == 1 and until_due >= remaining:
+                # Nothing falls due meanwhile: only a push can bring a job.
+                found, next_due = self._wait_then_reserve(queues[0], wait_s, lease_s, token, limit)
             else:
                 self.wait(queues, wait_s)
+                found, next_due = self._reserve_pass(queues, lease_s, token, (), limit)
+        return found
+
+    def _reserve_pass(
+        self,
+        queues: Sequence[str],
+        lease_s: float,
+        token: str,
+        acks: Sequence[Reservation],
+        limit: int,
+    ) -> tuple[list[Reservation], float]:
+        """One reserve of each queue in turn: the jobs of the first that has any, or
+        none and the earliest time a delayed job or a lease falls due (inf: none)."""
+        next_due = float("inf")
+        for queue in queues:
+            result = self._reserve_one(queue, lease_s, token, acks, limit)
+            acks = ()
+            if result[0]:
+                return reserved_jobs(queue, result), next_due
+            next_due = min(next_due, due_at(result))
+        return [], next_due
 
     def _wait_then_reserve(
         self, queue: str, wait_s: float, lease_s: float, token: str, limit: int
-    ) -> list[Reservation]:
-        """Block for the queue's wake-up token and reserve right after, in one round trip.
+    ) -> tuple[list[Reservation], float]:
+        """Block for the queue's wake-up token and reserve right after, in one round trip;
+        as :meth:`_reserve_pass` answers.
 
         Redis runs a command sent behind a blocking one as soon as that one
         returns, so a job pushed to an idle worker is reserved without a
-        second round trip. The reserve's ``now`` is taken before the wait, so
-        its leases start up to the wait early: the wait is kept within a
-        quarter of the lease, which the heartbeat renews every third.
+        second round trip. The reserve's ``now`` is read before the wait, so
+        its leases start up to the wait early: the wait is kept within an
+        eighth of the lease. A retry (after a lost connection or script cache)
+        only reserves: it neither waits again nor reuses the old ``now``.
         """
         keys = self.keys(queue)
-        block_s = max(min(wait_s, self._block_s, lease_s / 4), _MIN_BLOCK_S)
-        reserve = self._scripts.reserve_command(
-            keys, self._now(), lease_s, token=token, limit=limit
-        )
-        commands = [["BLPOP", keys.wake, repr(block_s)], reserve]
-        result = self._call(lambda: self._stream(lambda: iter(commands)))[1]
-        return _reservations(queue, result) if result[0] else []
+        block_s = max(min(wait_s, self._block_s, lease_s / 8), _MIN_BLOCK_S)
+        tries = 0
+
+        def attempt() -> Any:
+            nonlocal tries
+            tries += 1
+            now = self._now()
+            reserve = self._scripts.reserve_command(keys, now, lease_s, token=token, limit=limit)
+            if tries > 1:
+                return self._stream(lambda: iter([reserve]))[0]
+            return self._stream(lambda: iter([["BLPOP", keys.wake, repr(block_s)], reserve]))[1]
+
+        result = self._call(attempt)
+        if result[0]:
+            return reserved_jobs(queue, result), float("inf")
+        return [], due_at(result)
 
     def _reserve_one(
         self, queue: str, lease_s: float, token: str, acks: Sequence[Reservation], limit: int
@@ -285,7 +309,7 @@ class RedisDriver:
         # (Redis drops empty hashes). On a cluster, scan_iter walks every primary.
         pattern = jobs_key_pattern(self.prefix)
         keys = self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
-        names = {queue_of_jobs_key(self.prefix, _text(key)) for key in keys}
+        names = {queue_of_jobs_key(self.prefix, text_of(key)) for key in keys}
         return sorted(name for name in names if name is not None)
 
     def clear(self, queue: str) -> Cleared:
@@ -300,7 +324,7 @@ class RedisDriver:
 
         def claims() -> tuple[tuple[str, str], ...]:
             raws = self.client.hscan_iter(keys.jobs, count=_SCAN_COUNT)
-            return tuple(filter(None, (unique_claim(_text(raw)) for _, raw in raws)))
+            return tuple(filter(None, (unique_claim(text_of(raw)) for _, raw in raws)))
 
         found = self._call(claims)
         return Cleared(int(self._run(lambda t: self._scripts.clear(t, keys))[0]), found)
@@ -315,7 +339,9 @@ class RedisDriver:
     def get_control(self, prefix: str = "") -> dict[str, str]:
         now, key = self._now(), self._control_key
         flat = self._run(lambda t: self._scripts.control_get(t, key, now, prefix))[0]
-        return dict(sorted((_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)))
+        return dict(
+            sorted((text_of(flat[i]), text_of(flat[i + 1])) for i in range(0, len(flat), 2))
+        )
 
     def delete_control(self, name: str) -> bool:
         now, key = self._now(), self._control_key
@@ -450,29 +476,9 @@ def _push_args(envelopes: Sequence[Envelope]) -> list[Any]:
     return args
 
 
-def _reservations(queue: str, result: list[Any]) -> list[Reservation]:
-    """The reservations of a reserve script's reply: id, raw, deliveries, token each."""
-    return [
-        Reservation(
-            id=_text(result[i]),
-            queue=queue,
-            raw=_text(result[i + 1]),
-            deliveries=int(result[i + 2]),
-            token=_text(result[i + 3]),
-        )
-        for i in range(0, len(result), 4)
-    ]
-
-
 def _by_queue(reservations: Sequence[Reservation]) -> list[tuple[str, list[tuple[str, str]]]]:
     """(queue, [(id, token), ...]) for each queue of ``reservations``, first-seen order."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for res in reservations:
         groups.setdefault(res.queue, []).append((res.id, res.token))
     return list(groups.items())
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)

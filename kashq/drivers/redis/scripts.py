@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kashq.drivers.base import Reservation
 from kashq.drivers.redis.keys import QueueKeys
 from kashq.drivers.redis.lua import LuaScripts
 
@@ -158,6 +159,26 @@ class Scripts:
         self._lua.run(target, name, keys, args)
 
 
+def reserved_jobs(queue: str, result: list[Any]) -> list[Reservation]:
+    """The reservations of a reserve script's reply: id, raw, deliveries, token each."""
+    return [
+        Reservation(
+            id=text_of(result[i]),
+            queue=queue,
+            raw=text_of(result[i + 1]),
+            deliveries=int(result[i + 2]),
+            token=text_of(result[i + 3]),
+        )
+        for i in range(0, len(result), 4)
+    ]
+
+
+def due_at(result: list[Any]) -> float:
+    """When the first delayed job or lease falls due, from a reserve that found no job."""
+    due = float(result[1])
+    return due if due >= 0 else float("inf")
+
+
 def _flat(pairs: Sequence[tuple[str, str]]) -> list[str]:
     return [part for pair in pairs for part in pair]
 
@@ -171,3 +192,10 @@ class _Direct:
 
     def evalsha(self, *args: Any) -> None:
         self._box.append(self._execute("EVALSHA", *args))
+
+
+def text_of(value: Any) -> str:
+    """A reply's bytes as text (a client may decode replies itself)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

@@ -11,10 +11,11 @@ for s = 1, #ARGV, 2 * CHUNK do
     ids[#ids + 1], holders[#holders + 1] = ARGV[i], ARGV[i + 1]
   end
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
-  local done, claims = {}, {}
+  local done, claims, seen = {}, {}, {}
   for k = 1, #ids do
     local st, held_by = states[k], holders[k]
-    if st and string.match(st, '|([^|]*)$') == held_by then
+    if st and not seen[ids[k]] and string.match(st, '|([^|]*)$') == held_by then
+      seen[ids[k]] = true  -- an id listed twice is removed (and counted) once
       done[#done + 1] = ids[k]
       if not string.find(held_by, '.', 1, true) then claims[#claims + 1] = held_by end
     end
