@@ -381,13 +381,10 @@ class RedisDriver:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:  # read the rest before raising
                     error = error or exc
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()
-            raise
         except OSError as exc:
             conn.disconnect()
             raise redis.ConnectionError(str(exc)) from exc
-        except BaseException:  # replies may be left unread: the connection cannot be reused
+        except BaseException:  # failed, or replies left unread: the connection cannot be reused
             conn.disconnect()
             raise
         if error is not None:
