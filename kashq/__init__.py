@@ -1,8 +1,8 @@
 """kashq: a Laravel-style, batteries-included background job queue for Python.
 
 Subclass :class:`Job`, write ``handle()``, call ``.dispatch()``; run workers
-with ``kashq queue:work`` or :func:`start_workers`. See the README for the
-tour; everything public is re-exported here.
+with ``kashq queue:work`` or :func:`start_workers`. The docs (``docs/``, a
+mkdocs site) give the tour; everything public is re-exported here.
 """
 
 from __future__ import annotations

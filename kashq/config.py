@@ -64,38 +64,65 @@ class Settings(BaseSettings):
         env_prefix="KASHQ_", env_file=".env", extra="ignore", validate_default=True
     )
 
-    connection: Connection = Field("database", description="default connection")
-    queue: str = Field("default", description="default queue name")
+    connection: Connection = Field("database", description="connection used when none is named")
+    queue: str = Field(
+        "default", description="queue of jobs that name none; commands' default `--queue`"
+    )
     max_retry: int = Field(3, ge=1, description="total attempts before a job is failed")
-    backoff: float = Field(1.0, ge=0, description="linear backoff base, seconds")
+    backoff: float = Field(
+        1.0, ge=0, description="linear backoff base, seconds: retry n waits backoff * n"
+    )
     retry_after: float = Field(30.0, gt=0, description="lease of a reserved job, seconds")
-    timeout: float | None = Field(25.0, gt=0, description="seconds one attempt may run")
+    timeout: float | None = Field(
+        25.0,
+        gt=0,
+        description="seconds an attempt may run (`none`: no limit); keep it below `retry_after`",
+    )
     prefetch: int = Field(
-        8, ge=1, le=1000, description="most jobs a worker reserves at once while jobs are short"
+        8,
+        ge=1,
+        le=1000,
+        description="most jobs a worker reserves at once while jobs are short (1: one at a time)",
     )
     imports: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="modules holding job classes"
+        default_factory=list,
+        description=(
+            "modules the commands import: job classes, schedules, webhook routes (comma-separated)"
+        ),
     )
-    prefix: str = Field("kashq", description="key prefix")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL")
+    prefix: str = Field("kashq", description="prefix of every Redis key")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL; `redis+cluster://` for a Redis Cluster"
+    )
     shards: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Redis URLs of the sharded connection, comma-separated"
+        default_factory=list, description="Redis URLs of the `sharded` connection (comma-separated)"
     )
     shard_strategy: Literal["hash", "round_robin", "least_loaded"] = Field(
-        "least_loaded", description="how the sharded connection places new jobs"
+        "least_loaded", description="how the `sharded` connection places new jobs"
     )
-    database_url: str = Field("sqlite:///kashq.sqlite", description="SQLAlchemy database URL")
+    database_url: str = Field(
+        "sqlite:///kashq.sqlite",
+        description="SQLAlchemy URL of the `database` connection's jobs and of `failed_jobs`",
+    )
     table_prefix: str = Field(
-        "", description="prefix of every kashq table name in the database, e.g. app_"
+        "", description="prefix of every kashq table name, e.g. `app_` gives `app_failed_jobs`"
     )
     events: bool = Field(True, description="record every job's lifecycle in the event store")
     events_max_len: int = Field(
-        100_000, ge=100, description="events kept per Redis stream (approximate trimming)"
+        100_000, ge=100, description="events kept in a connection's Redis stream (approximately)"
     )
-    slack_webhook_url: str | None = Field(None, description="Slack incoming webhook for alerts")
-    slack_channel: str | None = Field(None, description="Slack channel for alerts")
-    alert_webhook_url: str | None = Field(None, description="URL that gets a JSON POST per alert")
-    alert_webhook_secret: str | None = Field(None, description="HMAC-SHA256 key signing alerts")
+    slack_webhook_url: str | None = Field(
+        None,
+        description="Slack incoming webhook told of every job that fails for good",
+    )
+    slack_channel: str | None = Field(None, description="channel for those Slack alerts")
+    alert_webhook_url: str | None = Field(
+        None,
+        description="URL that gets a JSON POST per job that fails for good",
+    )
+    alert_webhook_secret: str | None = Field(
+        None, description="key signing those POSTs (HMAC-SHA256)"
+    )
     alert_timeout: float = Field(5.0, gt=0, description="seconds an alerter may take")
     timezone: str = Field("UTC", min_length=1, description="time zone of recurring schedules")
 

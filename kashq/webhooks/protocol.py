@@ -5,7 +5,7 @@ that is not a number, two that disagree, a malformed header line) itself,
 before any ASGI app sees it, with a plain-text ``400 Invalid HTTP request
 received.``. ``kashq webhooks:serve`` runs uvicorn with
 :class:`JSONErrorsHTTPProtocol` instead, so such a request gets the JSON body
-every other refusal has (README, Webhooks, Answers). Serving the handler with
+every other refusal has (docs/webhooks.md, Answers). Serving the handler with
 uvicorn yourself, pass it the same way::
 
     uvicorn app:hooks.app --http kashq.webhooks.protocol:JSONErrorsHTTPProtocol
