@@ -62,7 +62,7 @@ def redis_shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Chaos and soak tests (about 20 minutes) run in CI, or locally with KASHQ_TEST_CHAOS=1."""
+    """Chaos and soak tests (about 13 minutes) run in CI, or locally with KASHQ_TEST_CHAOS=1."""
     if in_ci() or os.environ.get("KASHQ_TEST_CHAOS", "").lower() in ("1", "true", "yes"):
         return
     skip = pytest.mark.skip(reason="chaos/soak test: set KASHQ_TEST_CHAOS=1 to run it (CI does)")
