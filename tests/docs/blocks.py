@@ -234,13 +234,16 @@ def parse(block: Block) -> None:
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ms|µs|s)\b")
+_MEASURED = re.compile(r"\b(\w+_(?:ms|s)=)\d+(?:\.\d+)?")  # duration_ms=0.048
+# host:pid of a process (an event's worker column); not an address's host:port
+_HOST_PID = re.compile(r"(?<![/@\w.-])[A-Za-z][\w.-]*:\d+\b(?!/)")
 _LEADER = re.compile(r" ?\.{2,} ?")
 _SPACES = re.compile(r"[ \t]+")
 _TABLE_RULE = re.compile(r"[━─═]+")
 
 
 def normalize(text: str, replacements: dict[str, str] | None = None) -> list[str]:
-    """Lines with times, ids, durations, dot leaders and table widths made comparable."""
+    """Lines with times, ids, durations, host:pid, dot leaders and table widths made comparable."""
     for real, shown in (replacements or {}).items():
         text = text.replace(real, shown)
     out = []
@@ -248,6 +251,8 @@ def normalize(text: str, replacements: dict[str, str] | None = None) -> list[str
         line = _TIMESTAMP.sub("<time>", raw)
         line = _UUID.sub("<id>", line)
         line = _DURATION.sub("<duration>", line)
+        line = _MEASURED.sub(r"\1<n>", line)
+        line = _HOST_PID.sub("<host:pid>", line)
         line = _LEADER.sub(" … ", line)
         line = _TABLE_RULE.sub("─", line)
         out.append(_SPACES.sub(" ", line).strip())

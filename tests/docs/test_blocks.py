@@ -90,6 +90,16 @@ def test_times_durations_ids_and_leaders_do_not_count() -> None:
     assert blocks.matches(WORKER, printed)
 
 
+def test_measured_figures_and_process_ids_do_not_count() -> None:
+    shown = "│ 10:16 │ completed │ 2 │ duration_ms=0.064 │ vm:25233 │ redis://127.0.0.1:6379/0"
+    printed = (
+        "│ 10:16 │ completed │ 2 │ duration_ms=1.5 │ ci-host.local:7 │ redis://127.0.0.1:6379/0"
+    )
+    assert blocks.matches(shown, printed)
+    assert not blocks.matches(shown, printed.replace("completed", "started"))
+    assert not blocks.matches(shown, printed.replace(":6379/0", ":6380/0"))  # an address counts
+
+
 def test_a_different_word_count_or_order_is_a_mismatch() -> None:
     assert not blocks.matches(WORKER, WORKER.replace("DONE", "FAIL"))
     assert not blocks.matches(WORKER, "\n".join(reversed(WORKER.splitlines())))
