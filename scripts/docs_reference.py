@@ -82,7 +82,7 @@ def _command_section(name: str, command: Any, ctx: Any) -> list[str]:
                 continue
             label = ", ".join(f"`{opt}`" for opt in (*param.opts, *param.secondary_opts))
             if not param.is_flag:
-                label += f" {_cell(param.make_metavar(ctx))}"
+                label += f" `{_cell(param.make_metavar(ctx))}`"
             meaning = param.help or ""
             default = _param_default(param)
         rows.append(f"| {label} | {_cell(_RICH_TAG.sub('', meaning))} | {default} |")
