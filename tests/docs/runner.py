@@ -31,8 +31,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.docs.blocks import ROOT, Block, matches, parse
@@ -59,21 +59,14 @@ class ExampleFailed(AssertionError):
 
 
 @dataclass
-class Outcome:
-    status: int
-    output: str
-
-
-@dataclass
 class Page:
     """The state one page's blocks share: a directory, an environment, the addresses."""
 
     directory: Path
     env: dict[str, str]
     addresses: dict[str, str]  # shown -> real
-    last: Outcome | None = None
-    last_python: str = ""
-    log: list[str] = field(default_factory=list)
+    last_output: str | None = None  # what the last run block printed, for an output block
+    last_python: str = ""  # the last python block's program, for a ``continue`` block
 
     def real(self, text: str) -> str:
         for shown in sorted(self.addresses, key=len, reverse=True):
@@ -108,29 +101,27 @@ def run_block(page: Page, block: Block) -> None:
         except ValueError as exc:
             raise ExampleFailed(f"{block.where}: not valid {block.lang}: {exc}") from exc
     elif kind == "compile":
-        code = _source(block)
-        if "continue" in block.options:
-            code = page.last_python + "\n" + code
         try:
-            compile(code, block.where, "exec")
+            compile(_program(page, block), block.where, "exec")
         except SyntaxError as exc:
             raise ExampleFailed(f"{block.where}: does not compile: {exc}") from exc
-        page.last_python = code
     elif kind == "run" and block.is_python:
         _run_python(page, block)
     elif kind == "run":
         _run_shell(page, block)
 
 
-def _source(block: Block) -> str:
-    return f"{block.setup}\n{block.code}" if block.setup else block.code
-
-
-def _run_python(page: Page, block: Block) -> None:
-    code = page.real(_source(block))
+def _program(page: Page, block: Block) -> str:
+    """The block's code behind its hidden setup (and the previous program, for ``continue``)."""
+    code = page.real(f"{block.setup}\n{block.code}" if block.setup else block.code)
     if "continue" in block.options:
         code = page.last_python + "\n" + code
     page.last_python = code
+    return code
+
+
+def _run_python(page: Page, block: Block) -> None:
+    code = _program(page, block)
     target = _cwd(page, block) / block.options.get("file", "example.py")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(code, encoding="utf-8")
@@ -177,8 +168,7 @@ def _finish(page: Page, block: Block, argv: list[str]) -> None:
         raise ExampleFailed(message) from None
     finally:
         _reap(proc)
-    page.last = Outcome(proc.returncode, out)
-    page.log.append(f"$ {block.where}\n{out}")
+    page.last_output = out
     want = int(block.options.get("exit", "0"))
     if proc.returncode != want:
         raise ExampleFailed(
@@ -194,12 +184,12 @@ def _reap(proc: subprocess.Popen[str]) -> None:
 
 
 def _compare(page: Page, block: Block) -> None:
-    if page.last is None:
+    if page.last_output is None:
         raise ExampleFailed(f"{block.where}: an output block with no run block before it")
-    if not matches(block.code, page.last.output, page.shown):
+    if not matches(block.code, page.last_output, page.shown):
         raise ExampleFailed(
             f"{block.where}: the page shows\n{block.code}\nbut the example printed\n"
-            f"{page.last.output}"
+            f"{page.last_output}"
         )
 
 
@@ -207,7 +197,6 @@ def _tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run_page(page: Page, blocks: list[Block], on_block: Callable[[Block], None]) -> None:
+def run_page(page: Page, blocks: list[Block]) -> None:
     for block in blocks:
-        on_block(block)
         run_block(page, block)

@@ -28,7 +28,7 @@ def test_the_page_s_examples_do_what_it_says(
     page_path: Path, page_addresses: dict[str, str], tmp_path: Path
 ) -> None:
     page = runner.new_page(tmp_path / "page", page_addresses)
-    runner.run_page(page, blocks.collect(page_path), lambda block: None)
+    runner.run_page(page, blocks.collect(page_path))
 
 
 def test_every_block_is_accounted_for() -> None:
