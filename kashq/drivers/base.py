@@ -71,6 +71,47 @@ class Reservation:
     token: str
 
 
+JobState = Literal["ready", "delayed", "reserved"]
+
+JOB_ID_MAX = 36
+"""Longest job id a driver looks up: a UUID's 36 characters (the database column's width)."""
+
+
+def is_job_id(job_id: object) -> bool:
+    """Whether ``job_id`` could name a stored job: 1-36 characters of text, no NUL, valid
+    UTF-8 (no lone surrogates). :meth:`Driver.find` answers None for anything else, so a
+    weird id never reaches a backend that would reject it."""
+    if not isinstance(job_id, str) or not 1 <= len(job_id) <= JOB_ID_MAX or "\x00" in job_id:
+        return False
+    try:
+        job_id.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class FoundJob:
+    """A job a driver holds, as it stands now (see :meth:`Driver.find`).
+
+    ``state`` is judged by time: a waiting job whose ``available_at`` has come
+    is ``"ready"`` even if the driver has not moved it yet. ``raw`` is the
+    stored envelope text, as ``reserve`` would hand it out (after a release,
+    the released envelope's). ``deliveries`` is what ``Reservation.deliveries``
+    carried on the job's latest delivery since it was pushed or last released
+    (0 while none): a lapsed lease keeps the count, a job given back unstarted
+    (``unreserve``) has that delivery uncounted. ``lease_until`` is set only
+    for ``"reserved"``: when its lease ends on the driver's clock, possibly
+    already past (the job is reported reserved until the driver reclaims it).
+    """
+
+    queue: str
+    state: JobState
+    raw: str
+    deliveries: int
+    lease_until: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSizes:
     """How many jobs a queue holds in each state."""
@@ -145,6 +186,15 @@ class Driver(Protocol):
 
     def queue_names(self) -> list[str]:
         """Sorted names of the queues holding at least one job (ready, delayed or reserved)."""
+        ...
+
+    def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """Job ``job_id`` as the driver holds it now, or None if it holds no such job.
+
+        Looks in ``queues`` when given (a hint: the caller knows the queue),
+        else in every queue. An id that is no job id text (see
+        :func:`is_job_id`) is None too; a backend failure is a DriverError.
+        """
         ...
 
     def clear(self, queue: str) -> Cleared:

@@ -54,7 +54,16 @@ from sqlalchemy.sql.dml import Insert
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
 from kashq.db.schema import MYSQL, Tables
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage, check_control_name
+from kashq.drivers.base import (
+    Cleared,
+    FoundJob,
+    JobState,
+    QueueSizes,
+    Reservation,
+    Storage,
+    check_control_name,
+    is_job_id,
+)
 from kashq.envelope import UNIQUE_KEY, Envelope, unique_claim
 from kashq.exceptions import DriverError
 
@@ -120,6 +129,9 @@ class _Sql:
             c.token == bindparam("p_token")
         )
         self.queue_names = select(c.queue).distinct().order_by(c.queue)
+        self.find = select(c.id, c.queue, c.raw, c.available_at, c.token, c.deliveries).where(
+            c.id == bindparam("p_id")  # the unique index on id
+        )
         is_expired = k.expires_at <= bindparam("p_now")
         # Expired records of any name come along, so any reader can sweep them.
         self.control_read = select(k.name, k.value, k.expires_at).where(
@@ -285,6 +297,22 @@ class DatabaseDriver:
             atomic=False,
         )
         return list(names)
+
+    def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        if not is_job_id(job_id):
+            return None
+        row = self._db.run(
+            lambda conn: conn.execute(self._sql.find, {"p_id": job_id}).first(),
+            what="finding a job",
+            atomic=False,
+        )
+        # MySQL compares ids ignoring case and trailing spaces: only the exact id counts.
+        if row is None or row.id != job_id or (queues is not None and row.queue not in queues):
+            return None
+        if row.token is not None:  # reserved: available_at is the end of its lease
+            return FoundJob(row.queue, "reserved", row.raw, row.deliveries, row.available_at)
+        state: JobState = "delayed" if row.available_at > self._clock.time() else "ready"
+        return FoundJob(row.queue, state, row.raw, row.deliveries)
 
     def clear(self, queue: str) -> Cleared:
         def clear_queue(conn: Connection) -> Cleared:

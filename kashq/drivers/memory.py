@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage, check_control_name
+from kashq.drivers.base import (
+    Cleared,
+    FoundJob,
+    JobState,
+    QueueSizes,
+    Reservation,
+    Storage,
+    check_control_name,
+    is_job_id,
+)
 from kashq.envelope import Envelope, unique_claim
 
 _READY, _DELAYED, _RESERVED = "ready", "delayed", "reserved"
@@ -32,6 +41,7 @@ class _Stored:
     deliveries: int = 0
     token: str = ""
     lease_until: float = 0.0
+    available_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -143,6 +153,21 @@ class MemoryDriver:
                 result[name] = QueueSizes(counts[_READY], counts[_DELAYED], counts[_RESERVED])
             return result
 
+    def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        if not is_job_id(job_id):
+            return None
+        with self._cond:
+            stored = self._jobs.get(job_id)
+            if stored is None or (queues is not None and stored.queue not in queues):
+                return None
+            if stored.state == _RESERVED:
+                return FoundJob(
+                    stored.queue, "reserved", stored.raw, stored.deliveries, stored.lease_until
+                )
+            # By time, not by heap: a delayed job falls due before _promote moves it.
+            state: JobState = "delayed" if stored.available_at > self._clock.time() else "ready"
+            return FoundJob(stored.queue, state, stored.raw, stored.deliveries)
+
     def queue_names(self) -> list[str]:
         with self._cond:
             return sorted(name for name, q in self._queues.items() if any(q.counts.values()))
@@ -188,6 +213,7 @@ class MemoryDriver:
 
     def _place(self, job_id: str, stored: _Stored, available_at: float, now: float) -> None:
         queue = self._queue(stored.queue)
+        stored.available_at = available_at
         if available_at > now:
             self._set_state(stored, _DELAYED)
             heapq.heappush(queue.delayed, (available_at, stored.seq, job_id))
@@ -254,6 +280,17 @@ class MemoryDriver:
         if stored is None or stored.state != _RESERVED or stored.token != reservation.token:
             return None
         return stored
+
+    def next_due_in(self, queues: Sequence[str]) -> float | None:
+        """Seconds until the first delayed job of ``queues`` falls due; None if none waits.
+
+        :meth:`kashq.Worker.drain` sleeps exactly that long, so on a fake clock
+        each retry runs at its time to the microsecond.
+        """
+        with self._cond:
+            now = self._clock.time()
+            times = [q.delayed[0][0] for q in map(self._queue, queues) if q.delayed]
+            return max(min(times) - now, 0.0) if times else None
 
     def _next_event_in(self, queues: Sequence[str], now: float) -> float:
         """Seconds until the next delayed job or lease falls due (capped)."""

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, Driver, QueueSizes, Reservation, Storage
+from kashq.drivers.base import Cleared, Driver, FoundJob, QueueSizes, Reservation, Storage
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 
@@ -85,6 +85,11 @@ class SyncDriver:
 
     def queue_names(self) -> list[str]:
         return self._inner.queue_names()
+
+    def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """The job as the private memory driver holds it: a job runs before its dispatch
+        returns, so this sees one only while it runs (reserved) or waits behind others."""
+        return self._inner.find(job_id, queues)
 
     def clear(self, queue: str) -> Cleared:
         return self._inner.clear(queue)

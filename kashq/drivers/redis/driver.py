@@ -23,7 +23,15 @@ from typing import Any, TypeVar
 import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage, check_control_name
+from kashq.drivers.base import (
+    Cleared,
+    FoundJob,
+    QueueSizes,
+    Reservation,
+    Storage,
+    check_control_name,
+    is_job_id,
+)
 from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import (
     address_of,
@@ -40,7 +48,16 @@ from kashq.drivers.redis.keys import (
     queue_keys,
     queue_of_jobs_key,
 )
-from kashq.drivers.redis.scripts import Scripts, due_at, reserved_jobs, text_of
+from kashq.drivers.redis.scripts import (
+    Scripts,
+    by_queue,
+    due_at,
+    found_job,
+    push_args,
+    push_chunks,
+    reserved_jobs,
+    text_of,
+)
 from kashq.envelope import Envelope, unique_claim
 
 T = TypeVar("T")
@@ -90,22 +107,22 @@ class RedisDriver:
             self.push_many((envelope,))
             return
         command = self._scripts.push_command(
-            self.keys(envelope.queue), self._now(), _push_args((envelope,))
+            self.keys(envelope.queue), self._now(), push_args((envelope,))
         )
         self._call(lambda: self._execute(*command))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         now = self._now()
         if not self._pipelines:  # a cluster: one script call per queue (one slot each)
-            for queue, chunk in _chunks(envelopes):
-                args = _push_args(chunk)
+            for queue, chunk in push_chunks(envelopes):
+                args = push_args(chunk)
                 self._run(lambda t, q=queue, a=args: self._scripts.push(t, self.keys(q), now, a))  # type: ignore[misc]
             return
         self._call(lambda: self._stream(lambda: self._push_commands(envelopes, now)))
 
     def _push_commands(self, envelopes: Sequence[Envelope], now: float) -> Iterator[list[Any]]:
-        for queue, chunk in _chunks(envelopes):
-            yield self._scripts.push_command(self.keys(queue), now, _push_args(chunk))
+        for queue, chunk in push_chunks(envelopes):
+            yield self._scripts.push_command(self.keys(queue), now, push_args(chunk))
 
     # -- consuming ------------------------------------------------------
     def reserve(
@@ -224,7 +241,7 @@ class RedisDriver:
             )[0]
 
         def build(pipe: Any) -> None:
-            for other, held in _by_queue(others):
+            for other, held in by_queue(others):
                 self._scripts.ack(pipe, self.keys(other), held)
             reserve = self._scripts.reserve_command(
                 keys, self._now(), lease_s, token=token, limit=limit, acks=same
@@ -253,7 +270,7 @@ class RedisDriver:
         reservations: Sequence[Reservation],
         script: Callable[[Any, QueueKeys, Sequence[tuple[str, str]]], None],
     ) -> None:
-        groups = _by_queue(reservations)
+        groups = by_queue(reservations)
         if len(groups) == 1 or not self._pipelines:
             for queue, held in groups:
                 keys = self.keys(queue)
@@ -311,6 +328,21 @@ class RedisDriver:
         keys = self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000)))
         names = {queue_of_jobs_key(self.prefix, text_of(key)) for key in keys}
         return sorted(name for name in names if name is not None)
+
+    def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """One read-only script per queue looked at, all in one pipeline (on a cluster, one
+        round trip per node); without ``queues``, every queue :meth:`queue_names` lists."""
+        if not is_job_id(job_id):
+            return None
+        names, now = (self.queue_names() if queues is None else list(queues)), self._now()
+
+        def build(pipe: Any) -> None:
+            for queue in names:
+                self._scripts.find(pipe, self.keys(queue), job_id, now)
+
+        replies = self._run(build, pipeline=True) if names else []
+        found = (found_job(queue, reply) for queue, reply in zip(names, replies, strict=True))
+        return next((job for job in found if job is not None), None)
 
     def clear(self, queue: str) -> Cleared:
         """Collect the unique claims of the queue's jobs, then delete them all.
@@ -450,32 +482,3 @@ class _HeldConnection:
             self.conn.disconnect()
         except Exception:  # interpreter shutdown, already closed: nothing to do
             return
-
-
-_PUSH_CHUNK = 1000  # jobs per push script call: Redis runs one while the next is encoded
-
-
-def _chunks(envelopes: Sequence[Envelope]) -> Iterator[tuple[str, Sequence[Envelope]]]:
-    """``envelopes`` by queue (first-seen order), one per id, in chunks of ``_PUSH_CHUNK``."""
-    latest = {env.id: env for env in envelopes}  # a repeated id: its last copy counts
-    by_queue: dict[str, list[Envelope]] = {}
-    for env in latest.values():
-        by_queue.setdefault(env.queue, []).append(env)
-    for queue, queued in by_queue.items():
-        for start in range(0, len(queued), _PUSH_CHUNK):
-            yield queue, queued[start : start + _PUSH_CHUNK]
-
-
-def _push_args(envelopes: Sequence[Envelope]) -> list[Any]:
-    args: list[Any] = []
-    for env in envelopes:
-        args += (env.id, env.encode(), env.priority, repr(env.available_at))
-    return args
-
-
-def _by_queue(reservations: Sequence[Reservation]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(queue, [(id, token), ...]) for each queue of ``reservations``, first-seen order."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for res in reservations:
-        groups.setdefault(res.queue, []).append((res.id, res.token))
-    return list(groups.items())

@@ -1,4 +1,5 @@
-"""The queue's Lua scripts, each called through one typed method.
+"""The queue's Lua scripts, each called through one typed method, and the helpers
+that shape their arguments and read their replies.
 
 Scripts are loaded from the ``lua/`` folder beside this module and run with
 EVALSHA, directly or queued on a pipeline (see :mod:`.lua`). Each call is one
@@ -10,17 +11,19 @@ call ran, and every script can be repeated.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kashq.drivers.base import Reservation
+from kashq.drivers.base import FoundJob, JobState, Reservation
 from kashq.drivers.redis.keys import QueueKeys
 from kashq.drivers.redis.lua import LuaScripts
+from kashq.envelope import Envelope
 
 _NAMES = (
-    "push", "reserve", "ack", "unreserve", "release", "extend", "clear",
+    "push", "reserve", "ack", "unreserve", "release", "extend", "clear", "find",
     "control_get", "control_delete",
 )  # fmt: skip
+_STATES: dict[str, JobState] = {"ready": "ready", "delayed": "delayed", "reserved": "reserved"}
 
 
 class Scripts:
@@ -143,6 +146,15 @@ class Scripts:
             [],
         )
 
+    def find(self, target: Any, keys: QueueKeys, job_id: str, now: float) -> None:
+        """Job ``job_id`` of the queue as it stands at ``now`` (see :func:`found_job`)."""
+        self._eval(
+            target,
+            "find",
+            [keys.jobs, keys.state, keys.delayed, keys.reserved],
+            [job_id, repr(now)],
+        )
+
     def control_get(self, target: Any, key: str, now: float, prefix: str) -> None:
         """Live control records under ``prefix`` as a flat name, value list."""
         self._eval(target, "control_get", [key], [repr(now), prefix])
@@ -173,6 +185,16 @@ def reserved_jobs(queue: str, result: list[Any]) -> list[Reservation]:
     ]
 
 
+def found_job(queue: str, result: list[Any]) -> FoundJob | None:
+    """The job a find script's reply describes, or None for its empty reply."""
+    if not result:
+        return None
+    state, raw, deliveries, lease_until = (text_of(part) for part in result)
+    return FoundJob(
+        queue, _STATES[state], raw, int(deliveries), float(lease_until) if lease_until else None
+    )
+
+
 def due_at(result: list[Any]) -> float:
     """When the first delayed job or lease falls due, from a reserve that found no job."""
     due = float(result[1])
@@ -199,3 +221,33 @@ def text_of(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
+
+
+PUSH_CHUNK = 1000  # jobs per push script call: Redis runs one while the next is encoded
+
+
+def push_chunks(envelopes: Sequence[Envelope]) -> Iterator[tuple[str, Sequence[Envelope]]]:
+    """``envelopes`` by queue (first-seen order), one per id, in chunks of ``PUSH_CHUNK``."""
+    latest = {env.id: env for env in envelopes}  # a repeated id: its last copy counts
+    queued_by: dict[str, list[Envelope]] = {}
+    for env in latest.values():
+        queued_by.setdefault(env.queue, []).append(env)
+    for queue, queued in queued_by.items():
+        for start in range(0, len(queued), PUSH_CHUNK):
+            yield queue, queued[start : start + PUSH_CHUNK]
+
+
+def push_args(envelopes: Sequence[Envelope]) -> list[Any]:
+    """The push script's per-job arguments: id, raw, priority, available_at each."""
+    args: list[Any] = []
+    for env in envelopes:
+        args += (env.id, env.encode(), env.priority, repr(env.available_at))
+    return args
+
+
+def by_queue(reservations: Sequence[Reservation]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(queue, [(id, token), ...]) for each queue of ``reservations``, first-seen order."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for res in reservations:
+        groups.setdefault(res.queue, []).append((res.id, res.token))
+    return list(groups.items())

@@ -23,13 +23,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, QueueSizes, Reservation, Storage
+from kashq.drivers.base import Cleared, FoundJob, QueueSizes, Reservation, Storage, is_job_id
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect, reason
+from kashq.drivers.sharded.shard import Shard, shard_name, wait_after
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
@@ -44,19 +44,6 @@ _MAX_UNACKED = 10_000  # acks kept for a shard that is down (else redelivered by
 # A shard that stops answering (a hung host) must not hang the workers reading from it:
 # the Redis driver's reply timeout (blocking reads are cut shorter than it).
 SHARD_REPLY_TIMEOUT_S = REPLY_TIMEOUT_S
-
-
-@dataclass
-class Shard:
-    """One Redis server of a sharded connection."""
-
-    index: int
-    name: str
-    driver: RedisDriver
-    down_until: float = 0.0
-    down: bool = False
-    failures: int = 0  # in a row: each doubles the wait before the next probe
-    left_out: bool = False  # reachable_sizes warned that its jobs are not counted
 
 
 class ShardedDriver:
@@ -348,6 +335,32 @@ class ShardedDriver:
                 "shard %s is down: its jobs are not counted and wait until it is back", shard.name
             )
 
+    def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """Ask the shards in turn (under ``hash``, the id's own shard first: its jobs land
+        there) and stop at the job. A shard that is down is skipped if another has the
+        job; if none has it, DriverError naming the down shard (it may hold the job)."""
+        if not is_job_id(job_id):
+            return None
+        order = list(range(len(self.shards)))
+        if self.strategy is ShardStrategy.HASH:
+            owner = self._chooser.order(job_id, "")[0]
+            order.sort(key=lambda index: index != owner)
+        errors: list[str] = []
+        for index in order:
+            if not self._usable(self.shards[index]):
+                errors.append(f"shard {self.shards[index].name} is down")
+                continue
+            try:
+                found = self._on(index, lambda d: d.find(job_id, queues))
+            except DriverError as exc:
+                errors.append(str(exc))
+                continue
+            if found is not None:
+                return found
+        if errors:
+            raise DriverError(f"job {job_id} is on no shard that answered; " + "; ".join(errors))
+        return None
+
     def queue_names(self) -> list[str]:
         names: set[str] = set()
         for shard in self.shards:
@@ -425,13 +438,13 @@ class ShardedDriver:
         with self._lock:
             if now < shard.down_until:
                 return False
-            shard.down_until = now + _wait_after(shard.failures, self._retry_down_s)
+            shard.down_until = now + wait_after(shard.failures, self._retry_down_s)
             return True
 
     def _went_down(self, shard: Shard, exc: Exception, *, quiet: bool = False) -> None:
         with self._lock:
             shard.failures += 1
-            shard.down_until = time.monotonic() + _wait_after(shard.failures, self._retry_down_s)
+            shard.down_until = time.monotonic() + wait_after(shard.failures, self._retry_down_s)
             was_down, shard.down = shard.down, True
         if not was_down and not quiet:
             log.warning("shard %s is down (%s); skipping it for now", shard.name, _why(exc))
@@ -441,15 +454,6 @@ class ShardedDriver:
             with self._lock:
                 shard.down, shard.failures, shard.left_out = False, 0, False
             log.info("shard %s is back", shard.name)
-
-
-_MAX_WAIT_S = 10.0
-
-
-def _wait_after(failures: int, first_s: float) -> float:
-    """How long a shard that failed ``failures`` times in a row is skipped: doubling
-    from ``first_s`` up to 10 s."""
-    return float(min(first_s * 2 ** max(failures - 1, 0), _MAX_WAIT_S))
 
 
 def _sum(one: QueueSizes, other: QueueSizes) -> QueueSizes:
@@ -467,20 +471,3 @@ def _never_connected(exc: DriverError) -> bool:
     """Whether ``exc`` is a failure to connect, so nothing was sent: only then may the
     jobs go to another shard without risking a second copy."""
     return "connecting to" in str(exc).lower()
-
-
-def shard_name(shard: str | RedisDriver) -> str:
-    """A stable name for a shard: its address without credentials (``host:port/db``)."""
-    if isinstance(shard, RedisDriver):
-        kwargs = getattr(shard.client, "connection_pool", None)
-        params = getattr(kwargs, "connection_kwargs", {})
-        if "path" in params:
-            return f"unix:{params['path']}/{params.get('db', 0)}"
-        return f"{params.get('host', '?')}:{params.get('port', 6379)}/{params.get('db', 0)}"
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(shard)
-    if parts.scheme == "unix":
-        return f"unix:{parts.path}"
-    db = parts.path.strip("/") or "0"
-    return f"{parts.hostname or '?'}:{parts.port or 6379}/{db}"
