@@ -30,6 +30,7 @@ from kashq.exceptions import (
     DriverError,
     EnvelopeError,
     FailedStoreError,
+    FailJob,
     ImportFailed,
     JobDefinitionError,
     JobTimeout,
@@ -51,6 +52,7 @@ from kashq.middleware import (
     WithoutOverlapping,
 )
 from kashq.registry import handler, register
+from kashq.retry import Exponential, StopReason
 from kashq.scheduler import ScheduleError, Scheduler, schedule
 from kashq.worker import (
     EventKind,
@@ -119,6 +121,8 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "EventKind",
+    "Exponential",
+    "FailJob",
     "FailedJob",
     "FailedJobStore",
     "FailedStoreError",
@@ -151,6 +155,7 @@ __all__ = [
     "ShardedDriver",
     "ShardedQueue",
     "SlackAlerter",
+    "StopReason",
     "SyncDriver",
     "SystemClock",
     "ThrottlesExceptions",

@@ -34,6 +34,7 @@ from kashq.envelope import error_text
 from kashq.exceptions import ConfigError
 from kashq.names import QUEUE_NAME_RULE, is_queue_name
 from kashq.redact import HIDDEN, hide_password
+from kashq.retry import parse_backoff
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,12 @@ class Settings(BaseSettings):
         "default", description="queue of jobs that name none; commands' default `--queue`"
     )
     max_retry: int = Field(3, ge=1, description="total attempts before a job is failed")
-    backoff: float = Field(
-        1.0, ge=0, description="linear backoff base, seconds: retry n waits backoff * n"
+    backoff: str = Field(
+        "1",
+        description=(
+            "wait before retries: seconds `s` (retry n waits s * n), a list `1,5,30` "
+            "(the last repeats) or `exponential[:base=1,factor=2,max=600,jitter=0]`"
+        ),
     )
     retry_after: float = Field(30.0, gt=0, description="lease of a reserved job, seconds")
     timeout: float | None = Field(
@@ -163,6 +168,15 @@ class Settings(BaseSettings):
     def _split_imports(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _check_backoff(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{value:g}"
+        if isinstance(value, str):
+            parse_backoff(value)  # its ValueError names what is wrong
         return value
 
     @field_validator("timeout", mode="before")

@@ -19,8 +19,16 @@ only JSON. Field by field (JSON key = attribute name):
 ``metadata``       free-form string key/values (tracing, user ids ...)
 ``created_at``     Unix seconds when first dispatched
 ``available_at``   Unix seconds when it may run (later than created = delayed)
+``backoff``        present only for a backoff that is not linear: a list of
+                   seconds (``[1, 5, 30]``) or ``{"exponential": {"base",
+                   "factor", "max", "jitter"}}``; it wins over ``backoff_s``
+``retry_until``    present only with a deadline: Unix seconds after which
+                   the job is not retried, whatever its tries
+``exceptions``     present only once an attempt raised: how many did
+                   (``max_exceptions`` counts them; releases do not)
 ``failure``        set only while a permanent failure waits to be recorded
-                   (the failed-job store was down): ``{"error", "exception"}``
+                   (the failed-job store was down): ``{"error", "exception",
+                   "reason"}``
 =================  ==========================================================
 
 Metadata keys starting with ``kashq.`` are kashq's own: a unique job carries
@@ -41,6 +49,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from kashq.exceptions import EnvelopeError, PayloadError
+from kashq.retry import Backoff, backoff_from_json
 
 WIRE_VERSION = 1
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
@@ -70,6 +79,7 @@ class Failure:
 
     error: str
     exception: str
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -93,6 +103,9 @@ class Envelope:
     priority: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
     failure: Failure | None = None
+    backoff: Backoff | None = None
+    retry_until: float | None = None
+    exceptions: int = 0
 
     def encode(self) -> str:
         """The JSON text drivers store (keys in the documented order)."""
@@ -105,8 +118,16 @@ class Envelope:
             f'"metadata":{_dumps(self.metadata) if self.metadata else "{}"},'
             f'"created_at":{self.created_at!r},"available_at":{self.available_at!r}'
         )
+        if self.backoff is not None:
+            text += f',"backoff":{_dumps(self.backoff.to_json())}'
+        if self.retry_until is not None:
+            text += f',"retry_until":{self.retry_until!r}'
+        if self.exceptions:
+            text += f',"exceptions":{self.exceptions}'
         if self.failure is not None:
             failure = {"error": self.failure.error, "exception": self.failure.exception}
+            if self.failure.reason:
+                failure["reason"] = self.failure.reason
             return f'{text},"failure":{_dumps(failure)}}}'
         return text + "}"
 
@@ -149,7 +170,12 @@ def decode(raw: str | bytes) -> Envelope:
             priority=_or(get("priority"), 0),
             metadata=_or(get("metadata"), {}),
             failure=None if failure is None else _failure(failure),
+            retry_until=get("retry_until"),
+            exceptions=_or(get("exceptions"), 0),
         )
+        backoff = get("backoff")
+        if backoff is not None:
+            env.backoff = backoff_from_json(backoff)
         _check_types(env)
         if "\\u" in text:  # an escape, maybe of a lone surrogate ("\\ud800")
             _check_text(data)
@@ -241,6 +267,8 @@ def _check_types(env: Envelope) -> None:
         env.backoff_s = _seconds("backoff_s", env.backoff_s)
     if env.timeout_s is not None:
         env.timeout_s = _seconds("timeout_s", env.timeout_s)
+    if env.retry_until is not None:
+        env.retry_until = _seconds("retry_until", env.retry_until)
     if not all(type(k) is str and type(v) is str for k, v in env.metadata.items()):
         raise TypeError("field 'metadata' must map strings to strings")
 
@@ -279,13 +307,15 @@ _FIELD_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("max_deliveries", _INT, True),
     ("priority", _INT, False),
     ("metadata", (dict,), False),
+    ("retry_until", _NUMBER, True),
+    ("exceptions", _INT, False),
 )
 
 
 def _failure(value: Any) -> Failure:
     if type(value) is not dict:
         raise TypeError("field 'failure' must be an object")
-    error, exception = value["error"], value["exception"]
-    if type(error) is not str or type(exception) is not str:
-        raise TypeError("field 'failure' must hold strings 'error' and 'exception'")
-    return Failure(error=error, exception=exception)
+    error, exception, reason = value["error"], value["exception"], value.get("reason", "")
+    if type(error) is not str or type(exception) is not str or type(reason) is not str:
+        raise TypeError("field 'failure' must hold strings 'error', 'exception' and 'reason'")
+    return Failure(error=error, exception=exception, reason=reason)

@@ -13,6 +13,7 @@ pydantic) are translated into these at the boundary where they occur.
     ├── PayloadError           a payload fails its job class's validation
     ├── JobTimeout             an attempt ran past its timeout
     ├── WorkerLost             a job's worker died while running it
+    ├── FailJob                raised by a job to fail at once, without retries
     ├── DriverError            the queue backend failed an operation
     ├── FailedStoreError       the failed-job store could not be written/read
     └── ImportFailed           a job module given to a worker could not be imported
@@ -89,6 +90,17 @@ class FailedStoreError(KashqError):
 
 class WorkerLost(KashqError):
     """A job's worker died while running it (its attempt counts as failed)."""
+
+
+class FailJob(KashqError):
+    """Raise from ``handle()`` to fail the job at once: no retry, whatever its tries.
+
+    ``failed()`` is called and the job is recorded in ``failed_jobs`` with the
+    message as its error (Laravel's ``$this->fail()``).
+    """
+
+    def __init__(self, reason: str = "the job failed itself") -> None:
+        super().__init__(reason)
 
 
 class ImportFailed(KashqError):

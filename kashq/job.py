@@ -14,6 +14,7 @@ import json
 import math
 import uuid
 from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -24,6 +25,7 @@ from kashq.envelope import Envelope, new_job_id
 from kashq.exceptions import JobDefinitionError, PayloadError
 from kashq.names import check_queue_name
 from kashq.registry import REGISTRY, qualified_name
+from kashq.retry import Backoff, Exponential, Linear, backoff_of, seconds_of
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 
 Delay = float | int | timedelta
 UniqueUntil = Literal["processing", "completed"]
+BackoffOption = Delay | Sequence[Delay] | Exponential
+"""What ``backoff`` accepts: seconds (linear), a list of seconds, or :class:`Exponential`."""
+Deadline = datetime | timedelta
+"""What ``retry_until`` accepts: a time, or a span from the dispatch."""
 
 
 @dataclass(slots=True)
@@ -42,7 +48,8 @@ class DispatchOptions:
     connection: str | None = None
     priority: int | None = None
     tries: int | None = None
-    backoff_s: float | None = None
+    backoff: Backoff | None = None
+    retry_until: datetime | timedelta | None = None
     timeout_s: float | None = None
     delay_s: float | None = None
     available_at: float | None = None
@@ -55,15 +62,7 @@ def delay_seconds(delay: Delay, name: str = "delay") -> float:
 
     ``name`` is the option being set, for the error message (``backoff``...).
     """
-    if isinstance(delay, timedelta):
-        seconds = delay.total_seconds()
-    elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
-        seconds = float(delay)
-    else:
-        raise ValueError(f"{name} must be seconds or a timedelta, got {delay!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {delay!r}")
-    return seconds
+    return seconds_of(delay, name)
 
 
 class Dispatchable:
@@ -76,7 +75,8 @@ class Dispatchable:
     queue: ClassVar[str | None] = None
     connection: ClassVar[str | None] = None
     tries: ClassVar[int | None] = None
-    backoff: ClassVar[float | timedelta | None] = None
+    backoff: ClassVar[BackoffOption | Callable[..., float] | None] = None
+    retry_until: ClassVar[Deadline | Callable[..., Deadline] | None] = None
     timeout: ClassVar[float | None] = None
     priority: ClassVar[int] = 0
     max_deliveries: ClassVar[int | None] = None
@@ -104,9 +104,16 @@ class Dispatchable:
         self._opts().tries = _check_int("tries", tries, minimum=1)
         return self
 
-    def with_backoff(self, backoff_s: float) -> Self:
-        """Linear backoff base: retry n waits ``backoff_s * n`` seconds."""
-        self._opts().backoff_s = delay_seconds(backoff_s, "backoff")
+    def with_backoff(self, backoff: BackoffOption) -> Self:
+        """Wait before retries: seconds (retry n waits ``backoff * n``), a list of
+        seconds (the last repeats) or :class:`~kashq.Exponential`."""
+        self._opts().backoff = backoff_of(backoff)
+        return self
+
+    def with_retry_until(self, deadline: Deadline) -> Self:
+        """Retry until ``deadline`` (a time, or a span from now) instead of counting tries."""
+        _deadline(deadline, 0.0)  # checked now, resolved against the dispatch time
+        self._opts().retry_until = deadline
         return self
 
     def with_timeout(self, timeout_s: float) -> Self:
@@ -176,6 +183,14 @@ class Dispatchable:
             available_at = opts.available_at
         else:
             available_at = now + opts.delay_s if opts.delay_s else now
+        backoff = opts.backoff
+        if backoff is None and cls.backoff is not None and not callable(cls.backoff):
+            backoff = backoff_of(cls.backoff)
+        deadline = opts.retry_until if opts.retry_until is not None else cls.retry_until
+        retry_until = None
+        if deadline is not None:
+            # A method (Laravel's retryUntil()) is called at dispatch, on this job.
+            retry_until = _deadline(self.retry_until if callable(deadline) else deadline, now)
         return Envelope(
             opts.job_id or new_job_id(),
             self.type_name,
@@ -185,11 +200,13 @@ class Dispatchable:
             available_at,
             0,
             cls.tries if opts.tries is None else opts.tries,
-            _backoff(cls.backoff) if opts.backoff_s is None else opts.backoff_s,
+            backoff.base_s if isinstance(backoff, Linear) else None,
             cls.timeout if opts.timeout_s is None else opts.timeout_s,
             cls.max_deliveries,
             cls.priority if opts.priority is None else opts.priority,
             dict(opts.metadata) if opts.metadata else {},
+            backoff=None if backoff is None or isinstance(backoff, Linear) else backoff,
+            retry_until=retry_until,
         )
 
     def _opts(self) -> DispatchOptions:
@@ -200,13 +217,19 @@ class Job(Dispatchable, BaseModel):
     """Base class of class-based jobs; subclass it and write ``handle()``.
 
     ``handle()`` may be ``async def``. An optional ``failed(error)`` is called
-    once, when the job has failed for good. ``middleware()`` lists layers run
+    once, when the job has failed for good. ``fail_on`` exceptions fail it at
+    once; a non-empty ``retry_on`` retries only those; ``max_exceptions`` fails
+    it once that many attempts raised; ``backoff`` and ``retry_until`` may be
+    methods (``backoff(self, attempt, error) -> seconds``). ``middleware()`` lists layers run
     around ``handle()`` (:mod:`kashq.middleware`). With ``unique_for`` set, a
     dispatch while an equal job (same ``unique_id()``) is queued pushes nothing.
     """
 
     unique_for: ClassVar[float | None] = None
     unique_until: ClassVar[UniqueUntil] = "completed"
+    fail_on: ClassVar[tuple[type[BaseException], ...]] = ()
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
+    max_exceptions: ClassVar[int | None] = None
 
     model_config = ConfigDict(extra="ignore")
 
@@ -318,6 +341,9 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "middleware",
     "unique_for",
     "unique_until",
+    "fail_on",
+    "retry_on",
+    "max_exceptions",
     "unique_id",
     "unique_lock_key",
 }
@@ -368,8 +394,16 @@ def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     return value
 
 
-def _backoff(value: Delay | None) -> float | None:
-    return None if value is None else delay_seconds(value, "backoff")
+def _deadline(value: object, now: float) -> float:
+    """Unix seconds of a ``retry_until``: a datetime, a span from ``now``, or a
+    bound method returning either."""
+    if callable(value):
+        value = value()
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, timedelta):
+        return now + value.total_seconds()
+    raise ValueError(f"retry_until must be a datetime or a timedelta, got {value!r}")
 
 
 def _check_timeout(value: object) -> float:
@@ -391,13 +425,16 @@ def _check_class_options(cls: type[Dispatchable]) -> None:
             _check_int("tries", cls.tries, minimum=1)
         if cls.max_deliveries is not None:
             _check_int("max_deliveries", cls.max_deliveries, minimum=1)
-        if cls.backoff is not None:
-            delay_seconds(cls.backoff, "backoff")
+        if cls.backoff is not None and not callable(cls.backoff):
+            backoff_of(cls.backoff)
+        if cls.retry_until is not None and not callable(cls.retry_until):
+            _deadline(cls.retry_until, 0.0)
         if cls.timeout is not None:
             _check_timeout(cls.timeout)
         _check_int("priority", cls.priority)
         if isinstance(cls, type) and issubclass(cls, Job):
             _check_unique(cls)
+            _check_retry_rules(cls)
     except ValueError as exc:
         raise JobDefinitionError(f"{cls.__qualname__}: {exc}") from None
 
@@ -415,3 +452,18 @@ def _check_unique(cls: type[Job]) -> None:
         raise ValueError(
             f"unique_until must be 'processing' or 'completed', got {cls.unique_until!r}"
         )
+
+
+def _check_retry_rules(cls: type[Job]) -> None:
+    for name in ("fail_on", "retry_on"):
+        value = getattr(cls, name)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            setattr(cls, name, (value,))
+        elif not isinstance(value, (tuple, list)) or not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in value
+        ):
+            raise ValueError(f"{name} must be a tuple of exception classes, got {value!r}")
+        else:
+            setattr(cls, name, tuple(value))
+    if cls.max_exceptions is not None:
+        _check_int("max_exceptions", cls.max_exceptions, minimum=1)

@@ -31,6 +31,7 @@ from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.job import Dispatchable
 from kashq.locks import LockBackend, backend_for
+from kashq.retry import parse_backoff
 from kashq.worker.options import WorkerOptions
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ class QueueManager:
             connection=s.connection,
             queues=(s.queue,),
             tries=s.max_retry,
-            backoff_s=s.backoff,
+            backoff=parse_backoff(s.backoff),
             timeout_s=s.timeout,
             lease_s=s.retry_after,
             prefetch=s.prefetch,

@@ -49,6 +49,7 @@ def record_data(job: FailedJob, *, full: bool = False) -> dict[str, Any]:
         "job_type": job.job_type,
         "error": job.error,
         "attempts": job.attempts,
+        "reason": job.reason,
         "failed_at": job.failed_at.isoformat(),
         "host": job.host,
         "pid": job.pid,
@@ -81,11 +82,12 @@ def _jobs_table(jobs: list[FailedJob]) -> Table:
             job.job_type,
             _first_line(job.error),
             str(job.attempts),
+            job.reason,
             output.local_time(job.failed_at),
         ]
         for job in jobs
     ]
-    columns = ["id", "queue", "job", "error", "attempts", "failed at"]
+    columns = ["id", "queue", "job", "error", "attempts", "reason", "failed at"]
     return output.table(columns, rows, flexible="error", right=("id", "attempts"))
 
 
@@ -103,7 +105,8 @@ def failed_command(
     as_json: JsonOpt = False,
     connection: ConnectionOpt = None,
 ) -> None:
-    """List failed jobs, newest first: id, queue, job, error, attempts, failed at."""
+    """List failed jobs, newest first: id, queue, job, error, attempts, why retrying
+    stopped, failed at."""
     queue = one_queue(queue)
     with opened(connection) as (_, store):
         if key is not None:
@@ -146,6 +149,7 @@ def _show(store: FailedJobStore, key: str, as_json: bool) -> None:
     fields.add_row("queue", job.queue)
     fields.add_row("job", job.job_type)
     fields.add_row("attempts", str(job.attempts))
+    fields.add_row("reason", job.reason or "(not recorded)")
     fields.add_row("failed at", f"{output.local_time(job.failed_at)} ({job.failed_at.isoformat()})")
     fields.add_row("host / pid", f"{job.host} / {job.pid}")
     fields.add_row("error", job.error)

@@ -24,6 +24,7 @@ from kashq.config import Settings
 from kashq.drivers.base import Driver
 from kashq.exceptions import DriverError
 from kashq.imports import ImportFailed, check_in_subprocess
+from kashq.retry import parse_backoff
 from kashq.supervisor.lines import JobLines
 from kashq.supervisor.spec import Output, WorkSpec
 
@@ -57,8 +58,11 @@ def work_command(
         ),
     ] = None,
     backoff: Annotated[
-        float | None,
-        typer.Option(min=0, help="Linear backoff base in seconds.", show_default="KASHQ_BACKOFF"),
+        str | None,
+        typer.Option(
+            help="Wait before retries: seconds (linear), 1,5,30 or exponential.",
+            show_default="KASHQ_BACKOFF",
+        ),
     ] = None,
     timeout: Annotated[
         float | None,
@@ -150,6 +154,11 @@ def work_command(
     from kashq.supervisor.supervisor import Supervisor, SupervisorOptions
 
     port = _port(metrics_port)
+    if backoff is not None:
+        try:
+            parse_backoff(backoff)
+        except ValueError as exc:
+            raise output.fail(f"--backoff: {exc}", code=2) from None
     manager = open_manager(either(connection, connection_option))
     settings = manager.settings
     queues = tuple(queue_list(queue) or [settings.queue])
@@ -165,7 +174,7 @@ def work_command(
     _check_reachable(driver, queues)
     spec = WorkSpec(
         connection=settings.connection, queues=queues, imports=modules, tries=tries,
-        backoff_s=backoff, timeout_s=timeout, sleep_s=sleep, prefetch=prefetch, max_jobs=max_jobs,
+        backoff=backoff, timeout_s=timeout, sleep_s=sleep, prefetch=prefetch, max_jobs=max_jobs,
         max_time_s=max_time, memory_mb=memory, stop_when_empty=stop_when_empty, once=once,
         output=mode, verbose=verbose,
     )  # fmt: skip
@@ -254,7 +263,7 @@ def _banner(
     limits = [
         f"timeout {f'{timeout:g}s' if timeout else 'none'}",
         f"tries {spec.tries or settings.max_retry}",
-        f"backoff {spec.backoff_s if spec.backoff_s is not None else settings.backoff:g}s",
+        f"backoff {parse_backoff(spec.backoff or settings.backoff)}",
         f"lease {settings.retry_after:g}s",
         f"memory {spec.memory_mb:g} MB",
     ]

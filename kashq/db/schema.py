@@ -185,6 +185,7 @@ def _failed_jobs(metadata: MetaData, name: Name) -> Table:
         Column("failed_at", UTCDateTime(), nullable=False),
         Column("host", String(255), nullable=False),
         Column("pid", Integer, nullable=False),
+        Column("reason", String(32), nullable=False, server_default=text("''")),
         UniqueConstraint("uuid", name=name("uq_failed_jobs_uuid")),
         # An id is never handed out twice, even after the newest rows are deleted:
         # `queue:forget 3` from an old listing must not hit another job. (The

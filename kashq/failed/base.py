@@ -25,8 +25,10 @@ class FailedJob:
 
     ``payload`` is the full envelope as JSON text (what ``queue:retry`` pushes
     back), or the raw stored text when that could not be decoded. ``error`` is
-    a one-line message; ``exception`` the traceback. ``id`` is assigned by the
-    store (0 before logging).
+    a one-line message; ``exception`` the traceback; ``reason`` why it was
+    not retried again (a :class:`~kashq.StopReason` value, empty for records
+    from before reasons were kept). ``id`` is assigned by the store (0 before
+    logging).
     """
 
     uuid: str
@@ -41,6 +43,7 @@ class FailedJob:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     id: int = 0
+    reason: str = ""
 
 
 NO_SUCH_ID = -1

@@ -48,6 +48,7 @@ _COLUMNS = (
     "failed_at",
     "host",
     "pid",
+    "reason",
 )
 
 

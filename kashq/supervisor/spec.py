@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kashq.retry import parse_backoff
+
 
 class Output(str, enum.Enum):
     """How worker processes report jobs on stdout."""
@@ -39,7 +41,7 @@ class WorkSpec:
     queues: tuple[str, ...]
     imports: tuple[str, ...] = ()
     tries: int | None = None
-    backoff_s: float | None = None
+    backoff: str | None = None  # as KASHQ_BACKOFF spells it
     timeout_s: float | None = None
     sleep_s: float | None = None
     prefetch: int | None = None
@@ -61,7 +63,7 @@ class WorkSpec:
             "connection": self.connection,
             "queues": self.queues,
             "tries": self.tries,
-            "backoff_s": self.backoff_s,
+            "backoff": None if self.backoff is None else parse_backoff(self.backoff),
             "sleep_s": self.sleep_s,
             "prefetch": self.prefetch,
             "max_jobs": 1 if self.once else self.max_jobs,

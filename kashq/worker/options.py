@@ -5,18 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kashq.names import check_queue_name
+from kashq.retry import DEFAULT_BACKOFF, Backoff, backoff_of
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     """How a worker consumes. Job-level options in the envelope win over these.
 
-    ``tries``, ``backoff_s`` and ``timeout_s`` are defaults for jobs that do
-    not set their own. ``lease_s`` is how long a reservation lasts without a
-    heartbeat. ``sleep_s`` is how long an idle worker blocks waiting for a job
-    in one go (a pushed job wakes it at once); it is also the longest an idle
-    worker takes to notice ``stop()`` or a limit. ``park_s`` is the delay before retrying to record
-    a failure when the failed-job store is unreachable. ``prefetch`` is the most
+    ``tries``, ``backoff`` and ``timeout_s`` are defaults for jobs that do
+    not set their own; ``backoff`` takes what a job's ``backoff`` takes
+    (seconds, a list of seconds, an :class:`~kashq.Exponential`). ``lease_s``
+    is how long a reservation lasts without a heartbeat. ``sleep_s`` is how
+    long an idle worker blocks waiting for a job in one go (a pushed job
+    wakes it at once); it is also the longest an idle worker takes to notice
+    ``stop()`` or a limit. ``park_s`` is the delay before retrying to record a
+    failure when the failed-job store is unreachable. ``prefetch`` is the most
     jobs one reserve takes while jobs are short (1: one at a time); see
     :mod:`kashq.worker.prefetch`.
     """
@@ -24,7 +27,7 @@ class WorkerOptions:
     connection: str = "memory"
     queues: tuple[str, ...] = ("default",)
     tries: int = 3
-    backoff_s: float = 1.0
+    backoff: Backoff = DEFAULT_BACKOFF
     timeout_s: float | None = 25.0
     lease_s: float = 30.0
     sleep_s: float = 1.0
@@ -39,3 +42,4 @@ class WorkerOptions:
             raise ValueError(f"queues must be a non-empty sequence of names, got {self.queues!r}")
         for queue in self.queues:
             check_queue_name(queue)
+        object.__setattr__(self, "backoff", backoff_of(self.backoff))

@@ -24,6 +24,7 @@ from kashq.jobevents import EventKind
 from kashq.locks import LockBackend
 from kashq.locks.unique import UniqueLock
 from kashq.middleware import ReleaseJob
+from kashq.retry import StopReason
 from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
 from kashq.worker.options import WorkerOptions
@@ -65,13 +66,13 @@ class Settler:
         if isinstance(error, ReleaseJob):  # not a failure: a middleware put the job back
             return self._release(res, env, error, job, took_s)
         attempts = env.attempts + 1
-        env = dataclasses.replace(env, attempts=attempts)
-        max_tries = env.max_tries or self.options.tries
-        if not policy.should_retry(attempts, max_tries) or not policy.retryable(error):
-            return self.fail(res, env, error, job, took_s)
-        base_s = env.backoff_s if env.backoff_s is not None else self.options.backoff_s
-        delay_s = policy.backoff_delay(attempts, base_s)
-        retry = dataclasses.replace(env, available_at=self._clock.time() + delay_s)
+        env = dataclasses.replace(env, attempts=attempts, exceptions=env.exceptions + 1)
+        now = self._clock.time()
+        rules = policy.rules_for(env, job, self.options.tries, self.options.backoff)
+        delay_s = policy.decide(rules, error, attempts=attempts, exceptions=env.exceptions, now=now)
+        if isinstance(delay_s, StopReason):
+            return self.fail(res, env, error, job, took_s, reason=delay_s)
+        retry = dataclasses.replace(env, available_at=now + delay_s)
         self.settle(self.driver.release, res, retry)
         self._events.emit(
             EventKind.RETRIED,
@@ -102,11 +103,15 @@ class Settler:
     ) -> Outcome:
         """Put the job back as a middleware asked: no failure, the attempt counted only if asked."""
         attempt = env.attempts + 1
+        now = self._clock.time()
         if release.count_attempt:
             env = dataclasses.replace(env, attempts=attempt)
-            if not policy.should_retry(attempt, env.max_tries or self.options.tries):
-                return self.fail(res, env, release, job, took_s)
-        back = dataclasses.replace(env, available_at=self._clock.time() + release.delay_s)
+            if env.retry_until is not None:
+                if now + release.delay_s > env.retry_until:
+                    return self.fail(res, env, release, job, took_s, reason=StopReason.DEADLINE)
+            elif not policy.should_retry(attempt, env.max_tries or self.options.tries):
+                return self.fail(res, env, release, job, took_s, reason=StopReason.TRIES)
+        back = dataclasses.replace(env, available_at=now + release.delay_s)
         self.settle(self.driver.release, res, back)
         self._events.emit(
             EventKind.RETRIED, res, env, attempt=attempt, duration_s=took_s,
@@ -122,10 +127,12 @@ class Settler:
         error: BaseException,
         job: Job | None,
         took_s: float | None = None,
+        *,
+        reason: StopReason = StopReason.TRIES,
     ) -> Outcome:
         """Fail for good: tell the job, then record it (or park it if the store is down)."""
         execute.call_failed_hook(job, error)
-        failure = Failure(error=one_line(error), exception=_traceback(error))
+        failure = Failure(one_line(error), _traceback(error), reason.value)
         return self.record(res, env, failure, took_s)
 
     def record(
@@ -142,6 +149,7 @@ class Settler:
             exception=failure.exception,
             attempts=env.attempts,
             failed_at=utc_from_timestamp(self._clock.time()),
+            reason=failure.reason,
         )
         return self._store(res, record, env, failure, took_s)
 
@@ -157,6 +165,7 @@ class Settler:
             exception=str(error),
             attempts=res.deliveries,
             failed_at=utc_from_timestamp(self._clock.time()),
+            reason=StopReason.UNDECODABLE.value,
         )
         return self._store(res, record, None, None)
 

@@ -27,6 +27,7 @@ from kashq.locks import LockBackend, backend_for
 from kashq.locks.unique import UniqueLock
 from kashq.middleware import JobContext
 from kashq.registry import REGISTRY, Registry
+from kashq.retry import StopReason
 from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
 from kashq.worker.heartbeat import Heartbeat
@@ -139,13 +140,13 @@ class Worker:
                 f"before finishing each time (max_deliveries={env.max_deliveries or max_tries})"
             )
             env = dataclasses.replace(env, attempts=env.attempts + res.deliveries - 1)
-            return self._settler.fail(res, env, lost, self._job_or_none(env))
+            job = self._job_or_none(env)
+            return self._settler.fail(res, env, lost, job, reason=StopReason.WORKER_LOST)
         try:
             prepared = execute.prepare(env, self._registry)
         except KashqError as exc:  # unknown type, invalid payload, no handle()
-            return self._settler.fail(
-                res, dataclasses.replace(env, attempts=env.attempts + 1), exc, None
-            )
+            env = dataclasses.replace(env, attempts=env.attempts + 1)
+            return self._settler.fail(res, env, exc, None, reason=policy.unrunnable(exc))
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
         attempt = env.attempts + 1
         self._unique.free_at_start(env.metadata, env.id)
@@ -210,15 +211,17 @@ class Worker:
         """Process until the queues hold no ready or delayed job, sleeping out backoffs.
 
         Used by the sync driver and :func:`kashq.testing.drain`; with a fake
-        clock the waits are instant.
+        clock the waits are instant, and on the memory driver exact.
         """
         queues = self.options.queues
+        next_due_in = getattr(self.driver, "next_due_in", None)  # the memory driver's
         while True:
             if self.run_next() is not None:
                 continue
             if not any(s.delayed for s in self.driver.sizes(queues).values()):
                 return
-            self._clock.sleep(_DRAIN_STEP_S)
+            wait_s = None if next_due_in is None else next_due_in(queues)
+            self._clock.sleep(_DRAIN_STEP_S if wait_s is None else wait_s)
 
     def start(self, concurrency: int = 1) -> Worker:
         """Start ``concurrency`` consumer threads (and a lease heartbeat); returns at once."""

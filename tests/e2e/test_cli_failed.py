@@ -67,6 +67,7 @@ def record(
             exception=TRACEBACK + error + "\n",
             attempts=3,
             failed_at=datetime.now(timezone.utc) - timedelta(hours=hours_ago),
+            reason="tries_exhausted",
         )
     )
 
@@ -102,8 +103,8 @@ def test_failed_lists_newest_first_in_a_table(
         cells = [cell.strip() for cell in row.strip("│").split("│")]
         assert cells[:3] == [str(job.id), job.queue, job.job_type]
         assert cells[3].startswith("ValueError: card")
-        assert cells[4] == "3"
-        assert cells[5] == job.failed_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        assert cells[4:6] == ["3", "tries_exhausted"]
+        assert cells[6] == job.failed_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     for header in ("id", "queue", "job", "error", "attempts", "failed at"):
         assert header in run.stdout
     assert "second line" not in run.stdout

@@ -45,7 +45,7 @@ def main() -> None:
 
         store = DatabaseFailedJobStore(args.failed_db)
     options = WorkerOptions(
-        connection=args.kind, queues=(args.queue,), lease_s=args.lease, sleep_s=0.2, backoff_s=0
+        connection=args.kind, queues=(args.queue,), lease_s=args.lease, sleep_s=0.2, backoff=0
     )
     Worker(driver, store, options).run(args.concurrency)
 

@@ -56,6 +56,7 @@ def failed(
         failed_at=NOW - ago,
         host="worker-1",
         pid=4242,
+        reason="max_exceptions",
     )
 
 

