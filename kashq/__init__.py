@@ -54,6 +54,14 @@ from kashq.middleware import (
 from kashq.registry import handler, register
 from kashq.retry import Exponential, StopReason
 from kashq.scheduler import ScheduleError, Scheduler, schedule
+from kashq.status import (
+    JobFailed,
+    JobHandle,
+    JobNotFound,
+    JobStatus,
+    ResultTimeout,
+    get_job,
+)
 from kashq.worker import (
     EventKind,
     JobEvent,
@@ -131,6 +139,10 @@ __all__ = [
     "JobContext",
     "JobDefinitionError",
     "JobEvent",
+    "JobFailed",
+    "JobHandle",
+    "JobNotFound",
+    "JobStatus",
     "JobTimeout",
     "KashqError",
     "LockNotAcquired",
@@ -147,6 +159,7 @@ __all__ = [
     "RegistryError",
     "ReleaseJob",
     "Reservation",
+    "ResultTimeout",
     "RetryError",
     "ScheduleError",
     "Scheduler",
@@ -173,6 +186,7 @@ __all__ = [
     "dispatch_at",
     "dispatch_many",
     "failed_jobs",
+    "get_job",
     "handler",
     "load_settings",
     "manager",

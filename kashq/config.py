@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     table_prefix: str = Field(
         "", description="prefix of every kashq table name, e.g. `app_` gives `app_failed_jobs`"
     )
+    result_ttl: float = Field(
+        86_400.0,
+        ge=0,
+        description="seconds a job's result is kept for `result()` and `queue:job` (0: none)",
+    )
     events: bool = Field(True, description="record every job's lifecycle in the event store")
     events_max_len: int = Field(
         100_000, ge=100, description="events kept in a connection's Redis stream (approximately)"

@@ -42,7 +42,8 @@ class QueueDispatcher:
     ``connection``, ``locks`` and ``recorder`` give a connection's driver,
     lock backend and event recorder (None: events are off) by connection name
     (None: the default connection); ``default_queue`` is where a job naming no
-    queue goes; ``clock`` stamps envelopes.
+    queue goes; ``clock`` stamps envelopes. ``handle`` makes what ``dispatch``
+    returns from the pushed envelope (default: its id).
     """
 
     def __init__(
@@ -53,7 +54,9 @@ class QueueDispatcher:
         recorder: Callable[[str | None], EventRecorder | None],
         default_queue: str,
         clock: Clock,
+        handle: Callable[[Envelope, str | None], str] | None = None,
     ) -> None:
+        self._handle = handle
         self._connection = connection
         self._locks = locks
         self._recorder = recorder
@@ -79,7 +82,7 @@ class QueueDispatcher:
             UniqueLock.unclaim([claim] if claim is not None else [])
             raise
         self._record_dispatched(name, [envelope])
-        return envelope.id
+        return envelope.id if self._handle is None else self._handle(envelope, name)
 
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
         """Push many jobs, one ``push_many`` per connection; returns their ids in order.

@@ -25,7 +25,16 @@ from kashq.envelope import Envelope, new_job_id
 from kashq.exceptions import JobDefinitionError, PayloadError
 from kashq.names import check_queue_name
 from kashq.registry import REGISTRY, qualified_name
-from kashq.retry import Backoff, Exponential, Linear, backoff_of, seconds_of
+from kashq.retry import (
+    Backoff,
+    Exponential,
+    Linear,
+    backoff_of,
+    check_retry_rules,
+    deadline_of,
+    seconds_of,
+)
+from kashq.status import JobHandle
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -112,7 +121,7 @@ class Dispatchable:
 
     def with_retry_until(self, deadline: Deadline) -> Self:
         """Retry until ``deadline`` (a time, or a span from now) instead of counting tries."""
-        _deadline(deadline, 0.0)  # checked now, resolved against the dispatch time
+        deadline_of(deadline, 0.0)  # checked now, resolved against the dispatch time
         self._opts().retry_until = deadline
         return self
 
@@ -146,17 +155,21 @@ class Dispatchable:
         return self
 
     # -- dispatching ----------------------------------------------------
-    def dispatch(self) -> str | None:
-        """Queue the job; returns its id (None: a unique job already queued, nothing pushed)."""
+    def dispatch(self) -> JobHandle | None:
+        """Queue the job; returns its id as a :class:`~kashq.JobHandle` (None: a unique
+        job already queued, nothing pushed)."""
         from kashq.dispatcher import get_dispatcher
 
-        return get_dispatcher().dispatch(self)
+        job_id = get_dispatcher().dispatch(self)
+        if job_id is None or isinstance(job_id, JobHandle):
+            return job_id
+        return JobHandle(job_id, connection=self.target_connection(), dispatched=True)
 
-    def dispatch_after(self, delay: Delay) -> str | None:
+    def dispatch_after(self, delay: Delay) -> JobHandle | None:
         """Queue the job to run after ``delay`` (seconds or timedelta)."""
         return self.delay(delay).dispatch()
 
-    def dispatch_at(self, when: datetime) -> str | None:
+    def dispatch_at(self, when: datetime) -> JobHandle | None:
         """Queue the job to run at ``when`` (a naive datetime is local time)."""
         self._opts().available_at = when.timestamp()
         self._opts().delay_s = None
@@ -183,15 +196,7 @@ class Dispatchable:
             available_at = opts.available_at
         else:
             available_at = now + opts.delay_s if opts.delay_s else now
-        backoff = opts.backoff
-        if backoff is None and cls.backoff is not None and not callable(cls.backoff):
-            backoff = backoff_of(cls.backoff)
-        deadline = opts.retry_until if opts.retry_until is not None else cls.retry_until
-        retry_until = None
-        if deadline is not None:
-            # A method (Laravel's retryUntil()) is called at dispatch, on this job.
-            retry_until = _deadline(self.retry_until if callable(deadline) else deadline, now)
-        return Envelope(
+        env = Envelope(
             opts.job_id or new_job_id(),
             self.type_name,
             opts.queue or cls.queue or default_queue,
@@ -200,14 +205,24 @@ class Dispatchable:
             available_at,
             0,
             cls.tries if opts.tries is None else opts.tries,
-            backoff.base_s if isinstance(backoff, Linear) else None,
+            None,
             cls.timeout if opts.timeout_s is None else opts.timeout_s,
             cls.max_deliveries,
             cls.priority if opts.priority is None else opts.priority,
             dict(opts.metadata) if opts.metadata else {},
-            backoff=None if backoff is None or isinstance(backoff, Linear) else backoff,
-            retry_until=retry_until,
         )
+        backoff = opts.backoff if opts.backoff is not None else cls.backoff
+        if backoff is not None and not callable(backoff):  # a method is the worker's to call
+            backoff = backoff_of(backoff)
+            if isinstance(backoff, Linear):
+                env.backoff_s = backoff.base_s
+            else:
+                env.backoff = backoff
+        deadline = opts.retry_until if opts.retry_until is not None else cls.retry_until
+        if deadline is not None:
+            # A method (Laravel's retryUntil()) is called at dispatch, on this job.
+            env.retry_until = deadline_of(self.retry_until if callable(deadline) else deadline, now)
+        return env
 
     def _opts(self) -> DispatchOptions:
         return self._kashq_opts
@@ -220,13 +235,17 @@ class Job(Dispatchable, BaseModel):
     once, when the job has failed for good. ``fail_on`` exceptions fail it at
     once; a non-empty ``retry_on`` retries only those; ``max_exceptions`` fails
     it once that many attempts raised; ``backoff`` and ``retry_until`` may be
-    methods (``backoff(self, attempt, error) -> seconds``). ``middleware()`` lists layers run
-    around ``handle()`` (:mod:`kashq.middleware`). With ``unique_for`` set, a
-    dispatch while an equal job (same ``unique_id()``) is queued pushes nothing.
+    methods (``backoff(self, attempt, error) -> seconds``). What ``handle()``
+    returns is kept as JSON for ``result_ttl`` seconds (default
+    ``KASHQ_RESULT_TTL``; 0 keeps none), for ``JobHandle.result()``.
+    ``middleware()`` lists layers run around ``handle()`` (:mod:`kashq.middleware`).
+    With ``unique_for`` set, a dispatch while an equal job (same
+    ``unique_id()``) is queued pushes nothing.
     """
 
     unique_for: ClassVar[float | None] = None
     unique_until: ClassVar[UniqueUntil] = "completed"
+    result_ttl: ClassVar[float | None] = None
     fail_on: ClassVar[tuple[type[BaseException], ...]] = ()
     retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
     max_exceptions: ClassVar[int | None] = None
@@ -275,6 +294,25 @@ class Job(Dispatchable, BaseModel):
     def envelope(self) -> Envelope | None:
         """The envelope being processed (set by the worker), else None."""
         return self._kashq_envelope
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far ``handle()`` got: ``fraction`` of the work (0 to 1), and a note.
+
+        Shown by ``status()`` and ``queue:job`` (the latest report, written in
+        batches in the background: no round trip) and, at most twice a second,
+        as a ``progress`` event in the event log, so a tight loop may call it
+        freely. Outside a worker it does nothing.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"progress must be from 0 to 1, got {fraction!r}")
+        from kashq.middleware import running
+
+        context = running()
+        env = self._kashq_envelope
+        if context is not None and context.report is not None and env is context.envelope:
+            context.report(env, float(fraction), str(message))
 
     def attempts(self) -> int:
         """The number of the current attempt (1 on the first run), 0 before dispatch."""
@@ -338,12 +376,14 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "failed",
     "envelope",
     "attempts",
+    "progress",
     "middleware",
     "unique_for",
     "unique_until",
     "fail_on",
     "retry_on",
     "max_exceptions",
+    "result_ttl",
     "unique_id",
     "unique_lock_key",
 }
@@ -394,18 +434,6 @@ def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     return value
 
 
-def _deadline(value: object, now: float) -> float:
-    """Unix seconds of a ``retry_until``: a datetime, a span from ``now``, or a
-    bound method returning either."""
-    if callable(value):
-        value = value()
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, timedelta):
-        return now + value.total_seconds()
-    raise ValueError(f"retry_until must be a datetime or a timedelta, got {value!r}")
-
-
 def _check_timeout(value: object) -> float:
     if (
         not isinstance(value, (int, float))
@@ -428,13 +456,13 @@ def _check_class_options(cls: type[Dispatchable]) -> None:
         if cls.backoff is not None and not callable(cls.backoff):
             backoff_of(cls.backoff)
         if cls.retry_until is not None and not callable(cls.retry_until):
-            _deadline(cls.retry_until, 0.0)
+            deadline_of(cls.retry_until, 0.0)
         if cls.timeout is not None:
             _check_timeout(cls.timeout)
         _check_int("priority", cls.priority)
         if isinstance(cls, type) and issubclass(cls, Job):
             _check_unique(cls)
-            _check_retry_rules(cls)
+            check_retry_rules(cls)
     except ValueError as exc:
         raise JobDefinitionError(f"{cls.__qualname__}: {exc}") from None
 
@@ -452,18 +480,3 @@ def _check_unique(cls: type[Job]) -> None:
         raise ValueError(
             f"unique_until must be 'processing' or 'completed', got {cls.unique_until!r}"
         )
-
-
-def _check_retry_rules(cls: type[Job]) -> None:
-    for name in ("fail_on", "retry_on"):
-        value = getattr(cls, name)
-        if isinstance(value, type) and issubclass(value, BaseException):
-            setattr(cls, name, (value,))
-        elif not isinstance(value, (tuple, list)) or not all(
-            isinstance(e, type) and issubclass(e, BaseException) for e in value
-        ):
-            raise ValueError(f"{name} must be a tuple of exception classes, got {value!r}")
-        else:
-            setattr(cls, name, tuple(value))
-    if cls.max_exceptions is not None:
-        _check_int("max_exceptions", cls.max_exceptions, minimum=1)

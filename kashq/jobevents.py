@@ -28,6 +28,7 @@ class EventKind(enum.Enum):
     FAILED = "failed"  # failed for good and recorded in the failed-job store
     PARKED = "parked"  # failed for good; the store was unreachable, recorded later
     IDLE = "idle"  # a reserve returned nothing (no reservation in the event)
+    PROGRESS = "progress"  # handle() reported how far it got (self.progress())
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,8 @@ class JobEvent:
     ``attempt`` is the attempt number the event is about (1 for the first
     run). ``duration_s`` is how long ``handle()`` ran (finished events);
     ``timeout_s`` the limit that applies (STARTED); ``delay_s`` the backoff
-    before the retry (RETRIED); ``error`` one line (RETRIED, FAILED, PARKED).
+    before the retry (RETRIED); ``error`` one line (RETRIED, FAILED, PARKED);
+    ``progress`` (0 to 1) and ``message`` what the job reported (PROGRESS).
     ``envelope`` is None when the stored job could not be decoded.
     """
 
@@ -52,6 +54,8 @@ class JobEvent:
     timeout_s: float | None = None
     delay_s: float | None = None
     error: str | None = None
+    progress: float | None = None
+    message: str | None = None
 
     @property
     def recording_again(self) -> bool:

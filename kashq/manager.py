@@ -31,7 +31,10 @@ from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.job import Dispatchable
 from kashq.locks import LockBackend, backend_for
+from kashq.results import ResultStore
+from kashq.results import store_for as results_for
 from kashq.retry import parse_backoff
+from kashq.status import JobHandle
 from kashq.worker.options import WorkerOptions
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ class QueueManager:
         self._stores: dict[bool, FailedJobStore] = {}  # keyed by "durable"
         self._connections: dict[str, Driver] = {}
         self._recorders: dict[str, EventRecorder] = {}
+        self._results: dict[str, ResultStore] = {}
         self._alerts: list[AlertDispatcher] = []
         self._lock = threading.Lock()
         self._dispatcher = QueueDispatcher(
@@ -62,6 +66,7 @@ class QueueManager:
             recorder=self.recorder,
             default_queue=self.settings.queue,
             clock=clock,
+            handle=self._handle,
         )
 
     # -- connections ----------------------------------------------------
@@ -135,15 +140,34 @@ class QueueManager:
 
     def recorder(self, connection: str | None = None) -> EventRecorder | None:
         """The event recorder of ``connection``; None when events are off (``KASHQ_EVENTS``)."""
-        if not self.settings.events:
-            return None
+        return self._recorder_of(connection) if self.settings.events else None
+
+    def _recorder_of(self, connection: str | None) -> EventRecorder:
+        """The recorder a worker reports to; with events off it records progress only."""
         name = connection or self.settings.connection
-        driver = self.connection(name)
+        recorder = self._recorders.get(name)
+        if recorder is not None:
+            return recorder
+        driver, results = self.connection(name), self.results(name)
         with self._lock:
             recorder = self._recorders.get(name)
             if recorder is None:
-                recorder = self._recorders[name] = EventRecorder(store_for(driver, self.settings))
+                recorder = self._recorders[name] = EventRecorder(
+                    store_for(driver, self.settings),
+                    results=results,
+                    result_ttl_s=self.settings.result_ttl,
+                )
             return recorder
+
+    def results(self, connection: str | None = None) -> ResultStore:
+        """Where connection ``connection`` keeps its jobs' outcomes and progress."""
+        name = connection or self.settings.connection
+        driver = self.connection(name)
+        with self._lock:
+            store = self._results.get(name)
+            if store is None:
+                store = self._results[name] = results_for(driver)
+            return store
 
     def locks(self, connection: str | None = None) -> LockBackend:
         """The lock backend sharing connection ``connection``'s storage."""
@@ -155,8 +179,11 @@ class QueueManager:
         options = self.worker_options(connection="sync", queues=tuple(queues))
         # The sync driver hands its private memory driver over: use the locks
         # its dispatches took (those of the sync connection).
-        locks = self.locks("sync")
-        Worker(driver, self.failed_store("sync"), options, clock=self.clock, locks=locks).drain()
+        locks, results = self.locks("sync"), self.results("sync")
+        Worker(
+            driver, self.failed_store("sync"), options, clock=self.clock, locks=locks,
+            results=results,
+        ).drain()  # fmt: skip
 
     # -- workers --------------------------------------------------------
     def worker_options(self, **overrides: Any) -> WorkerOptions:
@@ -167,6 +194,7 @@ class QueueManager:
             queues=(s.queue,),
             tries=s.max_retry,
             backoff=parse_backoff(s.backoff),
+            result_ttl_s=s.result_ttl,
             timeout_s=s.timeout,
             lease_s=s.retry_after,
             prefetch=s.prefetch,
@@ -185,16 +213,18 @@ class QueueManager:
         name = connection or self.settings.connection
         options = self.worker_options(connection=name, **overrides)
         store = self.failed_store(name)
-        worker = Worker(self.connection(name), store, options, clock=self.clock)
+        worker = Worker(
+            self.connection(name), store, options, clock=self.clock, results=self.results(name)
+        )
         self._listen(worker, name)
         return worker
 
     def _listen(self, worker: Worker, name: str) -> None:
         from kashq.metrics import DefaultMetrics  # prometheus-client loads with the first worker
 
-        recorder = self.recorder(name)
-        if recorder is not None:
-            worker.add_listener(recorder.listener)
+        recorder = self._recorder_of(name)
+        worker.add_listener(recorder.listener)
+        worker.send_progress_to(recorder.progress)
         DefaultMetrics.attach(worker)
         alerts = dispatcher_from_settings(self.settings, connection=name)
         if alerts is not None:
@@ -207,9 +237,13 @@ class QueueManager:
         """The envelope ``job`` would be pushed as."""
         return self._dispatcher.envelope_for(job)
 
-    def dispatch(self, job: Dispatchable) -> str | None:
-        """Push one job; returns its id, or None for a unique job already queued."""
-        return self._dispatcher.dispatch(job)
+    def dispatch(self, job: Dispatchable) -> JobHandle | None:
+        """Push one job; returns its id as a :class:`~kashq.JobHandle`, or None for a
+        unique job already queued."""
+        return self._dispatcher.dispatch(job)  # type: ignore[return-value]
+
+    def _handle(self, envelope: Envelope, connection: str | None) -> JobHandle:
+        return JobHandle.dispatched(envelope.id, self, connection, envelope.queue)
 
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
         """Push many jobs, one ``push_many`` per connection; returns their ids in order.
@@ -237,12 +271,15 @@ class QueueManager:
         with self._lock:
             drivers, self._connections = list(self._connections.values()), {}
             recorders, self._recorders = list(self._recorders.values()), {}
+            results, self._results = list(self._results.values()), {}
             alerts, self._alerts = self._alerts, []
             stores = list(self._stores.values())
         for dispatcher in alerts:
             dispatcher.close()
         for recorder in recorders:
             recorder.close()  # before its driver: the store shares the driver's client
+        for result_store in results:
+            result_store.close()  # before its driver, as the recorders
         for driver in drivers:
             driver.close()
         for store in stores:

@@ -78,12 +78,16 @@ class Middleware(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    """What a running job's middleware can use: the worker's driver, locks, envelope, clock."""
+    """What a running job's middleware can use: the worker's driver, locks, envelope, clock.
+
+    ``report`` takes the job's progress (:meth:`kashq.Job.progress`) to the worker.
+    """
 
     driver: Driver
     envelope: Envelope
     clock: Clock
     locks_of: Callable[[], LockBackend]  # built on first use: most jobs never need locks
+    report: Callable[[Envelope, float, str], None] | None = None
 
     @property
     def locks(self) -> LockBackend:
@@ -92,6 +96,11 @@ class JobContext:
 
 
 _current: ContextVar[JobContext | None] = ContextVar("kashq_job_context", default=None)
+
+
+def running() -> JobContext | None:
+    """The context of the job running in this thread (or task), or None."""
+    return _current.get()
 
 
 def current() -> JobContext:

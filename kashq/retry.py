@@ -21,7 +21,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 Random = Callable[[], float]
@@ -162,6 +162,48 @@ def parse_backoff(text: str) -> Backoff:
     if len(parts) == 1:
         return Linear(seconds_of(_number(parts[0], "backoff")))
     return steps_of([_number(p, "backoff") for p in parts])
+
+
+def deadline_of(value: object, now: float) -> float:
+    """Unix seconds of a ``retry_until``: a datetime, a span from ``now``, or a
+    bound method returning either."""
+    if callable(value):
+        value = value()
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, timedelta):
+        return now + value.total_seconds()
+    raise ValueError(f"retry_until must be a datetime or a timedelta, got {value!r}")
+
+
+def check_retry_rules(cls: type) -> None:
+    """ValueError if a job class's ``fail_on``, ``retry_on``, ``max_exceptions`` or
+    ``result_ttl`` is not usable; a single exception class becomes a tuple of one."""
+    for name in ("fail_on", "retry_on"):
+        value = getattr(cls, name)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            setattr(cls, name, (value,))
+        elif not isinstance(value, (tuple, list)) or not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in value
+        ):
+            raise ValueError(f"{name} must be a tuple of exception classes, got {value!r}")
+        else:
+            setattr(cls, name, tuple(value))
+    max_exceptions, result_ttl = (
+        getattr(cls, "max_exceptions", None),
+        getattr(cls, "result_ttl", None),
+    )
+    if max_exceptions is not None:
+        _check_count("max_exceptions", max_exceptions)
+    if result_ttl is not None:
+        seconds_of(result_ttl, "result_ttl")
+
+
+def _check_count(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def backoff_from_json(value: object) -> Backoff:

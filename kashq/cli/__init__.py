@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kashq._version import __version__
-from kashq.cli import events, failed, make, migrate, output, queues, schedule, webhooks, work
+from kashq.cli import events, failed, jobs, make, migrate, output, queues, schedule, webhooks, work
 
 app = typer.Typer(
     name="kashq",
@@ -42,6 +42,7 @@ work.register(app)
 queues.register(app)
 failed.register(app)
 events.register(app)
+jobs.register(app)
 schedule.register(app)
 webhooks.register(app)
 

@@ -54,12 +54,12 @@ def event_data(event: Event) -> dict[str, Any]:
     return data
 
 
-def _time(at: float) -> str:
+def event_time(at: float) -> str:
     """Local time with milliseconds."""
     return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def _details(event: Event) -> str:
+def details_text(event: Event) -> str:
     parts = []
     for key, value in event.details.items():
         text = value if isinstance(value, str) else json.dumps(value)
@@ -82,7 +82,10 @@ def events_command(
     if as_json:
         output.print_json([event_data(e) for e in events])
         return
-    rows = [[_time(e.at), e.type, str(e.attempt), _details(e), f"{e.host}:{e.pid}"] for e in events]
+    rows = [
+        [event_time(e.at), e.type, str(e.attempt), details_text(e), f"{e.host}:{e.pid}"]
+        for e in events
+    ]
     grid = output.table(
         ["time", "event", "attempt", "details", "worker"],
         rows,
@@ -157,8 +160,8 @@ def _print_event(event: Event, as_json: bool) -> None:
         output.line(json.dumps(event_data(event)))
         return
     output.line(
-        f"{_time(event.at)}  {event.type:<14} {event.queue}  {event.job_type}  {event.job_id}"
-        f"  attempt {event.attempt}  {_details(event)}".rstrip()
+        f"{event_time(event.at)}  {event.type:<14} {event.queue}  {event.job_type}  {event.job_id}"
+        f"  attempt {event.attempt}  {details_text(event)}".rstrip()
     )
 
 

@@ -16,6 +16,9 @@ while a job is reserved and names its current holder.
 
 ``kashq_control`` holds the driver's control records (the restart signal,
 supervisors' live stats); ``expires_at`` is Unix seconds, or NULL for never.
+
+``job_results`` keeps each job's outcome and progress by id until its
+``expires_at`` (Unix seconds on the driver's clock); see :mod:`kashq.results`.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class Tables:
     locks: Table
     counters: Table
     job_events: Table
+    job_results: Table
 
     @property
     def version_table(self) -> str:
@@ -141,6 +145,7 @@ def tables(prefix: str) -> Tables:
         locks=_locks(metadata, name),
         counters=_counters(metadata, name),
         job_events=_job_events(metadata, name),
+        job_results=_job_results(metadata, name),
     )
 
 
@@ -251,6 +256,33 @@ def _job_events(metadata: MetaData, name: Name) -> Table:
     return table
 
 
+def _job_results(metadata: MetaData, name: Name) -> Table:
+    """The result store on the database driver: a job's outcome and latest progress.
+
+    ``status`` is NULL while only progress was reported.
+    """
+    table = Table(
+        name("job_results"),
+        metadata,
+        Column("job_id", String(36), primary_key=True),
+        Column("status", String(16), nullable=True),
+        Column("job_type", String(255), nullable=False, server_default=text("''")),
+        Column("queue", String(200), nullable=False, server_default=text("''")),
+        Column("value", LONG_TEXT, nullable=True),
+        Column("error", Text, nullable=True),
+        Column("reason", String(32), nullable=False, server_default=text("''")),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("finished_at", Double, nullable=True),
+        Column("progress", Double, nullable=True),
+        Column("message", Text, nullable=True),
+        Column("progress_at", Double, nullable=True),
+        Column("expires_at", Double, nullable=False),
+    )
+    # Serves the sweep of expired rows.
+    Index(name("ix_job_results_expires_at"), table.c.expires_at)
+    return table
+
+
 _UNPREFIXED = tables("")
 metadata = _UNPREFIXED.metadata
 jobs = _UNPREFIXED.jobs
@@ -259,3 +291,4 @@ control = _UNPREFIXED.control
 locks = _UNPREFIXED.locks
 counters = _UNPREFIXED.counters
 job_events = _UNPREFIXED.job_events
+job_results = _UNPREFIXED.job_results

@@ -29,11 +29,13 @@ FAILED = "failed"
 PARKED = "parked"
 RETRIED = "retried"
 RECLAIMED = "reclaimed"
+PROGRESS = "progress"
 
 EVENT_TYPES = (
     DISPATCHED,
     RECLAIMED,
     STARTED,
+    PROGRESS,
     ATTEMPT_FAILED,
     RELEASED,
     COMPLETED,

@@ -15,6 +15,10 @@ and logs once more when the store is back. It buffers at most
 them (``dropped``), logging the count when the store is back or at close.
 :meth:`close` writes everything still buffered; if the store is down then, the
 remaining events are dropped and their number logged.
+
+Progress reports (PROGRESS events) also go, the latest per job, to the
+connection's result store given as ``results``, where ``status()`` reads
+them; that works with the event log off too.
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ from kashq.events.base import Event, EventStore, TextEventStore
 from kashq.events.memory import NullEventStore
 from kashq.exceptions import KashqError
 from kashq.jobevents import EventKind, JobEvent
+from kashq.results.base import Progress, ResultStore
 
 log = logging.getLogger(__name__)
 
 _IDLE, _RAN = EventKind.IDLE, EventKind.RAN
+_PROGRESS_MAX = 10_000  # jobs whose latest progress waits for the result store
 _RETRY_MIN_S, _RETRY_MAX_S = 0.1, 5.0
 _LIVE: weakref.WeakSet[EventRecorder] = weakref.WeakSet()
 
@@ -56,8 +62,15 @@ class EventRecorder:
         flush_interval_s: float = 0.05,
         batch_size: int = 500,
         max_buffered: int = 100_000,
+        results: ResultStore | None = None,
+        result_ttl_s: float = 86_400.0,
     ) -> None:
         self.store = store
+        self.results = results
+        self.result_ttl_s = result_ttl_s
+        self._progress: dict[str, Progress] = {}  # the latest report of each job, unwritten
+        self._progress_lock = threading.Lock()
+        self._progress_failing = False
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
         self.max_buffered = max_buffered
@@ -86,6 +99,19 @@ class EventRecorder:
         if kind is _IDLE or (kind is _RAN and event.error is None) or not self._enabled:
             return
         self._push(event)
+
+    def progress(self, job_id: str, fraction: float, message: str, at: float) -> None:
+        """A worker's progress sink: keep the latest report of each job, for the result store."""
+        if self.results is None or self._closing:
+            return
+        with self._progress_lock:
+            progress = self._progress
+            progress.pop(job_id, None)  # re-inserted last: the oldest come first when capped
+            progress[job_id] = Progress(job_id, fraction, message, at)
+            if len(progress) > _PROGRESS_MAX:  # the result store is down: drop the oldest
+                del progress[next(iter(progress))]
+        if self._thread is None:
+            self._start()
 
     def dispatched(self, envelopes: Iterable[Envelope]) -> None:
         """Record that ``envelopes`` were pushed to their queues."""
@@ -191,6 +217,27 @@ class EventRecorder:
             self._pending = []
             self._recovered()
         self._trim()
+        self._write_progress()
+
+    def _write_progress(self) -> None:
+        """Write the latest progress of each job reported since the last pass."""
+        if self.results is None or (self._progress_failing and time.monotonic() < self._retry_at):
+            return  # while the stores fail, progress waits with the events' pause
+        with self._progress_lock:
+            taken, self._progress = self._progress, {}
+        if not taken:
+            return
+        try:
+            self.results.put_progress(list(taken.values()), self.result_ttl_s)
+        except KashqError as exc:
+            if not self._progress_failing:
+                log.warning("result store unreachable (%s); progress kept until it is back", exc)
+            self._progress_failing = True
+            self._retry_at = time.monotonic() + max(self._pause_s, _RETRY_MIN_S)
+            with self._progress_lock:  # newer reports win over the ones put back
+                self._progress = {**taken, **self._progress}
+            return
+        self._progress_failing = False
 
     def _append(self, batch: list[Any]) -> None:
         if self._text:
@@ -275,6 +322,10 @@ def _to_events(
         details["delay_s"] = item.delay_s
     if item.error is not None:
         details["error"] = item.error
+    if item.progress is not None:
+        details["progress"] = item.progress
+        if item.message:
+            details["message"] = item.message
     kind_name, job_id, job_type, queue = _MAPPING[item.kind], item.job_id, item.job_type, item.queue
     res = item.reservation
     if kind_name is base.STARTED and res is not None and res.deliveries > 1:
@@ -294,6 +345,7 @@ _MAPPING = {
     EventKind.COMPLETED: base.COMPLETED,
     EventKind.FAILED: base.FAILED,
     EventKind.PARKED: base.PARKED,
+    EventKind.PROGRESS: base.PROGRESS,
 }
 
 

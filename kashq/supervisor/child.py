@@ -153,6 +153,8 @@ class WorkerProcess:
     def _slot_listener(self, writer: SlotWriter) -> Callable[[JobEvent], None]:
         def on_event(event: JobEvent) -> None:
             kind = event.kind
+            if kind is EventKind.PROGRESS:
+                return  # the job runs on
             if kind is EventKind.STARTED:
                 assert event.reservation is not None
                 writer.running(event.reservation, time.monotonic(), event.timeout_s)

@@ -55,8 +55,8 @@ def prepare(envelope: Envelope, registry: Registry) -> Prepared:
     return Prepared(job.handle, job)
 
 
-def run(call: Callable[[], Any], timeout_s: float | None) -> None:
-    """Call ``call``; if it returns an awaitable, run it to completion.
+def run(call: Callable[[], Any], timeout_s: float | None) -> Any:
+    """Call ``call``; if it returns an awaitable, run it to completion. Returns its value.
 
     ``timeout_s`` bounds async handlers (:class:`JobTimeout`). A synchronous
     handler cannot be interrupted from inside its own thread; process workers
@@ -64,7 +64,8 @@ def run(call: Callable[[], Any], timeout_s: float | None) -> None:
     """
     result = call()
     if inspect.isawaitable(result):
-        run_awaitable(result, timeout_s)
+        return run_awaitable(result, timeout_s)
+    return result
 
 
 def run_awaitable(awaitable: Awaitable[Any], timeout_s: float | None) -> Any:
@@ -137,19 +138,18 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def run_job(prepared: Prepared, timeout_s: float | None, context: JobContext) -> None:
+def run_job(prepared: Prepared, timeout_s: float | None, context: JobContext) -> Any:
     """Run a prepared job through its middleware (if any), with ``context`` current.
 
     Middleware are synchronous; the innermost ``call_next`` runs ``handle()``
-    to completion (async handlers on this thread's event loop).
+    to completion (async handlers on this thread's event loop). Returns what
+    the pipeline returned: ``handle()``'s value unless a middleware changed it.
     """
     job = prepared.job
     if job is None:  # a function handler: no middleware
-        run(prepared.call, timeout_s)
-        return
+        return run(prepared.call, timeout_s)
     with job_context(context):
         layers = job.middleware()
         if layers:
-            run_pipeline(job, layers, lambda: run(prepared.call, timeout_s))
-        else:
-            run(prepared.call, timeout_s)
+            return run_pipeline(job, layers, lambda: run(prepared.call, timeout_s))
+        return run(prepared.call, timeout_s)

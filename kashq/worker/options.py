@@ -21,7 +21,8 @@ class WorkerOptions:
     ``stop()`` or a limit. ``park_s`` is the delay before retrying to record a
     failure when the failed-job store is unreachable. ``prefetch`` is the most
     jobs one reserve takes while jobs are short (1: one at a time); see
-    :mod:`kashq.worker.prefetch`.
+    :mod:`kashq.worker.prefetch`. ``result_ttl_s`` is how long outcomes are
+    kept for jobs that set no ``result_ttl`` (0: none).
     """
 
     connection: str = "memory"
@@ -36,6 +37,7 @@ class WorkerOptions:
     stop_when_empty: bool = False
     park_s: float = 5.0
     prefetch: int = 8
+    result_ttl_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if isinstance(self.queues, str) or not self.queues:

@@ -27,6 +27,7 @@ from kashq.middleware import ReleaseJob
 from kashq.retry import StopReason
 from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
+from kashq.worker.keeper import OutcomeKeeper
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome
 
@@ -47,6 +48,7 @@ class Settler:
         clock: Clock,
         events: Listeners,
         locks_of: Callable[[], LockBackend],
+        outcomes: OutcomeKeeper,
     ) -> None:
         self.driver = driver
         self.failed_store = failed_store
@@ -54,6 +56,7 @@ class Settler:
         self._clock = clock
         self._events = events
         self._unique = UniqueLock(locks_of)
+        self._outcomes = outcomes
 
     def after_error(
         self,
@@ -133,10 +136,16 @@ class Settler:
         """Fail for good: tell the job, then record it (or park it if the store is down)."""
         execute.call_failed_hook(job, error)
         failure = Failure(one_line(error), _traceback(error), reason.value)
-        return self.record(res, env, failure, took_s)
+        return self.record(res, env, failure, took_s, job=job)
 
     def record(
-        self, res: Reservation, env: Envelope, failure: Failure, took_s: float | None = None
+        self,
+        res: Reservation,
+        env: Envelope,
+        failure: Failure,
+        took_s: float | None = None,
+        *,
+        job: Job | None = None,
     ) -> Outcome:
         self._unique.free_at_end(env.metadata, env.id)  # failed for good: an equal job may come
         record = FailedJob(
@@ -151,7 +160,7 @@ class Settler:
             failed_at=utc_from_timestamp(self._clock.time()),
             reason=failure.reason,
         )
-        return self._store(res, record, env, failure, took_s)
+        return self._store(res, record, env, failure, took_s, job=job)
 
     def fail_undecodable(self, res: Reservation, error: EnvelopeError) -> Outcome:
         job_id, job_type = peek(res.raw)
@@ -176,6 +185,8 @@ class Settler:
         env: Envelope | None,
         failure: Failure | None,
         took_s: float | None = None,
+        *,
+        job: Job | None = None,
     ) -> Outcome:
         try:
             self.failed_store.log(record)
@@ -199,6 +210,7 @@ class Settler:
                 attempt=record.attempts, duration_s=took_s, error=record.error,
             )  # fmt: skip
             return Outcome.PARKED
+        self._outcomes.failed(record, job)
         self.settle(self.driver.ack, res)
         self._events.emit(
             EventKind.FAILED, res, env, job_type=record.job_type, queue=record.queue,

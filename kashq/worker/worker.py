@@ -27,14 +27,18 @@ from kashq.locks import LockBackend, backend_for
 from kashq.locks.unique import UniqueLock
 from kashq.middleware import JobContext
 from kashq.registry import REGISTRY, Registry
+from kashq.results import store_for as results_for
+from kashq.results.base import ResultStore
 from kashq.retry import StopReason
 from kashq.worker import execute, policy
 from kashq.worker.events import Listeners
 from kashq.worker.heartbeat import Heartbeat
+from kashq.worker.keeper import OutcomeKeeper
 from kashq.worker.loop import ConsumerLoop
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
 from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
+from kashq.worker.progress import ProgressReports, Sink
 from kashq.worker.settle import Settler, one_line
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
@@ -57,6 +61,7 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         listeners: Sequence[Listener] = (),
         locks: LockBackend | None = None,
+        results: ResultStore | None = None,
     ) -> None:
         self.driver = driver
         self.failed_store = failed_store
@@ -73,6 +78,9 @@ class Worker:
         self._started_at = 0.0
         self._events = Listeners(listeners, clock)
         self._locks = locks
+        self._results = results
+        self._outcomes = OutcomeKeeper(self._results_of, self.options.result_ttl_s, clock)
+        self._progress = ProgressReports(self._events, clock)
         self._unique = UniqueLock(self._locks_of)
         self._batches = driver if isinstance(driver, BatchReserving) else None
         self._prefetch = (
@@ -83,7 +91,7 @@ class Worker:
         self._holdings: Holdings | None = None
         self._settler = Settler(
             driver, failed_store, self.options, clock=clock, events=self._events,
-            locks_of=self._locks_of,
+            locks_of=self._locks_of, outcomes=self._outcomes,
         )  # fmt: skip
 
     @property
@@ -94,9 +102,24 @@ class Worker:
     def _locks_of(self) -> LockBackend:
         return self.locks
 
+    @property
+    def results(self) -> ResultStore:
+        """Where outcomes are kept (default: the store sharing the driver's storage)."""
+        if self._results is None:
+            self._results = results_for(self.driver)
+        return self._results
+
+    def _results_of(self) -> ResultStore:
+        return self.results
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`JobEvent` from now on."""
         self._events.add(listener)
+
+    def send_progress_to(self, sink: Sink) -> None:
+        """Give every ``self.progress()`` report of this worker's jobs to ``sink``
+        (the event recorder's :meth:`~kashq.events.EventRecorder.progress`)."""
+        self._progress.sink = sink
 
     def track_holdings(self, holdings: Holdings) -> None:
         """Tell ``holdings`` of every reserve and of each job taken from it (see
@@ -152,7 +175,7 @@ class Worker:
         self._unique.free_at_start(env.metadata, env.id)
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
-        error = self._run_job(prepared, env, timeout_s)
+        error, value = self._run_job(prepared, env, timeout_s)
         took_s = time.perf_counter() - started
         if error is not None:
             self._events.emit(
@@ -161,6 +184,8 @@ class Worker:
             return self._settler.after_error(res, env, error, prepared.job, took_s)
         self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
         self._unique.free_at_end(env.metadata, env.id)
+        if value is not None:  # kept before the ack: a completed job always has its result
+            self._outcomes.completed(env, prepared.job, value, attempt)
         if not defer_ack:
             self._settler.settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
@@ -168,21 +193,24 @@ class Worker:
 
     def _run_job(
         self, prepared: execute.Prepared, env: Envelope, timeout_s: float | None
-    ) -> BaseException | None:
-        """Run the job; what it raised, or None.
+    ) -> tuple[BaseException | None, object]:
+        """Run the job; what it raised (or None) and what it returned.
 
         The error is handled by the caller, outside this ``except`` block, so
         a ``failed()`` hook neither sees it as the exception being handled nor
         chains its own errors to it.
         """
         try:
-            context = JobContext(self.driver, env, self._clock, self._locks_of)
-            execute.run_job(prepared, timeout_s, context)
+            report = self._progress.report
+            context = JobContext(self.driver, env, self._clock, self._locks_of, report)
+            value = execute.run_job(prepared, timeout_s, context)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
-            return exc
-        return None
+            return exc, None
+        finally:
+            self._progress.ended(env.id)
+        return None, value
 
     def _job_or_none(self, env: Envelope) -> Job | None:
         """The Job instance for ``env`` if it can be built (to call its failed() hook)."""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from kashq import QueueManager
+from kashq.config import load_settings
 from kashq.drivers.base import Driver, QueueSizes
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.redis import RedisDriver
@@ -243,3 +245,40 @@ def test_redis_restarted_with_aof_keeps_pending_and_delayed_jobs(tmp_path):
         assert {decode(r.raw).id for r in later if r} == {e.id for e in envelopes[10:]}
     finally:
         server.stop()
+
+
+def _manager_on(queue: Queue, tmp_path: Path) -> QueueManager:
+    """A manager on the storage of ``queue``'s driver, as another process would open it."""
+    if isinstance(queue.driver, RedisDriver):
+        settings = load_settings(
+            connection="redis", redis_url=REDIS_URL, prefix=queue.driver.prefix,
+            database_url=f"sqlite:///{tmp_path / 'failed.sqlite'}",
+        )  # fmt: skip
+    else:
+        url = queue.worker_args[1]
+        settings = load_settings(connection="database", database_url=url)
+    return QueueManager(settings)
+
+
+def test_the_status_of_a_job_whose_worker_is_killed_goes_back_to_queued(queue, ledger, tmp_path):
+    manager = _manager_on(queue, tmp_path)
+    try:
+        handle = manager.dispatch(ledger.job(1, sleep_s=3))
+        assert handle is not None and handle.status().state == "queued"
+        first = start_worker(queue, "--lease", "1")
+        try:
+            wait_for(lambda: ledger.started() == [1])
+            assert handle.status().state == "reserved"  # no event log in that worker
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            stop(first)
+        wait_for(lambda: handle.status().state == "queued", 10)  # its lease lapsed
+        second = start_worker(queue, "--lease", "10")
+        try:
+            assert handle.wait(timeout=60).state == "completed"
+            assert ledger.done() == [1]
+        finally:
+            stop(second)
+    finally:
+        manager.close()

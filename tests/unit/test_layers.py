@@ -20,7 +20,7 @@ import kashq
 
 PACKAGE = Path(kashq.__file__).resolve().parent
 
-STORES = ("kashq.drivers", "kashq.failed", "kashq.locks", "kashq.events")
+STORES = ("kashq.drivers", "kashq.failed", "kashq.locks", "kashq.events", "kashq.results")
 ABOVE_STORES = ("kashq.job", "kashq.worker", "kashq.manager", "kashq.dispatcher")
 CONCRETE_DRIVERS = (
     "kashq.drivers.memory",
@@ -36,12 +36,14 @@ DATABASE_MODULES = (
     "kashq.failed.database",
     "kashq.locks.database",
     "kashq.events.database",
+    "kashq.results.database",
 )
 REDIS_MODULES = (
     "kashq.drivers.redis",
     "kashq.drivers.sharded",
     "kashq.locks.redis",
     "kashq.events.redis",
+    "kashq.results.redis",
 )
 CORNERS: dict[str, tuple[str, ...]] = {
     "redis": REDIS_MODULES,

@@ -1,13 +1,14 @@
 """Every Redis key kashq uses is built here and nowhere else.
 
 That is the driver's queue and control keys, the locks and counters of
-:mod:`kashq.locks.redis` and the event stream of :mod:`kashq.events.redis`.
+:mod:`kashq.locks.redis`, the event stream of :mod:`kashq.events.redis` and
+the job results of :mod:`kashq.results.redis`.
 All keys of one queue share the hash tag ``{<queue>}`` (``kashq:{emails}:ready``),
 so they live in one Redis Cluster slot and every script can touch them
 atomically. The control records are one hash, ``<prefix>:{control}``; a queue
 named ``control`` shares its slot but none of its keys. A lock or counter is
 tagged with its own key (``<prefix>:lock:{<key>}``), the event stream with
-``{events}``.
+``{events}``, a job's result and its done stream with the job's id.
 """
 
 from __future__ import annotations
@@ -96,3 +97,13 @@ def counter_key(prefix: str, key: str, window: int) -> str:
 def stream_key(prefix: str) -> str:
     """The stream holding every event under ``prefix`` (one hash tag: one cluster slot)."""
     return f"{prefix}:{{events}}:stream"
+
+
+def result_key(prefix: str, job_id: str) -> str:
+    """The hash holding job ``job_id``'s outcome and progress: ``<prefix>:result:{<job_id>}``."""
+    return f"{prefix}:result:{{{job_id}}}"
+
+
+def result_done_key(prefix: str, job_id: str) -> str:
+    """The stream waiters of ``job_id`` block on (its result's hash tag: one cluster slot)."""
+    return f"{result_key(prefix, job_id)}:done"
