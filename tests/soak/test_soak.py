@@ -9,8 +9,9 @@ samples each worker process's resident memory and Redis's, then asserts:
   :data:`RSS_GROWTH_MB`;
 - no orphaned keys: once the queue has drained, Redis holds none of the per-job
   state (jobs, leases, claims, ready/delayed/reserved sets), the event stream is
-  within its bound, and Redis uses no more memory than it did at the end of the
-  warm-up;
+  within its bound, the failed jobs' kept outcomes have expired (a short
+  ``KASHQ_RESULT_TTL``), and Redis uses no more memory than it did at the end of
+  the warm-up;
 - the chaos invariant (:mod:`tests.chaos.harness`): every job completed or in
   failed_jobs, exactly once in failed_jobs, none lost.
 
@@ -35,6 +36,7 @@ from tests.chaos.chaos_jobs import FailsForGood, Work
 from tests.chaos.harness import PREFETCH, Chaos, Fault
 from tests.support import report
 from tests.support.services import RedisServer
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1500)]
 
@@ -43,6 +45,7 @@ RATE = 100  # jobs dispatched per second
 WARM_UP_S = min(60.0, SOAK_S / 4)  # of the run, and of each worker process
 RSS_GROWTH_MB = 20.0
 EVENTS_MAX_LEN = 1000
+RESULT_TTL_S = 5  # the outcomes of failed jobs, kept this long: gone by the end
 SAMPLE_EVERY_S = 5.0
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -75,7 +78,7 @@ def test_soak_ten_minutes_of_mixed_jobs_leaks_nothing(tmp_path):
         "soak",
         tmp_path,
         {"KASHQ_CONNECTION": "redis", "KASHQ_REDIS_URL": server.url,
-         "KASHQ_EVENTS_MAX_LEN": str(EVENTS_MAX_LEN)},
+         "KASHQ_EVENTS_MAX_LEN": str(EVENTS_MAX_LEN), "KASHQ_RESULT_TTL": str(RESULT_TTL_S)},
     )  # fmt: skip
     driver = RedisDriver(server.url)
     store = DatabaseFailedJobStore(chaos.env["KASHQ_DATABASE_URL"])
@@ -126,6 +129,9 @@ def test_soak_ten_minutes_of_mixed_jobs_leaks_nothing(tmp_path):
         )
     }  # fmt: skip
     events = admin.xlen(stream_key("kashq"))
+    # The failed jobs' outcomes are kept RESULT_TTL_S: once it has passed, Redis has
+    # deleted them itself (its expiry cycle), and they take no memory.
+    results_gone = eventually(lambda: not any(admin.scan_iter("kashq:result:*")), 60)
     drained_redis_mb = admin.info("memory")["used_memory"] / 2**20
     report.add(
         f"soak: {SOAK_S:g} s at {RATE} jobs/s, {timed_out} timeouts; worker RSS growth after "
@@ -138,6 +144,7 @@ def test_soak_ten_minutes_of_mixed_jobs_leaks_nothing(tmp_path):
     assert growth, "no worker process lived through its warm-up"
     assert max(growth.values()) <= RSS_GROWTH_MB, growth
     assert not any(left.values()), left  # per-job state all gone
+    assert results_gone, "results outlived their time-to-live"
     assert events <= EVENTS_MAX_LEN * 2  # approximate trimming keeps it near the bound
     assert drained_redis_mb <= warm_redis_mb + 1.0
     driver.close()
