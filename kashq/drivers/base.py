@@ -79,8 +79,8 @@ JOB_ID_MAX = 36
 
 def is_job_id(job_id: object) -> bool:
     """Whether ``job_id`` could name a stored job: 1-36 characters of text, no NUL, valid
-    UTF-8 (no lone surrogates). :meth:`Driver.find` answers None for anything else, so a
-    weird id never reaches a backend that would reject it."""
+    UTF-8 (no lone surrogates). :meth:`Driver.find` and :meth:`Driver.remove` answer None
+    for anything else, so a weird id never reaches a backend that would reject it."""
     if not isinstance(job_id, str) or not 1 <= len(job_id) <= JOB_ID_MAX or "\x00" in job_id:
         return False
     try:
@@ -194,6 +194,22 @@ class Driver(Protocol):
         Looks in ``queues`` when given (a hint: the caller knows the queue),
         else in every queue. An id that is no job id text (see
         :func:`is_job_id`) is None too; a backend failure is a DriverError.
+        """
+        ...
+
+    def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """Take job ``job_id`` out if it is waiting (ready or delayed) and return it as it was;
+        a reserved job is left with its worker and returned (state "reserved", nothing changed);
+        None if the driver holds no such job. ``queues`` is a hint as in ``find``; an id that is
+        no job id text (is_job_id) is None; a backend failure is a DriverError.
+
+        Atomic against ``reserve``: a job is either removed (no reserve hands it out
+        afterwards) or reported reserved (a worker holds it), never both. The answer is what
+        :meth:`find` would have said just before (a delayed job that fell due is "ready" and
+        removed; a reserved job whose lease lapsed is "reserved" and stays). A removed job
+        leaves no trace: the other jobs keep their order, and an emptied queue is no longer
+        listed by :meth:`queue_names`. Its unique claim, if any, is the caller's to free
+        (:func:`kashq.envelope.unique_claim` of its ``raw``), as after :meth:`clear`.
         """
         ...
 

@@ -157,16 +157,18 @@ class MemoryDriver:
         if not is_job_id(job_id):
             return None
         with self._cond:
-            stored = self._jobs.get(job_id)
-            if stored is None or (queues is not None and stored.queue not in queues):
-                return None
-            if stored.state == _RESERVED:
-                return FoundJob(
-                    stored.queue, "reserved", stored.raw, stored.deliveries, stored.lease_until
-                )
-            # By time, not by heap: a delayed job falls due before _promote moves it.
-            state: JobState = "delayed" if stored.available_at > self._clock.time() else "ready"
-            return FoundJob(stored.queue, state, stored.raw, stored.deliveries)
+            return self._found(job_id, queues)
+
+    def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """Under the lock every reserve takes: the job is taken out or found reserved.
+        Its heap entries stay behind, stale, and are skipped like a replaced job's."""
+        if not is_job_id(job_id):
+            return None
+        with self._cond:
+            found = self._found(job_id, queues)
+            if found is not None and found.state != "reserved":
+                self._forget(job_id)
+            return found
 
     def queue_names(self) -> list[str]:
         with self._cond:
@@ -233,6 +235,18 @@ class MemoryDriver:
         stored = self._jobs.pop(job_id, None)
         if stored is not None:
             self._set_state(stored, None)
+
+    def _found(self, job_id: str, queues: Sequence[str] | None) -> FoundJob | None:
+        stored = self._jobs.get(job_id)
+        if stored is None or (queues is not None and stored.queue not in queues):
+            return None
+        if stored.state == _RESERVED:
+            return FoundJob(
+                stored.queue, "reserved", stored.raw, stored.deliveries, stored.lease_until
+            )
+        # By time, not by heap: a delayed job falls due before _promote moves it.
+        state: JobState = "delayed" if stored.available_at > self._clock.time() else "ready"
+        return FoundJob(stored.queue, state, stored.raw, stored.deliveries)
 
     def _live(self, job_id: str, seq: int, state: str) -> _Stored | None:
         stored = self._jobs.get(job_id)

@@ -91,6 +91,11 @@ class SyncDriver:
         returns, so this sees one only while it runs (reserved) or waits behind others."""
         return self._inner.find(job_id, queues)
 
+    def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """Take a job out of the private memory driver: only one still waiting behind others
+        (dispatched by a running job, say) is there to remove; a running one is reserved."""
+        return self._inner.remove(job_id, queues)
+
     def clear(self, queue: str) -> Cleared:
         return self._inner.clear(queue)
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +39,7 @@ from kashq.drivers.redis.client import (
     longest_block_s,
     pack_command,
 )
+from kashq.drivers.redis.connection import ThreadConnections
 from kashq.drivers.redis.keys import (
     QueueKeys,
     control_key,
@@ -83,10 +82,8 @@ class RedisDriver:
         self._block_s = longest_block_s(self.client)
         # A cluster pipeline cannot mix slots atomically; run steps one by one there.
         self._pipelines = not is_cluster(self.client)
-        # Plain Redis: each thread sends its scripts on a connection of its own,
-        # skipping the client's per-command pool checkout (about 40 us a call).
-        self._local = threading.local()
-        self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
+        # Plain Redis: each thread sends its scripts on a connection of its own.
+        self._connections = ThreadConnections(self.client)
         self._scripts = Scripts(self.client, self._execute if self._pipelines else None)
         self._keys: dict[str, QueueKeys] = {}
         self._control_key = control_key(prefix)
@@ -344,6 +341,22 @@ class RedisDriver:
         found = (found_job(queue, reply) for queue, reply in zip(names, replies, strict=True))
         return next((job for job in found if job is not None), None)
 
+    def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """One atomic script per queue looked at, in turn, stopping at the first that holds
+        the job, as :meth:`find` answers (a copy of the id in a later queue stays); without
+        ``queues``, every queue :meth:`queue_names` lists."""
+        if not is_job_id(job_id):
+            return None
+        for queue in self.queue_names() if queues is None else queues:
+            found = found_job(queue, self._remove_from(queue, job_id))
+            if found is not None:
+                return found
+        return None
+
+    def _remove_from(self, queue: str, job_id: str) -> list[Any]:
+        keys = self.keys(queue)
+        return self._run(lambda t: self._scripts.remove(t, keys, job_id, self._now()))[0]  # type: ignore[no-any-return]
+
     def clear(self, queue: str) -> Cleared:
         """Collect the unique claims of the queue's jobs, then delete them all.
 
@@ -380,8 +393,7 @@ class RedisDriver:
         return bool(self._run(lambda t: self._scripts.control_delete(t, key, now, name))[0])
 
     def close(self) -> None:
-        for held in list(self._held):
-            held.conn.disconnect()
+        self._connections.close()
         self.client.close()
 
     # -- internals ------------------------------------------------------
@@ -400,7 +412,7 @@ class RedisDriver:
         that failed is closed, so the next attempt connects afresh; the first
         error among the replies is raised once every reply is read.
         """
-        conn = self._connection()
+        conn = self._connections.get()
         try:
             sent = 0
             for command in commands():
@@ -422,21 +434,6 @@ class RedisDriver:
         if error is not None:
             raise error
         return replies
-
-    def _connection(self) -> Any:
-        """This thread's own connection, made on first use and closed when the thread ends.
-
-        It is not taken from the client's pool (so it never counts against the
-        pool's limit); the holder lives in thread-local storage, which Python
-        drops when the thread exits.
-        """
-        held: _HeldConnection | None = getattr(self._local, "held", None)
-        if held is None:
-            pool = self.client.connection_pool
-            held = _HeldConnection(pool.connection_class(**pool.connection_kwargs))
-            self._local.held = held
-            self._held.add(held)
-        return held.conn
 
     def _run(self, build: Callable[[Any], None], *, pipeline: bool = False) -> list[Any]:
         return self._call(lambda: self._scripts.run(build, pipeline=pipeline))
@@ -469,16 +466,3 @@ class RedisDriver:
             return retry.call(fn, reload_scripts=self._scripts.load)
         except redis.RedisError as exc:
             raise failure(exc, self.address) from exc
-
-
-class _HeldConnection:
-    """One thread's dedicated connection; disconnected when the thread's storage goes."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def __del__(self) -> None:
-        try:
-            self.conn.disconnect()
-        except Exception:  # interpreter shutdown, already closed: nothing to do
-            return

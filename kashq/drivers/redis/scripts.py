@@ -20,7 +20,7 @@ from kashq.drivers.redis.lua import LuaScripts
 from kashq.envelope import Envelope
 
 _NAMES = (
-    "push", "reserve", "ack", "unreserve", "release", "extend", "clear", "find",
+    "push", "reserve", "ack", "unreserve", "release", "extend", "clear", "find", "remove",
     "control_get", "control_delete",
 )  # fmt: skip
 _STATES: dict[str, JobState] = {"ready": "ready", "delayed": "delayed", "reserved": "reserved"}
@@ -155,6 +155,16 @@ class Scripts:
             [job_id, repr(now)],
         )
 
+    def remove(self, target: Any, keys: QueueKeys, job_id: str, now: float) -> None:
+        """Take job ``job_id`` out of the queue if it is waiting, answering as ``find``
+        did just before (see :func:`found_job`); a reserved job is left as it is."""
+        self._eval(
+            target,
+            "remove",
+            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved],
+            [job_id, repr(now)],
+        )
+
     def control_get(self, target: Any, key: str, now: float, prefix: str) -> None:
         """Live control records under ``prefix`` as a flat name, value list."""
         self._eval(target, "control_get", [key], [repr(now), prefix])
@@ -186,7 +196,7 @@ def reserved_jobs(queue: str, result: list[Any]) -> list[Reservation]:
 
 
 def found_job(queue: str, result: list[Any]) -> FoundJob | None:
-    """The job a find script's reply describes, or None for its empty reply."""
+    """The job a find or remove script's reply describes, or None for its empty reply."""
     if not result:
         return None
     state, raw, deliveries, lease_until = (text_of(part) for part in result)

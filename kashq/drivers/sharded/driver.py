@@ -339,6 +339,18 @@ class ShardedDriver:
         """Ask the shards in turn (under ``hash``, the id's own shard first: its jobs land
         there) and stop at the job. A shard that is down is skipped if another has the
         job; if none has it, DriverError naming the down shard (it may hold the job)."""
+        return self._look_for(job_id, lambda d: d.find(job_id, queues))
+
+    def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """Remove on the shards in turn, as :meth:`find` looks, stopping at the first that
+        removed the job or holds it reserved (each shard's removal is atomic); a down
+        shard is skipped if another had the job, else DriverError naming it."""
+        return self._look_for(job_id, lambda d: d.remove(job_id, queues))
+
+    def _look_for(
+        self, job_id: str, step: Callable[[RedisDriver], FoundJob | None]
+    ) -> FoundJob | None:
+        """The first job ``step`` answers on the shards in :meth:`find`'s order."""
         if not is_job_id(job_id):
             return None
         order = list(range(len(self.shards)))
@@ -351,7 +363,7 @@ class ShardedDriver:
                 errors.append(f"shard {self.shards[index].name} is down")
                 continue
             try:
-                found = self._on(index, lambda d: d.find(job_id, queues))
+                found = self._on(index, step)
             except DriverError as exc:
                 errors.append(str(exc))
                 continue

@@ -8,7 +8,8 @@ wait on each other's rows.
 One row per job (see :mod:`kashq.db.schema`). ``available_at`` is when a
 waiting job may run or when a reserved job's lease ends, so a job whose worker
 vanished is simply eligible again once its lease lapses; ``token`` names the
-current holder, and ack/release/extend only act for that holder. Reserving
+current holder, and ack/release/extend only act for that holder (``remove``
+deletes a job only while it has none, under the row's lock). Reserving
 is one statement on PostgreSQL and SQLite (``UPDATE ... RETURNING``) and a
 ``SELECT ... FOR UPDATE SKIP LOCKED`` plus ``UPDATE`` on MySQL; a finished job
 passed as ``ack=`` is deleted in that same statement (PostgreSQL) or
@@ -33,27 +34,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import (
-    URL,
-    Connection,
-    Engine,
-    Select,
-    Table,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.dml import Insert
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
-from kashq.db.schema import MYSQL, Tables
+from kashq.db.schema import MYSQL
 from kashq.drivers.base import (
     Cleared,
     FoundJob,
@@ -64,107 +50,16 @@ from kashq.drivers.base import (
     check_control_name,
     is_job_id,
 )
-from kashq.envelope import UNIQUE_KEY, Envelope, unique_claim
+from kashq.drivers.database.statements import (
+    Statements,
+    control_upsert,
+    like_prefix,
+    statements,
+)
+from kashq.envelope import Envelope, unique_claim
 from kashq.exceptions import DriverError
 
 _DELETE_CHUNK = 500
-_LIKE_ESCAPE = "/"
-
-
-class _Sql:
-    """The driver's statements on one set of tables (see :func:`_sql`)."""
-
-    def __init__(self, t: Tables) -> None:
-        jobs, c, control, k = t.jobs, t.jobs.c, t.control, t.control.c
-        self.insert = insert(jobs)
-        eligible = (
-            (c.queue == bindparam("p_queue"))
-            & (c.available_at <= bindparam("p_now"))
-            # The job being acked in the same statement is never handed out again.
-            & (c.id != bindparam("p_acked"))
-        )
-        pick = select(c.seq).where(eligible).order_by(c.priority.desc(), c.seq).limit(1)
-        claim_values = {
-            "token": bindparam("p_token"),
-            "deliveries": c.deliveries + 1,
-            "available_at": bindparam("p_lease_until"),
-        }
-        # PostgreSQL and SQLite: one atomic statement picks and claims the job
-        # (SQLite ignores FOR UPDATE; its writes are serialised anyway).
-        self.claim = (
-            update(jobs)
-            .where(c.seq == pick.with_for_update(skip_locked=True).scalar_subquery())
-            .values(claim_values)
-            .returning(c.id, c.raw, c.deliveries)
-        )
-        # MySQL/MariaDB have no UPDATE ... RETURNING: lock the row, then claim it.
-        self.pick_locked = (
-            select(c.seq, c.id, c.raw, c.deliveries)
-            .where(eligible)
-            .order_by(c.priority.desc(), c.seq)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        self.claim_seq = update(jobs).where(c.seq == bindparam("p_seq")).values(claim_values)
-        owned = (c.id == bindparam("p_id")) & (c.token == bindparam("p_token"))
-        self.ack = delete(jobs).where(owned)
-        # PostgreSQL: ack the previous job and claim the next in one statement (one
-        # round trip); a data-modifying CTE runs whether or not it is referenced.
-        self.ack_and_claim = self.claim.add_cte(
-            delete(jobs)
-            .where((c.id == bindparam("p_acked")) & (c.token == bindparam("p_acked_token")))
-            .cte("acked")
-        )
-        self.extend = update(jobs).where(owned).values(available_at=bindparam("p_lease_until"))
-        self.sizes = _sizes_query(t)
-        self.clear = delete(jobs).where(c.queue == bindparam("p_queue"))
-        self.claiming = select(c.raw).where(  # the raws holding a unique claim
-            (c.queue == bindparam("p_queue")) & c.raw.contains(UNIQUE_KEY, autoescape=True)
-        )
-        in_ids = c.id.in_(bindparam("p_ids", expanding=True))
-        self.held_ids = select(c.id).where(in_ids & c.token.is_not(None))
-        self.delete_waiting_ids = delete(jobs).where(in_ids & c.token.is_(None))
-        # A reserve repeated after a lost reply finds the job its token already holds.
-        self.by_token = select(c.id, c.queue, c.raw, c.deliveries).where(
-            c.token == bindparam("p_token")
-        )
-        self.queue_names = select(c.queue).distinct().order_by(c.queue)
-        self.find = select(c.id, c.queue, c.raw, c.available_at, c.token, c.deliveries).where(
-            c.id == bindparam("p_id")  # the unique index on id
-        )
-        is_expired = k.expires_at <= bindparam("p_now")
-        # Expired records of any name come along, so any reader can sweep them.
-        self.control_read = select(k.name, k.value, k.expires_at).where(
-            k.name.like(bindparam("p_like"), escape=_LIKE_ESCAPE) | is_expired
-        )
-        self.control_sweep = delete(control).where(is_expired)
-        self.control_delete = delete(control).where(
-            (k.name == bindparam("p_name"))
-            & (k.expires_at.is_(None) | (k.expires_at > bindparam("p_now")))
-        )
-
-
-def _sizes_query(t: Tables) -> Select[Any]:
-    c = t.jobs.c
-    is_ready = c.available_at <= bindparam("p_now")
-    is_waiting = c.token.is_(None) & (c.available_at > bindparam("p_now"))
-    is_held = c.token.is_not(None) & (c.available_at > bindparam("p_now"))
-    return (
-        select(
-            c.queue,
-            func.sum(case((is_ready, 1), else_=0)),
-            func.sum(case((is_waiting, 1), else_=0)),
-            func.sum(case((is_held, 1), else_=0)),
-        )
-        .where(c.queue.in_(bindparam("p_queues", expanding=True)))
-        .group_by(c.queue)
-    )
-
-
-@functools.cache
-def _sql(t: Tables) -> _Sql:
-    """The statements on ``t``, built once per table prefix."""
-    return _Sql(t)
 
 
 class _Duplicate(Exception):
@@ -188,8 +83,8 @@ class DatabaseDriver:
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._mysql = self._db.dialect in MYSQL
-        self._sql = _sql(self._db.tables)
-        self._control_upsert = _upsert(self._db.dialect, self._db.tables.control)
+        self._sql = statements(self._db.tables)
+        self._control_upsert = control_upsert(self._db.dialect, self._db.tables.control)
 
     @property
     def engine(self) -> Engine:
@@ -306,13 +201,29 @@ class DatabaseDriver:
             what="finding a job",
             atomic=False,
         )
-        # MySQL compares ids ignoring case and trailing spaces: only the exact id counts.
-        if row is None or row.id != job_id or (queues is not None and row.queue not in queues):
+        return self._found(row, job_id, queues)
+
+    def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
+        """One transaction: lock the job's row, then delete it if no worker holds it.
+
+        The lock waits for a claim under way and claims skip the row meanwhile (SQLite
+        runs the transaction alone), so the job is deleted or reported reserved, never both.
+        """
+        if not is_job_id(job_id):
             return None
-        if row.token is not None:  # reserved: available_at is the end of its lease
-            return FoundJob(row.queue, "reserved", row.raw, row.deliveries, row.available_at)
-        state: JobState = "delayed" if row.available_at > self._clock.time() else "ready"
-        return FoundJob(row.queue, state, row.raw, row.deliveries)
+
+        def take_out(conn: Connection) -> FoundJob | None:
+            params = {"p_id": job_id}
+            # Absent, looked for once more: on PostgreSQL a release the lock waited for
+            # re-inserts the row after this statement's snapshot, which saw the old one go.
+            row = conn.execute(self._sql.find_locked, params).first()
+            row = row or conn.execute(self._sql.find_locked, params).first()
+            found = self._found(row, job_id, queues)
+            if row is not None and found is not None and found.state != "reserved":
+                conn.execute(self._sql.delete_seq, {"p_seq": row.seq})
+            return found
+
+        return self._db.run(take_out, what="removing a job")
 
     def clear(self, queue: str) -> Cleared:
         def clear_queue(conn: Connection) -> Cleared:
@@ -339,7 +250,7 @@ class DatabaseDriver:
 
     def get_control(self, prefix: str = "") -> dict[str, str]:
         now = self._clock.time()
-        params = {"p_like": _like_prefix(prefix), "p_now": now}
+        params = {"p_like": like_prefix(prefix), "p_now": now}
         rows = self._db.run(
             lambda conn: conn.execute(self._sql.control_read, params).all(),
             what="reading control records",
@@ -372,6 +283,15 @@ class DatabaseDriver:
         self._db.close()
 
     # -- internals ------------------------------------------------------
+    def _found(self, row: Any, job_id: str, queues: Sequence[str] | None) -> FoundJob | None:
+        # MySQL compares ids ignoring case and trailing spaces: only the exact id counts.
+        if row is None or row.id != job_id or (queues is not None and row.queue not in queues):
+            return None
+        if row.token is not None:  # reserved: available_at is the end of its lease
+            return FoundJob(row.queue, "reserved", row.raw, row.deliveries, row.available_at)
+        state: JobState = "delayed" if row.available_at > self._clock.time() else "ready"
+        return FoundJob(row.queue, state, row.raw, row.deliveries)
+
     def _take(
         self,
         conn: Connection,
@@ -430,34 +350,7 @@ def _row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def _upsert(dialect: str, control: Table) -> Insert:
-    """An insert of a control record that replaces one of the same name, atomically."""
-    if dialect in MYSQL:
-        on_mysql = mysql.insert(control)
-        return on_mysql.on_duplicate_key_update(
-            value=on_mysql.inserted.value, expires_at=on_mysql.inserted.expires_at
-        )
-    if dialect == "sqlite":
-        on_sqlite = sqlite.insert(control)
-        return on_sqlite.on_conflict_do_update(
-            index_elements=[control.c.name],
-            set_={"value": on_sqlite.excluded.value, "expires_at": on_sqlite.excluded.expires_at},
-        )
-    on_postgres = postgresql.insert(control)
-    return on_postgres.on_conflict_do_update(
-        index_elements=[control.c.name],
-        set_={"value": on_postgres.excluded.value, "expires_at": on_postgres.excluded.expires_at},
-    )
-
-
-def _like_prefix(prefix: str) -> str:
-    """A LIKE pattern matching names that start with ``prefix`` taken literally."""
-    for special in (_LIKE_ESCAPE, "%", "_"):
-        prefix = prefix.replace(special, _LIKE_ESCAPE + special)
-    return prefix + "%"
-
-
-def _replace(conn: Connection, sql: _Sql, rows: list[dict[str, Any]]) -> None:
+def _replace(conn: Connection, sql: Statements, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows``, replacing waiting jobs with the same ids (the last copy wins).
 
     A job with the same id that a worker holds (it has a token) is left alone

@@ -1,0 +1,147 @@
+"""The database driver's SQL statements, built once per set of tables.
+
+Each statement takes its values as bind parameters named ``p_*``, so one
+compiled statement serves every call. Claims pick a row with ``FOR UPDATE SKIP
+LOCKED`` (SQLite ignores the clause: its writes are serialised), so a row that
+another transaction has locked is skipped, never waited for.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Select, Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from kashq.db.schema import MYSQL, Tables
+from kashq.envelope import UNIQUE_KEY
+
+LIKE_ESCAPE = "/"
+
+
+class Statements:
+    """The driver's statements on one set of tables (see :func:`statements`)."""
+
+    def __init__(self, t: Tables) -> None:
+        jobs, c, control, k = t.jobs, t.jobs.c, t.control, t.control.c
+        self.insert = insert(jobs)
+        eligible = (
+            (c.queue == bindparam("p_queue"))
+            & (c.available_at <= bindparam("p_now"))
+            # The job being acked in the same statement is never handed out again.
+            & (c.id != bindparam("p_acked"))
+        )
+        pick = select(c.seq).where(eligible).order_by(c.priority.desc(), c.seq).limit(1)
+        claim_values = {
+            "token": bindparam("p_token"),
+            "deliveries": c.deliveries + 1,
+            "available_at": bindparam("p_lease_until"),
+        }
+        # PostgreSQL and SQLite: one atomic statement picks and claims the job
+        # (SQLite ignores FOR UPDATE; its writes are serialised anyway).
+        self.claim = (
+            update(jobs)
+            .where(c.seq == pick.with_for_update(skip_locked=True).scalar_subquery())
+            .values(claim_values)
+            .returning(c.id, c.raw, c.deliveries)
+        )
+        # MySQL/MariaDB have no UPDATE ... RETURNING: lock the row, then claim it.
+        self.pick_locked = (
+            select(c.seq, c.id, c.raw, c.deliveries)
+            .where(eligible)
+            .order_by(c.priority.desc(), c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        self.claim_seq = update(jobs).where(c.seq == bindparam("p_seq")).values(claim_values)
+        owned = (c.id == bindparam("p_id")) & (c.token == bindparam("p_token"))
+        self.ack = delete(jobs).where(owned)
+        # PostgreSQL: ack the previous job and claim the next in one statement (one
+        # round trip); a data-modifying CTE runs whether or not it is referenced.
+        self.ack_and_claim = self.claim.add_cte(
+            delete(jobs)
+            .where((c.id == bindparam("p_acked")) & (c.token == bindparam("p_acked_token")))
+            .cte("acked")
+        )
+        self.extend = update(jobs).where(owned).values(available_at=bindparam("p_lease_until"))
+        self.sizes = _sizes_query(t)
+        self.clear = delete(jobs).where(c.queue == bindparam("p_queue"))
+        self.claiming = select(c.raw).where(  # the raws holding a unique claim
+            (c.queue == bindparam("p_queue")) & c.raw.contains(UNIQUE_KEY, autoescape=True)
+        )
+        in_ids = c.id.in_(bindparam("p_ids", expanding=True))
+        self.held_ids = select(c.id).where(in_ids & c.token.is_not(None))
+        self.delete_waiting_ids = delete(jobs).where(in_ids & c.token.is_(None))
+        # A reserve repeated after a lost reply finds the job its token already holds.
+        self.by_token = select(c.id, c.queue, c.raw, c.deliveries).where(
+            c.token == bindparam("p_token")
+        )
+        self.queue_names = select(c.queue).distinct().order_by(c.queue)
+        self.find = select(c.id, c.queue, c.raw, c.available_at, c.token, c.deliveries).where(
+            c.id == bindparam("p_id")  # the unique index on id
+        )
+        # remove: the lock waits for a claim under way, and claims skip the row it holds.
+        self.find_locked = self.find.add_columns(c.seq).with_for_update()
+        self.delete_seq = delete(jobs).where(c.seq == bindparam("p_seq"))
+        is_expired = k.expires_at <= bindparam("p_now")
+        # Expired records of any name come along, so any reader can sweep them.
+        self.control_read = select(k.name, k.value, k.expires_at).where(
+            k.name.like(bindparam("p_like"), escape=LIKE_ESCAPE) | is_expired
+        )
+        self.control_sweep = delete(control).where(is_expired)
+        self.control_delete = delete(control).where(
+            (k.name == bindparam("p_name"))
+            & (k.expires_at.is_(None) | (k.expires_at > bindparam("p_now")))
+        )
+
+
+def _sizes_query(t: Tables) -> Select[Any]:
+    c = t.jobs.c
+    is_ready = c.available_at <= bindparam("p_now")
+    is_waiting = c.token.is_(None) & (c.available_at > bindparam("p_now"))
+    is_held = c.token.is_not(None) & (c.available_at > bindparam("p_now"))
+    return (
+        select(
+            c.queue,
+            func.sum(case((is_ready, 1), else_=0)),
+            func.sum(case((is_waiting, 1), else_=0)),
+            func.sum(case((is_held, 1), else_=0)),
+        )
+        .where(c.queue.in_(bindparam("p_queues", expanding=True)))
+        .group_by(c.queue)
+    )
+
+
+@functools.cache
+def statements(t: Tables) -> Statements:
+    """The statements on ``t``, built once per table prefix."""
+    return Statements(t)
+
+
+def control_upsert(dialect: str, control: Table) -> Insert:
+    """An insert of a control record that replaces one of the same name, atomically."""
+    if dialect in MYSQL:
+        on_mysql = mysql.insert(control)
+        return on_mysql.on_duplicate_key_update(
+            value=on_mysql.inserted.value, expires_at=on_mysql.inserted.expires_at
+        )
+    if dialect == "sqlite":
+        on_sqlite = sqlite.insert(control)
+        return on_sqlite.on_conflict_do_update(
+            index_elements=[control.c.name],
+            set_={"value": on_sqlite.excluded.value, "expires_at": on_sqlite.excluded.expires_at},
+        )
+    on_postgres = postgresql.insert(control)
+    return on_postgres.on_conflict_do_update(
+        index_elements=[control.c.name],
+        set_={"value": on_postgres.excluded.value, "expires_at": on_postgres.excluded.expires_at},
+    )
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching names that start with ``prefix`` taken literally."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        prefix = prefix.replace(special, LIKE_ESCAPE + special)
+    return prefix + "%"
