@@ -21,6 +21,7 @@ from kashq.alerts import (
 )
 from kashq.clock import SYSTEM_CLOCK, Clock, SystemClock
 from kashq.config import Settings, load_settings
+from kashq.control import Cancellation
 from kashq.dispatcher import dispatch, dispatch_after, dispatch_at, dispatch_many
 from kashq.dlq import DeadLetterError, DeadLetterQueue, RetryError
 from kashq.drivers import Driver, MemoryDriver, QueueSizes, Reservation, SyncDriver
@@ -32,6 +33,7 @@ from kashq.exceptions import (
     FailedStoreError,
     FailJob,
     ImportFailed,
+    JobCancelled,
     JobDefinitionError,
     JobTimeout,
     KashqError,
@@ -55,6 +57,7 @@ from kashq.registry import handler, register
 from kashq.retry import Exponential, StopReason
 from kashq.scheduler import ScheduleError, Scheduler, schedule
 from kashq.status import (
+    JobExpired,
     JobFailed,
     JobHandle,
     JobNotFound,
@@ -104,6 +107,29 @@ def failed_jobs() -> FailedJobStore:
     return manager().failed_store()
 
 
+def cancel(job_id: str, connection: str | None = None) -> Cancellation:
+    """Cancel job ``job_id``: taken off its queue if it waits (it never runs), stopped if
+    a worker runs it (:class:`JobCancelled` at its next check, killed after
+    ``KASHQ_CANCEL_GRACE`` under ``queue:work``). The :class:`Cancellation` says which."""
+    return manager().cancel(job_id, connection)
+
+
+def pause_queue(queue: str, connection: str | None = None) -> None:
+    """Pause ``queue`` (``queue:pause``): every worker stops taking its jobs within about a
+    second and finishes those it holds; dispatching goes on. Lasts until resumed."""
+    manager().pause(queue, connection)
+
+
+def resume_queue(queue: str, connection: str | None = None) -> bool:
+    """Resume a paused ``queue`` (``queue:continue``); False if it was not paused."""
+    return manager().resume(queue, connection)
+
+
+def paused_queues(connection: str | None = None) -> dict[str, float]:
+    """The paused queues of ``connection``, each with when it was paused (Unix seconds)."""
+    return manager().paused(connection)
+
+
 def start_workers(concurrency: int = 1, *, connection: str | None = None, **options: Any) -> Worker:
     """Start ``concurrency`` worker threads in this process on the current manager.
 
@@ -120,6 +146,7 @@ __all__ = [
     "AlertDispatcher",
     "AlertError",
     "Alerter",
+    "Cancellation",
     "Clock",
     "ConfigError",
     "DeadLetterError",
@@ -136,9 +163,11 @@ __all__ = [
     "FailedStoreError",
     "ImportFailed",
     "Job",
+    "JobCancelled",
     "JobContext",
     "JobDefinitionError",
     "JobEvent",
+    "JobExpired",
     "JobFailed",
     "JobHandle",
     "JobNotFound",
@@ -180,6 +209,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerStats",
     "__version__",
+    "cancel",
     "configure",
     "dispatch",
     "dispatch_after",
@@ -190,7 +220,10 @@ __all__ = [
     "handler",
     "load_settings",
     "manager",
+    "pause_queue",
+    "paused_queues",
     "register",
+    "resume_queue",
     "schedule",
     "start_workers",
 ]

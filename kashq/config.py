@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds a job's result is kept for `result()` and `queue:job` (0: none)",
     )
+    cancel_grace: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "seconds a cancelled running job has to stop at a check before `queue:work` "
+            "kills its process"
+        ),
+    )
     events: bool = Field(True, description="record every job's lifecycle in the event store")
     events_max_len: int = Field(
         100_000, ge=100, description="events kept in a connection's Redis stream (approximately)"

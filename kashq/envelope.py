@@ -24,6 +24,8 @@ only JSON. Field by field (JSON key = attribute name):
                    "factor", "max", "jitter"}}``; it wins over ``backoff_s``
 ``retry_until``    present only with a deadline: Unix seconds after which
                    the job is not retried, whatever its tries
+``expires_at``     present only with an expiry: Unix seconds after which the
+                   job is not started (it is dropped as ``expired``)
 ``exceptions``     present only once an attempt raised: how many did
                    (``max_exceptions`` counts them; releases do not)
 ``failure``        set only while a permanent failure waits to be recorded
@@ -106,6 +108,7 @@ class Envelope:
     backoff: Backoff | None = None
     retry_until: float | None = None
     exceptions: int = 0
+    expires_at: float | None = None
 
     def encode(self) -> str:
         """The JSON text drivers store (keys in the documented order)."""
@@ -124,6 +127,8 @@ class Envelope:
             text += f',"retry_until":{self.retry_until!r}'
         if self.exceptions:
             text += f',"exceptions":{self.exceptions}'
+        if self.expires_at is not None:
+            text += f',"expires_at":{self.expires_at!r}'
         if self.failure is not None:
             failure = {"error": self.failure.error, "exception": self.failure.exception}
             if self.failure.reason:
@@ -172,6 +177,7 @@ def decode(raw: str | bytes) -> Envelope:
             failure=None if failure is None else _failure(failure),
             retry_until=get("retry_until"),
             exceptions=_or(get("exceptions"), 0),
+            expires_at=get("expires_at"),
         )
         backoff = get("backoff")
         if backoff is not None:
@@ -269,6 +275,8 @@ def _check_types(env: Envelope) -> None:
         env.timeout_s = _seconds("timeout_s", env.timeout_s)
     if env.retry_until is not None:
         env.retry_until = _seconds("retry_until", env.retry_until)
+    if env.expires_at is not None:
+        env.expires_at = _seconds("expires_at", env.expires_at)
     if not all(type(k) is str and type(v) is str for k, v in env.metadata.items()):
         raise TypeError("field 'metadata' must map strings to strings")
 
@@ -308,6 +316,7 @@ _FIELD_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("priority", _INT, False),
     ("metadata", (dict,), False),
     ("retry_until", _NUMBER, True),
+    ("expires_at", _NUMBER, True),
     ("exceptions", _INT, False),
 )
 

@@ -14,6 +14,7 @@ pydantic) are translated into these at the boundary where they occur.
     ├── JobTimeout             an attempt ran past its timeout
     ├── WorkerLost             a job's worker died while running it
     ├── FailJob                raised by a job to fail at once, without retries
+    ├── JobCancelled           the running job was cancelled (kashq.cancel): it stops here
     ├── DriverError            the queue backend failed an operation
     ├── FailedStoreError       the failed-job store could not be written/read
     └── ImportFailed           a job module given to a worker could not be imported
@@ -101,6 +102,19 @@ class FailJob(KashqError):
 
     def __init__(self, reason: str = "the job failed itself") -> None:
         super().__init__(reason)
+
+
+class JobCancelled(KashqError):
+    """The running job was cancelled (:func:`kashq.cancel`, ``queue:cancel``).
+
+    Raised inside ``handle()`` at its next cooperative check: ``self.cancelled()``,
+    ``self.progress()``, or (async handlers) the next ``await``. The attempt ends
+    ``cancelled``: never retried, no ``failed()`` call, not in ``failed_jobs``. A job
+    may catch it to clean up; raising it from ``handle()`` ends the job cancelled too.
+    """
+
+    def __init__(self, message: str = "the job was cancelled") -> None:
+        super().__init__(message)
 
 
 class ImportFailed(KashqError):

@@ -12,230 +12,56 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from kashq.envelope import Envelope, new_job_id
+from kashq.dispatchable import (
+    BackoffOption,
+    Deadline,
+    Delay,
+    Dispatchable,
+    DispatchOptions,
+    check_int,
+    check_timeout,
+    delay_seconds,
+    expiry_time,
+)
+from kashq.envelope import Envelope
 from kashq.exceptions import JobDefinitionError, PayloadError
 from kashq.names import check_queue_name
 from kashq.registry import REGISTRY, qualified_name
-from kashq.retry import (
-    Backoff,
-    Exponential,
-    Linear,
-    backoff_of,
-    check_retry_rules,
-    deadline_of,
-    seconds_of,
-)
-from kashq.status import JobHandle
+from kashq.retry import backoff_of, check_retry_rules, deadline_of
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from kashq.middleware import JobContext, Middleware
 
-    from kashq.middleware import Middleware
+__all__ = [
+    "BackoffOption",
+    "Deadline",
+    "Delay",
+    "DispatchOptions",
+    "Dispatchable",
+    "Job",
+    "NamedJob",
+    "UniqueUntil",
+    "delay_seconds",
+]
 
-Delay = float | int | timedelta
 UniqueUntil = Literal["processing", "completed"]
-BackoffOption = Delay | Sequence[Delay] | Exponential
-"""What ``backoff`` accepts: seconds (linear), a list of seconds, or :class:`Exponential`."""
-Deadline = datetime | timedelta
-"""What ``retry_until`` accepts: a time, or a span from the dispatch."""
-
-
-@dataclass(slots=True)
-class DispatchOptions:
-    """Per-dispatch overrides set by the fluent ``on_queue()``/``with_*()`` calls."""
-
-    queue: str | None = None
-    connection: str | None = None
-    priority: int | None = None
-    tries: int | None = None
-    backoff: Backoff | None = None
-    retry_until: datetime | timedelta | None = None
-    timeout_s: float | None = None
-    delay_s: float | None = None
-    available_at: float | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    job_id: str | None = None
-
-
-def delay_seconds(delay: Delay, name: str = "delay") -> float:
-    """Seconds in ``delay`` (a number of seconds or a timedelta); must be >= 0.
-
-    ``name`` is the option being set, for the error message (``backoff``...).
-    """
-    return seconds_of(delay, name)
-
-
-class Dispatchable:
-    """The fluent options and ``dispatch*`` methods shared by Job and NamedJob.
-
-    Class-level defaults (``queue``, ``tries`` ...) come from the class;
-    ``None`` means "the configured default" (``KASHQ_QUEUE``, ``KASHQ_MAX_RETRY``...).
-    """
-
-    queue: ClassVar[str | None] = None
-    connection: ClassVar[str | None] = None
-    tries: ClassVar[int | None] = None
-    backoff: ClassVar[BackoffOption | Callable[..., float] | None] = None
-    retry_until: ClassVar[Deadline | Callable[..., Deadline] | None] = None
-    timeout: ClassVar[float | None] = None
-    priority: ClassVar[int] = 0
-    max_deliveries: ClassVar[int | None] = None
-
-    _kashq_opts: DispatchOptions
-
-    # -- fluent options -------------------------------------------------
-    def on_queue(self, queue: str) -> Self:
-        """Dispatch to ``queue`` instead of the class's queue."""
-        self._opts().queue = check_queue_name(queue)
-        return self
-
-    def on_connection(self, connection: str) -> Self:
-        """Dispatch through the named connection (``redis``, ``memory``...)."""
-        self._opts().connection = connection
-        return self
-
-    def with_priority(self, priority: int) -> Self:
-        """Higher runs sooner within its queue."""
-        self._opts().priority = _check_int("priority", priority)
-        return self
-
-    def with_max_retries(self, tries: int) -> Self:
-        """Total attempts allowed before the job is failed (same as ``tries``)."""
-        self._opts().tries = _check_int("tries", tries, minimum=1)
-        return self
-
-    def with_backoff(self, backoff: BackoffOption) -> Self:
-        """Wait before retries: seconds (retry n waits ``backoff * n``), a list of
-        seconds (the last repeats) or :class:`~kashq.Exponential`."""
-        self._opts().backoff = backoff_of(backoff)
-        return self
-
-    def with_retry_until(self, deadline: Deadline) -> Self:
-        """Retry until ``deadline`` (a time, or a span from now) instead of counting tries."""
-        deadline_of(deadline, 0.0)  # checked now, resolved against the dispatch time
-        self._opts().retry_until = deadline
-        return self
-
-    def with_timeout(self, timeout_s: float) -> Self:
-        """Seconds one attempt may run before it is stopped and counted as failed."""
-        self._opts().timeout_s = _check_timeout(timeout_s)
-        return self
-
-    def with_metadata(self, **values: Any) -> Self:
-        """Attach string key/values (tracing ids, user ids) carried with the job."""
-        self._opts().metadata.update({k: str(v) for k, v in values.items()})
-        return self
-
-    def with_id(self, job_id: str | uuid.UUID) -> Self:
-        """Dispatch under ``job_id`` (a UUID) instead of a fresh random one.
-
-        Pushing a job whose id is still waiting replaces it rather than adding
-        a copy, so an id derived from the job's origin (a webhook delivery)
-        makes repeating the push harmless.
-        """
-        try:
-            self._opts().job_id = str(uuid.UUID(str(job_id)))
-        except ValueError:
-            raise ValueError(f"a job id must be a UUID, got {job_id!r}") from None
-        return self
-
-    def delay(self, delay: Delay) -> Self:
-        """Make the job available only after ``delay`` (seconds or timedelta)."""
-        self._opts().delay_s = delay_seconds(delay)
-        self._opts().available_at = None
-        return self
-
-    # -- dispatching ----------------------------------------------------
-    def dispatch(self) -> JobHandle | None:
-        """Queue the job; returns its id as a :class:`~kashq.JobHandle` (None: a unique
-        job already queued, nothing pushed)."""
-        from kashq.dispatcher import get_dispatcher
-
-        job_id = get_dispatcher().dispatch(self)
-        if job_id is None or isinstance(job_id, JobHandle):
-            return job_id
-        return JobHandle(job_id, connection=self.target_connection(), dispatched=True)
-
-    def dispatch_after(self, delay: Delay) -> JobHandle | None:
-        """Queue the job to run after ``delay`` (seconds or timedelta)."""
-        return self.delay(delay).dispatch()
-
-    def dispatch_at(self, when: datetime) -> JobHandle | None:
-        """Queue the job to run at ``when`` (a naive datetime is local time)."""
-        self._opts().available_at = when.timestamp()
-        self._opts().delay_s = None
-        return self.dispatch()
-
-    # -- envelope -------------------------------------------------------
-    @property
-    def type_name(self) -> str:
-        """The registry name this job is dispatched under."""
-        raise JobDefinitionError(f"{type(self).__name__} has no type name")
-
-    def payload_data(self) -> dict[str, Any]:
-        """The JSON payload."""
-        raise JobDefinitionError(f"{type(self).__name__} has no payload")
-
-    def target_connection(self) -> str | None:
-        """The connection chosen for this job, or None for the default."""
-        return self._opts().connection or type(self).connection
-
-    def to_envelope(self, *, default_queue: str, now: float) -> Envelope:
-        """The envelope to push, with per-dispatch options over class options."""
-        opts, cls = self._opts(), type(self)
-        if opts.available_at is not None:
-            available_at = opts.available_at
-        else:
-            available_at = now + opts.delay_s if opts.delay_s else now
-        env = Envelope(
-            opts.job_id or new_job_id(),
-            self.type_name,
-            opts.queue or cls.queue or default_queue,
-            self.payload_data(),
-            now,
-            available_at,
-            0,
-            cls.tries if opts.tries is None else opts.tries,
-            None,
-            cls.timeout if opts.timeout_s is None else opts.timeout_s,
-            cls.max_deliveries,
-            cls.priority if opts.priority is None else opts.priority,
-            dict(opts.metadata) if opts.metadata else {},
-        )
-        backoff = opts.backoff if opts.backoff is not None else cls.backoff
-        if backoff is not None and not callable(backoff):  # a method is the worker's to call
-            backoff = backoff_of(backoff)
-            if isinstance(backoff, Linear):
-                env.backoff_s = backoff.base_s
-            else:
-                env.backoff = backoff
-        deadline = opts.retry_until if opts.retry_until is not None else cls.retry_until
-        if deadline is not None:
-            # A method (Laravel's retryUntil()) is called at dispatch, on this job.
-            env.retry_until = deadline_of(self.retry_until if callable(deadline) else deadline, now)
-        return env
-
-    def _opts(self) -> DispatchOptions:
-        return self._kashq_opts
 
 
 class Job(Dispatchable, BaseModel):
     """Base class of class-based jobs; subclass it and write ``handle()``.
 
     ``handle()`` may be ``async def``. An optional ``failed(error)`` is called
-    once, when the job has failed for good. ``fail_on`` exceptions fail it at
-    once; a non-empty ``retry_on`` retries only those; ``max_exceptions`` fails
-    it once that many attempts raised; ``backoff`` and ``retry_until`` may be
-    methods (``backoff(self, attempt, error) -> seconds``). What ``handle()``
+    once, when the job has failed for good; an optional ``expired()`` when it
+    is dropped unstarted because its ``expires_in`` / ``expires_at`` passed.
+    ``fail_on`` exceptions fail it at once; a non-empty ``retry_on`` retries
+    only those; ``max_exceptions`` fails it once that many attempts raised;
+    ``backoff`` and ``retry_until`` may be methods (``backoff(self, attempt,
+    error) -> seconds``). What ``handle()``
     returns is kept as JSON for ``result_ttl`` seconds (default
     ``KASHQ_RESULT_TTL``; 0 keeps none), for ``JobHandle.result()``.
     ``middleware()`` lists layers run around ``handle()`` (:mod:`kashq.middleware`).
@@ -307,12 +133,34 @@ class Job(Dispatchable, BaseModel):
             raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
         if not 0 <= fraction <= 1:
             raise ValueError(f"progress must be from 0 to 1, got {fraction!r}")
+        context = self._context()
+        if context is not None:
+            if context.abort is not None:
+                context.abort.check()
+            if context.report is not None:
+                context.report(context.envelope, float(fraction), str(message))
+
+    def cancelled(self) -> bool:
+        """A cooperative stop point: raises :class:`~kashq.JobCancelled` if this job was
+        cancelled while it runs (:func:`kashq.cancel`), else returns False.
+
+        Call it between steps of long work (``while not self.cancelled(): ...``); it
+        reads a flag the worker sets, so it costs no round trip. ``self.progress()``
+        checks the same; an async ``handle()`` is also stopped at its next ``await``.
+        """
+        context = self._context()
+        if context is not None and context.abort is not None:
+            context.abort.check()
+        return False
+
+    def _context(self) -> JobContext | None:
+        """The worker's context for this very job while it runs here, else None."""
         from kashq.middleware import running
 
         context = running()
-        env = self._kashq_envelope
-        if context is not None and context.report is not None and env is context.envelope:
-            context.report(env, float(fraction), str(message))
+        if context is None or context.envelope is not self._kashq_envelope:
+            return None
+        return context
 
     def attempts(self) -> int:
         """The number of the current attempt (1 on the first run), 0 before dispatch."""
@@ -377,6 +225,8 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "envelope",
     "attempts",
     "progress",
+    "cancelled",
+    "expired",
     "middleware",
     "unique_for",
     "unique_until",
@@ -426,40 +276,25 @@ def _check_json(value: object, where: str) -> None:
         )
 
 
-def _check_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_timeout(value: object) -> float:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or not value > 0
-    ):
-        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
-
-
 def _check_class_options(cls: type[Dispatchable]) -> None:
     try:
         if cls.queue is not None:
             check_queue_name(cls.queue)
         if cls.tries is not None:
-            _check_int("tries", cls.tries, minimum=1)
+            check_int("tries", cls.tries, minimum=1)
         if cls.max_deliveries is not None:
-            _check_int("max_deliveries", cls.max_deliveries, minimum=1)
+            check_int("max_deliveries", cls.max_deliveries, minimum=1)
         if cls.backoff is not None and not callable(cls.backoff):
             backoff_of(cls.backoff)
         if cls.retry_until is not None and not callable(cls.retry_until):
             deadline_of(cls.retry_until, 0.0)
         if cls.timeout is not None:
-            _check_timeout(cls.timeout)
-        _check_int("priority", cls.priority)
+            check_timeout(cls.timeout)
+        if cls.expires_in is not None:
+            delay_seconds(cls.expires_in, "expires_in")
+        if cls.expires_at is not None and not callable(cls.expires_at):
+            expiry_time(cls.expires_at)
+        check_int("priority", cls.priority)
         if isinstance(cls, type) and issubclass(cls, Job):
             _check_unique(cls)
             check_retry_rules(cls)

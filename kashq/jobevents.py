@@ -29,6 +29,9 @@ class EventKind(enum.Enum):
     PARKED = "parked"  # failed for good; the store was unreachable, recorded later
     IDLE = "idle"  # a reserve returned nothing (no reservation in the event)
     PROGRESS = "progress"  # handle() reported how far it got (self.progress())
+    ABORTING = "aborting"  # the running job was cancelled: it is told, then killed after a grace
+    CANCELLED = "cancelled"  # cancelled: acknowledged without running, or its attempt stopped
+    EXPIRED = "expired"  # not started before its expiry: acknowledged without running
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kashq import control
 from kashq.alerts import AlertDispatcher, dispatcher_from_settings
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.config import CONNECTIONS, Settings, load_settings
+from kashq.control import Cancellation
 from kashq.dispatcher import QueueDispatcher
 from kashq.drivers.base import Driver
 from kashq.drivers.memory import MemoryDriver
@@ -198,6 +200,7 @@ class QueueManager:
             timeout_s=s.timeout,
             lease_s=s.retry_after,
             prefetch=s.prefetch,
+            cancel_grace_s=s.cancel_grace,
         )
         return dataclasses.replace(options, **overrides)
 
@@ -260,6 +263,23 @@ class QueueManager:
         dispatched again at once (not only when the claim expires).
         """
         return self._dispatcher.clear(queue, connection)
+
+    # -- operators' controls ---------------------------------------------
+    def cancel(self, job_id: str, connection: str | None = None) -> Cancellation:
+        """Cancel job ``job_id`` (see :func:`kashq.cancel`)."""
+        return control.cancel(self, job_id, connection)
+
+    def pause(self, queue: str, connection: str | None = None) -> None:
+        """Pause ``queue`` on every worker (see :func:`kashq.pause_queue`)."""
+        control.pause(self, queue, connection)
+
+    def resume(self, queue: str, connection: str | None = None) -> bool:
+        """Resume a paused ``queue``; False if it was not paused."""
+        return control.resume(self, queue, connection)
+
+    def paused(self, connection: str | None = None) -> dict[str, float]:
+        """Paused queues, each with when it was paused (Unix seconds)."""
+        return control.paused(self, connection)
 
     def close(self) -> None:
         """Flush events and alerts, then close every connection and failed-job store it built.

@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from kashq.abort import AbortSignal
 from kashq.clock import Clock
 from kashq.drivers.base import Driver
 from kashq.envelope import Envelope
@@ -80,7 +81,8 @@ class Middleware(Protocol):
 class JobContext:
     """What a running job's middleware can use: the worker's driver, locks, envelope, clock.
 
-    ``report`` takes the job's progress (:meth:`kashq.Job.progress`) to the worker.
+    ``report`` takes the job's progress (:meth:`kashq.Job.progress`) to the worker;
+    ``abort`` is set when the job is cancelled while it runs (see :mod:`kashq.abort`).
     """
 
     driver: Driver
@@ -88,6 +90,7 @@ class JobContext:
     clock: Clock
     locks_of: Callable[[], LockBackend]  # built on first use: most jobs never need locks
     report: Callable[[Envelope, float, str], None] | None = None
+    abort: AbortSignal | None = None
 
     @property
     def locks(self) -> LockBackend:

@@ -23,17 +23,30 @@ from pydantic import TypeAdapter, ValidationError
 
 from kashq.envelope import Envelope, decode
 from kashq.events import store_for as events_for
-from kashq.events.base import COMPLETED, FAILED, PROGRESS, STARTED, Event, EventStore
-from kashq.exceptions import DriverError, EnvelopeError, KashqError, UnknownJobType
+from kashq.events.base import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    PROGRESS,
+    STARTED,
+    Event,
+    EventStore,
+)
+from kashq.exceptions import DriverError, EnvelopeError, JobCancelled, KashqError, UnknownJobType
 from kashq.registry import REGISTRY
 from kashq.results.base import StoredResult
 
 if TYPE_CHECKING:
+    from kashq.control import Cancellation
     from kashq.manager import QueueManager
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["queued", "delayed", "reserved", "running", "completed", "failed"]
+JobState = Literal[
+    "queued", "delayed", "reserved", "running", "completed", "failed", "cancelled", "expired"
+]
+ENDED: frozenset[str] = frozenset(("completed", "failed", "cancelled", "expired"))
 _FIRST_SLICE_S, _LAST_SLICE_S = 0.05, 1.0  # how often a wait re-checks the queue
 
 
@@ -50,6 +63,11 @@ class JobFailed(KashqError):
         self.job_id, self.error, self.reason = job_id, error, reason
 
 
+class JobExpired(KashqError):
+    """The job whose result was asked for expired: it was not started before its
+    ``expires_at``, so it never ran."""
+
+
 class ResultTimeout(KashqError, TimeoutError):
     """A wait for a job's end ran out before the job ended."""
 
@@ -60,7 +78,9 @@ class JobStatus:
 
     ``state`` is ``queued`` (ready to run), ``delayed`` (waiting for its time:
     a delay or a retry's backoff), ``reserved`` (a worker holds it),
-    ``running`` (its ``handle()`` is running), ``completed`` or ``failed``.
+    ``running`` (its ``handle()`` is running), ``completed``, ``failed``,
+    ``cancelled`` (by :func:`kashq.cancel`: before it ran, or stopped while
+    running) or ``expired`` (not started before its ``expires_at``).
     ``attempts`` counts attempts finished. Times are Unix seconds; ``error`` is
     the last attempt's one-line error, ``reason`` why a failed job was not
     retried again; ``progress`` (0 to 1) and ``message`` what the job last
@@ -84,8 +104,8 @@ class JobStatus:
 
     @property
     def done(self) -> bool:
-        """Whether the job has ended (completed or failed)."""
-        return self.state in ("completed", "failed")
+        """Whether the job has ended (completed, failed, cancelled or expired)."""
+        return self.state in ENDED
 
     def to_dict(self) -> dict[str, Any]:
         """The status as JSON-ready data."""
@@ -155,7 +175,8 @@ class JobHandle(str):
         known here (a pydantic model, dataclass, ``datetime`` ... comes back
         as one); plain JSON data otherwise; ``None`` for a job that returned
         nothing or whose result expired. A job that failed for good raises
-        :class:`JobFailed`; one still unfinished after ``timeout`` seconds,
+        :class:`JobFailed`; a cancelled one :class:`~kashq.JobCancelled`, an expired
+        one :class:`JobExpired`; one still unfinished after ``timeout`` seconds,
         :class:`ResultTimeout`.
         """
         return self._value(self._wait(timeout))
@@ -164,11 +185,22 @@ class JobHandle(str):
         status, record = snapshot.status, snapshot.record
         if status.state == "failed":
             raise JobFailed(self.id, status.error, status.reason)
+        if status.state == "cancelled":
+            raise JobCancelled(f"job {self.id} was {status.error or 'cancelled'}")
+        if status.state == "expired":
+            raise JobExpired(f"job {self.id} {status.error or 'expired'}")
         if record is None or record.value is None:
             if record is not None and record.error:  # completed, but its value was not kept
                 raise KashqError(f"job {self.id} completed; {record.error}")
             return None
         return typed_value(status.job_type, record.value)
+
+    def cancel(self) -> Cancellation:
+        """Cancel the job (see :func:`kashq.cancel`)."""
+        from kashq.control import cancel
+
+        manager = self._lookup_manager()
+        return cancel(manager, self.id, self.connection)
 
     async def astatus(self) -> JobStatus:
         """:meth:`status` without blocking the event loop."""
@@ -186,9 +218,12 @@ class JobHandle(str):
         return (str, (self.id,))
 
     def _lookup(self) -> _Lookup:
+        return _Lookup(self._lookup_manager(), self.connection)
+
+    def _lookup_manager(self) -> QueueManager:
         from kashq.manager import manager
 
-        return _Lookup(self._origin[0] or manager(), self.connection)
+        return self._origin[0] or manager()
 
     def _wait(self, timeout: float | None) -> _Snapshot:
         waiting = _Waiting(self, timeout)
@@ -369,9 +404,9 @@ class _Lookup:
             )  # fmt: skip
             return _Snapshot(status, envelope=_envelope(failed.payload))
         events = self._events().get_job_events(job_id)
-        last = next((e for e in reversed(events) if e.type in (COMPLETED, FAILED)), None)
+        last = next((e for e in reversed(events) if e.type in _ENDS), None)
         if last is not None:
-            state: JobState = "completed" if last.type == COMPLETED else "failed"
+            state: JobState = _ENDS[last.type]
             status = JobStatus(
                 job_id, state, self.name, last.queue, last.job_type, last.attempt,
                 finished_at=last.at, error=str(last.details.get("error", "")),
@@ -389,6 +424,11 @@ class _Lookup:
         if self._event_store is None:
             self._event_store = events_for(self.driver, self._manager.settings, always=True)
         return self._event_store
+
+
+_ENDS: dict[str, JobState] = {
+    COMPLETED: "completed", FAILED: "failed", CANCELLED: "cancelled", EXPIRED: "expired",
+}  # fmt: skip
 
 
 def _envelope(raw: str) -> Envelope | None:

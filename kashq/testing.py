@@ -195,19 +195,22 @@ def memory_queue(**settings: Any) -> Iterator[MemoryQueue]:
 
 
 def drain(*queues: str, manager: QueueManager | None = None, **worker_options: Any) -> WorkerStats:
-    """Synchronously process every job on the memory connection (all queues by default)."""
+    """Synchronously process every job on the memory connection (all queues by default;
+    a paused queue's jobs are left queued)."""
     manager = manager or current_manager()
     driver = manager.connection("memory")
     if not isinstance(driver, MemoryDriver):
         raise TypeError("drain() works on the memory connection only")
     stats = WorkerStats()
     while True:  # jobs dispatched during the drain may open queues not seen before
-        names = tuple(queues) or tuple(driver.queue_names())
+        paused = manager.paused("memory")  # a paused queue's jobs stay where they are
+        names = tuple(q for q in (queues or driver.queue_names()) if q not in paused)
+        if not names:
+            return stats
         worker = manager.worker("memory", queues=names, **worker_options)
         worker.drain()
         stats.add(worker.stats)
-        sizes = driver.sizes(queues or driver.queue_names()).values()
-        if not any(s.ready or s.delayed for s in sizes):
+        if not any(s.ready or s.delayed for s in driver.sizes(names).values()):
             return stats
 
 

@@ -7,7 +7,19 @@ from typing import Annotated
 import typer
 
 from kashq._version import __version__
-from kashq.cli import events, failed, jobs, make, migrate, output, queues, schedule, webhooks, work
+from kashq.cli import (
+    control,
+    events,
+    failed,
+    jobs,
+    make,
+    migrate,
+    output,
+    queues,
+    schedule,
+    webhooks,
+    work,
+)
 
 app = typer.Typer(
     name="kashq",
@@ -40,6 +52,7 @@ make.register(app)
 migrate.register(app)
 work.register(app)
 queues.register(app)
+control.register(app)
 failed.register(app)
 events.register(app)
 jobs.register(app)

@@ -1,15 +1,16 @@
 """Queues: ``queue:size``, ``queue:clear``, ``queue:monitor`` and ``queue:restart``.
 
 Sizes come from the driver (ready, delayed, reserved) and the failed-job store
-(failed). ``queue:monitor`` adds throughput from the statistics every
-``queue:work`` supervisor publishes as a control record ``supervisor:<name>``.
+(failed); whether a queue is paused (``queue:pause``) from the control records.
+``queue:monitor`` adds throughput from the statistics every ``queue:work``
+supervisor publishes as a control record ``supervisor:<name>``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -49,15 +50,20 @@ QueuesOpt = Annotated[
 Sizes = dict[str, dict[str, int]]
 
 
-def queue_names(manager: QueueManager, driver: Driver, store: FailedJobStore) -> list[str]:
-    """The configured queue first, then every queue holding jobs or failed jobs."""
-    seen = set(driver.queue_names()) | {job.queue for job in store.all()}
+def queue_names(
+    manager: QueueManager, driver: Driver, store: FailedJobStore, paused: Iterable[str] = ()
+) -> list[str]:
+    """The configured queue first, then every queue holding jobs or failed jobs, or paused."""
+    seen = set(driver.queue_names()) | {job.queue for job in store.all()} | set(paused)
     default = manager.settings.queue
     return [default, *sorted(seen - {default})]
 
 
-def sizes(driver: Driver, store: FailedJobStore, names: Sequence[str]) -> Sizes:
-    """``{queue: {ready, delayed, reserved, failed}}`` for ``names``, in order."""
+def sizes(
+    driver: Driver, store: FailedJobStore, names: Sequence[str], paused: Container[str] = ()
+) -> Sizes:
+    """``{queue: {ready, delayed, reserved, failed, paused}}`` for ``names``, in order
+    (``paused``: whether the queue is one of ``paused``)."""
     counts = driver.sizes(list(names))
     result: Sizes = {}
     for name in names:
@@ -67,13 +73,15 @@ def sizes(driver: Driver, store: FailedJobStore, names: Sequence[str]) -> Sizes:
             "delayed": size.delayed if size else 0,
             "reserved": size.reserved if size else 0,
             "failed": store.count(queue=name),
+            "paused": name in paused,
         }
     return result
 
 
 def _measure(manager: QueueManager, store: FailedJobStore, queues: list[str]) -> Sizes:
     driver = manager.connection()
-    return sizes(driver, store, queues or queue_names(manager, driver, store))
+    paused = manager.paused()
+    return sizes(driver, store, queues or queue_names(manager, driver, store, paused), paused)
 
 
 def _alerts(figures: Sizes, max_jobs: int | None) -> list[str]:
@@ -84,13 +92,17 @@ def _alerts(figures: Sizes, max_jobs: int | None) -> list[str]:
 
 def _sizes_table(figures: Sizes, alerts: Sequence[str] = (), *, status: bool = False) -> Table:
     counts = ["ready", "delayed", "reserved", "failed"]
+    any_paused = any(f["paused"] for f in figures.values())
     rows = []
     for name, f in figures.items():
         rows.append([name, *(str(f[k]) for k in counts)])
         if status:
-            rows[-1].append("ALERT" if name in alerts else "OK")
+            rows[-1].append("ALERT" if name in alerts else "PAUSED" if f["paused"] else "OK")
+        elif any_paused:
+            rows[-1].append("yes" if f["paused"] else "")
     styles = ["bold red" if name in alerts else None for name in figures]
-    columns = ["queue", *counts, *(["status"] if status else [])]
+    extra = ["status"] if status else ["paused"] if any_paused else []
+    columns = ["queue", *counts, *extra]
     return output.table(columns, rows, right=counts, styles=styles)
 
 
@@ -101,7 +113,8 @@ def size_command(
     queue: QueuesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show how many jobs each queue holds: ready, delayed, reserved, failed."""
+    """Show how many jobs each queue holds: ready, delayed, reserved, failed; and which
+    are paused."""
     queues = queue_list(queue)
     with opened(either(connection, connection_option)) as (manager, store):
         figures = _measure(manager, store, queues)

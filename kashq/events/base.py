@@ -30,6 +30,9 @@ PARKED = "parked"
 RETRIED = "retried"
 RECLAIMED = "reclaimed"
 PROGRESS = "progress"
+CANCEL_REQUESTED = "cancel_requested"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
 
 EVENT_TYPES = (
     DISPATCHED,
@@ -42,6 +45,9 @@ EVENT_TYPES = (
     FAILED,
     PARKED,
     RETRIED,
+    CANCEL_REQUESTED,
+    CANCELLED,
+    EXPIRED,
 )
 """Every event type, in the order a job usually meets them."""
 

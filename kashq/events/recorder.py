@@ -43,7 +43,7 @@ from kashq.results.base import Progress, ResultStore
 
 log = logging.getLogger(__name__)
 
-_IDLE, _RAN = EventKind.IDLE, EventKind.RAN
+_IDLE, _RAN, _ABORTING = EventKind.IDLE, EventKind.RAN, EventKind.ABORTING
 _PROGRESS_MAX = 10_000  # jobs whose latest progress waits for the result store
 _RETRY_MIN_S, _RETRY_MAX_S = 0.1, 5.0
 _LIVE: weakref.WeakSet[EventRecorder] = weakref.WeakSet()
@@ -98,6 +98,8 @@ class EventRecorder:
         kind = event.kind
         if kind is _IDLE or (kind is _RAN and event.error is None) or not self._enabled:
             return
+        if kind is _ABORTING:  # the cancel was recorded when it was asked for
+            return
         self._push(event)
 
     def progress(self, job_id: str, fraction: float, message: str, at: float) -> None:
@@ -125,6 +127,15 @@ class EventRecorder:
             now = time.time()
             for envelope in envelopes:
                 self._push((base.RETRIED, envelope, now))
+
+    def cancelled(self, envelopes: Iterable[Envelope], *, running: bool = False) -> None:
+        """Record that ``envelopes`` were cancelled by hand (``kashq.cancel``): taken off
+        their queues, or (``running``) marked for the workers running them to stop."""
+        if self._enabled:
+            now = time.time()
+            kind = base.CANCEL_REQUESTED if running else base.CANCELLED
+            for envelope in envelopes:
+                self._push((kind, envelope, now))
 
     def _push(self, item: _Item) -> None:
         buffer = self._buffer
@@ -346,6 +357,8 @@ _MAPPING = {
     EventKind.FAILED: base.FAILED,
     EventKind.PARKED: base.PARKED,
     EventKind.PROGRESS: base.PROGRESS,
+    EventKind.CANCELLED: base.CANCELLED,
+    EventKind.EXPIRED: base.EXPIRED,
 }
 
 

@@ -49,6 +49,7 @@ METRIC_NAMES = frozenset(
         "kashq_job_duration_seconds",
         "kashq_job_wait_seconds",
         "kashq_queue_size",
+        "kashq_queue_paused",
         "kashq_workers",
         "kashq_lease_reclaims_total",
     }
@@ -58,6 +59,7 @@ METRIC_NAMES = frozenset(
 DEFAULT_QUEUE = "default"
 MANUAL_JOB_TYPE = "manual"  # the job_type of steps recorded by hand, unless given
 COMPLETED, FAILED, RELEASED = "completed", "failed", "released"
+CANCELLED, EXPIRED = "cancelled", "expired"
 
 _STARTED, _RAN, _COMPLETED = EventKind.STARTED, EventKind.RAN, EventKind.COMPLETED
 _RETRIED, _FAILED = EventKind.RETRIED, EventKind.FAILED
@@ -94,8 +96,8 @@ class Metrics:
         labels = ("queue", "job_type")
         self.processed = Counter(
             "kashq_jobs_processed_total",
-            "Job attempts that ended, by status: completed, failed (for good) or "
-            "released (put back for a retry or by a middleware).",
+            "Job attempts that ended, by status: completed, failed (for good), "
+            "released (put back for a retry or by a middleware), cancelled or expired.",
             (*labels, "status"),
             registry=registry,
         )
@@ -142,7 +144,7 @@ class Metrics:
     def listener(self, event: JobEvent) -> None:
         """A worker listener: count the step ``event`` is about."""
         kind = event.kind
-        if kind is EventKind.IDLE or kind is EventKind.PARKED:
+        if kind is EventKind.IDLE or kind is EventKind.PARKED or kind is EventKind.ABORTING:
             return  # a parked job is counted once its failure is recorded (FAILED)
         key = (event.queue, event.job_type)
         children = self._children.get(key)
@@ -163,6 +165,9 @@ class Metrics:
             children.released()
         elif kind is _FAILED:
             children.failed()
+        elif kind is EventKind.CANCELLED or kind is EventKind.EXPIRED:  # rare: series made on use
+            status = CANCELLED if kind is EventKind.CANCELLED else EXPIRED
+            self.processed.labels(event.queue, event.job_type, status).inc()
 
     def attach(self, worker: Worker) -> None:
         """Record ``worker``'s jobs, and count its threads in ``kashq_workers`` while they run."""

@@ -1,8 +1,10 @@
-"""``kashq_queue_size``: how many jobs each queue holds, asked of the backend at scrape time.
+"""``kashq_queue_size`` and ``kashq_queue_paused``: each queue's jobs, asked of the backend
+at scrape time.
 
 Queue depth lives in the queue backend, not in any worker, so it is read when
 Prometheus scrapes: ready, delayed and reserved from the driver's ``sizes()``,
-failed from the failed-job store's ``count()``. A backend that is down costs
+failed from the failed-job store's ``count()``; ``kashq_queue_paused`` is 1 for
+a queue ``queue:pause`` stopped, 0 for the others. A backend that is down costs
 its series, never the scrape: the other metrics are served, and one warning
 is logged per outage.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,12 +21,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from kashq.drivers.base import Driver
 from kashq.failed.base import FailedJobStore
+from kashq.halts import QUEUE_PREFIX, paused_since
 
 log = logging.getLogger(__name__)
 
 NAME = "kashq_queue_size"
 _HELP = "Jobs in each queue, by state: ready, delayed, reserved, failed."
 STATES = ("ready", "delayed", "reserved", "failed")
+PAUSED_NAME = "kashq_queue_paused"
+_PAUSED_HELP = "1 while a queue is paused (queue:pause), else 0."
 _T = TypeVar("_T")
 
 
@@ -61,14 +66,18 @@ class QueueSizeCollector:
 
     def describe(self) -> list[Metric]:
         """The family this collector yields (so registering it reaches no backend)."""
-        return [GaugeMetricFamily(NAME, _HELP, labels=("queue", "state"))]
+        return [
+            GaugeMetricFamily(NAME, _HELP, labels=("queue", "state")),
+            GaugeMetricFamily(PAUSED_NAME, _PAUSED_HELP, labels=("queue",)),
+        ]
 
     def collect(self) -> Iterator[Metric]:
         source = self._source
         if source is None:
             return
         family = GaugeMetricFamily(NAME, _HELP, labels=("queue", "state"))
-        found = self._ask("driver", lambda: _names(source))
+        paused = self._ask("driver", lambda: paused_since(source.driver.get_control(QUEUE_PREFIX)))
+        found = self._ask("driver", lambda: _names(source, paused or {}))
         names = list(source.queues) if found is None else found
         sizes = None if found is None else self._ask("driver", lambda: source.driver.sizes(names))
         if sizes is not None:
@@ -83,6 +92,11 @@ class QueueSizeCollector:
             for name, count in (failed or {}).items():
                 family.add_metric([name, "failed"], count)
         yield family
+        if paused is not None:
+            flags = GaugeMetricFamily(PAUSED_NAME, _PAUSED_HELP, labels=("queue",))
+            for name in names:
+                flags.add_metric([name], 1 if name in paused else 0)
+            yield flags
 
     def _ask(self, what: str, question: Callable[[], _T]) -> _T | None:
         """``question()``, or None (logged once per outage) if the backend fails."""
@@ -108,7 +122,7 @@ class QueueSizeCollector:
         return answer
 
 
-def _names(source: _Source) -> list[str]:
-    """The watched queues, then every other queue the driver holds jobs in."""
+def _names(source: _Source, paused: Iterable[str]) -> list[str]:
+    """The watched queues, then every other queue the driver holds jobs in or paused."""
     given = list(source.queues)
-    return given + sorted(set(source.driver.queue_names()) - set(given))
+    return given + sorted((set(source.driver.queue_names()) | set(paused)) - set(given))

@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 
 from kashq.exceptions import DriverError
 
-Outcome = Literal["completed", "failed"]
+Outcome = Literal["completed", "failed", "cancelled", "expired"]
 
 
 class ResultStoreError(DriverError):
@@ -44,7 +44,8 @@ class StoredResult:
 
     ``status`` is None while only progress was reported. ``value`` is the JSON
     text ``handle()`` returned (``completed``); ``error`` a one-line error
-    (``failed``, or why a completed job's value could not be kept); ``reason``
+    (``failed``; why a ``cancelled`` or ``expired`` job did not run; or why a
+    completed job's value could not be kept); ``reason``
     the :class:`~kashq.StopReason` value of a failed job. Times are Unix
     seconds on the driver's clock.
     """

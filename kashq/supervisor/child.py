@@ -155,6 +155,10 @@ class WorkerProcess:
             kind = event.kind
             if kind is EventKind.PROGRESS:
                 return  # the job runs on
+            if kind is EventKind.ABORTING:  # cancelled: killed if it still runs after its grace
+                grace_s = self._worker.options.cancel_grace_s if self._worker else 0.0
+                writer.cut_short(event.job_id, time.monotonic() + grace_s)
+                return
             if kind is EventKind.STARTED:
                 assert event.reservation is not None
                 writer.running(event.reservation, time.monotonic(), event.timeout_s)

@@ -35,6 +35,8 @@ _STATUS = {
     EventKind.RETRIED: ("RETRY", "yellow"),
     EventKind.FAILED: ("FAIL", "red"),
     EventKind.PARKED: ("FAIL", "red"),
+    EventKind.CANCELLED: ("CANCELLED", "yellow"),
+    EventKind.EXPIRED: ("EXPIRED", "yellow"),
 }
 
 

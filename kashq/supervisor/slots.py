@@ -39,8 +39,10 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from kashq.drivers.base import Reservation
 from kashq.supervisor import held as held_jobs
@@ -245,6 +247,20 @@ def _reservation(data: bytes, lengths: tuple[int, ...], deliveries: int) -> Rese
     )
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run a writer method under the writer's lock: the worker's thread writes the slot,
+    and so does its controls thread when a running job is cancelled (:meth:`cut_short`)."""
+
+    def locked(self: SlotWriter, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class SlotWriter:
     """The worker process's side of its slot."""
 
@@ -267,7 +283,10 @@ class SlotWriter:
         self._held_count = self._held_bytes = 0
         self._next = 0  # the first place of the batch not yet taken
         self._taken: int | None = None  # the place of the job taken last
+        self._lock = threading.Lock()
+        self._running_id = ""  # the job recorded running
 
+    @_locked
     def running(self, res: Reservation, started: float, timeout_s: float | None) -> None:
         """Record that ``res`` runs from ``started`` (in the overflow file if too big)."""
         parts = (res.id.encode(), res.queue.encode(), res.token.encode(), res.raw.encode())
@@ -283,10 +302,12 @@ class SlotWriter:
         else:  # slots without overflow files (a test's): the header alone
             parts = (b"", b"", b"", b"")
         self._started, self._timeout_s = started, timeout_s or 0.0
+        self._running_id = res.id
         self._deliveries = res.deliveries
         self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(parts[3]))
         self._write(SlotState.RUNNING, begun=True)
 
+    @_locked
     def reserved(self, batch: Sequence[Reservation]) -> None:
         """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs:
         the batch's jobs wait to run; nothing else is held."""
@@ -299,6 +320,7 @@ class SlotWriter:
         self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
         self._write(SlotState.IDLE, begun=True)
 
+    @_locked
     def taking(self, res: Reservation) -> None:
         """``res``, one of the last batch, runs next (those before it that were skipped
         stay listed as waiting: stale, so the driver skips them)."""
@@ -310,11 +332,13 @@ class SlotWriter:
                 return
         self._taken = None
 
+    @_locked
     def settling(self, *, ok: bool) -> None:
         """handle() is over (``ok``: it returned); its timeout no longer applies."""
         self._timeout_s = 0.0
         self._write(SlotState.COMPLETED if ok else SlotState.SETTLING)
 
+    @_locked
     def finished(self, *, completed: bool, failed: bool) -> None:
         """The running job ended; ``completed`` if its ack is still to be sent (it joins
         the completed jobs held, to be acknowledged with the next reserve)."""
@@ -325,6 +349,7 @@ class SlotWriter:
             self._buf[self._base + _HELD_AT + self._taken] = Held.COMPLETED
         self._write(SlotState.COMPLETED if completed else SlotState.IDLE, begun=True)
 
+    @_locked
     def reset(self) -> None:
         """Mark the slot idle and holding nothing, whatever it held (after settling a
         predecessor's jobs)."""
@@ -333,6 +358,18 @@ class SlotWriter:
         self._next, self._taken = 0, None
         self._write(SlotState.IDLE)
 
+    @_locked
+    def cut_short(self, job_id: str, deadline: float) -> None:
+        """End job ``job_id``'s attempt by ``deadline`` (``time.monotonic()``) at the latest,
+        if it still runs: the supervisor kills the process then, as for a timeout."""
+        if self.state is not SlotState.RUNNING or self._running_id != job_id:
+            return
+        if self._timeout_s and self._started + self._timeout_s <= deadline:
+            return
+        self._timeout_s = max(deadline - self._started, 0.001)
+        self._write(SlotState.RUNNING)
+
+    @_locked
     def idle(self) -> None:
         """Nothing held (a reserve returned nothing, so any pending ack was sent)."""
         if self.state is not SlotState.IDLE:

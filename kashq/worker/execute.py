@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from kashq.envelope import Envelope, describe_validation_error
-from kashq.exceptions import JobDefinitionError, JobTimeout, PayloadError
+from kashq.exceptions import JobCancelled, JobDefinitionError, JobTimeout, PayloadError
 from kashq.job import Job
-from kashq.middleware import JobContext, job_context, run_pipeline
+from kashq.middleware import JobContext, job_context, run_pipeline, running
 from kashq.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,27 @@ def run_awaitable(awaitable: Awaitable[Any], timeout_s: float | None) -> Any:
     """Run an awaitable from synchronous code, on this thread's event loop."""
 
     async def bounded() -> Any:
-        if timeout_s is None:
-            return await awaitable
+        context = running()
+        signal = None if context is None else context.abort
+        if signal is not None:  # a cancel of the job cancels this task
+            task = asyncio.current_task()
+            if task is not None:
+                signal.attach(task, asyncio.get_running_loop())
         try:
-            return await asyncio.wait_for(awaitable, timeout_s)
-        except asyncio.TimeoutError:
-            raise JobTimeout(timeout_s) from None
+            if timeout_s is None:
+                return await awaitable
+            try:
+                return await asyncio.wait_for(awaitable, timeout_s)
+            except asyncio.TimeoutError:
+                raise JobTimeout(timeout_s) from None
+        except asyncio.CancelledError:
+            if signal is None or not signal.requested:
+                raise
+            signal.raised = True
+            raise JobCancelled() from None
+        finally:
+            if signal is not None:
+                signal.detach()
 
     if not _loop_running():
         # Outside any ``except`` block: the job's exceptions must not chain
@@ -111,15 +126,21 @@ def close_thread_loop() -> None:
 
 def call_failed_hook(job: Job | None, error: BaseException) -> None:
     """Call ``job.failed(error)`` if defined; its own errors are logged, never raised."""
-    hook = getattr(job, "failed", None)
+    call_hook(job, "failed", error)
+
+
+def call_hook(job: Job | None, name: str, *args: object) -> None:
+    """Call ``job.<name>(*args)`` (``failed``, ``expired``) if the job defines it; its
+    own errors are logged, never raised."""
+    hook = getattr(job, name, None)
     if job is None or not callable(hook):
         return
     try:
-        run(lambda: hook(error), None)
+        run(lambda: hook(*args), None)
     except KeyboardInterrupt:
         raise
     except BaseException:  # SystemExit too: a hook must not end the worker
-        log.exception("failed() hook of %s raised", type(job).__qualname__)
+        log.exception("%s() hook of %s raised", name, type(job).__qualname__)
 
 
 def _loop_running() -> bool:
@@ -146,9 +167,9 @@ def run_job(prepared: Prepared, timeout_s: float | None, context: JobContext) ->
     the pipeline returned: ``handle()``'s value unless a middleware changed it.
     """
     job = prepared.job
-    if job is None:  # a function handler: no middleware
-        return run(prepared.call, timeout_s)
     with job_context(context):
+        if job is None:  # a function handler: no middleware
+            return run(prepared.call, timeout_s)
         layers = job.middleware()
         if layers:
             return run_pipeline(job, layers, lambda: run(prepared.call, timeout_s))

@@ -18,7 +18,7 @@ from kashq.envelope import Envelope
 from kashq.exceptions import DriverError
 from kashq.failed.base import FailedJob
 from kashq.job import Job
-from kashq.results.base import ResultStore, StoredResult
+from kashq.results.base import Outcome, ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,19 @@ class OutcomeKeeper:
         result = StoredResult(
             record.uuid, "failed", record.job_type, record.queue, error=record.error,
             reason=record.reason, attempts=record.attempts, finished_at=self._clock.time(),
+        )  # fmt: skip
+        self._put(result, ttl_s)
+
+    def stopped(
+        self, env: Envelope, job: Job | None, status: Outcome, attempts: int, why: str
+    ) -> None:
+        """Keep that ``env`` ended ``cancelled`` or ``expired`` (``why``: one line)."""
+        ttl_s = self.ttl_s(job)
+        if ttl_s <= 0:
+            return
+        result = StoredResult(
+            env.id, status, env.type, env.queue, error=why, attempts=attempts,
+            finished_at=self._clock.time(),
         )  # fmt: skip
         self._put(result, ttl_s)
 

@@ -9,6 +9,7 @@ batch) and the pause after a failed round. Nothing here is allocated per job.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 from kashq.drivers.base import Reservation
@@ -53,3 +54,43 @@ class ConsumerLoop:
         """How long to wait after a failed round: doubling from 0.1 s up to 5 s."""
         self.pause_s = min(max(self.pause_s * 2, _RECONNECT_MIN_S), _RECONNECT_MAX_S)
         return self.pause_s
+
+
+class Quota:
+    """``max_jobs`` and ``max_time_s`` (``--max-jobs``, ``--max-time``) shared by a worker's
+    threads: each claims a job's place before it reserves, so threads never overshoot."""
+
+    def __init__(self, max_jobs: int | None, max_time_s: float | None) -> None:
+        self._max_jobs, self._max_time_s = max_jobs, max_time_s
+        self._lock = threading.Lock()
+        self._claimed = 0
+        self._started_at = time.monotonic()
+
+    def restart(self) -> None:
+        """The worker starts (again): nothing claimed, the time limit counted from now."""
+        with self._lock:
+            self._claimed, self._started_at = 0, time.monotonic()
+
+    def claim(self) -> bool:
+        """Take one place; False once either limit is reached."""
+        max_time_s = self._max_time_s
+        if max_time_s is not None and time.monotonic() - self._started_at >= max_time_s:
+            return False
+        with self._lock:
+            if self._max_jobs is not None and self._claimed >= self._max_jobs:
+                return False
+            self._claimed += 1
+            return True
+
+    def unclaim(self) -> None:
+        """Give a place back (no job came)."""
+        with self._lock:
+            self._claimed -= 1
+
+    def left(self, prefetch: int) -> int:
+        """How many more jobs ``max_jobs`` allows beyond those claimed (``prefetch``
+        without a limit)."""
+        if self._max_jobs is None:
+            return prefetch
+        with self._lock:
+            return max(self._max_jobs - self._claimed, 0)

@@ -22,7 +22,9 @@ class WorkerOptions:
     failure when the failed-job store is unreachable. ``prefetch`` is the most
     jobs one reserve takes while jobs are short (1: one at a time); see
     :mod:`kashq.worker.prefetch`. ``result_ttl_s`` is how long outcomes are
-    kept for jobs that set no ``result_ttl`` (0: none).
+    kept for jobs that set no ``result_ttl`` (0: none). ``cancel_grace_s`` is how
+    long a cancelled running job has to stop at a check (``self.cancelled()``,
+    ``self.progress()``, an ``await``) before a ``queue:work`` process kills it.
     """
 
     connection: str = "memory"
@@ -38,6 +40,7 @@ class WorkerOptions:
     park_s: float = 5.0
     prefetch: int = 8
     result_ttl_s: float = 86_400.0
+    cancel_grace_s: float = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.queues, str) or not self.queues:

@@ -14,6 +14,8 @@ class Outcome(enum.Enum):
     RETRIED = "retried"  # released for a later attempt (a backoff, or a middleware's release)
     FAILED = "failed"
     PARKED = "parked"  # failed for good, waiting for the failed-job store
+    CANCELLED = "cancelled"  # cancelled by an operator: not run, or stopped while running
+    EXPIRED = "expired"  # not started before its expiry: dropped unrun
 
 
 @dataclass(slots=True)
@@ -24,10 +26,15 @@ class WorkerStats:
     retried: int = 0
     failed: int = 0
     parked: int = 0
+    cancelled: int = 0
+    expired: int = 0
 
     @property
     def processed(self) -> int:
-        return self.completed + self.retried + self.failed + self.parked
+        return (
+            self.completed + self.retried + self.failed + self.parked + self.cancelled
+            + self.expired
+        )  # fmt: skip
 
     def add(self, other: WorkerStats) -> None:
         """Add ``other``'s counts to these."""
@@ -41,5 +48,9 @@ class WorkerStats:
             self.retried += 1
         elif outcome is Outcome.FAILED:
             self.failed += 1
-        else:
+        elif outcome is Outcome.PARKED:
             self.parked += 1
+        elif outcome is Outcome.CANCELLED:
+            self.cancelled += 1
+        else:
+            self.expired += 1

@@ -4,7 +4,9 @@ An attempt that raised is retried after its backoff (:mod:`kashq.worker.policy`
 decides), put back as a middleware asked (:class:`~kashq.middleware.ReleaseJob`),
 or failed for good: the job's ``failed()`` hook is told, the failure is
 recorded in the failed-job store and the job acknowledged, or, while the store
-is down, parked on the queue to be recorded later. Each step reports its event.
+is down, parked on the queue to be recorded later. A job cancelled by an
+operator, or past its expiry, is :meth:`Settler.halted`. Each step reports its
+event.
 """
 
 from __future__ import annotations
@@ -224,6 +226,29 @@ class Settler:
             record.error,
         )
         return Outcome.FAILED
+
+    def halted(
+        self,
+        res: Reservation,
+        env: Envelope,
+        job: Job | None,
+        outcome: Outcome,
+        why: str,
+        *,
+        attempts: int,
+        took_s: float | None = None,
+    ) -> Outcome:
+        """End the job ``cancelled`` or ``expired`` (``outcome``): acknowledged, its unique
+        claim freed, its end kept for ``status()``; never retried, no ``failed()`` call,
+        nothing in ``failed_jobs``. ``why`` says what happened, in one line."""
+        self._unique.free_at_end(env.metadata, env.id)
+        cancelled = outcome is Outcome.CANCELLED
+        self._outcomes.stopped(env, job, "cancelled" if cancelled else "expired", attempts, why)
+        self.settle(self.driver.ack, res)
+        kind = EventKind.CANCELLED if cancelled else EventKind.EXPIRED
+        self._events.emit(kind, res, env, attempt=attempts, duration_s=took_s, error=why)
+        job_log.info("%s %s %s", env.type, env.id, why)
+        return outcome
 
     def settle(self, step: Callable[..., object], res: Reservation, *args: Envelope) -> None:
         """Ack or release; if the driver fails, the lease lapses and the job comes back."""

@@ -16,11 +16,13 @@ import threading
 import time
 from collections.abc import Sequence
 
+from kashq.abort import AbortSignal
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import BatchReserving, Driver, Reservation
 from kashq.envelope import Envelope, decode
-from kashq.exceptions import DriverError, EnvelopeError, KashqError, WorkerLost
+from kashq.exceptions import DriverError, EnvelopeError, JobCancelled, KashqError, WorkerLost
 from kashq.failed.base import FailedJobStore
+from kashq.halts import NO_HALTS
 from kashq.job import Job
 from kashq.jobevents import EventKind, Listener
 from kashq.locks import LockBackend, backend_for
@@ -31,10 +33,12 @@ from kashq.results import store_for as results_for
 from kashq.results.base import ResultStore
 from kashq.retry import StopReason
 from kashq.worker import execute, policy
+from kashq.worker.controls import POLL_S, Controls
 from kashq.worker.events import Listeners
+from kashq.worker.halting import Halting
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.keeper import OutcomeKeeper
-from kashq.worker.loop import ConsumerLoop
+from kashq.worker.loop import ConsumerLoop, Quota
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
 from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
@@ -74,14 +78,14 @@ class Worker:
         self._active = 0
         self._threads: list[threading.Thread] = []
         self._heartbeat = Heartbeat(driver, self.options.lease_s)
-        self._claimed = 0
-        self._started_at = 0.0
+        self._quota = Quota(self.options.max_jobs, self.options.max_time_s)
         self._events = Listeners(listeners, clock)
         self._locks = locks
         self._results = results
         self._outcomes = OutcomeKeeper(self._results_of, self.options.result_ttl_s, clock)
         self._progress = ProgressReports(self._events, clock)
         self._unique = UniqueLock(self._locks_of)
+        self._controls = Controls(driver)
         self._batches = driver if isinstance(driver, BatchReserving) else None
         self._prefetch = (
             None
@@ -93,6 +97,10 @@ class Worker:
             driver, failed_store, self.options, clock=clock, events=self._events,
             locks_of=self._locks_of, outcomes=self._outcomes,
         )  # fmt: skip
+        self._halting = Halting(
+            self._controls, self._settler, self._events, clock, self._job_or_none
+        )
+        self._controls.on_abort = self._halting.aborting
 
     @property
     def locks(self) -> LockBackend:
@@ -128,10 +136,13 @@ class Worker:
 
     # -- one job --------------------------------------------------------
     def run_next(self, wait_s: float = 0.0) -> Outcome | None:
-        """Reserve and process one job; None if none arrived within ``wait_s``."""
-        reservation = self.driver.reserve(
-            self.options.queues, lease_s=self.options.lease_s, wait_s=wait_s
-        )
+        """Reserve and process one job; None if none arrived within ``wait_s``
+        (or every queue is paused)."""
+        self._controls.refresh(stale_s=POLL_S)
+        queues = self._controls.active(self.options.queues)
+        if not queues:
+            return None
+        reservation = self.driver.reserve(queues, lease_s=self.options.lease_s, wait_s=wait_s)
         return None if reservation is None else self.process(reservation)
 
     def process(self, reservation: Reservation, *, defer_ack: bool = False) -> Outcome:
@@ -150,12 +161,49 @@ class Worker:
         return outcome
 
     def _process(self, res: Reservation, defer_ack: bool) -> Outcome:
+        ready = self._ready(res)
+        if isinstance(ready, Outcome):
+            return ready
+        env, prepared = ready
+        timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
+        attempt = env.attempts + 1
+        self._unique.free_at_start(env.metadata, env.id)
+        self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
+        started = time.perf_counter()
+        signal = self._controls.running(res, env)
+        error, value = self._run_job(prepared, env, timeout_s, signal)
+        took_s = time.perf_counter() - started
+        self._events.emit(
+            EventKind.RAN, res, env, attempt=attempt, duration_s=took_s,
+            error=None if error is None else one_line(error),
+        )  # fmt: skip
+        if signal.requested or (error is not None and isinstance(error, JobCancelled)):
+            halted = self._halting.after_run(res, env, prepared.job, signal, error, took_s=took_s)
+            if halted is not None:
+                return halted
+        if error is not None:
+            return self._settler.after_error(res, env, error, prepared.job, took_s)
+        self._unique.free_at_end(env.metadata, env.id)
+        if value is not None:  # kept before the ack: a completed job always has its result
+            self._outcomes.completed(env, prepared.job, value, attempt)
+        if not defer_ack:
+            self._settler.settle(self.driver.ack, res)
+        self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
+        return Outcome.COMPLETED
+
+    def _ready(self, res: Reservation) -> Outcome | tuple[Envelope, execute.Prepared]:
+        """The job to run, or the end of one that must not run: undecodable, a parked
+        failure, cancelled, expired, lost to dead workers, or unrunnable."""
         try:
             env = decode(res.raw)
         except EnvelopeError as exc:
             return self._settler.fail_undecodable(res, exc)
         if env.failure is not None:
             return self._settler.record(res, env, env.failure)
+        if self._controls.halts is not NO_HALTS or env.expires_at is not None:
+            halted = self._halting.before_start(res, env)
+            if halted is not None:
+                return halted
         max_tries = env.max_tries or self.options.tries
         if policy.worker_lost(res.deliveries, env.max_deliveries or max_tries):
             lost = WorkerLost(
@@ -170,29 +218,14 @@ class Worker:
         except KashqError as exc:  # unknown type, invalid payload, no handle()
             env = dataclasses.replace(env, attempts=env.attempts + 1)
             return self._settler.fail(res, env, exc, None, reason=policy.unrunnable(exc))
-        timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
-        attempt = env.attempts + 1
-        self._unique.free_at_start(env.metadata, env.id)
-        self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
-        started = time.perf_counter()
-        error, value = self._run_job(prepared, env, timeout_s)
-        took_s = time.perf_counter() - started
-        if error is not None:
-            self._events.emit(
-                EventKind.RAN, res, env, attempt=attempt, duration_s=took_s, error=one_line(error)
-            )
-            return self._settler.after_error(res, env, error, prepared.job, took_s)
-        self._events.emit(EventKind.RAN, res, env, attempt=attempt, duration_s=took_s)
-        self._unique.free_at_end(env.metadata, env.id)
-        if value is not None:  # kept before the ack: a completed job always has its result
-            self._outcomes.completed(env, prepared.job, value, attempt)
-        if not defer_ack:
-            self._settler.settle(self.driver.ack, res)
-        self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
-        return Outcome.COMPLETED
+        return env, prepared
 
     def _run_job(
-        self, prepared: execute.Prepared, env: Envelope, timeout_s: float | None
+        self,
+        prepared: execute.Prepared,
+        env: Envelope,
+        timeout_s: float | None,
+        signal: AbortSignal,
     ) -> tuple[BaseException | None, object]:
         """Run the job; what it raised (or None) and what it returned.
 
@@ -202,7 +235,7 @@ class Worker:
         """
         try:
             report = self._progress.report
-            context = JobContext(self.driver, env, self._clock, self._locks_of, report)
+            context = JobContext(self.driver, env, self._clock, self._locks_of, report, signal)
             value = execute.run_job(prepared, timeout_s, context)
         except KeyboardInterrupt:
             raise
@@ -210,6 +243,7 @@ class Worker:
             return exc, None
         finally:
             self._progress.ended(env.id)
+            self._controls.ended(env.id)
         return None, value
 
     def _job_or_none(self, env: Envelope) -> Job | None:
@@ -232,6 +266,9 @@ class Worker:
             return self._settler.fail_undecodable(reservation, exc)
         if env.failure is not None:
             return self._settler.record(reservation, env, env.failure)
+        halted = self._halting.abandoned(reservation, env)
+        if halted is not None:
+            return halted
         return self._settler.after_error(reservation, env, error, self._job_or_none(env))
 
     # -- loops ----------------------------------------------------------
@@ -241,9 +278,10 @@ class Worker:
         Used by the sync driver and :func:`kashq.testing.drain`; with a fake
         clock the waits are instant, and on the memory driver exact.
         """
-        queues = self.options.queues
+        self._controls.refresh()
+        queues = self._controls.active(self.options.queues)
         next_due_in = getattr(self.driver, "next_due_in", None)  # the memory driver's
-        while True:
+        while queues:
             if self.run_next() is not None:
                 continue
             if not any(s.delayed for s in self.driver.sizes(queues).values()):
@@ -259,10 +297,10 @@ class Worker:
             raise ValueError("a worker tracking its holdings runs one consumer thread")
         if self._threads:
             raise RuntimeError("worker already started")
+        self._controls.start()  # paused queues and cancels are known before the first reserve
         self._stopping.clear()
-        self._claimed = 0
+        self._quota.restart()
         self._active = concurrency
-        self._started_at = time.monotonic()
         self._threads = [
             threading.Thread(target=self._consume, name=f"kashq-worker-{i}", daemon=True)
             for i in range(concurrency)
@@ -297,6 +335,7 @@ class Worker:
             self._threads = []
             self._stopping.set()
             self._heartbeat.close()
+            self._controls.stop()
 
     def run(self, concurrency: int = 1) -> None:
         """Consume in this thread's stead until stopped or a limit is reached (blocking)."""
@@ -324,22 +363,22 @@ class Worker:
         )
         try:
             while not self._stopping.is_set():
-                if not self._claim_slot():  # --max-jobs or --max-time reached
+                if not self._quota.claim():  # --max-jobs or --max-time reached
                     break
                 try:
                     res, empty = self._next_job(loop)
                     if empty:
-                        self._unclaim_slot()
+                        self._quota.unclaim()
                         break
                     if res is None:
-                        self._unclaim_slot()
+                        self._quota.unclaim()
                         self._events.emit(EventKind.IDLE, None, None)
                     else:
                         started = loop.running()
                         loop.ran(res, self.process(res, defer_ack=True), started)
                     loop.pause_s = 0.0
                 except Exception as exc:  # DriverError: unreachable queue; else a kashq bug
-                    self._unclaim_slot()
+                    self._quota.unclaim()
                     pause_s = loop.pause()
                     if isinstance(exc, DriverError):
                         log.warning("queue unavailable (%s); retrying in %.1fs", exc, pause_s)
@@ -377,17 +416,26 @@ class Worker:
         reserved with it wait in ``loop``."""
         opts = self.options
         acks = loop.acks
+        queues = self._controls.active(opts.queues)
+        if not queues:  # every queue is paused: send the acks, and wait
+            if acks:
+                self._ack_now(acks)
+                loop.sent_acks()
+            if self._holdings is not None:
+                self._holdings.reserved([])
+            self._stopping.wait(min(wait_s, POLL_S))
+            return None
         if self._batches is None:
             if len(acks) > 1:
                 self._ack_now(acks[:-1])
             ack = acks[-1] if acks else None
-            res = self.driver.reserve(opts.queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
+            res = self.driver.reserve(queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
             if self._holdings is not None:
                 self._holdings.reserved([] if res is None else [res])
         else:
-            limit = min(batch_size(opts.prefetch, loop.last_s), self._slots_left() + 1)
+            limit = min(batch_size(opts.prefetch, loop.last_s), self._quota.left(opts.prefetch) + 1)
             found = self._batches.reserve_batch(
-                opts.queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
+                queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
             )
             if self._holdings is not None:
                 self._holdings.reserved(found)
@@ -420,31 +468,11 @@ class Worker:
             return  # its lease brings it back; the next worker fails it properly
         self._settler.settle(self.driver.release, res, env)
 
-    def _slots_left(self) -> int:
-        """How many more jobs ``max_jobs`` allows beyond those claimed."""
-        max_jobs = self.options.max_jobs
-        if max_jobs is None:
-            return self.options.prefetch
-        with self._lock:
-            return max(max_jobs - self._claimed, 0)
-
-    def _claim_slot(self) -> bool:
-        """Reserve one of ``max_jobs`` before reserving a job, so threads never overshoot."""
-        opts = self.options
-        if opts.max_time_s is not None and time.monotonic() - self._started_at >= opts.max_time_s:
-            return False
-        with self._lock:
-            if opts.max_jobs is not None and self._claimed >= opts.max_jobs:
-                return False
-            self._claimed += 1
-            return True
-
-    def _unclaim_slot(self) -> None:
-        with self._lock:
-            self._claimed -= 1
-
     def _queues_empty(self) -> bool:
         """No job ready, delayed or reserved (Laravel's --stop-when-empty counts them all);
         a sharded connection counts the shards that answer (its ``reachable_sizes``)."""
+        queues = self._controls.active(self.options.queues)  # a paused queue counts as empty
+        if not queues:
+            return True
         sizes = getattr(self.driver, "reachable_sizes", self.driver.sizes)
-        return all(s.total == 0 for s in sizes(self.options.queues).values())
+        return all(s.total == 0 for s in sizes(queues).values())

@@ -4,8 +4,9 @@ A scenario dispatches jobs of :mod:`tests.chaos.chaos_jobs`, each under a
 fresh UUID, runs ``kashq queue:work`` on them while it injects faults, waits
 until every job has reached a terminal state, and then checks the invariant:
 
-- every dispatched job is **completed** (a ``done`` line in the ledger) **or
-  in failed_jobs**, never both and never neither, and only dispatched jobs ran;
+- every dispatched job is **completed** (a ``done`` line in the ledger), **in
+  failed_jobs**, or (in scenarios that cancel jobs) **cancelled**: exactly
+  one of them, and only dispatched jobs ran;
 - the queues are empty: nothing left ready, delayed or reserved;
 - jobs that completed more than once (duplicates) are at most the jobs that
   were in flight at the faults (each fault states its bound).
@@ -238,8 +239,15 @@ class Chaos:
                 pytest.fail(f"chaos[{self.name}]: timed out waiting for {what}")
             time.sleep(0.1)
 
-    def wait_settled(self, driver: Driver, store: FailedJobStore, timeout_s: float = 120) -> None:
-        """Wait until every dispatched job is completed or failed and the queue is empty."""
+    def wait_settled(
+        self,
+        driver: Driver,
+        store: FailedJobStore,
+        timeout_s: float = 120,
+        cancelled: Callable[[], set[str]] = set,
+    ) -> None:
+        """Wait until every dispatched job is completed, failed or ``cancelled()`` and the
+        queue is empty."""
 
         def settled() -> bool:
             try:
@@ -247,15 +255,19 @@ class Chaos:
                     return False
             except DriverError:  # a server the scenario restarts is on its way back
                 return False
-            done = set(self.ledger.done())
-            failed = {job.uuid for job in store.all()}
-            return all(job_id in done or job_id in failed for job_id in self.dispatched)
+            ended = set(self.ledger.done()) | {job.uuid for job in store.all()} | cancelled()
+            return all(job_id in ended for job_id in self.dispatched)
 
         self.wait_for("every job to complete or fail", settled, timeout_s)
 
     # -- the invariant ----------------------------------------------------
-    def check(self, driver: Driver, store: FailedJobStore) -> Summary:
-        """Assert the invariant (see the module docstring); print and return the summary."""
+    def check(
+        self, driver: Driver, store: FailedJobStore, cancelled: frozenset[str] = frozenset()
+    ) -> Summary:
+        """Assert the invariant (see the module docstring); print and return the summary.
+
+        ``cancelled`` are the jobs that ended cancelled (a scenario that cancels knows them).
+        """
         lines = self.ledger.lines()
         done = Counter(line.job_id for line in lines if line.kind == "done")
         failed = Counter(job.uuid for job in store.all())
@@ -280,12 +292,13 @@ class Chaos:
         assert sizes.total == 0, f"jobs left in the queue: {sizes}"
         strangers = (set(done) | set(failed)) - set(self.dispatched)
         assert not strangers, f"jobs that were never dispatched ran: {sorted(strangers)[:5]}"
-        missing = [i for i in self.dispatched if i not in done and i not in failed]
+        ends = {i: (i in done) + (i in failed) + (i in cancelled) for i in self.dispatched}
+        missing = [i for i, n in ends.items() if n == 0]
         assert not missing, (
-            f"{len(missing)} jobs lost (neither completed nor failed): {missing[:5]}"
+            f"{len(missing)} jobs lost (neither completed, failed nor cancelled): {missing[:5]}"
         )
-        both = [i for i in self.dispatched if i in done and i in failed]
-        assert not both, f"{len(both)} jobs both completed and failed: {both[:5]}"
+        both = [i for i, n in ends.items() if n > 1]
+        assert not both, f"{len(both)} jobs ended two ways: {both[:5]}"
         twice = [i for i, n in failed.items() if n > 1]
         assert not twice, f"jobs recorded in failed_jobs more than once: {twice[:5]}"
         early = [

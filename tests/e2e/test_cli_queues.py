@@ -35,7 +35,7 @@ from tests.e2e.test_cli import _kashq_executable
 from tests.support.redis import delete_prefix, shared_client
 from tests.support.services import REDIS_URL
 
-ZERO = {"ready": 0, "delayed": 0, "reserved": 0, "failed": 0}
+ZERO = {"ready": 0, "delayed": 0, "reserved": 0, "failed": 0, "paused": False}
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -104,9 +104,9 @@ def fill(driver: Driver, store: DatabaseFailedJobStore) -> None:
 
 
 FILLED = {
-    "default": {"ready": 2, "delayed": 1, "reserved": 0, "failed": 1},
-    "emails": {"ready": 1, "delayed": 0, "reserved": 1, "failed": 0},
-    "reports": {"ready": 0, "delayed": 0, "reserved": 0, "failed": 1},
+    "default": {"ready": 2, "delayed": 1, "reserved": 0, "failed": 1, "paused": False},
+    "emails": {"ready": 1, "delayed": 0, "reserved": 1, "failed": 0, "paused": False},
+    "reports": {"ready": 0, "delayed": 0, "reserved": 0, "failed": 1, "paused": False},
 }
 
 
@@ -161,7 +161,7 @@ def test_size_table_shows_the_same_figures(
     rows = table_cells(run.stdout)
     assert rows["queue"] == ["ready", "delayed", "reserved", "failed"]
     for queue, figures in FILLED.items():
-        assert rows[queue] == [str(n) for n in figures.values()]
+        assert rows[queue] == [str(figures[k]) for k in ("ready", "delayed", "reserved", "failed")]
 
 
 def test_size_of_given_queues_only(
@@ -545,7 +545,7 @@ def test_monitor_sees_a_running_queue_work_supervisor(
             _, stderr = worker.communicate()
     assert data["supervisors"] == 1, (data, stderr)
     assert data["workers"] == 2
-    assert data["queues"]["default"] == {"ready": 0, "delayed": 0, "reserved": 0, "failed": 0}
+    assert data["queues"]["default"] == ZERO
 
 
 @pytest.mark.parametrize(

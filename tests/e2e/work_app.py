@@ -135,6 +135,41 @@ class SpawnsSleep(Job):
         child.wait()
 
 
+def started(job_id: str) -> None:
+    fd = os.open(HERE / "started.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, f"{job_id}\\n".encode())
+    os.close(fd)
+
+
+class Polite(Job):
+    # runs until cancelled, checking between steps
+
+    def handle(self) -> None:
+        started(self.envelope.id)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.cancelled():
+            time.sleep(0.05)
+        record(self.envelope.id)
+
+
+class Stubborn(Job):
+    # never checks: only a kill stops it
+
+    def handle(self) -> None:
+        started(self.envelope.id)
+        time.sleep(60)
+        record(self.envelope.id)
+
+
+class Napper(Job):
+    async def handle(self) -> None:
+        import asyncio
+
+        started(self.envelope.id)
+        await asyncio.sleep(60)
+        record(self.envelope.id)
+
+
 class DiesOnce(Job):
     tries = 2
     backoff = 0
@@ -220,6 +255,13 @@ class App:
         assert proc.returncode == 0, proc.stderr
         rows: list[dict[str, Any]] = json.loads(proc.stdout)
         return rows
+
+    def started(self) -> Counter[str]:
+        """How many times each job started (the jobs that call ``started()``)."""
+        path = self.root / "started.txt"
+        if not path.exists():
+            return Counter()
+        return Counter(line for line in path.read_text().splitlines() if line)
 
     def wait_for_ledger(self, count: int, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
