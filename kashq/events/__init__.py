@@ -18,12 +18,9 @@ the driver's :class:`~kashq.drivers.base.Storage`): a Redis stream, the
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
 from kashq.config import Settings
-from kashq.drivers.base import Storage
 from kashq.events.base import (
     EVENT_TYPES,
     Event,
@@ -32,6 +29,7 @@ from kashq.events.base import (
 )
 from kashq.events.memory import MemoryEventStore, NullEventStore
 from kashq.events.recorder import EventRecorder
+from kashq.stores import Shelf, storage_of
 
 __all__ = [
     "EVENT_TYPES",
@@ -44,11 +42,8 @@ __all__ = [
     "store_for",
 ]
 
-# Memory events are state held by the store object, so everyone on one storage
-# must get the same store: one per storage handle (the driver itself). Weak
-# keys: a driver that is gone takes its events with it.
-_memory_stores: weakref.WeakKeyDictionary[Any, MemoryEventStore] = weakref.WeakKeyDictionary()
-_memory_lock = threading.Lock()
+# Memory events are state held by the store object: one per driver.
+_MEMORY: Shelf[MemoryEventStore] = Shelf()
 
 
 def store_for(driver: Any, settings: Settings, *, always: bool = False) -> EventStore:
@@ -65,24 +60,14 @@ def store_for(driver: Any, settings: Settings, *, always: bool = False) -> Event
     """
     if not settings.events and not always:
         return NullEventStore()
-    storage = getattr(driver, "storage", None)
-    if not isinstance(storage, Storage):
-        return _memory_store(driver, settings)
-    handle: Any = storage.handle
-    if storage.kind == "redis":
+    storage = storage_of(driver)
+    handle: Any = driver if storage is None else storage.handle
+    if storage is not None and storage.kind == "redis":
         from kashq.events.redis import RedisEventStore
 
         return RedisEventStore(handle, prefix=storage.prefix, max_len=settings.events_max_len)
-    if storage.kind == "database":
+    if storage is not None and storage.kind == "database":
         from kashq.events.database import DatabaseEventStore
 
         return DatabaseEventStore(handle)
-    return _memory_store(handle, settings)
-
-
-def _memory_store(owner: Any, settings: Settings) -> MemoryEventStore:
-    with _memory_lock:
-        store = _memory_stores.get(owner)
-        if store is None:
-            store = _memory_stores[owner] = MemoryEventStore(max_len=settings.events_max_len)
-        return store
+    return _MEMORY.get(handle, lambda: MemoryEventStore(max_len=settings.events_max_len))

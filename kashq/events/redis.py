@@ -34,8 +34,7 @@ import redis
 
 from kashq.drivers.redis import retry
 from kashq.drivers.redis.client import (
-    address_of,
-    connect,
+    RedisClientUser,
     execute_packed,
     failure,
     longest_block_s,
@@ -62,15 +61,13 @@ _APPEND_CHUNK = 1000  # events per script call
 _SCAN_MARGIN_MS = 60_000
 
 
-class RedisEventStore(Subscribing):
+class RedisEventStore(RedisClientUser, Subscribing):
     """Events in one Redis stream under ``prefix``."""
 
     def __init__(self, client: Any | str, *, prefix: str = "kashq", max_len: int = 100_000) -> None:
-        self._owned = isinstance(client, str)
-        self.client = connect(client) if isinstance(client, str) else client
+        RedisClientUser.__init__(self, client)
         self.key = stream_key(prefix)
         self.max_len = max_len
-        self.address = address_of(self.client)
         self._lua = LuaScripts("kashq.events", ("append",))
         self._longest_block_s = longest_block_s(self.client)
 
@@ -144,11 +141,6 @@ class RedisEventStore(Subscribing):
     def length(self) -> int:
         """How many events the stream holds."""
         return int(self._call(lambda: self.client.xlen(self.key)))
-
-    def close(self) -> None:
-        """Close the client if this store made it from a URL (a borrowed one stays open)."""
-        if self._owned:
-            self.client.close()
 
     def _last_id(self) -> str:
         newest = self._call(lambda: self.client.xrevrange(self.key, count=1))

@@ -16,8 +16,6 @@ jobs) and the scheduler use.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from kashq.drivers.base import Storage
@@ -25,6 +23,7 @@ from kashq.exceptions import ConfigError
 from kashq.locks.base import Lock, LockBackend, LockNotAcquired
 from kashq.locks.held import HeldLock
 from kashq.locks.memory import MemoryLocks
+from kashq.stores import Shelf, storage_of
 
 if TYPE_CHECKING:
     from kashq.locks.database import DatabaseLocks
@@ -47,8 +46,7 @@ __all__ = [
 # kept per driver object only so it is built once (keyed by the client or
 # engine, which the backend holds, an entry would never be dropped). Weak keys:
 # a driver that is gone takes its backend with it.
-_BACKENDS: weakref.WeakKeyDictionary[Any, LockBackend] = weakref.WeakKeyDictionary()
-_BACKENDS_MUTEX = threading.Lock()
+_BACKENDS: Shelf[LockBackend] = Shelf()
 
 
 def backend_for(driver: object) -> LockBackend:
@@ -61,15 +59,11 @@ def backend_for(driver: object) -> LockBackend:
     ``"memory"`` → one :class:`MemoryLocks` per driver, valid within this
     process. Every backend runs on the storage's clock.
     """
-    storage = getattr(driver, "storage", None)
-    if not isinstance(storage, Storage):
+    storage = storage_of(driver)
+    if storage is None:
         raise ConfigError(f"no lock backend for the {type(driver).__name__} driver")
     owner = storage.handle if storage.kind == "memory" else driver
-    with _BACKENDS_MUTEX:
-        backend = _BACKENDS.get(owner)
-        if backend is None:
-            backend = _BACKENDS[owner] = _build(storage, driver)
-        return backend
+    return _BACKENDS.get(owner, lambda: _build(storage, driver))
 
 
 def _build(storage: Storage, driver: object) -> LockBackend:

@@ -20,7 +20,7 @@ import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import address_of, connect, failure
+from kashq.drivers.redis.client import RedisClientUser, failure
 from kashq.drivers.redis.keys import counter_key, lock_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.locks.held import HeldLock, acquire_waiting, check_ttl, new_token
@@ -53,7 +53,7 @@ class _Scripts:
         return int(self._lua.run(self._client, "hit", [key], [expire_ms]))
 
 
-class DistributedLock:
+class DistributedLock(RedisClientUser):
     """A :class:`~kashq.locks.base.LockBackend` on Redis, keys under ``prefix``.
 
     ``client`` is a URL (``redis://``, ``rediss://``, ``redis+cluster://``) or a
@@ -64,11 +64,9 @@ class DistributedLock:
     def __init__(
         self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
     ) -> None:
-        self._owned = isinstance(client, str)
-        self.client = connect(client) if isinstance(client, str) else client
+        super().__init__(client)
         self.prefix = prefix
         self._clock = clock
-        self.address = address_of(self.client)
         self._scripts = _Scripts(self.client)
 
     def acquire(self, key: str, ttl_s: float, *, wait_s: float = 0.0) -> HeldLock:
@@ -105,11 +103,6 @@ class DistributedLock:
         """Make ``key`` last ``ttl_s`` from now if it is held under ``token``."""
         name = lock_key(self.prefix, key)
         return self._call("extending a lock", lambda: self._scripts.extend(name, token, _ms(ttl_s)))
-
-    def close(self) -> None:
-        """Close the connections, if this object opened them (it was given a URL)."""
-        if self._owned:
-            self.client.close()
 
     def _call(self, what: str, step: Callable[[], T]) -> T:
         try:

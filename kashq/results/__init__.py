@@ -15,13 +15,11 @@ drivers::
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
-from kashq.drivers.base import Storage
 from kashq.results.base import Outcome, Progress, ResultStore, ResultStoreError, StoredResult
 from kashq.results.memory import MemoryResultStore
+from kashq.stores import Shelf, storage_of
 
 if TYPE_CHECKING:
     from kashq.results.database import DatabaseResultStore
@@ -39,11 +37,8 @@ __all__ = [
     "store_for",
 ]
 
-# Memory results are state held by the store object, so everyone on one storage
-# must get the same store: one per storage handle (the driver itself). Weak
-# keys: a driver that is gone takes its results with it.
-_memory_stores: weakref.WeakKeyDictionary[Any, MemoryResultStore] = weakref.WeakKeyDictionary()
-_memory_lock = threading.Lock()
+# Memory results are state held by the store object: one per driver.
+_MEMORY: Shelf[MemoryResultStore] = Shelf()
 
 
 def store_for(driver: Any) -> ResultStore:
@@ -56,9 +51,9 @@ def store_for(driver: Any) -> ResultStore:
     ``"memory"``, or a driver that states no storage → one in-memory store per
     driver, the same on every call.
     """
-    storage = getattr(driver, "storage", None)
-    if not isinstance(storage, Storage):
-        return _memory_store(driver, None)
+    storage = storage_of(driver)
+    if storage is None:
+        return _MEMORY.get(driver, MemoryResultStore)
     handle: Any = storage.handle
     if storage.kind == "redis":
         from kashq.results.redis import RedisResultStore
@@ -68,16 +63,7 @@ def store_for(driver: Any) -> ResultStore:
         from kashq.results.database import DatabaseResultStore
 
         return DatabaseResultStore(handle, clock=storage.clock)
-    return _memory_store(handle, storage)
-
-
-def _memory_store(owner: Any, storage: Storage | None) -> MemoryResultStore:
-    with _memory_lock:
-        store = _memory_stores.get(owner)
-        if store is None:
-            store = MemoryResultStore(storage.clock) if storage else MemoryResultStore()
-            _memory_stores[owner] = store
-        return store
+    return _MEMORY.get(handle, lambda: MemoryResultStore(storage.clock))
 
 
 def __getattr__(name: str) -> Any:

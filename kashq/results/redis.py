@@ -26,7 +26,7 @@ import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import address_of, connect, failure, longest_block_s
+from kashq.drivers.redis.client import RedisClientUser, failure, longest_block_s
 from kashq.drivers.redis.keys import result_done_key, result_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.results.base import Outcome, Progress, ResultStoreError, StoredResult
@@ -45,7 +45,7 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class RedisResultStore:
+class RedisResultStore(RedisClientUser):
     """Job results in Redis under ``prefix``; ``clock`` dates the records (``expires_at``).
 
     ``client`` is a URL (see :func:`~kashq.drivers.redis.client.connect`) or a
@@ -55,11 +55,9 @@ class RedisResultStore:
     def __init__(
         self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
     ) -> None:
-        self._owned = isinstance(client, str)
-        self.client = connect(client) if isinstance(client, str) else client
+        super().__init__(client)
         self.prefix = prefix
         self._clock = clock
-        self.address = address_of(self.client)
         self._lua = LuaScripts("kashq.results", ("put", "progress"))
         self._longest_block_s = longest_block_s(self.client)
 
@@ -132,11 +130,6 @@ class RedisResultStore:
     def prune(self) -> int:
         """Nothing to do: Redis deletes expired records (hash and done stream) itself; 0."""
         return 0
-
-    def close(self) -> None:
-        """Close the client if this store made it from a URL (a borrowed one stays open)."""
-        if self._owned:
-            self.client.close()
 
     def _read(self, job_id: str) -> StoredResult | None:
         return _record(job_id, self.client.hgetall(result_key(self.prefix, job_id)))

@@ -177,3 +177,18 @@ def failure(
     if _DB_OUT_OF_RANGE in text:
         return ConfigError(f"invalid Redis URL {address}: the server has no such database ({text})")
     return kind(f"{what} at {address}: {text}")
+
+
+class RedisClientUser:
+    """What a store on Redis (results, events, locks) shares: its client, opened from a URL
+    or borrowed, and the address errors name. It closes only a client it opened."""
+
+    def __init__(self, client: Any | str) -> None:
+        self._owned = isinstance(client, str)
+        self.client = connect(client) if isinstance(client, str) else client
+        self.address = address_of(self.client)
+
+    def close(self) -> None:
+        """Close the client if this object made it from a URL (a borrowed one stays open)."""
+        if self._owned:
+            self.client.close()
