@@ -43,6 +43,7 @@ from kashq.exceptions import (
 )
 from kashq.failed import FailedJob, FailedJobStore, MemoryFailedJobStore
 from kashq.job import Job, NamedJob
+from kashq.listing import JobPage, JobSummary
 from kashq.locks import LockNotAcquired
 from kashq.manager import QueueManager, configure, manager
 from kashq.middleware import (
@@ -114,6 +115,26 @@ def cancel(job_id: str, connection: str | None = None) -> Cancellation:
     return manager().cancel(job_id, connection)
 
 
+def jobs(
+    *,
+    queue: str | None = None,
+    state: str = "ready",
+    type: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    connection: str | None = None,
+) -> JobPage:
+    """A page of jobs in ``state`` (``ready``, ``delayed``, ``reserved``, ``running``,
+    ``failed``, ``completed``, ``cancelled``, ``expired``), of ``queue`` (default: every
+    queue), ``type`` and ``tag``; ``page.cursor`` gives the next page (None: the last).
+    Nothing scans a whole queue (see :mod:`kashq.listing`)."""
+    return manager().jobs(
+        queue=queue, state=state, job_type=type, tag=tag, limit=limit, cursor=cursor,
+        connection=connection,
+    )  # fmt: skip
+
+
 def pause_queue(queue: str, connection: str | None = None) -> None:
     """Pause ``queue`` (``queue:pause``): every worker stops taking its jobs within about a
     second and finishes those it holds; dispatching goes on. Lasts until resumed."""
@@ -171,7 +192,9 @@ __all__ = [
     "JobFailed",
     "JobHandle",
     "JobNotFound",
+    "JobPage",
     "JobStatus",
+    "JobSummary",
     "JobTimeout",
     "KashqError",
     "LockNotAcquired",
@@ -218,6 +241,7 @@ __all__ = [
     "failed_jobs",
     "get_job",
     "handler",
+    "jobs",
     "load_settings",
     "manager",
     "pause_queue",

@@ -117,6 +117,17 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds a job's result is kept for `result()` and `queue:job` (0: none)",
     )
+    keep_completed: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "seconds a completed, cancelled or expired job stays in its queue's recent jobs "
+            "(0: none kept, the default: keeping them costs about 5% of a no-op drain)"
+        ),
+    )
+    keep_completed_max: int = Field(
+        10_000, ge=1, description="recent jobs kept per queue and outcome (the newest)"
+    )
     cancel_grace: float = Field(
         10.0,
         ge=0,

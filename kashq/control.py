@@ -28,6 +28,7 @@ from kashq.halts import (
     paused_since,
     queue_record,
 )
+from kashq.listing import JobPage, every, list_jobs
 from kashq.locks.unique import UniqueLock
 from kashq.names import check_queue_name
 from kashq.registry import REGISTRY
@@ -114,6 +115,31 @@ def cancel(manager: QueueManager, job_id: str, connection: str | None = None) ->
     return _ended(manager, name, job_id)
 
 
+def cancel_where(
+    manager: QueueManager,
+    *,
+    queue: str | None = None,
+    job_type: str | None = None,
+    tag: str | None = None,
+    connection: str | None = None,
+) -> list[Cancellation]:
+    """Cancel every waiting and running job matching the filters (at least one is needed):
+    each is listed (:func:`kashq.jobs`), then cancelled as :func:`cancel` does."""
+    if queue is None and job_type is None and tag is None:
+        raise ValueError("cancelling by filter needs a queue, a job type or a tag")
+    answers: list[Cancellation] = []
+    for state in ("ready", "delayed", "reserved"):
+
+        def pages(cursor: str | None, state: str = state) -> JobPage:
+            return list_jobs(
+                manager, queue=queue, state=state, job_type=job_type, tag=tag, limit=500,
+                cursor=cursor, connection=connection,
+            )  # fmt: skip
+
+        answers += [cancel(manager, job.id, connection) for job in every(pages)]
+    return answers
+
+
 def pause(manager: QueueManager, queue: str, connection: str | None = None) -> None:
     """Pause ``queue``: every worker stops reserving from it within about a second."""
     check_queue_name(queue)
@@ -166,9 +192,7 @@ def _record_removed(manager: QueueManager, name: str, found: FoundJob) -> None:
             finished_at=manager.clock.time(),
         )  # fmt: skip
         manager.results(name).put(result, ttl_s)
-    recorder = manager.recorder(name)
-    if recorder is not None:
-        recorder.cancelled([env])
+    manager.worker_recorder(name).cancelled([env])  # events, and the recent jobs
 
 
 def _result_ttl(env: Envelope, default_s: float) -> float:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kashq.envelope import Envelope, new_job_id
 from kashq.exceptions import JobDefinitionError
-from kashq.names import check_queue_name
+from kashq.names import check_queue_name, check_tags
 from kashq.retry import (
     Backoff,
     Exponential,
@@ -49,6 +49,7 @@ class DispatchOptions:
     backoff: Backoff | None = None
     retry_until: datetime | timedelta | None = None
     expiry: datetime | float | None = None  # a time, or seconds from the dispatch
+    tags: tuple[str, ...] = ()
     timeout_s: float | None = None
     delay_s: float | None = None
     available_at: float | None = None
@@ -81,6 +82,7 @@ class Dispatchable:
     max_deliveries: ClassVar[int | None] = None
     expires_in: ClassVar[Delay | None] = None
     expires_at: ClassVar[datetime | Callable[..., datetime] | None] = None
+    tags: ClassVar[Sequence[str] | Callable[..., Sequence[str]]] = ()
 
     _kashq_opts: DispatchOptions
 
@@ -121,6 +123,13 @@ class Dispatchable:
         """Drop the job as ``expired``, never run, if no worker has started it by ``when``:
         a time, or a span (seconds or timedelta) from the dispatch."""
         self._opts().expiry = when if isinstance(when, datetime) else delay_seconds(when, "expiry")
+        return self
+
+    def with_tags(self, *tags: str) -> Self:
+        """Add ``tags`` to the job's own (its ``tags``): ``kashq.jobs(tag=...)`` and
+        ``queue:jobs --tag`` find it by any of them."""
+        opts = self._opts()
+        opts.tags = check_tags((*opts.tags, *tags))
         return self
 
     def with_timeout(self, timeout_s: float) -> Self:
@@ -221,7 +230,24 @@ class Dispatchable:
             # A method (Laravel's retryUntil()) is called at dispatch, on this job.
             env.retry_until = deadline_of(self.retry_until if callable(deadline) else deadline, now)
         env.expires_at = self._expires_at(now)
+        if cls.tags or opts.tags:
+            env.tags = self._tags(opts.tags)
         return env
+
+    def _tags(self, extra: tuple[str, ...]) -> tuple[str, ...]:
+        """The class's ``tags`` (a method is called on this job, at dispatch), then ``extra``."""
+        own = self.tags
+        if callable(own):
+            try:
+                own = own()
+            except Exception as exc:
+                raise JobDefinitionError(
+                    f"{type(self).__qualname__}.tags() raised {type(exc).__name__}: {exc}"
+                ) from exc
+        try:
+            return check_tags((*own, *extra))
+        except (TypeError, ValueError) as exc:
+            raise JobDefinitionError(f"{type(self).__qualname__}: {exc}") from None
 
     def _expires_at(self, now: float) -> float | None:
         """Unix seconds after which the job is not started: per dispatch, else the class's

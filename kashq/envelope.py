@@ -26,6 +26,8 @@ only JSON. Field by field (JSON key = attribute name):
                    the job is not retried, whatever its tries
 ``expires_at``     present only with an expiry: Unix seconds after which the
                    job is not started (it is dropped as ``expired``)
+``tags``           present only when the job has tags: a list of strings
+                   (``queue:jobs --tag``, ``kashq.jobs(tag=...)`` find it by them)
 ``exceptions``     present only once an attempt raised: how many did
                    (``max_exceptions`` counts them; releases do not)
 ``failure``        set only while a permanent failure waits to be recorded
@@ -109,6 +111,7 @@ class Envelope:
     retry_until: float | None = None
     exceptions: int = 0
     expires_at: float | None = None
+    tags: tuple[str, ...] = ()
 
     def encode(self) -> str:
         """The JSON text drivers store (keys in the documented order)."""
@@ -129,6 +132,8 @@ class Envelope:
             text += f',"exceptions":{self.exceptions}'
         if self.expires_at is not None:
             text += f',"expires_at":{self.expires_at!r}'
+        if self.tags:
+            text += f',"tags":{_dumps(list(self.tags))}'
         if self.failure is not None:
             failure = {"error": self.failure.error, "exception": self.failure.exception}
             if self.failure.reason:
@@ -179,6 +184,11 @@ def decode(raw: str | bytes) -> Envelope:
             exceptions=_or(get("exceptions"), 0),
             expires_at=get("expires_at"),
         )
+        tags = get("tags")
+        if tags:
+            if type(tags) is not list or not all(type(tag) is str for tag in tags):
+                raise TypeError("field 'tags' must be a list of strings")
+            env.tags = tuple(tags)
         backoff = get("backoff")
         if backoff is not None:
             env.backoff = backoff_from_json(backoff)

@@ -30,7 +30,7 @@ from kashq.dispatchable import (
 )
 from kashq.envelope import Envelope
 from kashq.exceptions import JobDefinitionError, PayloadError
-from kashq.names import check_queue_name
+from kashq.names import check_queue_name, check_tags
 from kashq.registry import REGISTRY, qualified_name
 from kashq.retry import backoff_of, check_retry_rules, deadline_of
 
@@ -294,6 +294,8 @@ def _check_class_options(cls: type[Dispatchable]) -> None:
             delay_seconds(cls.expires_in, "expires_in")
         if cls.expires_at is not None and not callable(cls.expires_at):
             expiry_time(cls.expires_at)
+        if not callable(cls.tags):
+            check_tags(cls.tags)
         check_int("priority", cls.priority)
         if isinstance(cls, type) and issubclass(cls, Job):
             _check_unique(cls)

@@ -32,7 +32,10 @@ from kashq.exceptions import ConfigError
 from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.job import Dispatchable
+from kashq.listing import JobPage, list_jobs
 from kashq.locks import LockBackend, backend_for
+from kashq.recent import RecentStore
+from kashq.recent import store_for as recent_for
 from kashq.results import ResultStore
 from kashq.results import store_for as results_for
 from kashq.retry import parse_backoff
@@ -60,6 +63,7 @@ class QueueManager:
         self._connections: dict[str, Driver] = {}
         self._recorders: dict[str, EventRecorder] = {}
         self._results: dict[str, ResultStore] = {}
+        self._recent: dict[str, RecentStore] = {}
         self._alerts: list[AlertDispatcher] = []
         self._lock = threading.Lock()
         self._dispatcher = QueueDispatcher(
@@ -142,15 +146,17 @@ class QueueManager:
 
     def recorder(self, connection: str | None = None) -> EventRecorder | None:
         """The event recorder of ``connection``; None when events are off (``KASHQ_EVENTS``)."""
-        return self._recorder_of(connection) if self.settings.events else None
+        return self.worker_recorder(connection) if self.settings.events else None
 
-    def _recorder_of(self, connection: str | None) -> EventRecorder:
-        """The recorder a worker reports to; with events off it records progress only."""
+    def worker_recorder(self, connection: str | None = None) -> EventRecorder:
+        """The recorder a worker reports to; with events off it records only progress and
+        (with ``KASHQ_KEEP_COMPLETED``) the jobs that ended recently."""
         name = connection or self.settings.connection
         recorder = self._recorders.get(name)
         if recorder is not None:
             return recorder
         driver, results = self.connection(name), self.results(name)
+        recent = self.recent(name) if self.settings.keep_completed > 0 else None
         with self._lock:
             recorder = self._recorders.get(name)
             if recorder is None:
@@ -158,6 +164,8 @@ class QueueManager:
                     store_for(driver, self.settings),
                     results=results,
                     result_ttl_s=self.settings.result_ttl,
+                    recent=recent,
+                    clock=self.clock,
                 )
             return recorder
 
@@ -169,6 +177,16 @@ class QueueManager:
             store = self._results.get(name)
             if store is None:
                 store = self._results[name] = results_for(driver)
+            return store
+
+    def recent(self, connection: str | None = None) -> RecentStore:
+        """Where connection ``connection`` lists the jobs that ended recently, per queue."""
+        name = connection or self.settings.connection
+        driver = self.connection(name)
+        with self._lock:
+            store = self._recent.get(name)
+            if store is None:
+                store = self._recent[name] = recent_for(driver, self.settings)
             return store
 
     def locks(self, connection: str | None = None) -> LockBackend:
@@ -225,7 +243,7 @@ class QueueManager:
     def _listen(self, worker: Worker, name: str) -> None:
         from kashq.metrics import DefaultMetrics  # prometheus-client loads with the first worker
 
-        recorder = self._recorder_of(name)
+        recorder = self.worker_recorder(name)
         worker.add_listener(recorder.listener)
         worker.send_progress_to(recorder.progress)
         DefaultMetrics.attach(worker)
@@ -269,6 +287,23 @@ class QueueManager:
         """Cancel job ``job_id`` (see :func:`kashq.cancel`)."""
         return control.cancel(self, job_id, connection)
 
+    def cancel_where(
+        self,
+        *,
+        queue: str | None = None,
+        job_type: str | None = None,
+        tag: str | None = None,
+        connection: str | None = None,
+    ) -> list[Cancellation]:
+        """Cancel every waiting and running job of ``queue`` / ``job_type`` / ``tag``."""
+        return control.cancel_where(
+            self, queue=queue, job_type=job_type, tag=tag, connection=connection
+        )
+
+    def jobs(self, **filters: Any) -> JobPage:
+        """A page of jobs (see :func:`kashq.jobs` for the filters)."""
+        return list_jobs(self, **filters)
+
     def pause(self, queue: str, connection: str | None = None) -> None:
         """Pause ``queue`` on every worker (see :func:`kashq.pause_queue`)."""
         control.pause(self, queue, connection)
@@ -292,6 +327,7 @@ class QueueManager:
             drivers, self._connections = list(self._connections.values()), {}
             recorders, self._recorders = list(self._recorders.values()), {}
             results, self._results = list(self._results.values()), {}
+            recent, self._recent = list(self._recent.values()), {}
             alerts, self._alerts = self._alerts, []
             stores = list(self._stores.values())
         for dispatcher in alerts:
@@ -300,6 +336,8 @@ class QueueManager:
             recorder.close()  # before its driver: the store shares the driver's client
         for result_store in results:
             result_store.close()  # before its driver, as the recorders
+        for recent_store in recent:
+            recent_store.close()
         for driver in drivers:
             driver.close()
         for store in stores:

@@ -26,3 +26,28 @@ def check_queue_name(queue: object) -> str:
     if not is_queue_name(queue):
         raise ValueError(f"a queue name is {QUEUE_NAME_RULE}, got {queue!r}")
     return queue
+
+
+TAG_MAX = 100
+TAGS_MAX = 20
+_EDGE, _INSIDE = r"[^\x00-\x1f\x7f\s]", r"[^\x00-\x1f\x7f]"
+_TAG = re.compile(rf"^{_EDGE}(?:{_INSIDE}{{0,{TAG_MAX - 2}}}{_EDGE})?$")
+TAG_RULE = f"1-{TAG_MAX} characters, no control characters, no spaces at either end"
+
+
+def is_tag(tag: object) -> TypeGuard[str]:
+    """Whether ``tag`` is a usable job tag (``user:42``, ``App\\Models\\Video:7``)."""
+    return isinstance(tag, str) and _TAG.match(tag) is not None
+
+
+def check_tags(tags: object) -> tuple[str, ...]:
+    """``tags`` (an iterable of tags) as a tuple without repeats; else ValueError saying why."""
+    if isinstance(tags, str) or not hasattr(tags, "__iter__"):
+        raise ValueError(f"tags must be a list of strings, got {tags!r}")
+    checked = tuple(dict.fromkeys(tags))
+    for tag in checked:
+        if not is_tag(tag):
+            raise ValueError(f"a tag is {TAG_RULE}, got {tag!r}")
+    if len(checked) > TAGS_MAX:
+        raise ValueError(f"a job has at most {TAGS_MAX} tags, got {len(checked)}")
+    return checked

@@ -202,16 +202,20 @@ def drain(*queues: str, manager: QueueManager | None = None, **worker_options: A
     if not isinstance(driver, MemoryDriver):
         raise TypeError("drain() works on the memory connection only")
     stats = WorkerStats()
-    while True:  # jobs dispatched during the drain may open queues not seen before
-        paused = manager.paused("memory")  # a paused queue's jobs stay where they are
-        names = tuple(q for q in (queues or driver.queue_names()) if q not in paused)
-        if not names:
-            return stats
+
+    def unpaused() -> tuple[str, ...]:  # a paused queue's jobs stay where they are
+        paused = manager.paused("memory")
+        return tuple(q for q in (queues or driver.queue_names()) if q not in paused)
+
+    names = unpaused()
+    while names:  # jobs dispatched during the drain may open queues not seen before
         worker = manager.worker("memory", queues=names, **worker_options)
         worker.drain()
         stats.add(worker.stats)
+        names = unpaused()
         if not any(s.ready or s.delayed for s in driver.sizes(names).values()):
-            return stats
+            break
+    return stats
 
 
 def _type_name(job: JobSelector) -> str:

@@ -12,6 +12,7 @@ from kashq.cli import (
     events,
     failed,
     jobs,
+    listing,
     make,
     migrate,
     output,
@@ -56,6 +57,7 @@ control.register(app)
 failed.register(app)
 events.register(app)
 jobs.register(app)
+listing.register(app)
 schedule.register(app)
 webhooks.register(app)
 

@@ -7,12 +7,13 @@ alone by every worker on every host until it is continued.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import typer
 
 from kashq.cli import output
-from kashq.cli.common import ConnectionOpt, JsonOpt, opened
+from kashq.cli.common import ConnectionOpt, JsonOpt, one_queue, opened
 from kashq.names import QUEUE_NAME_RULE, is_queue_name
 
 QueuesArg = Annotated[
@@ -24,22 +25,51 @@ QueuesArg = Annotated[
 @output.friendly
 def cancel_command(
     job_ids: Annotated[
-        list[str],
-        typer.Argument(metavar="ID...", help="Ids (uuid) of the jobs.", show_default=False),
-    ],
+        list[str] | None,
+        typer.Argument(metavar="[ID]...", help="Ids (uuid) of the jobs.", show_default=False),
+    ] = None,
     connection: ConnectionOpt = None,
+    *,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", "-q", help="Every job of this queue.", show_default=False),
+    ] = None,
+    job_type: Annotated[
+        str | None,
+        typer.Option("--type", "-t", help="Every job of this type.", show_default=False),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="Every job with this tag.", show_default=False)
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cancel jobs: a waiting one never runs; a running one is stopped (exit 1 if a job
-    was unknown or had already ended)."""
+    """Cancel jobs by id, or every waiting and running job of a --queue, --type and --tag: a
+    waiting one never runs, a running one is stopped (exit 1 if an id was unknown or its
+    job had already ended)."""
+    filtered = queue is not None or job_type is not None or tag is not None
+    if not job_ids and not filtered:
+        raise output.fail("give job ids, or --queue, --type or --tag", code=2)
+    if job_ids and filtered:
+        raise output.fail("give job ids or filters, not both", code=2)
+    name = one_queue(queue)
     with opened(connection) as (manager, _):
-        answers = [manager.cancel(job_id) for job_id in job_ids]
+        if job_ids:
+            answers = [manager.cancel(job_id) for job_id in job_ids]
+        else:
+            answers = manager.cancel_where(queue=name, job_type=job_type, tag=tag)
+    if filtered and not as_json:
+        counts = Counter(answer.outcome for answer in answers)
+        output.line(
+            f"{counts['cancelled']} waiting job(s) cancelled, "
+            f"{counts['aborting']} running job(s) told to stop."
+        )
+        return
     if as_json:
         output.print_json([answer.to_dict() for answer in answers])
     else:
         for answer in answers:
             output.line(answer.message)
-    if any(answer.outcome in ("unknown", "ended") for answer in answers):
+    if job_ids and any(answer.outcome in ("unknown", "ended") for answer in answers):
         raise typer.Exit(code=1)
 
 

@@ -47,7 +47,7 @@ QueuesOpt = Annotated[
     ),
 ]
 
-Sizes = dict[str, dict[str, int]]
+Sizes = dict[str, dict[str, Any]]
 
 
 def queue_names(
@@ -78,32 +78,63 @@ def sizes(
     return result
 
 
-def _measure(manager: QueueManager, store: FailedJobStore, queues: list[str]) -> Sizes:
+def _measure(
+    manager: QueueManager, store: FailedJobStore, queues: list[str], *, waits: bool = False
+) -> Sizes:
+    """The sizes of ``queues`` (default: every known queue); with ``waits``, each queue's
+    ``oldest_wait_s`` too: how long its longest-waiting ready job has waited (None: none)."""
     driver = manager.connection()
     paused = manager.paused()
-    return sizes(driver, store, queues or queue_names(manager, driver, store, paused), paused)
+    names = queues or queue_names(manager, driver, store, paused)
+    figures = sizes(driver, store, names, paused)
+    if waits:
+        now = driver.storage.clock.time()
+        for name, since in driver.oldest_ready(names).items():
+            figures[name]["oldest_wait_s"] = None if since is None else round(now - since, 3)
+    return figures
 
 
-def _alerts(figures: Sizes, max_jobs: int | None) -> list[str]:
-    if max_jobs is None:
-        return []
-    return [q for q, f in figures.items() if f["ready"] + f["delayed"] > max_jobs]
+def _alerts(figures: Sizes, max_jobs: int | None, max_wait_s: float | None = None) -> list[str]:
+    """The queues over ``max_jobs`` ready+delayed jobs, or whose oldest ready job has
+    waited more than ``max_wait_s``."""
+    alerts = []
+    for name, f in figures.items():
+        waited = f.get("oldest_wait_s")
+        if (max_jobs is not None and f["ready"] + f["delayed"] > max_jobs) or (
+            max_wait_s is not None and waited is not None and waited > max_wait_s
+        ):
+            alerts.append(name)
+    return alerts
 
 
 def _sizes_table(figures: Sizes, alerts: Sequence[str] = (), *, status: bool = False) -> Table:
     counts = ["ready", "delayed", "reserved", "failed"]
     any_paused = any(f["paused"] for f in figures.values())
+    waits = status and any("oldest_wait_s" in f for f in figures.values())
     rows = []
     for name, f in figures.items():
         rows.append([name, *(str(f[k]) for k in counts)])
+        if waits:
+            rows[-1].append(_age(f.get("oldest_wait_s")))
         if status:
             rows[-1].append("ALERT" if name in alerts else "PAUSED" if f["paused"] else "OK")
         elif any_paused:
             rows[-1].append("yes" if f["paused"] else "")
     styles = ["bold red" if name in alerts else None for name in figures]
     extra = ["status"] if status else ["paused"] if any_paused else []
-    columns = ["queue", *counts, *extra]
-    return output.table(columns, rows, right=counts, styles=styles)
+    columns = ["queue", *counts, *(["oldest wait"] if waits else []), *extra]
+    return output.table(columns, rows, right=[*counts, "oldest wait"], styles=styles)
+
+
+def _age(seconds: float | None) -> str:
+    """A wait as people read it: ``-`` (none), ``4.2s``, ``12m``, ``3.5h``."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 @output.friendly
@@ -234,6 +265,14 @@ def monitor_command(
         int | None,
         typer.Option("--max", min=0, help="Alert when a queue's ready+delayed jobs exceed this."),
     ] = None,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait",
+            min=0,
+            help="Alert when a queue's oldest ready job has waited longer than this (seconds).",
+        ),
+    ] = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Print once and exit: 1 if any queue is over --max (cron)."),
@@ -245,26 +284,34 @@ def monitor_command(
         bool, typer.Option("--json", help="With --once: print JSON instead of a table.")
     ] = False,
 ) -> None:
-    """Watch queue sizes and throughput live (Ctrl-C to stop); --once for scripts."""
+    """Watch queue sizes, the oldest job's wait and throughput live (Ctrl-C to stop); --once
+    for scripts (exit 1 when a queue is over --max or --max-wait)."""
     queues = queue_list(queue)
     if as_json and not once:
         raise output.fail("--json needs --once (the live view is for people)", code=2)
     with opened(either(connection, connection_option)) as (manager, store):
+        limits = _Limits(max_jobs, max_wait)
         if once:
-            _monitor_once(manager, store, queues, max_jobs, as_json)
+            _monitor_once(manager, store, queues, limits, as_json)
         else:
-            _monitor_live(manager, store, queues, max_jobs, interval)
+            _monitor_live(manager, store, queues, limits, interval)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_jobs: int | None
+    max_wait_s: float | None
 
 
 def _monitor_once(
     manager: QueueManager,
     store: FailedJobStore,
     queues: list[str],
-    max_jobs: int | None,
+    limits: _Limits,
     as_json: bool,
 ) -> None:
-    figures = _measure(manager, store, queues)
-    alerts = _alerts(figures, max_jobs)
+    figures = _measure(manager, store, queues, waits=True)
+    alerts = _alerts(figures, limits.max_jobs, limits.max_wait_s)
     throughput = Throughput()
     throughput.update(manager.connection().get_control(SUPERVISOR_PREFIX), time.time())
     if as_json:
@@ -286,7 +333,7 @@ def _monitor_live(
     manager: QueueManager,
     store: FailedJobStore,
     queues: list[str],
-    max_jobs: int | None,
+    limits: _Limits,
     interval_s: float,
 ) -> None:
     driver = manager.connection()
@@ -296,9 +343,9 @@ def _monitor_live(
     try:
         with output.sigterm_as_ctrl_c(), output.frames(in_place=on_terminal) as show:
             while True:
-                figures = _measure(manager, store, queues)
+                figures = _measure(manager, store, queues, waits=True)
                 throughput.update(driver.get_control(SUPERVISOR_PREFIX), time.time())
-                alerts = _alerts(figures, max_jobs)
+                alerts = _alerts(figures, limits.max_jobs, limits.max_wait_s)
                 connection = manager.settings.connection
                 frame = _frame(connection, figures, alerts, throughput, live=on_terminal)
                 show(frame)

@@ -19,6 +19,12 @@ supervisors' live stats); ``expires_at`` is Unix seconds, or NULL for never.
 
 ``job_results`` keeps each job's outcome and progress by id until its
 ``expires_at`` (Unix seconds on the driver's clock); see :mod:`kashq.results`.
+
+``kashq_job_tags`` is the tag index of ``kashq_jobs``: a row per tag of each
+tagged job, written with the job and deleted when it leaves.
+
+``job_recent`` lists the jobs that ended recently (completed, cancelled,
+expired), per queue and outcome, trimmed by age and count; see :mod:`kashq.recent`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,11 @@ SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), *MYSQL)
 # MySQL compares strings case-insensitively by default; control names are exact.
 CONTROL_NAME = String(191).with_variant(mysql.VARCHAR(191, collation="utf8mb4_bin"), *MYSQL)
+# ... and so are the queue names and job ids of the recent jobs' lists (job_recent).
+EXACT_QUEUE = String(200).with_variant(mysql.VARCHAR(200, collation="utf8mb4_bin"), *MYSQL)
+EXACT_JOB_ID = String(36).with_variant(mysql.VARCHAR(36, collation="utf8mb4_bin"), *MYSQL)
+# Tags are exact too (kashq.names.TAG_MAX characters).
+TAG = String(100).with_variant(mysql.VARCHAR(100, collation="utf8mb4_bin"), *MYSQL)
 # MySQL's DATETIME drops fractions of a second unless asked to keep them.
 AWARE_DATETIME = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), *MYSQL)
 
@@ -110,6 +121,8 @@ class Tables:
     counters: Table
     job_events: Table
     job_results: Table
+    job_recent: Table
+    job_tags: Table
 
     @property
     def version_table(self) -> str:
@@ -146,6 +159,8 @@ def tables(prefix: str) -> Tables:
         counters=_counters(metadata, name),
         job_events=_job_events(metadata, name),
         job_results=_job_results(metadata, name),
+        job_recent=_job_recent(metadata, name),
+        job_tags=_job_tags(metadata, name),
     )
 
 
@@ -171,6 +186,9 @@ def _jobs(metadata: MetaData, name: Name) -> Table:
     # available row.
     c = table.c
     Index(name("ix_kashq_jobs_reserve"), c.queue, c.priority.desc(), c.seq)
+    # Serves the delayed jobs by time (token NULL), the reserved ones (token set)
+    # and the oldest ready job: Driver.list_jobs and Driver.oldest_ready.
+    Index(name("ix_kashq_jobs_state"), c.queue, c.token, c.available_at, c.seq)
     return table
 
 
@@ -283,6 +301,52 @@ def _job_results(metadata: MetaData, name: Name) -> Table:
     return table
 
 
+def _job_recent(metadata: MetaData, name: Name) -> Table:
+    """The recent jobs on the database driver: a row per job that ended, per queue and outcome.
+
+    One row per job in each list (``outcome``: completed, cancelled, expired);
+    ``tags`` is a JSON list, ``error`` why a job did not run.
+    """
+    table = Table(
+        name("job_recent"),
+        metadata,
+        Column("id", SEQ_TYPE, primary_key=True, autoincrement=True),
+        Column("queue", EXACT_QUEUE, nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("job_id", EXACT_JOB_ID, nullable=False),
+        Column("job_type", String(255), nullable=False),
+        Column("finished_at", Double, nullable=False),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("duration_s", Double, nullable=True),
+        Column("tags", Text, nullable=False),
+        Column("error", Text, nullable=False),
+        UniqueConstraint("queue", "outcome", "job_id", name=name("uq_job_recent_job")),
+    )
+    c = table.c
+    # Serves pages (newest first, by keyset), counts and the trims of one list.
+    Index(name("ix_job_recent_list"), c.queue, c.outcome, c.finished_at, c.job_id)
+    # Serves the sweep of rows past their age, and the list of queues.
+    Index(name("ix_job_recent_finished_at"), c.finished_at)
+    return table
+
+
+def _job_tags(metadata: MetaData, name: Name) -> Table:
+    """The tag index: one row per tag of each tagged job of ``kashq_jobs``, in the order
+    they were written (``seq``), deleted with the job."""
+    table = Table(
+        name("kashq_job_tags"),
+        metadata,
+        Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
+        Column("queue", String(200), nullable=False),
+        Column("tag", TAG, nullable=False),
+        Column("job_id", String(36), nullable=False),
+    )
+    c = table.c
+    Index(name("ix_kashq_job_tags_tag"), c.queue, c.tag, c.seq)  # a tag's jobs, in order
+    Index(name("ix_kashq_job_tags_job_id"), c.job_id)  # a leaving job's rows
+    return table
+
+
 _UNPREFIXED = tables("")
 metadata = _UNPREFIXED.metadata
 jobs = _UNPREFIXED.jobs
@@ -292,3 +356,5 @@ locks = _UNPREFIXED.locks
 counters = _UNPREFIXED.counters
 job_events = _UNPREFIXED.job_events
 job_results = _UNPREFIXED.job_results
+job_tags = _UNPREFIXED.job_tags
+job_recent = _UNPREFIXED.job_recent

@@ -9,6 +9,7 @@ ends, the driver hands it out again and counts the delivery.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -113,6 +114,45 @@ class FoundJob:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedJob:
+    """One job of a :class:`JobListing`: its id and how it stands, as :meth:`Driver.find` says."""
+
+    id: str
+    job: FoundJob
+
+
+@dataclass(frozen=True, slots=True)
+class JobListing:
+    """A page of :meth:`Driver.list_jobs`; ``cursor`` gives the next page (None: no more)."""
+
+    jobs: list[ListedJob]
+    cursor: str | None
+
+
+JOB_STATES: tuple[JobState, ...] = ("ready", "delayed", "reserved")
+LIST_LIMIT_MAX = 1000
+"""The most jobs one page of :meth:`Driver.list_jobs` holds."""
+
+
+def tags_of(raw: str) -> tuple[str, ...]:
+    """The tags stored job ``raw`` carries (the envelope's ``tags``).
+
+    Text without a ``"tags"`` key is not parsed, so asking about an untagged job
+    costs a substring search; text that does not parse has no tags.
+    """
+    if '"tags"' not in raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return ()
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(tags, list):
+        return ()
+    return tuple(dict.fromkeys(tag for tag in tags if isinstance(tag, str)))
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSizes:
     """How many jobs a queue holds in each state."""
 
@@ -123,6 +163,12 @@ class QueueSizes:
     @property
     def total(self) -> int:
         return self.ready + self.delayed + self.reserved
+
+    def __add__(self, other: QueueSizes) -> QueueSizes:
+        """The counts of two places added up (the shards of a sharded connection)."""
+        return QueueSizes(
+            self.ready + other.ready, self.delayed + other.delayed, self.reserved + other.reserved
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +256,49 @@ class Driver(Protocol):
         leaves no trace: the other jobs keep their order, and an emptied queue is no longer
         listed by :meth:`queue_names`. Its unique claim, if any, is the caller's to free
         (:func:`kashq.envelope.unique_claim` of its ``raw``), as after :meth:`clear`.
+        """
+        ...
+
+    def list_jobs(
+        self,
+        queue: str,
+        state: JobState,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> JobListing:
+        """A page of the jobs of ``queue`` in ``state``, each as :meth:`find` would answer.
+
+        States are judged as :meth:`find` judges them (a delayed job whose time has come
+        is ready; a reserved job whose lease lapsed is reserved). Order: ``"ready"`` in
+        the order workers take them (priority high first, then first in); ``"delayed"``
+        by due time, soonest first; ``"reserved"`` by lease deadline, soonest first (a
+        lapsed lease first of all). With ``tag``, only the jobs carrying it, read from
+        the tag index in the order they were pushed or released, whatever the state.
+
+        ``cursor`` is the previous page's, opaque text. Paging is stable: walking every
+        page while nothing changes lists each job once, and a job that stays where it
+        is while others come and go is neither skipped nor listed twice (a job that
+        moves, as a reserved job whose lease is renewed does, may be). A page may hold
+        fewer than ``limit`` jobs with a cursor to go on (a tag listing walks a bounded
+        number of tagged jobs per call). A page costs O(``limit``), plus with ``tag``
+        the tagged jobs of other states walked past; no call scans the whole queue.
+
+        ValueError (one line) for a state not in :data:`JOB_STATES`, a ``limit`` outside
+        1..:data:`LIST_LIMIT_MAX`, a tag that is no tag, or a cursor this listing did
+        not give; a backend failure is a DriverError.
+        """
+        ...
+
+    def oldest_ready(self, queues: Sequence[str]) -> dict[str, float | None]:
+        """For each queue, the ``available_at`` (driver clock) of the ready job that has
+        waited longest, a delayed job that fell due included; None: no ready job.
+
+        Read from indexes, never by scanning a queue (``queue:monitor``'s "oldest
+        waiting" and ``--max-wait``). Exact, except on Redis while a delayed or retried job
+        that fell due sits ahead of older jobs of its priority: the answer is then that
+        job's time, later than the truth (see :func:`kashq.drivers.redis.listing.oldest`).
         """
         ...
 

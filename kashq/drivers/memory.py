@@ -2,33 +2,40 @@
 
 Jobs live in this process only and are lost when it exits. Otherwise it keeps
 the same rules as the durable drivers (priorities, FIFO within a priority,
-delayed jobs, leases with re-delivery), which is why it runs the same driver
-contract suite and can stand in for them in tests.
+delayed jobs, leases with re-delivery, a tag index, listings with cursors),
+which is why it runs the same driver contract suite and can stand in for them
+in tests. Each queue keeps its jobs in sorted indexes (:mod:`.sortedkeys`), one
+per state and one per tag, so no step walks a whole queue.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers import cursor as cursors
 from kashq.drivers.base import (
     Cleared,
     FoundJob,
+    JobListing,
     JobState,
+    ListedJob,
     QueueSizes,
     Reservation,
     Storage,
     check_control_name,
     is_job_id,
 )
+from kashq.drivers.sortedkeys import SortedKeys
 from kashq.envelope import Envelope, unique_claim
 
 _READY, _DELAYED, _RESERVED = "ready", "delayed", "reserved"
+_SHAPES = {"ready": "ii", "delayed": "fi", "reserved": "fi"}
 
 
 @dataclass(slots=True)
@@ -38,6 +45,8 @@ class _Stored:
     priority: int
     state: str
     seq: int
+    tags: tuple[str, ...] = ()
+    placed: int = 0  # seq when pushed or released: its place in its tags' indexes
     deliveries: int = 0
     token: str = ""
     lease_until: float = 0.0
@@ -46,12 +55,12 @@ class _Stored:
 
 @dataclass(slots=True)
 class _Queue:
-    # Heaps hold (sort keys..., seq, id); an entry whose seq no longer matches
-    # the stored job (released, cleared, re-pushed) is stale and skipped.
-    ready: list[tuple[int, int, str]] = field(default_factory=list)
-    delayed: list[tuple[float, int, str]] = field(default_factory=list)
-    leases: list[tuple[float, int, str]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: {_READY: 0, _DELAYED: 0, _RESERVED: 0})
+    # Each index holds (sort keys..., seq, id) of the jobs in one state, exactly.
+    ready: SortedKeys[tuple[int, int, str]] = field(default_factory=SortedKeys)
+    since: SortedKeys[tuple[float, int, str]] = field(default_factory=SortedKeys)  # ready, by time
+    delayed: SortedKeys[tuple[float, int, str]] = field(default_factory=SortedKeys)
+    leases: SortedKeys[tuple[float, int, str]] = field(default_factory=SortedKeys)
+    tags: dict[str, SortedKeys[tuple[int, str]]] = field(default_factory=dict)  # (placed, id)
 
 
 class MemoryDriver:
@@ -81,8 +90,11 @@ class MemoryDriver:
                 if held is not None and held.state == _RESERVED:
                     continue  # a worker holds it: leave the running job alone
                 self._forget(env.id)
-                stored = _Stored(env.encode(), env.queue, env.priority, "", next(self._seq))
+                seq = next(self._seq)
+                tags = tuple(dict.fromkeys(env.tags))  # each tag indexes the job once
+                stored = _Stored(env.encode(), env.queue, env.priority, "", seq, tags, seq)
                 self._jobs[env.id] = stored
+                self._tag(env.id, stored, add=True)
                 self._place(env.id, stored, env.available_at, now)
             self._cond.notify_all()
 
@@ -121,12 +133,15 @@ class MemoryDriver:
             stored = self._owned(reservation)
             if stored is None:
                 return
-            self._set_state(stored, None)
+            self._enter(reservation.id, stored, None)
+            self._tag(reservation.id, stored, add=False)
             stored.raw = envelope.encode()
             stored.priority = envelope.priority
+            stored.tags = tuple(dict.fromkeys(envelope.tags))
             stored.deliveries = 0
             stored.token = ""
-            stored.seq = next(self._seq)
+            stored.seq = stored.placed = next(self._seq)
+            self._tag(reservation.id, stored, add=True)
             self._place(reservation.id, stored, envelope.available_at, now)
             self._cond.notify_all()
 
@@ -135,11 +150,9 @@ class MemoryDriver:
             stored = self._owned(reservation)
             if stored is None:
                 return False
+            self._enter(reservation.id, stored, None)
             stored.lease_until = self._clock.time() + lease_s
-            heapq.heappush(
-                self._queue(stored.queue).leases,
-                (stored.lease_until, stored.seq, reservation.id),
-            )
+            self._enter(reservation.id, stored, _RESERVED)
             return True
 
     # -- inspecting -----------------------------------------------------
@@ -149,8 +162,8 @@ class MemoryDriver:
             result = {}
             for name in queues:
                 self._promote(name, now)
-                counts = self._queue(name).counts
-                result[name] = QueueSizes(counts[_READY], counts[_DELAYED], counts[_RESERVED])
+                q = self._queue(name)
+                result[name] = QueueSizes(len(q.ready), len(q.delayed), len(q.leases))
             return result
 
     def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
@@ -160,8 +173,7 @@ class MemoryDriver:
             return self._found(job_id, queues)
 
     def remove(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
-        """Under the lock every reserve takes: the job is taken out or found reserved.
-        Its heap entries stay behind, stale, and are skipped like a replaced job's."""
+        """Under the lock every reserve takes: the job is taken out or found reserved."""
         if not is_job_id(job_id):
             return None
         with self._cond:
@@ -170,15 +182,56 @@ class MemoryDriver:
                 self._forget(job_id)
             return found
 
+    def list_jobs(
+        self,
+        queue: str,
+        state: JobState,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> JobListing:
+        """Read from the state's index (a tag's, with ``tag``) from the cursor on: O(limit),
+        plus with a tag the tagged jobs of other states walked past. Due delayed jobs are
+        moved to ready first, as a reserve would (find calls them ready already)."""
+        cursors.check_listing(state, limit, tag)
+        kind = cursors.listing_kind(state, tag)
+        after = cursors.decode(cursor, kind, "i" if tag is not None else _SHAPES[state])
+        with self._cond:
+            now = self._clock.time()
+            self._promote(queue, now, leases=False)
+            q = self._queue(queue)
+            if tag is not None:
+                picked = self._tagged(q.tags.get(tag), state, after, limit, now)
+            else:
+                picked = self._listed(q, state, after, limit)
+            jobs = [ListedJob(job_id, self._found_at(job_id, now)) for job_id, _ in picked[:limit]]
+        more = len(picked) > limit
+        return JobListing(jobs, cursors.encode(kind, picked[limit - 1][1]) if more else None)
+
+    def oldest_ready(self, queues: Sequence[str]) -> dict[str, float | None]:
+        with self._cond:
+            now = self._clock.time()
+            oldest: dict[str, float | None] = {}
+            for name in queues:
+                self._promote(name, now, leases=False)
+                first = self._queue(name).since.first()
+                oldest[name] = None if first is None else first[0]
+            return oldest
+
     def queue_names(self) -> list[str]:
         with self._cond:
-            return sorted(name for name, q in self._queues.items() if any(q.counts.values()))
+            return sorted(
+                name for name, q in self._queues.items() if q.ready or q.delayed or q.leases
+            )
 
     def clear(self, queue: str) -> Cleared:
         with self._cond:
-            ids = [job_id for job_id, s in self._jobs.items() if s.queue == queue]
+            q = self._queues.pop(queue, None)
+            if q is None:
+                return Cleared(0)
+            ids = [key[-1] for index in (q.ready, q.delayed, q.leases) for key in index]
             claims = tuple(filter(None, (unique_claim(self._jobs.pop(i).raw) for i in ids)))
-            self._queues.pop(queue, None)
             return Cleared(len(ids), claims)
 
     # -- control records ------------------------------------------------
@@ -214,80 +267,125 @@ class MemoryDriver:
         return queue
 
     def _place(self, job_id: str, stored: _Stored, available_at: float, now: float) -> None:
-        queue = self._queue(stored.queue)
         stored.available_at = available_at
-        if available_at > now:
-            self._set_state(stored, _DELAYED)
-            heapq.heappush(queue.delayed, (available_at, stored.seq, job_id))
-        else:
-            self._set_state(stored, _READY)
-            heapq.heappush(queue.ready, (-stored.priority, stored.seq, job_id))
+        self._enter(job_id, stored, _DELAYED if available_at > now else _READY)
 
-    def _set_state(self, stored: _Stored, state: str | None) -> None:
-        counts = self._queue(stored.queue).counts
-        if stored.state:
-            counts[stored.state] -= 1
+    def _enter(self, job_id: str, stored: _Stored, state: str | None) -> None:
+        """Move ``stored`` out of its state's indexes and into those of ``state`` (None: out)."""
+        q = self._queue(stored.queue)
+        for index, key in self._keys(job_id, stored, q):
+            index.discard(key)
         stored.state = state or ""
-        if state is not None:
-            counts[state] += 1
+        for index, key in self._keys(job_id, stored, q):
+            index.add(key)
+
+    @staticmethod
+    def _keys(job_id: str, s: _Stored, q: _Queue) -> list[tuple[SortedKeys[Any], tuple[Any, ...]]]:
+        """The (index, key) pairs that hold ``s`` in its state."""
+        if s.state == _READY:
+            return [
+                (q.ready, (-s.priority, s.seq, job_id)),
+                (q.since, (s.available_at, s.seq, job_id)),
+            ]
+        if s.state == _DELAYED:
+            return [(q.delayed, (s.available_at, s.seq, job_id))]
+        if s.state == _RESERVED:
+            return [(q.leases, (s.lease_until, s.seq, job_id))]
+        return []
+
+    def _tag(self, job_id: str, stored: _Stored, *, add: bool) -> None:
+        """Add ``stored`` to the indexes of its tags, or take it out of them."""
+        tags = self._queue(stored.queue).tags
+        for tag in stored.tags:
+            if add:
+                tags.setdefault(tag, SortedKeys()).add((stored.placed, job_id))
+            elif tag in tags:
+                tags[tag].discard((stored.placed, job_id))
+                if not tags[tag]:
+                    del tags[tag]
+
+    def _listed(
+        self, q: _Queue, state: str, after: cursors.Position | None, limit: int
+    ) -> list[tuple[str, cursors.Position]]:
+        """Up to ``limit + 1`` (id, position) of the state's index after ``after``: a
+        position is (priority, seq) for ready, (time, seq) for delayed and reserved."""
+        indexes: dict[str, SortedKeys[Any]] = {_READY: q.ready, _DELAYED: q.delayed}
+        index = indexes.get(state, q.leases)
+        sign = -1 if state == _READY else 1  # ready is keyed by -priority
+        start = () if after is None else (sign * cast(float, after[0]), int(after[1]) + 1)
+        keys = itertools.islice(index.since(start), limit + 1)
+        return [(key[-1], (sign * key[0], key[1])) for key in keys]
+
+    def _tagged(
+        self,
+        index: SortedKeys[tuple[int, str]] | None,
+        state: str,
+        after: cursors.Position | None,
+        limit: int,
+        now: float,
+    ) -> list[tuple[str, cursors.Position]]:
+        """Up to ``limit + 1`` (id, (placed,)) of a tag's jobs in ``state`` after ``after``."""
+        picked: list[tuple[str, cursors.Position]] = []
+        start = () if after is None else (int(after[0]) + 1,)
+        for placed, job_id in () if index is None else index.since(start):
+            if self._state(job_id, now) == state:
+                picked.append((job_id, (placed,)))
+                if len(picked) > limit:
+                    break
+        return picked
 
     def _forget(self, job_id: str) -> None:
         stored = self._jobs.pop(job_id, None)
         if stored is not None:
-            self._set_state(stored, None)
+            self._enter(job_id, stored, None)
+            self._tag(job_id, stored, add=False)
+
+    def _state(self, job_id: str, now: float) -> JobState:
+        """The state :meth:`find` reports: by time, so a delayed job falls due before
+        :meth:`_promote` moves it."""
+        stored = self._jobs[job_id]
+        if stored.state == _RESERVED:
+            return "reserved"
+        return "delayed" if stored.available_at > now else "ready"
 
     def _found(self, job_id: str, queues: Sequence[str] | None) -> FoundJob | None:
         stored = self._jobs.get(job_id)
         if stored is None or (queues is not None and stored.queue not in queues):
             return None
-        if stored.state == _RESERVED:
-            return FoundJob(
-                stored.queue, "reserved", stored.raw, stored.deliveries, stored.lease_until
-            )
-        # By time, not by heap: a delayed job falls due before _promote moves it.
-        state: JobState = "delayed" if stored.available_at > self._clock.time() else "ready"
-        return FoundJob(stored.queue, state, stored.raw, stored.deliveries)
+        return self._found_at(job_id, self._clock.time())
 
-    def _live(self, job_id: str, seq: int, state: str) -> _Stored | None:
-        stored = self._jobs.get(job_id)
-        if stored is None or stored.seq != seq or stored.state != state:
-            return None
-        return stored
+    def _found_at(self, job_id: str, now: float) -> FoundJob:
+        stored = self._jobs[job_id]
+        state = self._state(job_id, now)
+        lease_until = stored.lease_until if state == "reserved" else None
+        return FoundJob(stored.queue, state, stored.raw, stored.deliveries, lease_until)
 
-    def _promote(self, name: str, now: float) -> None:
-        """Move due delayed jobs and lapsed leases back to ready."""
-        queue = self._queue(name)
-        while queue.delayed and queue.delayed[0][0] <= now:
-            _, seq, job_id = heapq.heappop(queue.delayed)
-            stored = self._live(job_id, seq, _DELAYED)
-            if stored is not None:
-                self._set_state(stored, _READY)
-                heapq.heappush(queue.ready, (-stored.priority, seq, job_id))
-        while queue.leases and queue.leases[0][0] <= now:
-            _, seq, job_id = heapq.heappop(queue.leases)
-            stored = self._live(job_id, seq, _RESERVED)
-            if stored is not None and stored.lease_until <= now:
-                self._set_state(stored, _READY)
-                stored.token = ""
-                stored.seq = next(self._seq)
-                heapq.heappush(queue.ready, (-stored.priority, stored.seq, job_id))
+    def _promote(self, name: str, now: float, *, leases: bool = True) -> None:
+        """Move due delayed jobs (and, with ``leases``, lapsed leases) to ready."""
+        q = self._queue(name)
+        while (due := q.delayed.first()) is not None and due[0] <= now:
+            self._enter(due[2], self._jobs[due[2]], _READY)
+        while leases and (lapsed := q.leases.first()) is not None and lapsed[0] <= now:
+            stored = self._jobs[lapsed[2]]
+            self._enter(lapsed[2], stored, None)
+            stored.token = ""
+            stored.seq = next(self._seq)  # behind its equals
+            self._enter(lapsed[2], stored, _READY)
 
     def _take(self, name: str, now: float, lease_s: float) -> Reservation | None:
         self._promote(name, now)
-        queue = self._queue(name)
-        while queue.ready:
-            _, seq, job_id = heapq.heappop(queue.ready)
-            stored = self._live(job_id, seq, _READY)
-            if stored is None:
-                continue
-            self._set_state(stored, _RESERVED)
-            stored.deliveries += 1
-            stored.seq = next(self._seq)
-            stored.token = str(stored.seq)
-            stored.lease_until = now + lease_s
-            heapq.heappush(queue.leases, (stored.lease_until, stored.seq, job_id))
-            return Reservation(job_id, name, stored.raw, stored.deliveries, stored.token)
-        return None
+        head = self._queue(name).ready.first()
+        if head is None:
+            return None
+        job_id = head[2]
+        stored = self._jobs[job_id]
+        self._enter(job_id, stored, None)
+        stored.deliveries += 1
+        stored.seq = next(self._seq)
+        stored.token = str(stored.seq)
+        stored.lease_until = now + lease_s
+        self._enter(job_id, stored, _RESERVED)
+        return Reservation(job_id, name, stored.raw, stored.deliveries, stored.token)
 
     def _owned(self, reservation: Reservation) -> _Stored | None:
         stored = self._jobs.get(reservation.id)
@@ -303,15 +401,16 @@ class MemoryDriver:
         """
         with self._cond:
             now = self._clock.time()
-            times = [q.delayed[0][0] for q in map(self._queue, queues) if q.delayed]
+            times = [due[0] for q in map(self._queue, queues) if (due := q.delayed.first())]
             return max(min(times) - now, 0.0) if times else None
 
     def _next_event_in(self, queues: Sequence[str], now: float) -> float:
         """Seconds until the next delayed job or lease falls due (capped)."""
         soonest = 1.0
         for name in queues:
-            queue = self._queue(name)
-            for heap in (queue.delayed, queue.leases):
-                if heap:
-                    soonest = min(soonest, max(heap[0][0] - now, 0.001))
+            q = self._queue(name)
+            for index in (q.delayed, q.leases):
+                first = index.first()
+                if first is not None:
+                    soonest = min(soonest, max(first[0] - now, 0.001))
         return soonest

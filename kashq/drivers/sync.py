@@ -14,7 +14,16 @@ import threading
 from collections.abc import Callable, Sequence
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, Driver, FoundJob, QueueSizes, Reservation, Storage
+from kashq.drivers.base import (
+    Cleared,
+    Driver,
+    FoundJob,
+    JobListing,
+    JobState,
+    QueueSizes,
+    Reservation,
+    Storage,
+)
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 
@@ -95,6 +104,22 @@ class SyncDriver:
         """Take a job out of the private memory driver: only one still waiting behind others
         (dispatched by a running job, say) is there to remove; a running one is reserved."""
         return self._inner.remove(job_id, queues)
+
+    def list_jobs(
+        self,
+        queue: str,
+        state: JobState,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> JobListing:
+        """The private memory driver's listing: like :meth:`find`, it sees a job only while
+        it runs (reserved) or waits behind others."""
+        return self._inner.list_jobs(queue, state, limit=limit, cursor=cursor, tag=tag)
+
+    def oldest_ready(self, queues: Sequence[str]) -> dict[str, float | None]:
+        return self._inner.oldest_ready(queues)
 
     def clear(self, queue: str) -> Cleared:
         return self._inner.clear(queue)

@@ -19,6 +19,14 @@ remaining events are dropped and their number logged.
 Progress reports (PROGRESS events) also go, the latest per job, to the
 connection's result store given as ``results``, where ``status()`` reads
 them; that works with the event log off too.
+
+The ends of jobs (COMPLETED, CANCELLED and EXPIRED steps, and waiting jobs
+cancelled by hand) also go to the store of recent jobs given as ``recent``
+(:mod:`kashq.recent`), one ``add`` per batch beside the events, with the event
+log off too (the listener then buffers those steps only), unless the store
+keeps nothing (``keep_s`` 0). If that store fails, the records are tried
+again a few times with a growing pause, then dropped and counted
+(:class:`~kashq.recent.writer.RecentWriter`); at most ``max_buffered`` wait.
 """
 
 from __future__ import annotations
@@ -33,17 +41,21 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
+from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.envelope import Envelope
 from kashq.events import base
 from kashq.events.base import Event, EventStore, TextEventStore
 from kashq.events.memory import NullEventStore
 from kashq.exceptions import KashqError
 from kashq.jobevents import EventKind, JobEvent
+from kashq.recent.base import RecentStore
+from kashq.recent.writer import RecentWriter
 from kashq.results.base import Progress, ResultStore
 
 log = logging.getLogger(__name__)
 
 _IDLE, _RAN, _ABORTING = EventKind.IDLE, EventKind.RAN, EventKind.ABORTING
+_COMPLETED, _CANCELLED, _EXPIRED = EventKind.COMPLETED, EventKind.CANCELLED, EventKind.EXPIRED
 _PROGRESS_MAX = 10_000  # jobs whose latest progress waits for the result store
 _RETRY_MIN_S, _RETRY_MAX_S = 0.1, 5.0
 _LIVE: weakref.WeakSet[EventRecorder] = weakref.WeakSet()
@@ -64,7 +76,11 @@ class EventRecorder:
         max_buffered: int = 100_000,
         results: ResultStore | None = None,
         result_ttl_s: float = 86_400.0,
+        recent: RecentStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``recent`` lists the ends of jobs within its own bounds (none if it keeps
+        nothing); ``clock`` (the driver's) dates the waiting jobs cancelled by hand there."""
         self.store = store
         self.results = results
         self.result_ttl_s = result_ttl_s
@@ -77,6 +93,13 @@ class EventRecorder:
         self.recorded = 0
         self.dropped = 0
         self._enabled = not isinstance(store, NullEventStore)
+        self._logs_events = self._enabled
+        self._clock = clock
+        self._ends: RecentWriter | None = None  # the ends of jobs, for `recent`
+        if recent is not None and recent.keep_s > 0:
+            self._ends = RecentWriter(recent, batch_size=batch_size, max_waiting=max_buffered)
+        # With the event log off, the listener still buffers the ends of jobs for `recent`.
+        self._ends_only = self._ends is not None and not self._enabled
         self._buffer: deque[_Item] = deque()
         # Stores that keep JSON get it straight from the steps; others get Events.
         self._text = isinstance(store, TextEventStore)
@@ -92,11 +115,20 @@ class EventRecorder:
         self._retry_at = 0.0
         self._dropped_reported = 0
 
+    @property
+    def recent_dropped(self) -> int:
+        """Ends of jobs never listed in the store of recent jobs (it was unreachable)."""
+        return 0 if self._ends is None else self._ends.dropped
+
     # -- the hot path ---------------------------------------------------
     def listener(self, event: JobEvent) -> None:
         """A worker listener: remember ``event`` for the background writer (never blocks)."""
         kind = event.kind
-        if kind is _IDLE or (kind is _RAN and event.error is None) or not self._enabled:
+        if kind is _IDLE or (kind is _RAN and event.error is None):
+            return
+        if not self._enabled:  # the event log is off (or closed): ends only, for `recent`
+            if self._ends_only and (kind is _COMPLETED or kind is _CANCELLED or kind is _EXPIRED):
+                self._push(event)
             return
         if kind is _ABORTING:  # the cancel was recorded when it was asked for
             return
@@ -130,12 +162,19 @@ class EventRecorder:
 
     def cancelled(self, envelopes: Iterable[Envelope], *, running: bool = False) -> None:
         """Record that ``envelopes`` were cancelled by hand (``kashq.cancel``): taken off
-        their queues, or (``running``) marked for the workers running them to stop."""
+        their queues, or (``running``) marked for the workers running them to stop.
+        Taken off their queues, they are listed in ``recent`` too; a running job is
+        listed when its worker stops it."""
+        envelopes = tuple(envelopes)
         if self._enabled:
             now = time.time()
             kind = base.CANCEL_REQUESTED if running else base.CANCELLED
             for envelope in envelopes:
                 self._push((kind, envelope, now))
+        if self._ends is not None and not running and not self._closing:
+            self._ends.cancelled(envelopes, self._clock.time())
+            if self._thread is None:
+                self._start()
 
     def _push(self, item: _Item) -> None:
         buffer = self._buffer
@@ -156,11 +195,12 @@ class EventRecorder:
             self._wake.set()
             self._cond.wait_for(lambda: self._done >= request, timeout_s)
             # A pass that began after the request writes all it found, or stops failing.
-            return self._done >= request and not self._failing
+            ends_failing = self._ends is not None and self._ends.failing
+            return self._done >= request and not self._failing and not ends_failing
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is buffered (dropped and logged if the store is down); close the store."""
-        self._enabled = False  # listeners stop buffering before the last pass
+        self._enabled = self._ends_only = False  # listeners stop buffering before the last pass
         with self._cond:
             if self._closing:
                 return
@@ -229,6 +269,8 @@ class EventRecorder:
             self._recovered()
         self._trim()
         self._write_progress()
+        if self._ends is not None:
+            self._ends.write(force=force, final=final)
 
     def _write_progress(self) -> None:
         """Write the latest progress of each job reported since the last pass."""
@@ -259,12 +301,17 @@ class EventRecorder:
     def _take(self, count: int) -> list[Any]:
         host, pid, popleft = base.HOST, os.getpid(), self._buffer.popleft
         events: list[Any] = []
+        logs = self._logs_events
+        ends = self._ends
         for _ in range(count):
             try:
                 item = popleft()
             except IndexError:
                 break
-            _to_events(item, host, pid, events.append, self._make)
+            if logs:
+                _to_events(item, host, pid, events.append, self._make)
+            if ends is not None and not isinstance(item, tuple):
+                ends.take(item)
         return events
 
     def _failed(self, exc: Exception, final: bool) -> None:

@@ -83,6 +83,19 @@ class FailedJobStore(Protocol):
         """A failed job by numeric id or by uuid."""
         ...
 
+    def page(
+        self,
+        *,
+        queue: str | None = None,
+        job_type: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[FailedJob]:
+        """Up to ``limit`` failed jobs whose id is below ``before_id`` (all, when None), newest
+        (highest id) first, optionally of one queue and job type: one indexed query, so a
+        listing walks the table a page at a time."""
+        ...
+
     def between(
         self, first_id: int, last_id: int, *, queue: str | None = None, limit: int | None = None
     ) -> list[FailedJob]:

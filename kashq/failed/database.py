@@ -108,6 +108,24 @@ class DatabaseFailedJobStore:
             query = query.limit(limit)
         return [_job(row) for row in self._read(query, "listing failed jobs")]
 
+    def page(
+        self,
+        *,
+        queue: str | None = None,
+        job_type: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[FailedJob]:
+        c = self._table.c
+        query = select(self._table).order_by(c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(c.id < before_id)
+        if queue is not None:
+            query = query.where(c.queue == queue)
+        if job_type is not None:
+            query = query.where(c.job_type == job_type)
+        return [_job(row) for row in self._read(query, "listing failed jobs")]
+
     def find(self, key: int | str) -> FailedJob | None:
         query = select(self._table).where(_key(self._table, key, self._db.dialect))
         rows = self._read(query, "finding a failed job")

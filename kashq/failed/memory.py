@@ -39,6 +39,25 @@ class MemoryFailedJobStore:
         jobs.sort(key=lambda j: (j.failed_at, j.id), reverse=True)
         return jobs if limit is None else jobs[:limit]
 
+    def page(
+        self,
+        *,
+        queue: str | None = None,
+        job_type: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[FailedJob]:
+        with self._lock:
+            jobs = [
+                j
+                for j in self._jobs.values()
+                if (queue is None or j.queue == queue)
+                and (job_type is None or j.job_type == job_type)
+                and (before_id is None or j.id < before_id)
+            ]
+        jobs.sort(key=lambda j: j.id, reverse=True)
+        return jobs[:limit]
+
     def find(self, key: int | str) -> FailedJob | None:
         with self._lock:
             job_id = self._resolve(key)

@@ -40,9 +40,8 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from kashq.drivers.base import Reservation
 from kashq.supervisor import held as held_jobs
@@ -247,20 +246,6 @@ def _reservation(data: bytes, lengths: tuple[int, ...], deliveries: int) -> Rese
     )
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _locked(method: _F) -> _F:
-    """Run a writer method under the writer's lock: the worker's thread writes the slot,
-    and so does its controls thread when a running job is cancelled (:meth:`cut_short`)."""
-
-    def locked(self: SlotWriter, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return locked  # type: ignore[return-value]
-
-
 class SlotWriter:
     """The worker process's side of its slot."""
 
@@ -283,97 +268,99 @@ class SlotWriter:
         self._held_count = self._held_bytes = 0
         self._next = 0  # the first place of the batch not yet taken
         self._taken: int | None = None  # the place of the job taken last
+        # The worker's thread writes the slot, and so does its controls thread when the
+        # running job is cancelled (cut_short): each write holds the lock.
         self._lock = threading.Lock()
         self._running_id = ""  # the job recorded running
 
-    @_locked
     def running(self, res: Reservation, started: float, timeout_s: float | None) -> None:
         """Record that ``res`` runs from ``started`` (in the overflow file if too big)."""
-        parts = (res.id.encode(), res.queue.encode(), res.token.encode(), res.raw.encode())
-        self._begin()
-        self._outside = sum(len(part) for part in parts) > DATA_BYTES
-        if not self._outside:
-            at = self._base + _DATA_AT
-            for part in parts:
-                self._buf[at : at + len(part)] = part
-                at += len(part)
-        elif self._overflow >= 0:
-            _pwrite(self._overflow, b"".join(parts))
-        else:  # slots without overflow files (a test's): the header alone
-            parts = (b"", b"", b"", b"")
-        self._started, self._timeout_s = started, timeout_s or 0.0
-        self._running_id = res.id
-        self._deliveries = res.deliveries
-        self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(parts[3]))
-        self._write(SlotState.RUNNING, begun=True)
+        with self._lock:
+            parts = (res.id.encode(), res.queue.encode(), res.token.encode(), res.raw.encode())
+            self._begin()
+            self._outside = sum(len(part) for part in parts) > DATA_BYTES
+            if not self._outside:
+                at = self._base + _DATA_AT
+                for part in parts:
+                    self._buf[at : at + len(part)] = part
+                    at += len(part)
+            elif self._overflow >= 0:
+                _pwrite(self._overflow, b"".join(parts))
+            else:  # slots without overflow files (a test's): the header alone
+                parts = (b"", b"", b"", b"")
+            self._started, self._timeout_s = started, timeout_s or 0.0
+            self._running_id = res.id
+            self._deliveries = res.deliveries
+            self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(parts[3]))
+            self._write(SlotState.RUNNING, begun=True)
 
-    @_locked
     def reserved(self, batch: Sequence[Reservation]) -> None:
         """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs:
         the batch's jobs wait to run; nothing else is held."""
-        held, count = held_jobs.encode(batch, HELD_BYTES)
-        self._begin()
-        at = self._base + _HELD_AT
-        self._buf[at : at + len(held)] = held
-        self._batch, self._held_count, self._held_bytes = batch[:count], count, len(held)
-        self._next, self._taken = 0, None
-        self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
-        self._write(SlotState.IDLE, begun=True)
+        with self._lock:
+            held, count = held_jobs.encode(batch, HELD_BYTES)
+            self._begin()
+            at = self._base + _HELD_AT
+            self._buf[at : at + len(held)] = held
+            self._batch, self._held_count, self._held_bytes = batch[:count], count, len(held)
+            self._next, self._taken = 0, None
+            self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
+            self._write(SlotState.IDLE, begun=True)
 
-    @_locked
     def taking(self, res: Reservation) -> None:
         """``res``, one of the last batch, runs next (those before it that were skipped
         stay listed as waiting: stale, so the driver skips them)."""
-        batch = self._batch
-        for place in range(self._next, len(batch)):
-            if batch[place] is res:
-                self._next, self._taken = place + 1, place
-                self._mark(place, Held.TAKEN)
-                return
-        self._taken = None
+        with self._lock:
+            batch = self._batch
+            for place in range(self._next, len(batch)):
+                if batch[place] is res:
+                    self._next, self._taken = place + 1, place
+                    self._mark(place, Held.TAKEN)
+                    return
+            self._taken = None
 
-    @_locked
     def settling(self, *, ok: bool) -> None:
         """handle() is over (``ok``: it returned); its timeout no longer applies."""
-        self._timeout_s = 0.0
-        self._write(SlotState.COMPLETED if ok else SlotState.SETTLING)
+        with self._lock:
+            self._timeout_s = 0.0
+            self._write(SlotState.COMPLETED if ok else SlotState.SETTLING)
 
-    @_locked
     def finished(self, *, completed: bool, failed: bool) -> None:
         """The running job ended; ``completed`` if its ack is still to be sent (it joins
         the completed jobs held, to be acknowledged with the next reserve)."""
-        self.processed += 1
-        self.failed += failed
-        self._begin()
-        if completed and self._taken is not None:
-            self._buf[self._base + _HELD_AT + self._taken] = Held.COMPLETED
-        self._write(SlotState.COMPLETED if completed else SlotState.IDLE, begun=True)
+        with self._lock:
+            self.processed += 1
+            self.failed += failed
+            self._begin()
+            if completed and self._taken is not None:
+                self._buf[self._base + _HELD_AT + self._taken] = Held.COMPLETED
+            self._write(SlotState.COMPLETED if completed else SlotState.IDLE, begun=True)
 
-    @_locked
     def reset(self) -> None:
         """Mark the slot idle and holding nothing, whatever it held (after settling a
         predecessor's jobs)."""
-        self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
-        self._batch, self._held_count, self._held_bytes = (), 0, 0
-        self._next, self._taken = 0, None
-        self._write(SlotState.IDLE)
+        with self._lock:
+            self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)
+            self._batch, self._held_count, self._held_bytes = (), 0, 0
+            self._next, self._taken = 0, None
+            self._write(SlotState.IDLE)
 
-    @_locked
     def cut_short(self, job_id: str, deadline: float) -> None:
         """End job ``job_id``'s attempt by ``deadline`` (``time.monotonic()``) at the latest,
         if it still runs: the supervisor kills the process then, as for a timeout."""
-        if self.state is not SlotState.RUNNING or self._running_id != job_id:
-            return
-        if self._timeout_s and self._started + self._timeout_s <= deadline:
-            return
-        self._timeout_s = max(deadline - self._started, 0.001)
-        self._write(SlotState.RUNNING)
+        with self._lock:
+            if self.state is not SlotState.RUNNING or self._running_id != job_id:
+                return
+            if self._timeout_s and self._started + self._timeout_s <= deadline:
+                return
+            self._timeout_s = max(deadline - self._started, 0.001)
+            self._write(SlotState.RUNNING)
 
-    @_locked
     def idle(self) -> None:
         """Nothing held (a reserve returned nothing, so any pending ack was sent)."""
-        if self.state is not SlotState.IDLE:
-            self._write(SlotState.IDLE)
+        with self._lock:
+            if self.state is not SlotState.IDLE:
+                self._write(SlotState.IDLE)
 
     def _mark(self, place: int, status: Held) -> None:
         """Set one held job's status byte: a write of its own, the header untouched."""

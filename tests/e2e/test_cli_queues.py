@@ -324,8 +324,10 @@ def test_monitor_once_prints_the_sizes_and_exits_0(
 
     assert run.exit_code == 0, run.output
     rows = table_cells(run.stdout)
-    assert rows["default"] == ["2", "1", "0", "1", "OK"]
-    assert rows["emails"] == ["1", "0", "1", "0", "OK"]
+    assert rows["queue"][-2:] == ["oldest wait", "status"]
+    assert rows["default"][:4] + rows["default"][-1:] == ["2", "1", "0", "1", "OK"]
+    assert rows["emails"][:4] + rows["emails"][-1:] == ["1", "0", "1", "0", "OK"]
+    assert rows["reports"][-2:] == ["-", "OK"], "no ready job: no wait"
     assert "supervisors: 1" in run.stdout
     assert "worker processes: 4" in run.stdout
     assert "jobs/s: —" in run.stdout
@@ -355,12 +357,31 @@ def test_monitor_once_json_has_sizes_and_alerts(
 
     assert over.exit_code == 1, over.output
     data = json.loads(over.stdout)
+    waits = {name: figures.pop("oldest_wait_s") for name, figures in data["queues"].items()}
     assert data["queues"] == FILLED
+    assert waits["reports"] is None, "no ready job: nothing waits"
+    assert 0 <= waits["default"] < 60 and 0 <= waits["emails"] < 60
     assert data["alerts"] == ["default", "emails"]
     assert data["supervisors"] == 0
     assert under.exit_code == 0, under.output
-    assert json.loads(under.stdout)["queues"] == {"default": FILLED["default"]}
+    queues = json.loads(under.stdout)["queues"]
+    queues["default"].pop("oldest_wait_s")
+    assert queues == {"default": FILLED["default"]}
     assert json.loads(under.stdout)["alerts"] == []
+
+
+def test_monitor_once_alerts_on_a_queue_whose_oldest_job_waited_too_long(
+    kashq_cli: Cli, driver: Driver, store: DatabaseFailedJobStore
+) -> None:
+    fill(driver, store)
+
+    patient = kashq_cli(["queue:monitor", "--once", "--max-wait", "3600"])
+    hurried = kashq_cli(["queue:monitor", "--once", "--json", "--max-wait", "0"])
+
+    assert patient.exit_code == 0, patient.output
+    assert "oldest wait" in patient.stdout
+    assert hurried.exit_code == 1, hurried.output
+    assert json.loads(hurried.stdout)["alerts"] == ["default", "emails"]
 
 
 def test_monitor_json_without_once_is_a_usage_error(kashq_cli: Cli, db_url: str) -> None:
@@ -545,7 +566,7 @@ def test_monitor_sees_a_running_queue_work_supervisor(
             _, stderr = worker.communicate()
     assert data["supervisors"] == 1, (data, stderr)
     assert data["workers"] == 2
-    assert data["queues"]["default"] == ZERO
+    assert data["queues"]["default"] == {**ZERO, "oldest_wait_s": None}
 
 
 @pytest.mark.parametrize(

@@ -186,6 +186,17 @@ def test_between_lists_the_records_of_an_id_range_by_id_in_chunks(store):
     assert [j.id for j in store.between(ids[0], ids[3])] == [ids[0], ids[1], ids[3]]
 
 
+def test_page_walks_newest_first_by_queue_and_type_a_page_at_a_time(store):
+    jobs = [store.log(failed("mail" if n % 2 else "default")) for n in range(7)]
+    ids = [job.id for job in jobs]
+    first = store.page(limit=3)
+    assert [j.id for j in first] == ids[::-1][:3]
+    assert [j.id for j in store.page(before_id=first[-1].id, limit=3)] == ids[::-1][3:6]
+    assert [j.id for j in store.page(queue="mail")] == ids[1::2][::-1]
+    assert store.page(job_type="no.such.Type") == []
+    assert [j.id for j in store.page(job_type=jobs[0].job_type, before_id=ids[1])] == [ids[0]]
+
+
 def test_flush_deletes_everything(store):
     for _ in range(4):
         store.log(failed())

@@ -20,7 +20,14 @@ import kashq
 
 PACKAGE = Path(kashq.__file__).resolve().parent
 
-STORES = ("kashq.drivers", "kashq.failed", "kashq.locks", "kashq.events", "kashq.results")
+STORES = (
+    "kashq.drivers",
+    "kashq.failed",
+    "kashq.locks",
+    "kashq.events",
+    "kashq.results",
+    "kashq.recent",
+)
 ABOVE_STORES = ("kashq.job", "kashq.worker", "kashq.manager", "kashq.dispatcher")
 CONCRETE_DRIVERS = (
     "kashq.drivers.memory",
@@ -37,6 +44,7 @@ DATABASE_MODULES = (
     "kashq.locks.database",
     "kashq.events.database",
     "kashq.results.database",
+    "kashq.recent.database",
 )
 REDIS_MODULES = (
     "kashq.drivers.redis",
@@ -44,6 +52,7 @@ REDIS_MODULES = (
     "kashq.locks.redis",
     "kashq.events.redis",
     "kashq.results.redis",
+    "kashq.recent.redis",
 )
 CORNERS: dict[str, tuple[str, ...]] = {
     "redis": REDIS_MODULES,

@@ -21,6 +21,12 @@ Differences from the memory driver, neither visible to the contract: a job
 whose lease lapsed keeps its place (it is not moved behind its equals), and a
 released job goes behind its equals as in Laravel (it is re-inserted).
 
+Tags live in ``kashq_job_tags``, a row per tag of each tagged job, written in
+the job's transaction and deleted with it (ack, remove, clear, the release that
+re-inserts it); an untagged job pays nothing for them: whether a job has tags
+is read from its envelope (``"tags"`` in its text) before any statement is
+added. Listings and the oldest ready job are read by :mod:`.listing`.
+
 Control records live in ``kashq_control``, written with the dialect's upsert;
 an expired record is skipped by readers, and the reader that first sees one
 deletes every expired record (so the table stays small without a janitor).
@@ -43,6 +49,7 @@ from kashq.db.schema import MYSQL
 from kashq.drivers.base import (
     Cleared,
     FoundJob,
+    JobListing,
     JobState,
     QueueSizes,
     Reservation,
@@ -50,6 +57,7 @@ from kashq.drivers.base import (
     check_control_name,
     is_job_id,
 )
+from kashq.drivers.database.listing import listings
 from kashq.drivers.database.statements import (
     Statements,
     control_upsert,
@@ -60,6 +68,7 @@ from kashq.envelope import Envelope, unique_claim
 from kashq.exceptions import DriverError
 
 _DELETE_CHUNK = 500
+_TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
 
 
 class _Duplicate(Exception):
@@ -84,6 +93,7 @@ class DatabaseDriver:
         self._poll_interval_s = poll_interval_s
         self._mysql = self._db.dialect in MYSQL
         self._sql = statements(self._db.tables)
+        self._listings = listings(self._db.tables, self._db.dialect)
         self._control_upsert = control_upsert(self._db.dialect, self._db.tables.control)
 
     @property
@@ -102,17 +112,20 @@ class DatabaseDriver:
         if not envelopes:
             return
         rows = [_row(env) for env in envelopes]
+        tag_rows = [_tag_row(env, tag) for env in envelopes if env.tags for tag in _tags(env)]
 
         def insert_all(conn: Connection) -> None:
             try:
                 conn.execute(self._sql.insert, rows)
             except IntegrityError:
                 raise _Duplicate() from None
+            if tag_rows:
+                conn.execute(self._sql.tag, tag_rows)
 
         try:
-            self._db.run(insert_all, what="push", atomic=len(rows) > 1)
+            self._db.run(insert_all, what="push", atomic=len(rows) > 1 or bool(tag_rows))
         except _Duplicate:
-            self._db.run(lambda conn: _replace(conn, self._sql, rows), what="push")
+            self._db.run(lambda conn: _replace(conn, self._sql, envelopes), what="push")
 
     # -- consuming ------------------------------------------------------
     def reserve(
@@ -146,17 +159,37 @@ class DatabaseDriver:
 
     def ack(self, reservation: Reservation) -> None:
         params = {"p_id": reservation.id, "p_token": reservation.token}
-        self._db.run(lambda conn: conn.execute(self._sql.ack, params), what="ack", atomic=False)
+        if _TAGGED not in reservation.raw:
+            self._db.run(lambda conn: conn.execute(self._sql.ack, params), what="ack", atomic=False)
+        elif self._db.dialect == "postgresql":  # one statement takes its tag rows along
+            self._db.run(
+                lambda conn: conn.execute(self._sql.ack_untag, params), what="ack", atomic=False
+            )
+        else:
+            self._db.run(lambda conn: self._ack_tagged(conn, reservation), what="ack")
+
+    def _ack_tagged(self, conn: Connection, reservation: Reservation) -> None:
+        """Ack a job that has tags, and delete its tag rows if the ack removed it (SQLite,
+        MySQL: in the caller's transaction)."""
+        params = {"p_id": reservation.id, "p_token": reservation.token}
+        if conn.execute(self._sql.ack, params).rowcount == 1:
+            conn.execute(self._sql.untag, {"p_id": reservation.id, "p_queue": reservation.queue})
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
         row = _row(envelope)
         row["queue"] = reservation.queue
         params = {"p_id": reservation.id, "p_token": reservation.token}
+        tag_rows = [_tag_row(envelope, tag, reservation.queue) for tag in _tags(envelope)]
+        untag = {"p_id": reservation.id, "p_queue": reservation.queue}
 
         def reinsert(conn: Connection) -> None:
-            # Re-inserting gives the job a new seq: it goes behind its equals.
+            # Re-inserting gives the job a new seq: it goes behind its equals (in its tags too).
             if conn.execute(self._sql.ack, params).rowcount == 1:
+                if _TAGGED in reservation.raw:
+                    conn.execute(self._sql.untag, untag)
                 conn.execute(self._sql.insert, row)
+                if tag_rows:
+                    conn.execute(self._sql.tag, tag_rows)
 
         self._db.run(reinsert, what="release")
 
@@ -221,6 +254,8 @@ class DatabaseDriver:
             found = self._found(row, job_id, queues)
             if row is not None and found is not None and found.state != "reserved":
                 conn.execute(self._sql.delete_seq, {"p_seq": row.seq})
+                if _TAGGED in row.raw:
+                    conn.execute(self._sql.untag, {"p_id": row.id, "p_queue": row.queue})
             return found
 
         return self._db.run(take_out, what="removing a job")
@@ -230,9 +265,29 @@ class DatabaseDriver:
             raws = conn.execute(self._sql.claiming, {"p_queue": queue}).scalars()
             claims = tuple(filter(None, (unique_claim(raw) for raw in raws)))
             count = conn.execute(self._sql.clear, {"p_queue": queue}).rowcount
+            conn.execute(self._sql.clear_tags, {"p_queue": queue})
             return Cleared(int(count), claims)
 
         return self._db.run(clear_queue, what="clear")
+
+    def list_jobs(
+        self,
+        queue: str,
+        state: JobState,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> JobListing:
+        """One indexed query per page (see :mod:`.listing` for each state's index): O(limit),
+        plus with a tag the tagged jobs of other states walked past."""
+        return self._listings.page(
+            self._db, queue, state, limit=limit, cursor=cursor, tag=tag, now=self._clock.time()
+        )
+
+    def oldest_ready(self, queues: Sequence[str]) -> dict[str, float | None]:
+        """One index probe per queue (``ix_kashq_jobs_state``), on one connection."""
+        return self._listings.oldest_ready(self._db, queues, self._clock.time())
 
     # -- control records ------------------------------------------------
     def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:
@@ -309,9 +364,12 @@ class DatabaseDriver:
             if taken is not None:
                 return Reservation(taken.id, taken.queue, taken.raw, taken.deliveries, token)
         acked = {"p_acked": "", "p_acked_token": ""}
+        postgres, tagged = self._db.dialect == "postgresql", ack is not None and _TAGGED in ack.raw
         if ack is not None:
             acked = {"p_acked": ack.id, "p_acked_token": ack.token}
-            if self._db.dialect != "postgresql":
+            if tagged and not postgres:
+                self._ack_tagged(conn, ack)
+            elif not postgres:
                 conn.execute(sql.ack, {"p_id": ack.id, "p_token": ack.token})
         for queue in queues:
             params: dict[str, Any] = {
@@ -328,13 +386,15 @@ class DatabaseDriver:
                 conn.execute(sql.claim_seq, {**params, "p_seq": picked.seq})
                 return Reservation(picked.id, queue, picked.raw, picked.deliveries + 1, token)
             statement = sql.claim
-            if ack is not None and self._db.dialect == "postgresql":
-                statement, ack = sql.ack_and_claim, None  # the first statement acks
+            if ack is not None and postgres:  # the first statement acks
+                statement, ack = sql.ack_untag_and_claim if tagged else sql.ack_and_claim, None
             claimed = conn.execute(statement, params).first()
             if claimed is not None:
                 return Reservation(claimed.id, queue, claimed.raw, claimed.deliveries, token)
-        if ack is not None and self._db.dialect == "postgresql":  # no queue given
-            conn.execute(sql.ack, {"p_id": ack.id, "p_token": ack.token})
+        if ack is not None and postgres:  # no queue given
+            conn.execute(
+                sql.ack_untag if tagged else sql.ack, {"p_id": ack.id, "p_token": ack.token}
+            )
         return None
 
 
@@ -350,22 +410,38 @@ def _row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def _replace(conn: Connection, sql: Statements, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows``, replacing waiting jobs with the same ids (the last copy wins).
+def _tags(envelope: Envelope) -> dict[str, None]:
+    """The envelope's tags, each once (a row per tag)."""
+    return dict.fromkeys(envelope.tags)
+
+
+def _tag_row(envelope: Envelope, tag: str, queue: str | None = None) -> dict[str, Any]:
+    return {"queue": queue or envelope.queue, "tag": tag, "job_id": envelope.id}
+
+
+def _replace(conn: Connection, sql: Statements, envelopes: Sequence[Envelope]) -> None:
+    """Insert ``envelopes``, replacing waiting jobs with the same ids (the last copy wins).
 
     A job with the same id that a worker holds (it has a token) is left alone
-    and its new copy dropped, so repeating a push is harmless.
+    and its new copy dropped, so repeating a push is harmless. A replaced job's
+    tag rows go with it.
     """
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        latest.pop(row["id"], None)
-        latest[row["id"]] = row
+    latest: dict[str, Envelope] = {}
+    for env in envelopes:
+        latest.pop(env.id, None)
+        latest[env.id] = env
     ids = list(latest)
     held: set[str] = set()
     for start in range(0, len(ids), _DELETE_CHUNK):
-        chunk = {"p_ids": ids[start : start + _DELETE_CHUNK]}
-        held.update(conn.execute(sql.held_ids, chunk).scalars())
-        conn.execute(sql.delete_waiting_ids, chunk)
-    fresh = [row for job_id, row in latest.items() if job_id not in held]
+        chunk = ids[start : start + _DELETE_CHUNK]
+        held_now = set(conn.execute(sql.held_ids, {"p_ids": chunk}).scalars())
+        conn.execute(sql.delete_waiting_ids, {"p_ids": chunk})
+        if replaced := [job_id for job_id in chunk if job_id not in held_now]:
+            conn.execute(sql.untag_ids, {"p_ids": replaced})
+        held |= held_now
+    fresh = [env for job_id, env in latest.items() if job_id not in held]
     if fresh:
-        conn.execute(sql.insert, fresh)
+        conn.execute(sql.insert, [_row(env) for env in fresh])
+    tag_rows = [_tag_row(env, tag) for env in fresh if env.tags for tag in _tags(env)]
+    if tag_rows:
+        conn.execute(sql.tag, tag_rows)

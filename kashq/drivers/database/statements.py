@@ -85,6 +85,26 @@ class Statements:
         # remove: the lock waits for a claim under way, and claims skip the row it holds.
         self.find_locked = self.find.add_columns(c.seq).with_for_update()
         self.delete_seq = delete(jobs).where(c.seq == bindparam("p_seq"))
+        # The tag index: a leaving job's rows go with it (by the index on job_id).
+        g = t.job_tags.c
+        # PostgreSQL: a job with tags is acked with its tag rows in one statement, riding on
+        # a claim or not (a data-modifying CTE deletes the rows of the job the other acked).
+        acked = self.ack.returning(c.id).cte("acked")
+        self.ack_untag = delete(t.job_tags).where(g.job_id.in_(select(acked.c.id))).add_cte(acked)
+        acked_then = (
+            delete(jobs)
+            .where((c.id == bindparam("p_acked")) & (c.token == bindparam("p_acked_token")))
+            .returning(c.id)
+            .cte("acked")
+        )
+        untagged = delete(t.job_tags).where(g.job_id.in_(select(acked_then.c.id)))
+        self.ack_untag_and_claim = self.claim.add_cte(acked_then).add_cte(untagged.cte("untagged"))
+        self.tag = insert(t.job_tags)
+        self.untag = delete(t.job_tags).where(
+            (g.job_id == bindparam("p_id")) & (g.queue == bindparam("p_queue"))
+        )
+        self.untag_ids = delete(t.job_tags).where(g.job_id.in_(bindparam("p_ids", expanding=True)))
+        self.clear_tags = delete(t.job_tags).where(g.queue == bindparam("p_queue"))
         is_expired = k.expires_at <= bindparam("p_now")
         # Expired records of any name come along, so any reader can sweep them.
         self.control_read = select(k.name, k.value, k.expires_at).where(

@@ -7,6 +7,10 @@ the retry policy of :mod:`.retry`, so the first call after a Redis restart
 succeeds, and no reply is awaited longer than the client's reply timeout
 (blocking waits are cut into slices shorter than it). Redis errors leave this
 module as :class:`~kashq.exceptions.DriverError`, naming the server.
+
+Each tag has an index per queue (:class:`~.keys.QueueKeys`), kept by the scripts
+that move a job; a job without tags (read from its envelope text) runs the same
+scripts with the same keys as before tags existed. Listings: :mod:`.listing`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -24,13 +28,16 @@ from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import (
     Cleared,
     FoundJob,
+    JobListing,
+    JobState,
     QueueSizes,
     Reservation,
     Storage,
     check_control_name,
     is_job_id,
+    tags_of,
 )
-from kashq.drivers.redis import retry
+from kashq.drivers.redis import listing, retry
 from kashq.drivers.redis.client import (
     address_of,
     connect,
@@ -49,20 +56,22 @@ from kashq.drivers.redis.keys import (
 )
 from kashq.drivers.redis.scripts import (
     Scripts,
-    by_queue,
+    all_of,
     due_at,
     found_job,
-    push_args,
     push_chunks,
     reserved_jobs,
     text_of,
 )
 from kashq.envelope import Envelope, unique_claim
+from kashq.exceptions import DriverError
 
 T = TypeVar("T")
 _CLUSTER_WAIT_SLICE_S = 0.05  # a cluster cannot block on keys of several slots at once
 _MIN_BLOCK_S = 0.01
 _SCAN_COUNT = 1000  # jobs read per HSCAN step while clearing a queue
+_TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
+_TAG_ROUNDS = 10  # calls a remove or clear makes while a job's tags keep changing
 
 
 class RedisDriver:
@@ -103,23 +112,21 @@ class RedisDriver:
         if not self._pipelines:
             self.push_many((envelope,))
             return
-        command = self._scripts.push_command(
-            self.keys(envelope.queue), self._now(), push_args((envelope,))
-        )
+        command = self._scripts.push_command(self.keys(envelope.queue), self._now(), (envelope,))
         self._call(lambda: self._execute(*command))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         now = self._now()
         if not self._pipelines:  # a cluster: one script call per queue (one slot each)
             for queue, chunk in push_chunks(envelopes):
-                args = push_args(chunk)
-                self._run(lambda t, q=queue, a=args: self._scripts.push(t, self.keys(q), now, a))  # type: ignore[misc]
+                keys = self.keys(queue)
+                self._run(lambda t, k=keys, c=chunk: self._scripts.push(t, k, now, c))  # type: ignore[misc]
             return
         self._call(lambda: self._stream(lambda: self._push_commands(envelopes, now)))
 
     def _push_commands(self, envelopes: Sequence[Envelope], now: float) -> Iterator[list[Any]]:
         for queue, chunk in push_chunks(envelopes):
-            yield self._scripts.push_command(self.keys(queue), now, push_args(chunk))
+            yield self._scripts.push_command(self.keys(queue), now, chunk)
 
     # -- consuming ------------------------------------------------------
     def reserve(
@@ -220,10 +227,11 @@ class RedisDriver:
     def _reserve_one(
         self, queue: str, lease_s: float, token: str, acks: Sequence[Reservation], limit: int
     ) -> list[Any]:
-        """Reserve from ``queue``, acknowledging ``acks`` first in the same round trip."""
+        """Reserve from ``queue``, acknowledging ``acks`` first in the same round trip (those
+        of this queue without tags in the reserve script, the others beside it)."""
         keys = self.keys(queue)
-        same = [(a.id, a.token) for a in acks if a.queue == queue]
-        others = [a for a in acks if a.queue != queue]
+        same = [(a.id, a.token) for a in acks if a.queue == queue and _TAGGED not in a.raw]
+        others = [a for a in acks if a.queue != queue or _TAGGED in a.raw]
         if others and not self._pipelines:
             self.ack_many(others)
             others = []
@@ -238,8 +246,8 @@ class RedisDriver:
             )[0]
 
         def build(pipe: Any) -> None:
-            for other, held in by_queue(others):
-                self._scripts.ack(pipe, self.keys(other), held)
+            for step in self._scripts.ack_steps(self.keys, others):
+                step(pipe)
             reserve = self._scripts.reserve_command(
                 keys, self._now(), lease_s, token=token, limit=limit, acks=same
             )
@@ -252,7 +260,7 @@ class RedisDriver:
 
     def ack_many(self, reservations: Sequence[Reservation]) -> None:
         """Acknowledge several finished jobs, in one round trip where the queues allow."""
-        self._by_queue_run(reservations, self._scripts.ack)
+        self._run_steps(self._scripts.ack_steps(self.keys, reservations))
 
     def unreserve(self, reservations: Sequence[Reservation]) -> None:
         """Give jobs this worker will not run back to their queues, as they were.
@@ -260,33 +268,24 @@ class RedisDriver:
         Each keeps its place in its queue, and its delivery is not counted. A
         reservation that is no longer held (its lease lapsed) is skipped.
         """
-        self._by_queue_run(reservations, self._scripts.unreserve)
+        self._run_steps(self._scripts.unreserve_steps(self.keys, reservations))
 
-    def _by_queue_run(
-        self,
-        reservations: Sequence[Reservation],
-        script: Callable[[Any, QueueKeys, Sequence[tuple[str, str]]], None],
-    ) -> None:
-        groups = by_queue(reservations)
-        if len(groups) == 1 or not self._pipelines:
-            for queue, held in groups:
-                keys = self.keys(queue)
-                self._run(lambda t, k=keys, h=held: script(t, k, h))  # type: ignore[misc]
+    def _run_steps(self, steps: Sequence[Callable[[Any], None]]) -> None:
+        """Run script steps: one round trip in all where pipelines work, else one each."""
+        if len(steps) > 1 and self._pipelines:
+            self._run(all_of(steps), pipeline=True)
             return
-
-        def build(pipe: Any) -> None:
-            for queue, held in groups:
-                script(pipe, self.keys(queue), held)
-
-        self._run(build, pipeline=True)
+        for step in steps:
+            self._run(step)
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
         keys, now = self.keys(reservation.queue), self._now()
-        raw = envelope.encode()
+        raw, old_tags = envelope.encode(), tags_of(reservation.raw)
         self._run(
             lambda t: self._scripts.release(
                 t, keys, reservation.id, reservation.token, raw=raw,
                 priority=envelope.priority, available_at=envelope.available_at, now=now,
+                tags=tuple(dict.fromkeys(envelope.tags)), old_tags=old_tags,
             )
         )  # fmt: skip
 
@@ -354,8 +353,16 @@ class RedisDriver:
         return None
 
     def _remove_from(self, queue: str, job_id: str) -> list[Any]:
-        keys = self.keys(queue)
-        return self._run(lambda t: self._scripts.remove(t, keys, job_id, self._now()))[0]  # type: ignore[no-any-return]
+        """The remove script's reply; a job with tags takes a second call with them."""
+        keys, tags = self.keys(queue), cast(tuple[str, ...], ())
+        for _ in range(_TAG_ROUNDS):
+            reply = self._run(
+                lambda t, g=tags: self._scripts.remove(t, keys, job_id, self._now(), g)  # type: ignore[misc]
+            )[0]
+            if not reply or text_of(reply[0]) != "tags":
+                return reply  # type: ignore[no-any-return]
+            tags = tuple(text_of(tag) for tag in reply[1:])
+        raise DriverError(f"removing job {job_id} from {queue}: its tags kept changing")
 
     def clear(self, queue: str) -> Cleared:
         """Collect the unique claims of the queue's jobs, then delete them all.
@@ -372,7 +379,31 @@ class RedisDriver:
             return tuple(filter(None, (unique_claim(text_of(raw)) for _, raw in raws)))
 
         found = self._call(claims)
-        return Cleared(int(self._run(lambda t: self._scripts.clear(t, keys))[0]), found)
+        for _ in range(_TAG_ROUNDS):  # again if a job got a new tag meanwhile
+            indexes = [text_of(key) for key in self._call(lambda: self.client.smembers(keys.tags))]
+            count = int(self._run(lambda t, i=indexes: self._scripts.clear(t, keys, i))[0])  # type: ignore[misc]
+            if count >= 0:
+                return Cleared(count, found)
+        raise DriverError(f"clearing {queue}: new tags kept coming")
+
+    def list_jobs(
+        self,
+        queue: str,
+        state: JobState,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> JobListing:
+        """One script call per page, O(limit + log n) (see :mod:`.listing`)."""
+        return listing.page(
+            self._run, self._scripts, self.keys(queue), queue, state,
+            limit=limit, cursor=cursor, tag=tag, now=self._now,
+        )  # fmt: skip
+
+    def oldest_ready(self, queues: Sequence[str]) -> dict[str, float | None]:
+        """One read-only script per queue, in one pipeline (see :func:`.listing.oldest`)."""
+        return listing.oldest(self._run, self._scripts, self.keys, queues, self._now())
 
     # -- control records ------------------------------------------------
     def put_control(self, name: str, value: str, ttl_s: float | None = None) -> None:

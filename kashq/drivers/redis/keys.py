@@ -1,8 +1,9 @@
 """Every Redis key kashq uses is built here and nowhere else.
 
-That is the driver's queue and control keys, the locks and counters of
-:mod:`kashq.locks.redis`, the event stream of :mod:`kashq.events.redis` and
-the job results of :mod:`kashq.results.redis`.
+That is the driver's queue, tag-index and control keys, the locks and counters
+of :mod:`kashq.locks.redis`, the event stream of :mod:`kashq.events.redis`, the
+job results of :mod:`kashq.results.redis` and the recent-jobs lists of
+:mod:`kashq.recent.redis` (under their queue's hash tag).
 All keys of one queue share the hash tag ``{<queue>}`` (``kashq:{emails}:ready``),
 so they live in one Redis Cluster slot and every script can touch them
 atomically. The control records are one hash, ``<prefix>:{control}``; a queue
@@ -31,6 +32,10 @@ class QueueKeys:
     ``seq``       STRING counter for FIFO order
     ``wake``      LIST  wake-up tokens idle workers block on
     ``claims``    HASH  reservation token → job id (a repeated reserve returns the same job)
+    ``tags``      SET   the keys of the queue's tag indexes (:meth:`tag`), for ``clear``
+
+    A tag's index, ``<tags>:<tag>``, is a ZSET: member job id, score the job's seq when
+    it was pushed or released (its place in the queue's order).
     """
 
     jobs: str
@@ -41,6 +46,11 @@ class QueueKeys:
     seq: str
     wake: str
     claims: str
+    tags: str
+
+    def tag(self, tag: str) -> str:
+        """The index of the queue's jobs that carry ``tag``."""
+        return f"{self.tags}:{tag}"
 
 
 def queue_keys(prefix: str, queue: str) -> QueueKeys:
@@ -55,6 +65,7 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         seq=f"{base}:seq",
         wake=f"{base}:wake",
         claims=f"{base}:claims",
+        tags=f"{base}:tags",
     )
 
 
@@ -107,3 +118,28 @@ def result_key(prefix: str, job_id: str) -> str:
 def result_done_key(prefix: str, job_id: str) -> str:
     """The stream waiters of ``job_id`` block on (its result's hash tag: one cluster slot)."""
     return f"{result_key(prefix, job_id)}:done"
+
+
+@dataclass(frozen=True, slots=True)
+class RecentKeys:
+    """The list of one queue's jobs that ended one way (:mod:`kashq.recent.redis`).
+
+    ``ids``      ZSET  score finished_at, member job id
+    ``records``  HASH  job id → the record's JSON
+
+    Under the queue's hash tag: one Cluster slot with its queue's keys.
+    """
+
+    ids: str
+    records: str
+
+
+def recent_keys(prefix: str, queue: str, outcome: str) -> RecentKeys:
+    """The recent ``outcome`` (``completed``, ``cancelled``, ``expired``) list of ``queue``."""
+    base = f"{prefix}:{{{queue}}}:recent:{outcome}"
+    return RecentKeys(ids=base, records=f"{base}:records")
+
+
+def recent_queues_key(prefix: str) -> str:
+    """The ZSET of queues holding recent jobs: member queue, score its newest finished_at."""
+    return f"{prefix}:recent:{{queues}}"

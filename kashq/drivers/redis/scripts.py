@@ -14,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kashq.drivers.base import FoundJob, JobState, Reservation
+from kashq.drivers.base import FoundJob, JobState, Reservation, tags_of
 from kashq.drivers.redis.keys import QueueKeys
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.envelope import Envelope
 
 _NAMES = (
-    "push", "reserve", "ack", "unreserve", "release", "extend", "clear", "find", "remove",
-    "control_get", "control_delete",
+    "push", "reserve", "ack", "ack_tagged", "unreserve", "release", "extend", "clear", "find",
+    "remove", "list", "list_tag", "oldest", "control_get", "control_delete",
 )  # fmt: skip
+Step = Callable[[Any], None]
+"""One script call, queued on a pipeline (or run, on a :class:`_Direct`) by ``step(target)``."""
 _STATES: dict[str, JobState] = {"ready": "ready", "delayed": "delayed", "reserved": "reserved"}
 
 
@@ -60,8 +62,8 @@ class Scripts:
         return results
 
     # -- one method per script; ``target`` is a pipeline or a _Direct ------
-    def push(self, target: Any, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> None:
-        """``jobs`` is flat: id, raw, priority, available_at for each job."""
+    def push(self, target: Any, keys: QueueKeys, now: float, jobs: Sequence[Envelope]) -> None:
+        """Store ``jobs``, all of the queue of ``keys`` (see :func:`push_chunks`)."""
         self.send(target, self.push_command(keys, now, jobs))
 
     def send(self, target: Any, command: list[Any]) -> None:
@@ -87,8 +89,41 @@ class Scripts:
         )
 
     def ack(self, target: Any, keys: QueueKeys, held: Sequence[tuple[str, str]]) -> None:
-        """Acknowledge each (id, token) of ``held``."""
+        """Acknowledge each (id, token) of ``held``: jobs without tags."""
         self._eval(target, "ack", [keys.jobs, keys.state, keys.reserved, keys.claims], _flat(held))
+
+    def ack_tagged(
+        self, target: Any, keys: QueueKeys, held: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> None:
+        """Acknowledge each (id, token, tags) of ``held``, taking it out of its tags' indexes."""
+        fixed = [keys.jobs, keys.state, keys.reserved, keys.claims, keys.tags]
+        places: dict[str, int] = {}
+        args: list[Any] = []
+        for job_id, token, tags in held:
+            numbers = [places.setdefault(tag, len(fixed) + 1 + len(places)) for tag in tags]
+            args += [job_id, token, len(numbers), *numbers]
+        self._eval(target, "ack_tagged", [*fixed, *map(keys.tag, places)], args)
+
+    def ack_steps(
+        self, keys: Callable[[str], QueueKeys], reservations: Sequence[Reservation]
+    ) -> list[Step]:
+        """The ack scripts of ``reservations``: one per queue, and one more for the jobs of
+        that queue with tags (see :func:`ack_groups`)."""
+        steps: list[Step] = []
+        for queue, plain, tagged in ack_groups(reservations):
+            of = keys(queue)
+            if plain:
+                steps.append(lambda t, k=of, h=plain: self.ack(t, k, h))  # type: ignore[misc]
+            if tagged:
+                steps.append(lambda t, k=of, h=tagged: self.ack_tagged(t, k, h))  # type: ignore[misc]
+        return steps
+
+    def unreserve_steps(
+        self, keys: Callable[[str], QueueKeys], reservations: Sequence[Reservation]
+    ) -> list[Step]:
+        """The unreserve scripts of ``reservations``, one per queue."""
+        groups = [(keys(queue), held) for queue, held in by_queue(reservations)]
+        return [lambda t, k=k, h=h: self.unreserve(t, k, h) for k, h in groups]  # type: ignore[misc]
 
     def unreserve(self, target: Any, keys: QueueKeys, held: Sequence[tuple[str, str]]) -> None:
         """Give each (id, token) of ``held`` back to the queue as it was, uncounted."""
@@ -110,41 +145,33 @@ class Scripts:
         priority: int,
         available_at: float,
         now: float,
+        tags: Sequence[str] = (),
+        old_tags: Sequence[str] = (),
     ) -> None:
-        self._eval(
-            target,
-            "release",
-            [
-                keys.jobs,
-                keys.state,
-                keys.ready,
-                keys.delayed,
-                keys.reserved,
-                keys.seq,
-                keys.wake,
-                keys.claims,
-            ],
-            [job_id, token, raw, priority, repr(available_at), repr(now)],
-        )
+        """Put a reserved job back; it takes its new place in the indexes of ``tags`` (the
+        new envelope's) and leaves those of ``old_tags`` (the old one's) it no longer has."""
+        key_list = [
+            keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.seq,
+            keys.wake, keys.claims,
+        ]  # fmt: skip
+        args: list[Any] = [job_id, token, raw, priority, repr(available_at), repr(now)]
+        gone = [tag for tag in old_tags if tag not in tags]
+        if tags or gone:
+            key_list += [keys.tags, *map(keys.tag, [*tags, *gone])]
+            args.append(len(tags))
+        self._eval(target, "release", key_list, args)
 
     def extend(self, target: Any, keys: QueueKeys, job_id: str, token: str, until: float) -> None:
         self._eval(target, "extend", [keys.state, keys.reserved], [job_id, token, repr(until)])
 
-    def clear(self, target: Any, keys: QueueKeys) -> None:
-        self._eval(
-            target,
-            "clear",
-            [
-                keys.jobs,
-                keys.state,
-                keys.ready,
-                keys.delayed,
-                keys.reserved,
-                keys.wake,
-                keys.claims,
-            ],
-            [],
-        )
+    def clear(self, target: Any, keys: QueueKeys, indexes: Sequence[str]) -> None:
+        """Delete the queue, with its tag ``indexes`` (read from ``keys.tags``): the number
+        of jobs deleted, or -1 if ``keys.tags`` names another index (read it again)."""
+        key_list = [
+            keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.wake,
+            keys.claims, keys.tags, *indexes,
+        ]  # fmt: skip
+        self._eval(target, "clear", key_list, [])
 
     def find(self, target: Any, keys: QueueKeys, job_id: str, now: float) -> None:
         """Job ``job_id`` of the queue as it stands at ``now`` (see :func:`found_job`)."""
@@ -155,15 +182,51 @@ class Scripts:
             [job_id, repr(now)],
         )
 
-    def remove(self, target: Any, keys: QueueKeys, job_id: str, now: float) -> None:
+    def remove(
+        self, target: Any, keys: QueueKeys, job_id: str, now: float, tags: Sequence[str] = ()
+    ) -> None:
         """Take job ``job_id`` out of the queue if it is waiting, answering as ``find``
-        did just before (see :func:`found_job`); a reserved job is left as it is."""
-        self._eval(
-            target,
-            "remove",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved],
-            [job_id, repr(now)],
-        )
+        did just before (see :func:`found_job`); a reserved job is left as it is. A job
+        with tags other than ``tags`` is left too, and its tags answered (``"tags", ...``)."""
+        key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved]
+        if tags:
+            key_list += [keys.tags, *map(keys.tag, tags)]
+        self._eval(target, "remove", key_list, [job_id, repr(now), *tags])
+
+    def list_page(
+        self,
+        target: Any,
+        keys: QueueKeys,
+        state: str,
+        now: float,
+        *,
+        limit: int,
+        after: Sequence[str],
+    ) -> None:
+        """A page of the queue's jobs in ``state`` after the (score, member) ``after``."""
+        key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved]
+        self._eval(target, "list", key_list, [state, repr(now), limit, *after])
+
+    def list_tag(
+        self,
+        target: Any,
+        keys: QueueKeys,
+        tag: str,
+        state: str,
+        now: float,
+        *,
+        limit: int,
+        after: str,
+        walk: int,
+    ) -> None:
+        """A page of the jobs of ``tag`` in ``state``, after seq ``after`` ('' for the start),
+        walking at most ``walk`` entries of the tag's index."""
+        key_list = [keys.jobs, keys.state, keys.delayed, keys.reserved, keys.tags, keys.tag(tag)]
+        self._eval(target, "list_tag", key_list, [state, repr(now), limit, after, walk])
+
+    def oldest(self, target: Any, keys: QueueKeys, now: float) -> None:
+        """The candidates for the queue's oldest ready job (see ``lua/oldest.lua``)."""
+        self._eval(target, "oldest", [keys.jobs, keys.state, keys.ready, keys.delayed], [repr(now)])
 
     def control_get(self, target: Any, key: str, now: float, prefix: str) -> None:
         """Live control records under ``prefix`` as a flat name, value list."""
@@ -172,10 +235,22 @@ class Scripts:
     def control_delete(self, target: Any, key: str, now: float, name: str) -> None:
         self._eval(target, "control_delete", [key], [repr(now), name])
 
-    def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Any]) -> list[Any]:
-        """The whole ``EVALSHA push ...`` command, for callers that send it themselves."""
+    def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Envelope]) -> list[Any]:
+        """The whole ``EVALSHA push ...`` command storing ``jobs`` (one queue's), for callers
+        that send it themselves. Jobs with tags bring their tags' indexes along."""
         key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.seq, keys.wake]
-        return self._lua.command("push", key_list, [repr(now), *jobs])
+        args: list[Any] = [repr(now)]
+        places: dict[str, int] = {}
+        tagged: list[str] = []  # "j:k,k" for job number j, its tags' KEYS numbers k
+        for j, env in enumerate(jobs, 1):
+            args += (env.id, env.encode(), env.priority, repr(env.available_at))
+            if env.tags:
+                numbers = (places.setdefault(tag, 8 + len(places)) for tag in env.tags)
+                tagged.append(f"{j}:{','.join(map(str, numbers))}")
+        if tagged:
+            key_list += [keys.tags, *map(keys.tag, places)]
+            args.append(";".join(tagged))
+        return self._lua.command("push", key_list, args)
 
     def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:
         self._lua.run(target, name, keys, args)
@@ -247,12 +322,31 @@ def push_chunks(envelopes: Sequence[Envelope]) -> Iterator[tuple[str, Sequence[E
             yield queue, queued[start : start + PUSH_CHUNK]
 
 
-def push_args(envelopes: Sequence[Envelope]) -> list[Any]:
-    """The push script's per-job arguments: id, raw, priority, available_at each."""
-    args: list[Any] = []
-    for env in envelopes:
-        args += (env.id, env.encode(), env.priority, repr(env.available_at))
-    return args
+def ack_groups(
+    reservations: Sequence[Reservation],
+) -> list[tuple[str, list[tuple[str, str]], list[tuple[str, str, tuple[str, ...]]]]]:
+    """For each queue of ``reservations`` (first-seen order): the (id, token) of its jobs
+    without tags (lua/ack.lua) and the (id, token, tags) of those with tags (ack_tagged).
+
+    A job's tags are read from its envelope text, parsed only when it holds ``"tags"``."""
+    groups: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str, tuple[str, ...]]]]] = {}
+    for res in reservations:
+        plain, tagged = groups.setdefault(res.queue, ([], []))
+        if '"tags"' in res.raw:
+            tagged.append((res.id, res.token, tags_of(res.raw)))
+        else:
+            plain.append((res.id, res.token))
+    return [(queue, plain, tagged) for queue, (plain, tagged) in groups.items()]
+
+
+def all_of(steps: Sequence[Step]) -> Step:
+    """One step queueing every one of ``steps`` (on one pipeline)."""
+
+    def build(target: Any) -> None:
+        for step in steps:
+            step(target)
+
+    return build
 
 
 def by_queue(reservations: Sequence[Reservation]) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -26,10 +26,20 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.base import Cleared, FoundJob, QueueSizes, Reservation, Storage, is_job_id
+from kashq.drivers.base import (
+    Cleared,
+    FoundJob,
+    JobListing,
+    JobState,
+    QueueSizes,
+    Reservation,
+    Storage,
+    is_job_id,
+)
 from kashq.drivers.redis import RedisDriver
-from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect, reason
-from kashq.drivers.sharded.shard import Shard, shard_name, wait_after
+from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect
+from kashq.drivers.sharded import listing
+from kashq.drivers.sharded.shard import Shard, never_connected, shard_name, wait_after, what_failed
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
 from kashq.envelope import Envelope
@@ -128,10 +138,10 @@ class ShardedDriver:
                 self._up_again(shard)
             except DriverError as exc:
                 self._went_down(shard, exc)
-                if self.strategy is not ShardStrategy.HASH and _never_connected(exc):
+                if self.strategy is not ShardStrategy.HASH and never_connected(exc):
                     self._place(group, tried | {index})  # to the next shard (raises if none)
                     continue
-                failures.append(f"{len(group)} job(s) for shard {shard.name}: {_why(exc)}")
+                failures.append(f"{len(group)} job(s) for shard {shard.name}: {what_failed(exc)}")
         if failures:
             why = (
                 "hash sharding stores a job only on its own shard, which is down"
@@ -196,7 +206,7 @@ class ShardedDriver:
                 found = shard.driver.reserve(queues, lease_s=lease_s, ack=with_ack)
             except DriverError as exc:
                 self._went_down(shard, exc)
-                errors.append(f"{shard.name}: {_why(exc)}")
+                errors.append(f"{shard.name}: {what_failed(exc)}")
                 if with_ack is not None:
                     self._keep_unacked(shard.index, with_ack)
                 continue
@@ -294,7 +304,7 @@ class ShardedDriver:
         total = {queue: QueueSizes() for queue in queues}
         for shard in self.shards:
             sizes = self._on(shard.index, lambda d: d.sizes(queues))
-            total = {queue: _sum(total[queue], sizes[queue]) for queue in queues}
+            total = {queue: total[queue] + sizes[queue] for queue in queues}
         return total
 
     def reachable_sizes(self, queues: Sequence[str]) -> dict[str, QueueSizes]:
@@ -312,7 +322,7 @@ class ShardedDriver:
                 self._leave_out(shard)
                 continue
             answered += 1
-            total = {queue: _sum(total[queue], sizes[queue]) for queue in queues}
+            total = {queue: total[queue] + sizes[queue] for queue in queues}
         if not answered:
             raise DriverError(f"every shard is down: {', '.join(s.name for s in self.shards)}")
         return total
@@ -373,6 +383,24 @@ class ShardedDriver:
             raise DriverError(f"job {job_id} is on no shard that answered; " + "; ".join(errors))
         return None
 
+    def list_jobs(
+        self,
+        queue: str,
+        state: JobState,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> JobListing:
+        """Shard by shard, in their order (see :mod:`.listing`); a down shard is a DriverError."""
+        return listing.page(
+            self.shards, self._on, self._usable, queue, state, limit=limit, cursor=cursor, tag=tag
+        )
+
+    def oldest_ready(self, queues: Sequence[str]) -> dict[str, float | None]:
+        """The earliest over the shards; a down shard is a DriverError naming it."""
+        return listing.oldest(self.shards, self._on, self._usable, queues)
+
     def queue_names(self) -> list[str]:
         names: set[str] = set()
         for shard in self.shards:
@@ -427,7 +455,7 @@ class ShardedDriver:
             result = step(shard.driver)
         except DriverError as exc:
             self._went_down(shard, exc, quiet=True)  # the caller hears of it
-            raise DriverError(f"shard {shard.name}: {_why(exc)}") from exc
+            raise DriverError(f"shard {shard.name}: {what_failed(exc)}") from exc
         self._up_again(shard)
         return result
 
@@ -459,27 +487,10 @@ class ShardedDriver:
             shard.down_until = time.monotonic() + wait_after(shard.failures, self._retry_down_s)
             was_down, shard.down = shard.down, True
         if not was_down and not quiet:
-            log.warning("shard %s is down (%s); skipping it for now", shard.name, _why(exc))
+            log.warning("shard %s is down (%s); skipping it for now", shard.name, what_failed(exc))
 
     def _up_again(self, shard: Shard) -> None:
         if shard.down:
             with self._lock:
                 shard.down, shard.failures, shard.left_out = False, 0, False
             log.info("shard %s is back", shard.name)
-
-
-def _sum(one: QueueSizes, other: QueueSizes) -> QueueSizes:
-    return QueueSizes(
-        one.ready + other.ready, one.delayed + other.delayed, one.reserved + other.reserved
-    )
-
-
-def _why(exc: Exception) -> str:
-    """What went wrong on a shard, without the server's URL (messages name the shard)."""
-    return reason(exc.__cause__ or exc)
-
-
-def _never_connected(exc: DriverError) -> bool:
-    """Whether ``exc`` is a failure to connect, so nothing was sent: only then may the
-    jobs go to another shard without risking a second copy."""
-    return "connecting to" in str(exc).lower()

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kashq.drivers.redis import RedisDriver
+from kashq.drivers.redis.client import reason
+from kashq.exceptions import DriverError
 
 _MAX_WAIT_S = 10.0
 
@@ -42,3 +44,14 @@ def shard_name(shard: str | RedisDriver) -> str:
         return f"unix:{parts.path}"
     db = parts.path.strip("/") or "0"
     return f"{parts.hostname or '?'}:{parts.port or 6379}/{db}"
+
+
+def what_failed(exc: Exception) -> str:
+    """What went wrong on a shard, without the server's URL (messages name the shard)."""
+    return reason(exc.__cause__ or exc)
+
+
+def never_connected(exc: DriverError) -> bool:
+    """Whether ``exc`` is a failure to connect, so nothing was sent: only then may the
+    jobs go to another shard without risking a second copy."""
+    return "connecting to" in str(exc).lower()

@@ -3,7 +3,9 @@
 -- of thousands of jobs costs a handful of commands; a single new job (one
 -- dispatch()) takes a shorter path of five commands.
 -- KEYS[1] jobs  KEYS[2] state  KEYS[3] ready  KEYS[4] delayed  KEYS[5] seq  KEYS[6] wake
--- ARGV[1] now; then for each job 4 values: id, raw envelope, priority, available_at
+-- [KEYS[7] tags  KEYS[8...] tag indexes: only when some of the jobs have tags]
+-- ARGV[1] now; then for each job 4 values: id, raw envelope, priority, available_at;
+-- [with tag indexes, last: which job has which tags, "j:k,k;j:k" (job number, KEYS index)]
 -- Returns the number of jobs stored. A job id that is already waiting (ready or
 -- delayed) is replaced; one that is reserved is left to its worker and the new
 -- copy dropped, so repeating a push (a retry after a lost reply) is harmless.
@@ -26,7 +28,22 @@ local function wake(count)
 end
 
 local now = tonumber(ARGV[1])
-local count = (#ARGV - 1) / 4
+local tagged = #KEYS > 6
+local count = (#ARGV - (tagged and 2 or 1)) / 4
+local placed = {} -- job number -> seq, for the tag indexes
+
+-- Each tag's index (a ZSET) scores its jobs by seq: their place in the queue's order.
+local function index_tags()
+  for j, ks in string.gmatch(ARGV[#ARGV], '(%d+):([%d,]+)') do
+    local seq, id = placed[tonumber(j)], ARGV[4 * tonumber(j) - 2]
+    if seq then
+      for k in string.gmatch(ks, '%d+') do
+        redis.call('ZADD', KEYS[tonumber(k)], seq, id)
+        redis.call('SADD', KEYS[7], KEYS[tonumber(k)])
+      end
+    end
+  end
+end
 
 -- One job whose id is new: HSETNX claims its state, so no read comes first.
 -- An id already stored goes the general way (its seq then skips a number: harmless).
@@ -40,6 +57,10 @@ if count == 1 then
     else
       redis.call('ZADD', KEYS[3], -priority, string.format('%015d|%s', seq, id))
       wake(1)
+    end
+    if tagged then
+      placed[1] = seq
+      index_tags()
     end
     return 1
   end
@@ -74,6 +95,7 @@ for j = 1, count do
   local id, priority, available_at = ARGV[i], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   seq = seq + 1
   if not skip[j] then
+    if tagged then placed[j] = seq end
     bodies[#bodies + 1] = id
     bodies[#bodies + 1] = ARGV[i + 1]
     states[#states + 1] = id
@@ -94,4 +116,5 @@ end
 if #ready > 0 then call_chunked('ZADD', KEYS[3], ready) end
 if #delayed > 0 then call_chunked('ZADD', KEYS[4], delayed) end
 if #ready > 0 then wake(#ready / 2) end
+if tagged then index_tags() end
 return count
