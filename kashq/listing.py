@@ -27,7 +27,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kashq.drivers.base import FoundJob
 from kashq.envelope import Envelope, decode
@@ -37,6 +37,7 @@ from kashq.names import check_queue_name
 
 if TYPE_CHECKING:
     from kashq.drivers.base import JobListing
+    from kashq.drivers.base import JobState as DriverState
     from kashq.manager import QueueManager
     from kashq.recent.base import RecentJob
 
@@ -143,16 +144,12 @@ Source = Callable[[int, str | None], tuple[list[JobSummary], str | None]]
 def _source(manager: QueueManager, name: str, queue: str, state: str, tag: str | None) -> Source:
     if state in _DRIVER_STATES:
         driver = manager.connection(name)
-        held = "reserved" if state == "running" else state
+        held = cast("DriverState", "reserved" if state == "running" else state)
         now = driver.storage.clock.time()
 
         def from_driver(limit: int, inner: str | None) -> tuple[list[JobSummary], str | None]:
             listing: JobListing = driver.list_jobs(
-                queue,
-                held,
-                limit=max(limit, 1),
-                cursor=inner,
-                tag=tag,  # type: ignore[arg-type]
+                queue, held, limit=max(limit, 1), cursor=inner, tag=tag
             )
             jobs = [_waiting(item.id, item.job) for item in listing.jobs]
             if state == "running":
