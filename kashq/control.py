@@ -163,9 +163,7 @@ def _waiting(found: FoundJob) -> str:
 
 
 def _ended(manager: QueueManager, name: str, job_id: str) -> Cancellation:
-    recorder = manager.recorder(name)
-    if recorder is not None:  # events of this process's workers, written in batches
-        recorder.flush(timeout_s=1.0)
+    manager.write_records(name)  # status() may read the event log
     try:
         status = JobHandle(job_id, connection=name, manager=manager).status()
     except JobNotFound:

@@ -22,13 +22,11 @@ listed once. Without ``queue``, every queue is walked in name order.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from kashq.drivers import cursor as cursors
 from kashq.drivers.base import FoundJob
 from kashq.envelope import Envelope, decode
 from kashq.exceptions import EnvelopeError
@@ -50,6 +48,7 @@ STATES: tuple[str, ...] = (
 _ALIASES = {"queued": "ready", "completed-recently": "completed"}
 _DRIVER_STATES = ("ready", "delayed", "reserved", "running")
 _RECENT_STATES = ("completed", "cancelled", "expired")
+_PLACE = "jobs"  # the kind of kashq.jobs() cursors (kashq.drivers.cursor)
 SCAN_PAGES = 10
 """The most source pages one filtered call reads before it answers with what it found."""
 LIMIT_MAX = 1000
@@ -114,8 +113,8 @@ def list_jobs(
     want = _Filter(job_type, tag)
     if state == "failed":
         return _failed(manager, name, queue, want, limit=limit, place=place)
-    if state in _RECENT_STATES:  # what this process's workers ended is written in batches
-        manager.worker_recorder(name).flush(timeout_s=1.0)
+    if state in _RECENT_STATES:
+        manager.write_records(name)
     queues = [queue] if queue is not None else _queues(manager, name, state)
     if place.queue is not None and queue is None:
         queues = [q for q in queues if q >= place.queue]
@@ -217,29 +216,21 @@ class _Place:
     inner: str | None
 
     def text(self) -> str:
-        data = json.dumps({"q": self.queue, "c": self.inner}, separators=(",", ":"))
-        return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
+        return cursors.encode(_PLACE, (self.queue or "", self.inner or ""))
 
     @classmethod
     def read(cls, cursor: str | None) -> _Place:
-        if cursor is None:
+        """``cursor`` as a page gave it (None: the first page); ValueError, one line, if not."""
+        place = cursors.decode(cursor, _PLACE, "ss")
+        if place is None:
             return cls(None, None)
-        try:
-            padded = cursor + "=" * (-len(cursor) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            queue, inner = data["q"], data["c"]
-            if not (queue is None or isinstance(queue, str)) or not (
-                inner is None or isinstance(inner, str)
-            ):
-                raise TypeError("cursor fields")
-        except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
-            raise ValueError(f"not a listing cursor: {cursor[:40]!r}") from None
-        return cls(queue, inner)
+        queue, inner = place
+        return cls(str(queue) or None, str(inner) or None)
 
 
 def _number(text: str) -> int:
     if not text.isdigit():
-        raise ValueError(f"not a listing cursor: {text[:40]!r}")
+        raise ValueError(f"not a cursor of this {_PLACE} listing: {text[:40]!r}")
     return int(text)
 
 

@@ -169,6 +169,13 @@ class QueueManager:
                 )
             return recorder
 
+    def write_records(self, connection: str | None = None) -> None:
+        """Write what this process's workers on ``connection`` recorded so far (events and
+        recent jobs go in batches), waiting up to a second: a read from here then sees it."""
+        recorder = self._recorders.get(connection or self.settings.connection)
+        if recorder is not None:
+            recorder.flush(timeout_s=1.0)
+
     def results(self, connection: str | None = None) -> ResultStore:
         """Where connection ``connection`` keeps its jobs' outcomes and progress."""
         name = connection or self.settings.connection

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
+from kashq.clock import Clock
 from kashq.exceptions import DriverError
 
 Ended = Literal["completed", "cancelled", "expired"]
@@ -96,6 +97,34 @@ class RecentStore(Protocol):
     def close(self) -> None:
         """Release what the store opened itself (never a connection it borrowed)."""
         ...
+
+
+class Bounds:
+    """What every store of recent jobs shares: its two bounds, checked once, and the clock
+    that ages its records (the driver's)."""
+
+    def __init__(self, clock: Clock, keep_s: float, keep_max: int) -> None:
+        if keep_max < 1:
+            raise ValueError(f"keep_max must be at least 1, got {keep_max}")
+        self._clock = clock
+        self._keep_s = keep_s
+        self._keep_max = keep_max
+
+    @property
+    def keep_s(self) -> float:
+        return self._keep_s
+
+    @property
+    def keep_max(self) -> int:
+        return self._keep_max
+
+    def _keeps(self, jobs: Sequence[RecentJob]) -> bool:
+        """Whether :meth:`add` has anything to write: jobs, and a store that keeps some."""
+        return self._keep_s > 0 and bool(jobs)
+
+    def _cutoff(self) -> float:
+        """Records finished at this time or earlier are past their age."""
+        return self._clock.time() - self._keep_s
 
 
 Position = tuple[float, str]

@@ -43,6 +43,7 @@ from kashq.db.engine import Database, delete_in_chunks
 from kashq.db.schema import MYSQL
 from kashq.recent.base import (
     ENDED,
+    Bounds,
     Ended,
     RecentJob,
     RecentStoreError,
@@ -56,7 +57,7 @@ _SWEEP_CHUNK = 1000  # rows deleted per transaction
 _COLUMNS = ("job_type", "finished_at", "attempts", "duration_s", "tags", "error")
 
 
-class DatabaseRecentStore:
+class DatabaseRecentStore(Bounds):
     """Recently ended jobs as rows of ``job_recent`` (``<table_prefix>job_recent``)."""
 
     def __init__(
@@ -68,31 +69,19 @@ class DatabaseRecentStore:
         keep_s: float = 3600.0,
         keep_max: int = 10_000,
     ) -> None:
-        if keep_max < 1:
-            raise ValueError(f"keep_max must be at least 1, got {keep_max}")
+        super().__init__(clock, keep_s, keep_max)
         self._db = Database(engine_or_url, error=RecentStoreError, table_prefix=table_prefix)
         self._table = self._db.tables.job_recent
-        self._clock = clock
-        self._keep_s = keep_s
-        self._keep_max = keep_max
         self._upsert = _upsert(self._db.dialect, self._table)
         self._sweep_lock = threading.Lock()
         self._next_sweep_at = -math.inf
-
-    @property
-    def keep_s(self) -> float:
-        return self._keep_s
-
-    @property
-    def keep_max(self) -> int:
-        return self._keep_max
 
     @property
     def engine(self) -> Engine:
         return self._db.engine
 
     def add(self, jobs: Sequence[RecentJob]) -> None:
-        if self._keep_s <= 0 or not jobs:
+        if not self._keeps(jobs):
             return
         now = self._clock.time()
         cutoff = now - self._keep_s
@@ -170,9 +159,6 @@ class DatabaseRecentStore:
     def _list(self, queue: str, outcome: str) -> ColumnElement[bool]:
         c = self._table.c
         return (c.queue == queue) & (c.outcome == outcome)
-
-    def _cutoff(self) -> float:
-        return self._clock.time() - self._keep_s
 
     def _trim(self, conn: Connection, queue: str, outcome: str, cutoff: float) -> None:
         """Delete the list's rows past their age, then those below its ``keep_max`` newest."""

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.recent.base import (
     ENDED,
+    Bounds,
     Ended,
     RecentJob,
     check_page,
@@ -70,31 +71,19 @@ class _List:
         return len(self.records) - bisect.bisect_right(self.records, cutoff, key=_finished_at)
 
 
-class MemoryRecentStore:
+class MemoryRecentStore(Bounds):
     """Recently ended jobs held in this process's memory (thread-safe)."""
 
     def __init__(
         self, clock: Clock = SYSTEM_CLOCK, *, keep_s: float = 3600.0, keep_max: int = 10_000
     ) -> None:
-        if keep_max < 1:
-            raise ValueError(f"keep_max must be at least 1, got {keep_max}")
-        self._clock = clock
-        self._keep_s = keep_s
-        self._keep_max = keep_max
+        super().__init__(clock, keep_s, keep_max)
         self._lists: dict[tuple[str, str], _List] = {}
         self._lock = threading.Lock()
         self._swept_at = float("-inf")
 
-    @property
-    def keep_s(self) -> float:
-        return self._keep_s
-
-    @property
-    def keep_max(self) -> int:
-        return self._keep_max
-
     def add(self, jobs: Sequence[RecentJob]) -> None:
-        if self._keep_s <= 0 or not jobs:
+        if not self._keeps(jobs):
             return
         with self._lock:
             now = self._clock.time()
@@ -120,7 +109,7 @@ class MemoryRecentStore:
         check_page(outcome, limit)
         after = None if cursor is None else decode_cursor(cursor)
         with self._lock:
-            cutoff = self._clock.time() - self._keep_s
+            cutoff = self._cutoff()
             found = self._lists.get((queue, outcome))
             if found is None:
                 return [], None
@@ -138,11 +127,11 @@ class MemoryRecentStore:
     def count(self, queue: str, outcome: Ended) -> int:
         with self._lock:
             found = self._lists.get((queue, outcome))
-            return 0 if found is None else found.live(self._clock.time() - self._keep_s)
+            return 0 if found is None else found.live(self._cutoff())
 
     def queues(self) -> list[str]:
         with self._lock:
-            cutoff = self._clock.time() - self._keep_s
+            cutoff = self._cutoff()
             return sorted({queue for (queue, _), r in self._lists.items() if r.live(cutoff)})
 
     def prune(self) -> int:

@@ -34,6 +34,7 @@ from kashq.drivers.redis.keys import RecentKeys, recent_keys, recent_queues_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.recent.base import (
     ENDED,
+    Bounds,
     Ended,
     RecentJob,
     RecentStoreError,
@@ -47,7 +48,7 @@ _CHUNK = 1000  # records per script call
 _SLACK_MS = 60_000  # keys outlive keep_s by this much: clocks of hosts differ a little
 
 
-class RedisRecentStore(RedisClientUser):
+class RedisRecentStore(RedisClientUser, Bounds):
     """Recently ended jobs in Redis under ``prefix``, aged on ``clock`` (the driver's).
 
     ``client`` is a URL (see :func:`~kashq.drivers.redis.client.connect`) or a
@@ -63,27 +64,15 @@ class RedisRecentStore(RedisClientUser):
         keep_s: float = 3600.0,
         keep_max: int = 10_000,
     ) -> None:
-        if keep_max < 1:
-            raise ValueError(f"keep_max must be at least 1, got {keep_max}")
-        super().__init__(client)
+        Bounds.__init__(self, clock, keep_s, keep_max)
+        RedisClientUser.__init__(self, client)
         self.prefix = prefix
-        self._clock = clock
-        self._keep_s = keep_s
-        self._keep_max = keep_max
         self._lua = LuaScripts("kashq.recent", ("add", "page", "queues"))
 
-    @property
-    def keep_s(self) -> float:
-        return self._keep_s
-
-    @property
-    def keep_max(self) -> int:
-        return self._keep_max
-
     def add(self, jobs: Sequence[RecentJob]) -> None:
-        if self._keep_s <= 0 or not jobs:
+        if not self._keeps(jobs):
             return
-        cutoff = self._clock.time() - self._keep_s
+        cutoff = self._cutoff()
         lists: dict[tuple[str, str], list[RecentJob]] = {}
         newest: dict[str, float] = {}
         for job in jobs:
@@ -163,9 +152,6 @@ class RedisRecentStore(RedisClientUser):
 
     def _keys(self, queue: str, outcome: str) -> RecentKeys:
         return recent_keys(self.prefix, queue, outcome)
-
-    def _cutoff(self) -> float:
-        return self._clock.time() - self._keep_s
 
     def _ttl_ms(self) -> int:
         return max(1, math.ceil(self._keep_s * 1000)) + _SLACK_MS

@@ -88,7 +88,7 @@ def test_bad_arguments_are_one_line_errors(q):
         kashq.jobs(state="sleeping")
     with pytest.raises(ValueError, match="limit must be"):
         kashq.jobs(limit=0)
-    with pytest.raises(ValueError, match="not a listing cursor"):
+    with pytest.raises(ValueError, match="not a cursor of this jobs listing"):
         kashq.jobs(cursor="garbage!")
 
 
