@@ -21,13 +21,14 @@ from kashq.exceptions import JobCancelled
 class AbortSignal:
     """One attempt's stop request: set once, by another thread; checked by the job."""
 
-    __slots__ = ("_loop", "_task", "raised", "requested")
+    __slots__ = ("_loop", "_task", "raised", "requested", "started")
 
     # One lock for all signals: requests are rare, and a lock per attempt would be
     # paid by every job.
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self) -> None:
+        self.started = False  # handle() was called (the worker's listeners know it runs)
         self.requested = False  # an operator cancelled the job
         self.raised = False  # the job was told (a check raised, or its task was cancelled)
         self._task: asyncio.Task[Any] | None = None

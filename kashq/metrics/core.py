@@ -63,6 +63,7 @@ CANCELLED, EXPIRED = "cancelled", "expired"
 
 _STARTED, _RAN, _COMPLETED = EventKind.STARTED, EventKind.RAN, EventKind.COMPLETED
 _RETRIED, _FAILED = EventKind.RETRIED, EventKind.FAILED
+_IDLE, _PARKED, _ABORTING = EventKind.IDLE, EventKind.PARKED, EventKind.ABORTING
 
 
 class _Children:
@@ -144,7 +145,7 @@ class Metrics:
     def listener(self, event: JobEvent) -> None:
         """A worker listener: count the step ``event`` is about."""
         kind = event.kind
-        if kind is EventKind.IDLE or kind is EventKind.PARKED or kind is EventKind.ABORTING:
+        if kind is _IDLE or kind is _PARKED or kind is _ABORTING:
             return  # a parked job is counted once its failure is recorded (FAILED)
         key = (event.queue, event.job_type)
         children = self._children.get(key)

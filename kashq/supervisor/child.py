@@ -155,10 +155,6 @@ class WorkerProcess:
             kind = event.kind
             if kind is EventKind.PROGRESS:
                 return  # the job runs on
-            if kind is EventKind.ABORTING:  # cancelled: killed if it still runs after its grace
-                grace_s = self._worker.options.cancel_grace_s if self._worker else 0.0
-                writer.cut_short(event.job_id, time.monotonic() + grace_s)
-                return
             if kind is EventKind.STARTED:
                 assert event.reservation is not None
                 writer.running(event.reservation, time.monotonic(), event.timeout_s)
@@ -166,6 +162,9 @@ class WorkerProcess:
                 writer.settling(ok=event.error is None)  # no timeout for failed() and the ack
             elif kind is EventKind.IDLE:
                 writer.idle()
+            elif kind is EventKind.ABORTING:  # cancelled: killed if it still runs after its grace
+                grace_s = self._worker.options.cancel_grace_s if self._worker else 0.0
+                writer.cut_short(event.job_id, time.monotonic() + grace_s)
             else:
                 writer.finished(
                     completed=kind is EventKind.COMPLETED,

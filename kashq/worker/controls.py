@@ -5,7 +5,9 @@ when the worker starts, and then about once a second on a thread of their own
 while it runs: one round trip a second per worker, none per job. Reserving
 skips paused queues; a job whose cancel marker is known is settled
 ``cancelled`` instead of being started; and each refresh finds the running
-jobs that were cancelled and raises their :class:`~kashq.abort.AbortSignal`,
+jobs that were cancelled among the attempts the worker's heartbeat tracks
+(:meth:`~kashq.worker.heartbeat.Heartbeat.attempts`: nothing is registered
+here per job) and raises their :class:`~kashq.abort.AbortSignal`,
 telling ``on_abort`` (the worker, which tells its listeners: a ``queue:work``
 process then gives the job its grace period before it is killed).
 """
@@ -15,13 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from kashq.abort import AbortSignal
 from kashq.drivers.base import Driver, Reservation
-from kashq.envelope import Envelope
-from kashq.exceptions import DriverError
+from kashq.envelope import Envelope, decode
+from kashq.exceptions import DriverError, EnvelopeError
 from kashq.halts import HALT_PREFIX, NO_HALTS, Halts, job_record, read_halts
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,19 @@ class Attempt:
 class Controls:
     """One worker's view of the halts, and the attempts it runs that a cancel may stop."""
 
-    def __init__(self, driver: Driver, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        attempts: Callable[[], Iterable[tuple[Reservation, AbortSignal]]] = list,
+        poll_s: float = POLL_S,
+    ) -> None:
+        """``attempts`` lists the attempts the worker runs now, with their signals."""
         self._driver = driver
+        self._attempts = attempts
         self.on_abort: Callable[[Attempt], None] = lambda attempt: None
         self._poll_s = poll_s
         self._read_at = float("-inf")
         self.halts: Halts = NO_HALTS
-        self._running: dict[str, Attempt] = {}  # job id → attempt (dict ops are atomic)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -71,11 +79,18 @@ class Controls:
         self._warned = False
         self.halts = halts = read_halts(records)
         if halts.cancelled:
-            for job_id in halts.cancelled & self._running.keys():
-                attempt = self._running.get(job_id)
-                if attempt is not None and attempt.signal.request():
-                    self.on_abort(attempt)
+            for res, signal in self._attempts():
+                # One not started yet meets its marker before it starts, or at the next read.
+                if res.id in halts.cancelled and signal.started and signal.request():
+                    self._aborting(res, signal)
         return halts
+
+    def _aborting(self, res: Reservation, signal: AbortSignal) -> None:
+        try:
+            env = decode(res.raw)
+        except EnvelopeError:  # it could not have started: nothing to tell
+            return
+        self.on_abort(Attempt(res, env, signal))
 
     def active(self, queues: Sequence[str]) -> Sequence[str]:
         """``queues`` without the paused ones (``queues`` itself when none is paused)."""
@@ -95,16 +110,6 @@ class Controls:
             self._driver.delete_control(job_record(job_id))
         except DriverError as exc:  # it expires on its own; a worker meeting it settles again
             log.warning("could not delete the cancel marker of %s (%s)", job_id, exc)
-
-    # -- attempts -------------------------------------------------------------
-    def running(self, res: Reservation, env: Envelope) -> AbortSignal:
-        """``res`` starts running: its signal, raised by a cancel read from now on."""
-        signal = AbortSignal()
-        self._running[env.id] = Attempt(res, env, signal)
-        return signal
-
-    def ended(self, job_id: str) -> None:
-        self._running.pop(job_id, None)
 
     # -- the thread -------------------------------------------------------------
     def start(self) -> None:

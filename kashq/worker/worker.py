@@ -85,7 +85,7 @@ class Worker:
         self._outcomes = OutcomeKeeper(self._results_of, self.options.result_ttl_s, clock)
         self._progress = ProgressReports(self._events, clock)
         self._unique = UniqueLock(self._locks_of)
-        self._controls = Controls(driver)
+        self._controls = Controls(driver, self._heartbeat.attempts)
         self._batches = driver if isinstance(driver, BatchReserving) else None
         self._prefetch = (
             None
@@ -151,16 +151,17 @@ class Worker:
         With ``defer_ack`` a completed job is not acknowledged here: the caller
         passes it as ``ack=`` to its next ``reserve`` (one round trip per job).
         """
-        self._heartbeat.track(reservation)
+        signal = AbortSignal()  # raised by the controls if the job is cancelled
+        self._heartbeat.track(reservation, signal)
         try:
-            outcome = self._process(reservation, defer_ack)
+            outcome = self._process(reservation, defer_ack, signal)
         finally:
             self._heartbeat.untrack(reservation)
         with self._lock:
             self.stats.count(outcome)
         return outcome
 
-    def _process(self, res: Reservation, defer_ack: bool) -> Outcome:
+    def _process(self, res: Reservation, defer_ack: bool, signal: AbortSignal) -> Outcome:
         ready = self._ready(res)
         if isinstance(ready, Outcome):
             return ready
@@ -170,7 +171,7 @@ class Worker:
         self._unique.free_at_start(env.metadata, env.id)
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
-        signal = self._controls.running(res, env)
+        signal.started = True
         error, value = self._run_job(prepared, env, timeout_s, signal)
         took_s = time.perf_counter() - started
         self._events.emit(
@@ -243,7 +244,6 @@ class Worker:
             return exc, None
         finally:
             self._progress.ended(env.id)
-            self._controls.ended(env.id)
         return None, value
 
     def _job_or_none(self, env: Envelope) -> Job | None:

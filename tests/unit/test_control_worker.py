@@ -35,6 +35,7 @@ from kashq.halts import (
 from kashq.jobevents import EventKind, JobEvent
 from kashq.results.memory import MemoryResultStore
 from kashq.testing import FakeClock
+from kashq.worker.controls import Controls
 
 RAN: list[str] = []
 FAILED_HOOK: list[str] = []
@@ -302,6 +303,27 @@ def test_an_attempt_killed_after_its_grace_ends_cancelled_in_its_successor(box):
     kept = box.results.get(job_id)
     assert kept is not None and kept.status == "cancelled" and "grace" in kept.error
     assert box.failed.count() == 0 and RAN == []
+
+
+def test_the_controls_stop_only_attempts_that_started(box):
+    # A job taken but not started meets its marker before it starts (see the test above
+    # of a marked job); raising its signal then would tell the listeners of an abort
+    # before the job runs, when a queue:work slot cannot act on it yet.
+    job_id = box.push(Counted())
+    res = box.driver.reserve(["default"], lease_s=30)
+    assert res is not None
+    signal = AbortSignal()
+    aborted: list[str] = []
+    controls = Controls(box.driver, lambda: [(res, signal)])
+    controls.on_abort = lambda attempt: aborted.append(attempt.envelope.id)
+    box.mark_cancelled(job_id)
+    controls.refresh()
+    assert (signal.requested, aborted) == (False, [])
+    signal.started = True
+    controls.refresh()
+    assert (signal.requested, aborted) == (True, [job_id])
+    controls.refresh()
+    assert aborted == [job_id], "told once"
 
 
 def test_a_signal_cancels_an_attached_task_even_when_asked_first():

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, field_validator
 
 import kashq
+from kashq import envelope as envelope_module
 from kashq.envelope import WIRE_VERSION, Envelope, Failure, decode, peek
 
 NOW = 1_700_000_000.0
@@ -207,6 +208,14 @@ def test_decode_rejects_bool_where_an_int_is_expected() -> None:
 def test_decode_rejects_wrongly_typed_fields_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(kashq.EnvelopeError, match=f"field '{field}'"):
         decode(json.dumps(valid_wire(**{field: value})))
+
+
+@pytest.mark.parametrize("field", [name for name, _, _ in envelope_module._FIELD_TYPES])
+def test_decode_checks_the_type_of_every_field_of_the_table(field: str) -> None:
+    # A bool is no field's type; each must be refused and named (the fast check and the
+    # table it stands for cover the same fields).
+    with pytest.raises(kashq.EnvelopeError, match=f"field '{field}' must be"):
+        decode(json.dumps(valid_wire(**{field: True})))
 
 
 def test_decode_rejects_metadata_with_non_string_values() -> None:
