@@ -25,6 +25,9 @@ tagged job, written with the job and deleted when it leaves.
 
 ``job_recent`` lists the jobs that ended recently (completed, cancelled,
 expired), per queue and outcome, trimmed by age and count; see :mod:`kashq.recent`.
+
+``kashq_job_once`` remembers the ids ``push_once`` stored, each until its
+``expires_at`` (Unix seconds): the chain steps and callbacks of workflows.
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ class Tables:
     job_results: Table
     job_recent: Table
     job_tags: Table
+    job_once: Table
 
     @property
     def version_table(self) -> str:
@@ -161,6 +165,7 @@ def tables(prefix: str) -> Tables:
         job_results=_job_results(metadata, name),
         job_recent=_job_recent(metadata, name),
         job_tags=_job_tags(metadata, name),
+        job_once=_job_once(metadata, name),
     )
 
 
@@ -330,6 +335,18 @@ def _job_recent(metadata: MetaData, name: Name) -> Table:
     return table
 
 
+def _job_once(metadata: MetaData, name: Name) -> Table:
+    """The ids ``push_once`` stored, each remembered until ``expires_at``."""
+    table = Table(
+        name("kashq_job_once"),
+        metadata,
+        Column("id", EXACT_JOB_ID, primary_key=True),
+        Column("expires_at", Double, nullable=False),
+    )
+    Index(name("ix_kashq_job_once_expires_at"), table.c.expires_at)
+    return table
+
+
 def _job_tags(metadata: MetaData, name: Name) -> Table:
     """The tag index: one row per tag of each tagged job of ``kashq_jobs``, in the order
     they were written (``seq``), deleted with the job."""
@@ -358,3 +375,4 @@ job_events = _UNPREFIXED.job_events
 job_results = _UNPREFIXED.job_results
 job_tags = _UNPREFIXED.job_tags
 job_recent = _UNPREFIXED.job_recent
+job_once = _UNPREFIXED.job_once

@@ -74,6 +74,11 @@ class Reservation:
 
 JobState = Literal["ready", "delayed", "reserved"]
 
+ONCE_KEEP_S = 86_400.0
+"""How long :meth:`Driver.push_once` remembers an id by default: a day. A job whose
+worker died is delivered again when its lease lapses (minutes); only a day with no
+worker at all would let its successor be pushed twice."""
+
 JOB_ID_MAX = 36
 """Longest job id a driver looks up: a UUID's 36 characters (the database column's width)."""
 
@@ -194,6 +199,20 @@ class Driver(Protocol):
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         """Store several jobs, in one round trip where the backend allows."""
+        ...
+
+    def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
+        """Store one job unless a job with its id was stored this way in the last
+        ``keep_s`` seconds; True if it was stored now.
+
+        The id is remembered, not looked up among the stored jobs, so the job is
+        stored once even when it has already run and left its queue; the check and
+        the push are one atomic step, so callers racing with one id store it once.
+        Workflows push each chain step and callback this way: a job delivered twice
+        (its worker died before its ack) does not dispatch its successor twice.
+        A call that failed may have stored the job: repeating it is safe, and then
+        answers False.
+        """
         ...
 
     def reserve(

@@ -20,6 +20,7 @@ from typing import Any, cast
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers import cursor as cursors
 from kashq.drivers.base import (
+    ONCE_KEEP_S,
     Cleared,
     FoundJob,
     JobListing,
@@ -35,6 +36,7 @@ from kashq.drivers.sortedkeys import SortedKeys
 from kashq.envelope import Envelope, unique_claim
 
 _READY, _DELAYED, _RESERVED = "ready", "delayed", "reserved"
+_ONCE_PRUNE_AT = 1024  # push_once ids held before the first sweep of forgotten ones
 _SHAPES = {"ready": "ii", "delayed": "fi", "reserved": "fi"}
 
 
@@ -73,6 +75,8 @@ class MemoryDriver:
         self._seq = itertools.count(1)
         self._cond = threading.Condition()
         self._control: dict[str, tuple[str, float | None]] = {}  # name -> (value, expires_at)
+        self._once: dict[str, float] = {}  # push_once: job id -> when it is forgotten
+        self._once_prune_at = _ONCE_PRUNE_AT
 
     @property
     def storage(self) -> Storage:
@@ -97,6 +101,18 @@ class MemoryDriver:
                 self._tag(env.id, stored, add=True)
                 self._place(env.id, stored, env.available_at, now)
             self._cond.notify_all()
+
+    def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
+        now = self._clock.time()
+        with self._cond:
+            if self._once.get(envelope.id, now) > now:
+                return False
+            if len(self._once) >= self._once_prune_at:  # forgotten ids go, at amortised cost
+                self._once = {job_id: at for job_id, at in self._once.items() if at > now}
+                self._once_prune_at = max(_ONCE_PRUNE_AT, 2 * len(self._once))
+            self._once[envelope.id] = now + keep_s
+            self.push_many((envelope,))
+            return True
 
     # -- consuming ------------------------------------------------------
     def reserve(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import (
+    ONCE_KEEP_S,
     Cleared,
     Driver,
     FoundJob,
@@ -27,6 +29,7 @@ from kashq.drivers.base import (
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 
+T = TypeVar("T")
 DrainFn = Callable[[Driver, Sequence[str]], None]
 
 
@@ -49,21 +52,31 @@ class SyncDriver:
         self.push_many((envelope,))
 
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
+        self._push_and_run(envelopes, self._inner.push_many)
+
+    def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
+        return self._push_and_run((envelope,), lambda now: self._inner.push_once(now[0], keep_s))
+
+    def _push_and_run(
+        self, envelopes: Sequence[Envelope], push: Callable[[list[Envelope]], T]
+    ) -> T:
+        """``push`` the jobs, made due now, then run them (unless a drain is under way)."""
         # One thread drains at a time, so a dispatch returns only after its own
         # jobs ran (another thread's drain never runs them, nor returns early).
         with self._lock:
             now = self._clock.time()
-            self._inner.push_many([dataclasses.replace(e, available_at=now) for e in envelopes])
+            pushed = push([dataclasses.replace(e, available_at=now) for e in envelopes])
             for env in envelopes:
                 self._queues.setdefault(env.queue)
             if self._draining:
-                return  # dispatched from a running job: the drain under way picks it up
+                return pushed  # dispatched from a running job: the drain under way picks it up
             self._draining = True
             try:
                 while self._pending():
                     self._drain(self._inner, list(self._queues))
             finally:
                 self._draining = False
+            return pushed
 
     def _pending(self) -> bool:
         """Whether any queue seen so far still has work (nested dispatches add queues)."""

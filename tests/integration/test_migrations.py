@@ -34,9 +34,10 @@ KASHQ_TABLES = {
     "job_events",
     "job_results",
     "kashq_job_tags",
+    "kashq_job_once",
     "job_recent",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 def schema_diffs(url: str, prefix: str = "") -> list[object]:

@@ -27,6 +27,11 @@ re-inserts it); an untagged job pays nothing for them: whether a job has tags
 is read from its envelope (``"tags"`` in its text) before any statement is
 added. Listings and the oldest ready job are read by :mod:`.listing`.
 
+``push_once`` remembers each id it stored in ``kashq_job_once``, inserted in the
+job's own transaction: a second insert of a remembered id fails on its primary
+key (a racing one waits for the first to commit, then fails), and nothing is
+stored. Once a minute a driver deletes the ids whose memory lapsed.
+
 Control records live in ``kashq_control``, written with the dialect's upsert;
 an expired record is skipped by readers, and the reader that first sees one
 deletes every expired record (so the table stays small without a janitor).
@@ -47,6 +52,7 @@ from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
 from kashq.db.schema import MYSQL
 from kashq.drivers.base import (
+    ONCE_KEEP_S,
     Cleared,
     FoundJob,
     JobListing,
@@ -68,11 +74,13 @@ from kashq.envelope import Envelope, unique_claim
 from kashq.exceptions import DriverError
 
 _DELETE_CHUNK = 500
+_ONCE_SWEEP_S = 60.0  # how often push_once deletes the ids it has forgotten
 _TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
 
 
 class _Duplicate(Exception):
-    """A pushed id is already stored: replace it instead (the memory driver's rule)."""
+    """A pushed id is already stored: replace it instead (the memory driver's rule), or
+    (``push_once``) already remembered: store nothing."""
 
 
 class DatabaseDriver:
@@ -95,6 +103,7 @@ class DatabaseDriver:
         self._sql = statements(self._db.tables)
         self._listings = listings(self._db.tables, self._db.dialect)
         self._control_upsert = control_upsert(self._db.dialect, self._db.tables.control)
+        self._once_swept_at = 0.0
 
     @property
     def engine(self) -> Engine:
@@ -126,6 +135,28 @@ class DatabaseDriver:
             self._db.run(insert_all, what="push", atomic=len(rows) > 1 or bool(tag_rows))
         except _Duplicate:
             self._db.run(lambda conn: _replace(conn, self._sql, envelopes), what="push")
+
+    def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
+        now = self._clock.time()
+
+        def remember_then_push(conn: Connection) -> bool:
+            conn.execute(self._sql.once_forget, {"p_id": envelope.id, "p_now": now})
+            try:
+                conn.execute(self._sql.once_insert, {"id": envelope.id, "expires_at": now + keep_s})
+            except IntegrityError:
+                raise _Duplicate() from None  # remembered: nothing to store
+            _replace(conn, self._sql, (envelope,))
+            return True
+
+        try:
+            pushed = self._db.run(remember_then_push, what="push")
+        except _Duplicate:
+            return False
+        if now >= self._once_swept_at + _ONCE_SWEEP_S:  # forgotten ids go, once a minute
+            self._once_swept_at = now
+            self._db.run(lambda conn: conn.execute(self._sql.once_sweep, {"p_now": now}),
+                         what="push", atomic=False)  # fmt: skip
+        return pushed
 
     # -- consuming ------------------------------------------------------
     def reserve(

@@ -115,6 +115,12 @@ class Statements:
             (k.name == bindparam("p_name"))
             & (k.expires_at.is_(None) | (k.expires_at > bindparam("p_now")))
         )
+        once = t.job_once.c
+        self.once_insert = insert(t.job_once)
+        self.once_forget = delete(t.job_once).where(
+            (once.id == bindparam("p_id")) & (once.expires_at <= bindparam("p_now"))
+        )
+        self.once_sweep = delete(t.job_once).where(once.expires_at <= bindparam("p_now"))
 
 
 def _sizes_query(t: Tables) -> Select[Any]:

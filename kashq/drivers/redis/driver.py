@@ -26,6 +26,7 @@ import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import (
+    ONCE_KEEP_S,
     Cleared,
     FoundJob,
     JobListing,
@@ -123,6 +124,11 @@ class RedisDriver:
                 self._run(lambda t, k=keys, c=chunk: self._scripts.push(t, k, now, c))  # type: ignore[misc]
             return
         self._call(lambda: self._stream(lambda: self._push_commands(envelopes, now)))
+
+    def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
+        keys, now = self.keys(envelope.queue), self._now()
+        command = self._scripts.push_command(keys, now, (envelope,), once_s=keep_s)
+        return bool(self._run(lambda t: self._scripts.send(t, command))[0])
 
     def _push_commands(self, envelopes: Sequence[Envelope], now: float) -> Iterator[list[Any]]:
         for queue, chunk in push_chunks(envelopes):

@@ -33,6 +33,7 @@ class QueueKeys:
     ``wake``      LIST  wake-up tokens idle workers block on
     ``claims``    HASH  reservation token → job id (a repeated reserve returns the same job)
     ``tags``      SET   the keys of the queue's tag indexes (:meth:`tag`), for ``clear``
+    ``once``      ZSET  job id → when ``push_once`` forgets it was pushed (Unix seconds)
 
     A tag's index, ``<tags>:<tag>``, is a ZSET: member job id, score the job's seq when
     it was pushed or released (its place in the queue's order).
@@ -47,6 +48,7 @@ class QueueKeys:
     wake: str
     claims: str
     tags: str
+    once: str
 
     def tag(self, tag: str) -> str:
         """The index of the queue's jobs that carry ``tag``."""
@@ -66,6 +68,7 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         wake=f"{base}:wake",
         claims=f"{base}:claims",
         tags=f"{base}:tags",
+        once=f"{base}:once",
     )
 
 

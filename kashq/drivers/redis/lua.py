@@ -10,17 +10,33 @@ in the same call) and add a ``SCRIPT EXISTS`` round trip to every pipeline.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 
 class LuaScripts:
-    """The scripts ``names`` of ``package`` (``<package>/lua/<name>.lua``): sources and SHA1s."""
+    """The scripts ``names`` of ``package`` (``<package>/lua/<name>.lua``): sources and SHA1s.
 
-    def __init__(self, package: str, names: Iterable[str]) -> None:
+    A name of ``joined`` is a script made of several files, one after the other
+    (``{"push_once": ("push_once", "push")}``: a prelude that may ``return`` early,
+    then the script it guards).
+    """
+
+    def __init__(
+        self,
+        package: str,
+        names: Iterable[str],
+        joined: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         folder = resources.files(package).joinpath("lua")
-        self._sources = {name: folder.joinpath(f"{name}.lua").read_text("utf-8") for name in names}
+
+        def read(name: str) -> str:
+            return folder.joinpath(f"{name}.lua").read_text("utf-8")
+
+        self._sources = {name: read(name) for name in names}
+        for name, parts in (joined or {}).items():
+            self._sources[name] = "\n".join(map(read, parts))
         self._shas = {
             name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
             for name, source in self._sources.items()

@@ -36,7 +36,7 @@ class Scripts:
         # Runs one command at once; defaults to the client (a caller may pass a
         # faster path, such as a dedicated connection per thread).
         self._execute = execute or client.execute_command
-        self._lua = LuaScripts("kashq.drivers.redis", _NAMES)
+        self._lua = LuaScripts("kashq.drivers.redis", _NAMES, {"push_once": ("push_once", "push")})
 
     def load(self) -> None:
         """Load every script into Redis's script cache."""
@@ -235,9 +235,19 @@ class Scripts:
     def control_delete(self, target: Any, key: str, now: float, name: str) -> None:
         self._eval(target, "control_delete", [key], [repr(now), name])
 
-    def push_command(self, keys: QueueKeys, now: float, jobs: Sequence[Envelope]) -> list[Any]:
+    def push_command(
+        self,
+        keys: QueueKeys,
+        now: float,
+        jobs: Sequence[Envelope],
+        *,
+        once_s: float | None = None,
+    ) -> list[Any]:
         """The whole ``EVALSHA push ...`` command storing ``jobs`` (one queue's), for callers
-        that send it themselves. Jobs with tags bring their tags' indexes along."""
+        that send it themselves. Jobs with tags bring their tags' indexes along.
+
+        With ``once_s``: ``push_once`` of the one job in ``jobs``, its id remembered for
+        ``once_s`` seconds (the reply is 0 when it was remembered already)."""
         key_list = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.seq, keys.wake]
         args: list[Any] = [repr(now)]
         places: dict[str, int] = {}
@@ -250,6 +260,10 @@ class Scripts:
         if tagged:
             key_list += [keys.tags, *map(keys.tag, places)]
             args.append(";".join(tagged))
+        if once_s is not None:
+            return self._lua.command(
+                "push_once", [*key_list, keys.once], [*args, repr(now + once_s)]
+            )
         return self._lua.command("push", key_list, args)
 
     def _eval(self, target: Any, name: str, keys: list[str], args: Sequence[Any]) -> None:

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.base import (
+    ONCE_KEEP_S,
     Cleared,
     FoundJob,
     JobListing,
@@ -39,6 +40,7 @@ from kashq.drivers.base import (
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.redis.client import REPLY_TIMEOUT_S, connect
 from kashq.drivers.sharded import listing
+from kashq.drivers.sharded.ring import HashRing
 from kashq.drivers.sharded.shard import Shard, never_connected, shard_name, wait_after, what_failed
 from kashq.drivers.sharded.strategy import ShardStrategy, chooser_for
 from kashq.drivers.sharded.wake import WakeWatch
@@ -100,6 +102,7 @@ class ShardedDriver:
         self.prefix = prefix
         self._retry_down_s = retry_down_s
         self._chooser = chooser_for(self.strategy, names, self._ready_counts)
+        self._owners = HashRing(names)  # push_once's shard of each id
         self._rotation = 0
         self._local = threading.local()
         self._unacked: list[tuple[int, Reservation]] = []  # (shard index, its reservation)
@@ -123,6 +126,12 @@ class ShardedDriver:
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         latest = {env.id: env for env in envelopes}  # a repeated id: its last copy counts
         self._place(latest.values(), tried=frozenset())
+
+    def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
+        """On the id's own shard (its owner on the ring) whatever the strategy: the one
+        place that remembers it. That shard down: a :class:`DriverError` naming it."""
+        index = self._owners.index(envelope.id)
+        return self._on(index, lambda driver: driver.push_once(envelope, keep_s))
 
     def _place(self, envelopes: Iterable[Envelope], tried: frozenset[int]) -> None:
         groups: dict[int, list[Envelope]] = {}
