@@ -74,6 +74,7 @@ from kashq.worker import (
     WorkerOptions,
     WorkerStats,
 )
+from kashq.workflows import ChainError, PendingChain, chain
 
 if TYPE_CHECKING:
     from kashq.drivers.sharded.driver import ShardedDriver
@@ -168,6 +169,7 @@ __all__ = [
     "AlertError",
     "Alerter",
     "Cancellation",
+    "ChainError",
     "Clock",
     "ConfigError",
     "DeadLetterError",
@@ -205,6 +207,7 @@ __all__ = [
     "NamedJob",
     "Outcome",
     "PayloadError",
+    "PendingChain",
     "QueueManager",
     "QueueSizes",
     "RateLimited",
@@ -233,6 +236,7 @@ __all__ = [
     "WorkerStats",
     "__version__",
     "cancel",
+    "chain",
     "configure",
     "dispatch",
     "dispatch_after",

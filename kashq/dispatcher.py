@@ -26,6 +26,7 @@ from kashq.locks.unique import Claim, UniqueLock
 
 if TYPE_CHECKING:
     from kashq.events.recorder import EventRecorder
+    from kashq.workflows.chain import PendingChain
 
 
 class Dispatcher(Protocol):
@@ -34,6 +35,8 @@ class Dispatcher(Protocol):
     def dispatch(self, job: Dispatchable) -> str | None: ...
 
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> Sequence[str | None]: ...
+
+    def dispatch_chain(self, chain: PendingChain) -> Any: ...
 
 
 class QueueDispatcher:
@@ -113,6 +116,14 @@ class QueueDispatcher:
             UniqueLock.unclaim(claim for claims in claimed.values() for claim in claims)
             raise
         return ids
+
+    def dispatch_chain(self, chain: PendingChain) -> str:
+        """Push a chain's first job, carrying the rest (see :mod:`kashq.workflows.chain`)."""
+        name = chain.connection_name()
+        head = chain.envelopes(self.envelope_for)
+        self._connection(name).push(head)
+        self._record_dispatched(name, [head])
+        return head.id if self._handle is None else self._handle(head, name)
 
     def clear(self, queue: str, connection: str | None = None) -> int:
         """Delete every job of ``queue`` on ``connection``; returns how many.

@@ -30,6 +30,11 @@ only JSON. Field by field (JSON key = attribute name):
                    (``queue:jobs --tag``, ``kashq.jobs(tag=...)`` find it by them)
 ``exceptions``     present only once an attempt raised: how many did
                    (``max_exceptions`` counts them; releases do not)
+``chain``          present only for a step of a chain (:mod:`kashq.workflows`):
+                   ``{"id", "next", "catch", "prev", "done"}``, the chain's id, the
+                   steps after this one and the callbacks run if one fails for
+                   good (envelope objects), the step before, and whether this
+                   one completed while its successor could not be pushed
 ``failure``        set only while a permanent failure waits to be recorded
                    (the failed-job store was down): ``{"error", "exception",
                    "reason"}``
@@ -86,6 +91,27 @@ class Failure:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """Where a job stands in its chain (the envelope's ``chain`` field)."""
+
+    id: str  # the chain's: its first job's id
+    next: tuple[dict[str, Any], ...] = ()  # the steps after this one, as envelope objects
+    catch: tuple[dict[str, Any], ...] = ()  # pushed once if a step fails for good
+    prev: str | None = None  # the job that ran before this one
+    done: bool = False  # completed, its successor not pushed yet: push it, do not run again
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "next": list(self.next)}
+        if self.catch:
+            data["catch"] = list(self.catch)
+        if self.prev is not None:
+            data["prev"] = self.prev
+        if self.done:
+            data["done"] = True
+        return data
+
+
 @dataclass(slots=True)
 class Envelope:
     """One job on the wire; see the module docstring for each field.
@@ -112,6 +138,7 @@ class Envelope:
     exceptions: int = 0
     expires_at: float | None = None
     tags: tuple[str, ...] = ()
+    chain: ChainState | None = None
 
     def encode(self) -> str:
         """The JSON text drivers store (keys in the documented order)."""
@@ -134,6 +161,8 @@ class Envelope:
             text += f',"expires_at":{self.expires_at!r}'
         if self.tags:
             text += f',"tags":{_dumps(list(self.tags))}'
+        if self.chain is not None:
+            text += f',"chain":{_dumps(self.chain.to_json())}'
         if self.failure is not None:
             failure = {"error": self.failure.error, "exception": self.failure.exception}
             if self.failure.reason:
@@ -192,6 +221,9 @@ def decode(raw: str | bytes) -> Envelope:
         backoff = get("backoff")
         if backoff is not None:
             env.backoff = backoff_from_json(backoff)
+        chain = get("chain")
+        if chain is not None:
+            env.chain = _chain(chain)
         _check_types(env)
         if "\\u" in text:  # an escape, maybe of a lone surrogate ("\\ud800")
             _check_text(data)
@@ -348,6 +380,23 @@ _FIELD_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("expires_at", _NUMBER, True),
     ("exceptions", _INT, False),
 )
+
+
+def _chain(value: Any) -> ChainState:
+    if type(value) is not dict:
+        raise TypeError("field 'chain' must be an object")
+    chain_id, steps, catch = value["id"], value["next"], value.get("catch", [])
+    prev, done = value.get("prev"), value.get("done", False)
+    if (
+        type(chain_id) is not str
+        or not (prev is None or type(prev) is str)
+        or type(done) is not bool
+    ):
+        raise TypeError("field 'chain' must hold a string 'id', 'prev' and a boolean 'done'")
+    for name, jobs in (("next", steps), ("catch", catch)):
+        if type(jobs) is not list or not all(type(job) is dict for job in jobs):
+            raise TypeError(f"field 'chain' must hold a list of envelope objects {name!r}")
+    return ChainState(chain_id, tuple(steps), tuple(catch), prev, done)
 
 
 def _failure(value: Any) -> Failure:

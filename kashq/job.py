@@ -29,13 +29,14 @@ from kashq.dispatchable import (
     expiry_time,
 )
 from kashq.envelope import Envelope
-from kashq.exceptions import JobDefinitionError, PayloadError
+from kashq.exceptions import JobDefinitionError, KashqError, PayloadError
 from kashq.names import check_queue_name, check_tags
 from kashq.registry import REGISTRY, qualified_name
 from kashq.retry import backoff_of, check_retry_rules, deadline_of
 
 if TYPE_CHECKING:
     from kashq.middleware import JobContext, Middleware
+    from kashq.workflows.chain import ChainError
 
 __all__ = [
     "BackoffOption",
@@ -153,6 +154,37 @@ class Job(Dispatchable, BaseModel):
             context.abort.check()
         return False
 
+    def prepend_to_chain(self, job: Dispatchable) -> None:
+        """Run ``job`` right after this one, before the rest of its chain (a job not in a
+        chain starts one). Called again, the latest runs first, as in Laravel."""
+        self._chain_edit(job, first=True)
+
+    def append_to_chain(self, job: Dispatchable) -> None:
+        """Run ``job`` at the end of this job's chain (a job not in a chain starts one)."""
+        self._chain_edit(job, first=False)
+
+    def _chain_edit(self, job: Dispatchable, *, first: bool) -> None:
+        from kashq.workflows.steps import add_to_chain
+
+        context = self._context()
+        if context is None:
+            raise KashqError("a job changes its chain only while a worker runs its handle()")
+        add_to_chain(context, job, first=first)
+
+    def previous_result(self) -> Any:
+        """What the job before this one in its chain returned (typed like its ``result()``),
+        or None: the first job of a chain, a value not kept, or outside a worker."""
+        from kashq.workflows.chain import previous_result
+
+        return previous_result(self._context())
+
+    def chain_error(self) -> ChainError | None:
+        """In a chain's ``catch`` callback: which job failed for good, and why."""
+        from kashq.workflows.chain import ChainError
+
+        env = self._kashq_envelope
+        return None if env is None else ChainError.of(env)
+
     def _context(self) -> JobContext | None:
         """The worker's context for this very job while it runs here, else None."""
         from kashq.middleware import running
@@ -236,6 +268,10 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "result_ttl",
     "unique_id",
     "unique_lock_key",
+    "prepend_to_chain",
+    "append_to_chain",
+    "previous_result",
+    "chain_error",
 }
 
 

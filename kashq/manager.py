@@ -44,6 +44,7 @@ from kashq.worker.options import WorkerOptions
 
 if TYPE_CHECKING:
     from kashq.worker.worker import Worker
+    from kashq.workflows.chain import PendingChain
 
 
 class QueueManager:
@@ -280,6 +281,10 @@ class QueueManager:
         skipped: its place in the list holds None.
         """
         return self._dispatcher.dispatch_many(jobs)
+
+    def dispatch_chain(self, chain: PendingChain) -> JobHandle:
+        """Push a chain's first job, carrying the rest; its handle (see :func:`kashq.chain`)."""
+        return self._dispatcher.dispatch_chain(chain)  # type: ignore[return-value]
 
     def clear(self, queue: str, connection: str | None = None) -> int:
         """Delete every job of ``queue`` on ``connection``; returns how many.

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from kashq.abort import AbortSignal
@@ -40,6 +40,7 @@ from kashq.exceptions import KashqError
 if TYPE_CHECKING:
     from kashq.job import Job
     from kashq.locks.base import LockBackend
+    from kashq.results.base import ResultStore
 
 __all__ = [
     "JobContext",
@@ -82,7 +83,10 @@ class JobContext:
     """What a running job's middleware can use: the worker's driver, locks, envelope, clock.
 
     ``report`` takes the job's progress (:meth:`kashq.Job.progress`) to the worker;
-    ``abort`` is set when the job is cancelled while it runs (see :mod:`kashq.abort`).
+    ``abort`` is set when the job is cancelled while it runs (see :mod:`kashq.abort`);
+    ``results_of`` gives the connection's result store (a chain step's
+    :meth:`kashq.Job.previous_result`), and ``chain_edits`` collects the jobs the
+    running step adds to its chain (:mod:`kashq.workflows.steps`).
     """
 
     driver: Driver
@@ -91,6 +95,9 @@ class JobContext:
     locks_of: Callable[[], LockBackend]  # built on first use: most jobs never need locks
     report: Callable[[Envelope, float, str], None] | None = None
     abort: AbortSignal | None = None
+    connection: str | None = None
+    results_of: Callable[[], ResultStore] | None = None
+    chain_edits: list[tuple[bool, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def locks(self) -> LockBackend:

@@ -89,6 +89,10 @@ class Registry:
             raise UnknownJobType(name)
         return entry
 
+    def name_of(self, target: Any) -> str | None:
+        """The name ``target`` (a class or handler function) was first registered under."""
+        return next((e.name for e in self._entries.values() if e.target is target), None)
+
     def names(self) -> list[str]:
         """Every registered name, sorted."""
         return sorted(self._entries)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ from kashq.job import Dispatchable, Job
 from kashq.manager import QueueManager, swap_manager
 from kashq.manager import manager as current_manager
 from kashq.worker.outcome import WorkerStats
+from kashq.workflows.chain import PendingChain
 
 JobSelector = type[Job] | str
 Predicate = Callable[[Any], bool]
@@ -57,11 +58,22 @@ class Dispatched:
     envelope: Envelope
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchedChain:
+    """One recorded chain: its jobs in order, its ``catch`` callbacks, the first job's
+    envelope (which carries the rest)."""
+
+    jobs: list[Dispatchable]
+    catch: list[Dispatchable]
+    envelope: Envelope
+
+
 class QueueFake:
     """Records dispatched jobs and asserts about them."""
 
     def __init__(self, *, default_queue: str = "default") -> None:
         self.records: list[Dispatched] = []
+        self.chains: list[DispatchedChain] = []
         self._default_queue = default_queue
         self._lock = threading.Lock()
 
@@ -74,6 +86,17 @@ class QueueFake:
 
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str]:
         return [self.dispatch(job) for job in jobs]
+
+    def dispatch_chain(self, chain: PendingChain) -> str:
+        """Record the chain (and its first job as dispatched, as a real dispatch pushes it)."""
+        chain.connection_name()  # the same checks as a real dispatch
+        envelope = chain.envelopes(
+            lambda job: job.to_envelope(default_queue=self._default_queue, now=time.time())
+        )
+        with self._lock:
+            self.records.append(Dispatched(chain.jobs[0], envelope))
+            self.chains.append(DispatchedChain(list(chain.jobs), list(chain.callbacks), envelope))
+        return envelope.id
 
     # -- queries --------------------------------------------------------
     def dispatched(
@@ -119,6 +142,29 @@ class QueueFake:
                 f"Expected no jobs to be dispatched, but {len(self.records)} were: "
                 + self._summary()
             )
+
+    def assert_chained(self, jobs: Sequence[JobSelector | Dispatchable]) -> None:
+        """A chain of exactly ``jobs``, in order, was dispatched: each a class or type name
+        (any job of that type) or a job (an equal one), like Laravel's ``assertChained``."""
+
+        def fits(wanted: JobSelector | Dispatchable, job: Dispatchable) -> bool:
+            if isinstance(wanted, Dispatchable):
+                return wanted == job or (
+                    wanted.type_name == job.type_name
+                    and wanted.payload_data() == job.payload_data()
+                )
+            return job.type_name == _type_name(wanted)
+
+        for chain in list(self.chains):
+            if len(chain.jobs) == len(jobs) and all(map(fits, jobs, chain.jobs)):
+                return
+        seen = "; ".join(" -> ".join(job.type_name for job in chain.jobs) for chain in self.chains)
+        wanted = " -> ".join(
+            j.type_name if isinstance(j, Dispatchable) else _type_name(j) for j in jobs
+        )
+        raise AssertionError(
+            f"Expected a chain {wanted} to be dispatched; chains dispatched: {seen or 'none'}"
+        )
 
     def _assert_count(
         self, job: JobSelector, predicate: Predicate | None, count: int | None, *, queue: str | None

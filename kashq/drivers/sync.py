@@ -73,14 +73,19 @@ class SyncDriver:
             self._draining = True
             try:
                 while self._pending():
-                    self._drain(self._inner, list(self._queues))
+                    self._drain(self._inner, self._names())
             finally:
                 self._draining = False
             return pushed
 
+    def _names(self) -> list[str]:
+        """Every queue seen so far: dispatched to, or given a job by a worker (a chain's
+        next step is pushed by the worker, straight to the private driver)."""
+        return list(dict.fromkeys([*self._queues, *self._inner.queue_names()]))
+
     def _pending(self) -> bool:
         """Whether any queue seen so far still has work (nested dispatches add queues)."""
-        sizes = self._inner.sizes(list(self._queues)).values()
+        sizes = self._inner.sizes(self._names()).values()
         return any(s.ready or s.delayed for s in sizes)
 
     def reserve(

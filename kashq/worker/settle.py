@@ -4,7 +4,8 @@ An attempt that raised is retried after its backoff (:mod:`kashq.worker.policy`
 decides), put back as a middleware asked (:class:`~kashq.middleware.ReleaseJob`),
 or failed for good: the job's ``failed()`` hook is told, the failure is
 recorded in the failed-job store and the job acknowledged, or, while the store
-is down, parked on the queue to be recorded later. A job cancelled by an
+is down, parked on the queue to be recorded later (a chain step's ``catch``
+callbacks are pushed first, once each, parked and pushed again alike). A job cancelled by an
 operator, or past its expiry, is :meth:`Settler.halted`. Each step reports its
 event.
 """
@@ -32,6 +33,7 @@ from kashq.worker.events import Listeners
 from kashq.worker.keeper import OutcomeKeeper
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome
+from kashq.workflows import steps
 
 log = logging.getLogger(__name__)
 # Per-job outcomes, apart so queue:work (which prints its own line per job) can mute them.
@@ -191,6 +193,8 @@ class Settler:
         job: Job | None = None,
     ) -> Outcome:
         try:
+            if env is not None and env.chain is not None:  # its chain ends: catch, once
+                steps.push_catch(self.driver, env, record.error, self._clock.time())
             self.failed_store.log(record)
         except Exception as exc:
             again = env is not None and env.failure is not None  # warned when first parked

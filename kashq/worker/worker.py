@@ -33,6 +33,7 @@ from kashq.results import store_for as results_for
 from kashq.results.base import ResultStore
 from kashq.retry import StopReason
 from kashq.worker import execute, policy
+from kashq.worker.chains import ChainSteps
 from kashq.worker.controls import POLL_S, Controls
 from kashq.worker.events import Listeners
 from kashq.worker.halting import Halting
@@ -101,6 +102,7 @@ class Worker:
             self._controls, self._settler, self._events, clock, self._job_or_none
         )
         self._controls.on_abort = self._halting.aborting
+        self._chains = ChainSteps(driver, self._settler, clock, self._events, self.options.park_s)
 
     @property
     def locks(self) -> LockBackend:
@@ -172,7 +174,11 @@ class Worker:
         self._events.emit(EventKind.STARTED, res, env, attempt=attempt, timeout_s=timeout_s)
         started = time.perf_counter()
         signal.started = True
-        error, value = self._run_job(prepared, env, timeout_s, signal)
+        context = JobContext(
+            self.driver, env, self._clock, self._locks_of, self._progress.report, signal,
+            self.options.connection, self._results_of,
+        )  # fmt: skip
+        error, value = self._run_job(prepared, context, timeout_s)
         took_s = time.perf_counter() - started
         self._events.emit(
             EventKind.RAN, res, env, attempt=attempt, duration_s=took_s,
@@ -187,6 +193,10 @@ class Worker:
         self._unique.free_at_end(env.metadata, env.id)
         if value is not None:  # kept before the ack: a completed job always has its result
             self._outcomes.completed(env, prepared.job, value, attempt)
+        if (env.chain is not None or context.chain_edits) and not self._chains.advanced(
+            res, env, context.chain_edits
+        ):
+            return Outcome.RETRIED  # back on its queue, to push its successor later
         if not defer_ack:
             self._settler.settle(self.driver.ack, res)
         self._events.emit(EventKind.COMPLETED, res, env, attempt=attempt, duration_s=took_s)
@@ -199,8 +209,8 @@ class Worker:
             env = decode(res.raw)
         except EnvelopeError as exc:
             return self._settler.fail_undecodable(res, exc)
-        if env.failure is not None:
-            return self._settler.record(res, env, env.failure)
+        if env.failure is not None or (env.chain is not None and env.chain.done):
+            return self._finish(res, env)
         if self._controls.halts is not NO_HALTS or env.expires_at is not None:
             halted = self._halting.before_start(res, env)
             if halted is not None:
@@ -221,12 +231,15 @@ class Worker:
             return self._settler.fail(res, env, exc, None, reason=policy.unrunnable(exc))
         return env, prepared
 
+    def _finish(self, res: Reservation, env: Envelope) -> Outcome:
+        """A job that ended already, back only to finish: a parked failure to record, or a
+        chain step that completed and has its successor still to push."""
+        if env.failure is not None:
+            return self._settler.record(res, env, env.failure)
+        return self._chains.resume(res, env)
+
     def _run_job(
-        self,
-        prepared: execute.Prepared,
-        env: Envelope,
-        timeout_s: float | None,
-        signal: AbortSignal,
+        self, prepared: execute.Prepared, context: JobContext, timeout_s: float | None
     ) -> tuple[BaseException | None, object]:
         """Run the job; what it raised (or None) and what it returned.
 
@@ -235,15 +248,13 @@ class Worker:
         chains its own errors to it.
         """
         try:
-            report = self._progress.report
-            context = JobContext(self.driver, env, self._clock, self._locks_of, report, signal)
             value = execute.run_job(prepared, timeout_s, context)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit from a job fails its attempt, not the worker
             return exc, None
         finally:
-            self._progress.ended(env.id)
+            self._progress.ended(context.envelope.id)
         return None, value
 
     def _job_or_none(self, env: Envelope) -> Job | None:

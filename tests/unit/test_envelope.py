@@ -16,7 +16,7 @@ from pydantic import BaseModel, field_validator
 
 import kashq
 from kashq import envelope as envelope_module
-from kashq.envelope import WIRE_VERSION, Envelope, Failure, decode, peek
+from kashq.envelope import ChainState, WIRE_VERSION, Envelope, Failure, decode, peek
 
 NOW = 1_700_000_000.0
 
@@ -233,6 +233,31 @@ def test_decode_rejects_malformed_failure() -> None:
         decode(json.dumps(valid_wire(failure="boom")))
     with pytest.raises(kashq.EnvelopeError, match="missing field 'exception'"):
         decode(json.dumps(valid_wire(failure={"error": "boom"})))
+
+
+def test_a_chain_round_trips_and_is_written_only_when_set() -> None:
+    step = valid_wire(id="job-2")
+    chain = ChainState("job-1", (step,), (valid_wire(id="job-9"),), prev="job-0", done=True)
+    env = full_envelope(chain=chain)
+    assert decode(env.encode()) == env
+    assert decode(full_envelope(chain=ChainState("job-1")).encode()).chain == ChainState("job-1")
+    assert '"chain"' not in full_envelope().encode()
+
+
+@pytest.mark.parametrize(
+    ("chain", "message"),
+    [
+        ("job-1", "'chain' must be an object"),
+        ({"next": []}, "missing field 'id'"),
+        ({"id": 1, "next": []}, "string 'id'"),
+        ({"id": "c", "next": [], "done": "yes"}, "boolean 'done'"),
+        ({"id": "c", "next": ["job"]}, "list of envelope objects 'next'"),
+        ({"id": "c", "next": [], "catch": {}}, "list of envelope objects 'catch'"),
+    ],
+)
+def test_decode_rejects_a_malformed_chain(chain: object, message: str) -> None:
+    with pytest.raises(kashq.EnvelopeError, match=message):
+        decode(json.dumps(valid_wire(chain=chain)))
 
 
 def test_decode_rejects_unsupported_version() -> None:
