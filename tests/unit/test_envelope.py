@@ -16,7 +16,7 @@ from pydantic import BaseModel, field_validator
 
 import kashq
 from kashq import envelope as envelope_module
-from kashq.envelope import ChainState, WIRE_VERSION, Envelope, Failure, decode, peek
+from kashq.envelope import WIRE_VERSION, ChainState, Envelope, Failure, decode, peek
 
 NOW = 1_700_000_000.0
 
