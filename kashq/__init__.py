@@ -74,7 +74,7 @@ from kashq.worker import (
     WorkerOptions,
     WorkerStats,
 )
-from kashq.workflows import ChainError, PendingChain, chain
+from kashq.workflows import Batch, ChainError, PendingBatch, PendingChain, batch, chain
 
 if TYPE_CHECKING:
     from kashq.drivers.sharded.driver import ShardedDriver
@@ -114,6 +114,11 @@ def cancel(job_id: str, connection: str | None = None) -> Cancellation:
     a worker runs it (:class:`JobCancelled` at its next check, killed after
     ``KASHQ_CANCEL_GRACE`` under ``queue:work``). The :class:`Cancellation` says which."""
     return manager().cancel(job_id, connection)
+
+
+def find_batch(batch_id: str, connection: str | None = None) -> Batch | None:
+    """Batch ``batch_id`` as stored now (see :func:`kashq.batch`), or None if unknown."""
+    return manager().find_batch(batch_id, connection)
 
 
 def jobs(
@@ -168,6 +173,7 @@ __all__ = [
     "AlertDispatcher",
     "AlertError",
     "Alerter",
+    "Batch",
     "Cancellation",
     "ChainError",
     "Clock",
@@ -207,6 +213,7 @@ __all__ = [
     "NamedJob",
     "Outcome",
     "PayloadError",
+    "PendingBatch",
     "PendingChain",
     "QueueManager",
     "QueueSizes",
@@ -235,6 +242,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerStats",
     "__version__",
+    "batch",
     "cancel",
     "chain",
     "configure",
@@ -243,6 +251,7 @@ __all__ = [
     "dispatch_at",
     "dispatch_many",
     "failed_jobs",
+    "find_batch",
     "get_job",
     "handler",
     "jobs",

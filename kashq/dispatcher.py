@@ -26,6 +26,8 @@ from kashq.locks.unique import Claim, UniqueLock
 
 if TYPE_CHECKING:
     from kashq.events.recorder import EventRecorder
+    from kashq.workflows.batch import PendingBatch
+    from kashq.workflows.batches import BatchRecord, BatchStore
     from kashq.workflows.chain import PendingChain
 
 
@@ -37,6 +39,8 @@ class Dispatcher(Protocol):
     def dispatch_many(self, jobs: Iterable[Dispatchable]) -> Sequence[str | None]: ...
 
     def dispatch_chain(self, chain: PendingChain) -> Any: ...
+
+    def dispatch_batch(self, batch: PendingBatch) -> Any: ...
 
 
 class QueueDispatcher:
@@ -58,8 +62,10 @@ class QueueDispatcher:
         default_queue: str,
         clock: Clock,
         handle: Callable[[Envelope, str | None], str] | None = None,
+        batches: Callable[[str | None], BatchStore] | None = None,
     ) -> None:
         self._handle = handle
+        self._batches = batches
         self._connection = connection
         self._locks = locks
         self._recorder = recorder
@@ -124,6 +130,24 @@ class QueueDispatcher:
         self._connection(name).push(head)
         self._record_dispatched(name, [head])
         return head.id if self._handle is None else self._handle(head, name)
+
+    def dispatch_batch(self, batch: PendingBatch) -> BatchRecord:
+        """Store a batch, then push its jobs (see :mod:`kashq.workflows.batch`); its record."""
+        from kashq.workflows.batches import store_for
+
+        name = batch.connection_name()
+        driver = self._connection(name)
+        record, heads, ids = batch.build(self.envelope_for, self._clock.time())
+        (store_for(driver) if self._batches is None else self._batches(name)).create(record, ids)
+        driver.push_many(heads)
+        self._record_dispatched(name, heads)
+        recorder = self._recorder(name)
+        if recorder is not None:
+            from kashq.events.base import BATCH_CREATED
+            from kashq.workflows.batches.steps import step
+
+            recorder.batch(step(BATCH_CREATED, record, record.created_at))
+        return record
 
     def clear(self, queue: str, connection: str | None = None) -> int:
         """Delete every job of ``queue`` on ``connection``; returns how many.

@@ -35,6 +35,8 @@ only JSON. Field by field (JSON key = attribute name):
                    steps after this one and the callbacks run if one fails for
                    good (envelope objects), the step before, and whether this
                    one completed while its successor could not be pushed
+``batch``          present only for a job of a batch (:mod:`kashq.workflows`): the
+                   batch's id, where the job's end is counted
 ``failure``        set only while a permanent failure waits to be recorded
                    (the failed-job store was down): ``{"error", "exception",
                    "reason"}``
@@ -139,6 +141,7 @@ class Envelope:
     expires_at: float | None = None
     tags: tuple[str, ...] = ()
     chain: ChainState | None = None
+    batch: str | None = None
 
     def encode(self) -> str:
         """The JSON text drivers store (keys in the documented order)."""
@@ -163,6 +166,8 @@ class Envelope:
             text += f',"tags":{_dumps(list(self.tags))}'
         if self.chain is not None:
             text += f',"chain":{_dumps(self.chain.to_json())}'
+        if self.batch is not None:
+            text += f',"batch":{_string(self.batch)}'
         if self.failure is not None:
             failure = {"error": self.failure.error, "exception": self.failure.exception}
             if self.failure.reason:
@@ -224,6 +229,11 @@ def decode(raw: str | bytes) -> Envelope:
         chain = get("chain")
         if chain is not None:
             env.chain = _chain(chain)
+        batch = get("batch")
+        if batch is not None:
+            if type(batch) is not str:
+                raise TypeError("field 'batch' must be str")
+            env.batch = batch
         _check_types(env)
         if "\\u" in text:  # an escape, maybe of a lone surrogate ("\\ud800")
             _check_text(data)

@@ -1,4 +1,5 @@
-"""Operators' stops, kept as control records: paused queues and cancelled running jobs.
+"""Operators' stops, kept as control records: paused queues, cancelled running jobs and
+cancelled batches.
 
 Both live in the driver's control records (:meth:`~kashq.drivers.base.Driver.put_control`),
 so they are as durable as the jobs: a worker that starts, or restarts, reads
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 HALT_PREFIX = "halt:"
 QUEUE_PREFIX = "halt:queue:"
 JOB_PREFIX = "halt:job:"
+BATCH_PREFIX = "halt:batch:"
 CANCEL_MARK_TTL_S = 7 * 86_400.0
 """How long a cancel marker waits for the worker holding its job (a week: longer than any lease
 or backoff a job would wait through before a worker sees it)."""
@@ -32,6 +34,7 @@ class Halts:
 
     paused: frozenset[str] = frozenset()
     cancelled: frozenset[str] = frozenset()
+    batches: frozenset[str] = frozenset()  # cancelled batches: their jobs do not start
 
 
 NO_HALTS = Halts()
@@ -50,6 +53,15 @@ def job_record(job_id: str) -> str:
     return JOB_PREFIX + job_id
 
 
+def batch_record(batch_id: str) -> str:
+    """The control record name marking batch ``batch_id`` cancelled."""
+    return BATCH_PREFIX + batch_id
+
+
+def batch_value(batch_id: str, at: float) -> str:
+    return json.dumps({"batch": batch_id, "at": at})
+
+
 def pause_value(queue: str, at: float) -> str:
     return json.dumps({"queue": queue, "at": at})
 
@@ -65,6 +77,7 @@ def read_halts(records: dict[str, str]) -> Halts:
     """
     paused: set[str] = set()
     cancelled: set[str] = set()
+    batches: set[str] = set()
     for name, value in records.items():
         try:
             data = json.loads(value)
@@ -76,9 +89,11 @@ def read_halts(records: dict[str, str]) -> Halts:
             paused.add(data["queue"])
         elif name.startswith(JOB_PREFIX) and isinstance(data.get("job"), str):
             cancelled.add(data["job"])
-    if not paused and not cancelled:
+        elif name.startswith(BATCH_PREFIX) and isinstance(data.get("batch"), str):
+            batches.add(data["batch"])
+    if not paused and not cancelled and not batches:
         return NO_HALTS
-    return Halts(frozenset(paused), frozenset(cancelled))
+    return Halts(frozenset(paused), frozenset(cancelled), frozenset(batches))
 
 
 def paused_since(records: dict[str, str]) -> dict[str, float]:

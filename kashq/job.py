@@ -36,6 +36,7 @@ from kashq.retry import backoff_of, check_retry_rules, deadline_of
 
 if TYPE_CHECKING:
     from kashq.middleware import JobContext, Middleware
+    from kashq.workflows.batch import Batch
     from kashq.workflows.chain import ChainError
 
 __all__ = [
@@ -185,6 +186,14 @@ class Job(Dispatchable, BaseModel):
         env = self._kashq_envelope
         return None if env is None else ChainError.of(env)
 
+    def batch(self) -> Batch | None:
+        """The batch this job belongs to (or is a callback of), read now; None outside one
+        or outside a worker. ``self.batch().cancelled`` tells a running job to stop early;
+        ``self.batch().add([...])`` adds jobs to it."""
+        from kashq.workflows.batch import batch_of
+
+        return batch_of(self._context())
+
     def _context(self) -> JobContext | None:
         """The worker's context for this very job while it runs here, else None."""
         from kashq.middleware import running
@@ -272,6 +281,7 @@ _RESERVED_NAMES = frozenset(name for name in dir(Dispatchable) if not name.start
     "append_to_chain",
     "previous_result",
     "chain_error",
+    "batch",
 }
 
 

@@ -23,7 +23,7 @@ from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.config import CONNECTIONS, Settings, load_settings
 from kashq.control import Cancellation
 from kashq.dispatcher import QueueDispatcher
-from kashq.drivers.base import Driver
+from kashq.drivers.base import Driver, is_job_id
 from kashq.drivers.memory import MemoryDriver
 from kashq.drivers.sync import SyncDriver
 from kashq.envelope import Envelope
@@ -41,9 +41,12 @@ from kashq.results import store_for as results_for
 from kashq.retry import parse_backoff
 from kashq.status import JobHandle
 from kashq.worker.options import WorkerOptions
+from kashq.workflows.batches import BatchRecord, BatchStore
+from kashq.workflows.batches import store_for as batches_for
 
 if TYPE_CHECKING:
     from kashq.worker.worker import Worker
+    from kashq.workflows.batch import Batch, PendingBatch
     from kashq.workflows.chain import PendingChain
 
 
@@ -65,6 +68,7 @@ class QueueManager:
         self._recorders: dict[str, EventRecorder] = {}
         self._results: dict[str, ResultStore] = {}
         self._recent: dict[str, RecentStore] = {}
+        self._batch_stores: dict[str, BatchStore] = {}
         self._alerts: list[AlertDispatcher] = []
         self._lock = threading.Lock()
         self._dispatcher = QueueDispatcher(
@@ -74,6 +78,7 @@ class QueueManager:
             default_queue=self.settings.queue,
             clock=clock,
             handle=self._handle,
+            batches=self.batches,
         )
 
     # -- connections ----------------------------------------------------
@@ -187,6 +192,16 @@ class QueueManager:
                 store = self._results[name] = results_for(driver)
             return store
 
+    def batches(self, connection: str | None = None) -> BatchStore:
+        """Where connection ``connection`` keeps its batches."""
+        name = connection or self.settings.connection
+        driver = self.connection(name)
+        with self._lock:
+            store = self._batch_stores.get(name)
+            if store is None:
+                store = self._batch_stores[name] = batches_for(driver)
+            return store
+
     def recent(self, connection: str | None = None) -> RecentStore:
         """Where connection ``connection`` lists the jobs that ended recently, per queue."""
         name = connection or self.settings.connection
@@ -210,7 +225,7 @@ class QueueManager:
         locks, results = self.locks("sync"), self.results("sync")
         Worker(
             driver, self.failed_store("sync"), options, clock=self.clock, locks=locks,
-            results=results,
+            results=results, batches=self.batches("sync"),
         ).drain()  # fmt: skip
 
     # -- workers --------------------------------------------------------
@@ -243,8 +258,9 @@ class QueueManager:
         options = self.worker_options(connection=name, **overrides)
         store = self.failed_store(name)
         worker = Worker(
-            self.connection(name), store, options, clock=self.clock, results=self.results(name)
-        )
+            self.connection(name), store, options, clock=self.clock, results=self.results(name),
+            batches=self.batches(name),
+        )  # fmt: skip
         self._listen(worker, name)
         return worker
 
@@ -254,6 +270,7 @@ class QueueManager:
         recorder = self.worker_recorder(name)
         worker.add_listener(recorder.listener)
         worker.send_progress_to(recorder.progress)
+        worker.send_batch_steps_to(recorder.batch)
         DefaultMetrics.attach(worker)
         alerts = dispatcher_from_settings(self.settings, connection=name)
         if alerts is not None:
@@ -281,6 +298,29 @@ class QueueManager:
         skipped: its place in the list holds None.
         """
         return self._dispatcher.dispatch_many(jobs)
+
+    def dispatch_batch(self, batch: PendingBatch) -> Batch:
+        """Store a batch, then push its jobs; its :class:`~kashq.Batch` (:func:`kashq.batch`)."""
+        record = self._dispatcher.dispatch_batch(batch)
+        return self.batch_of(record, batch.connection_name())
+
+    def find_batch(self, batch_id: str, connection: str | None = None) -> Batch | None:
+        """Batch ``batch_id`` of ``connection`` as stored now, or None (unknown or pruned)."""
+        if not is_job_id(batch_id):  # never sent to a backend that would refuse it
+            return None
+        record = self.batches(connection).get(batch_id)
+        return None if record is None else self.batch_of(record, connection)
+
+    def batch_of(self, record: BatchRecord, connection: str | None) -> Batch:
+        """The :class:`~kashq.Batch` handle of ``record``, on ``connection``."""
+        from kashq.workflows.batch import Batch
+
+        recorder = self.recorder(connection)
+        return Batch(
+            record, self.batches(connection), self.connection(connection), self.envelope_for,
+            self.clock.time, steps=None if recorder is None else recorder.batch,
+            results=lambda: self.results(connection),
+        )  # fmt: skip
 
     def dispatch_chain(self, chain: PendingChain) -> JobHandle:
         """Push a chain's first job, carrying the rest; its handle (see :func:`kashq.chain`)."""

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from kashq.job import Job
     from kashq.locks.base import LockBackend
     from kashq.results.base import ResultStore
+    from kashq.workflows.batches.base import BatchStore
 
 __all__ = [
     "JobContext",
@@ -85,7 +86,8 @@ class JobContext:
     ``report`` takes the job's progress (:meth:`kashq.Job.progress`) to the worker;
     ``abort`` is set when the job is cancelled while it runs (see :mod:`kashq.abort`);
     ``results_of`` gives the connection's result store (a chain step's
-    :meth:`kashq.Job.previous_result`), and ``chain_edits`` collects the jobs the
+    :meth:`kashq.Job.previous_result`), ``batches_of`` its batch store
+    (:meth:`kashq.Job.batch`), and ``chain_edits`` collects the jobs the
     running step adds to its chain (:mod:`kashq.workflows.steps`).
     """
 
@@ -97,6 +99,7 @@ class JobContext:
     abort: AbortSignal | None = None
     connection: str | None = None
     results_of: Callable[[], ResultStore] | None = None
+    batches_of: Callable[[], BatchStore] | None = None
     chain_edits: list[tuple[bool, dict[str, Any]]] = field(default_factory=list)
 
     @property

@@ -25,10 +25,13 @@ from kashq.job import Dispatchable, Job
 from kashq.manager import QueueManager, swap_manager
 from kashq.manager import manager as current_manager
 from kashq.worker.outcome import WorkerStats
+from kashq.workflows.batch import Batch, PendingBatch
+from kashq.workflows.batches import MemoryBatchStore
 from kashq.workflows.chain import PendingChain
 
 JobSelector = type[Job] | str
 Predicate = Callable[[Any], bool]
+ChainSelector = Any  # a class, a type name, a job, or kashq.PendingBatch (assert_chained)
 
 
 class FakeClock:
@@ -63,7 +66,7 @@ class DispatchedChain:
     """One recorded chain: its jobs in order, its ``catch`` callbacks, the first job's
     envelope (which carries the rest)."""
 
-    jobs: list[Dispatchable]
+    jobs: list[Dispatchable | PendingBatch]
     catch: list[Dispatchable]
     envelope: Envelope
 
@@ -74,6 +77,7 @@ class QueueFake:
     def __init__(self, *, default_queue: str = "default") -> None:
         self.records: list[Dispatched] = []
         self.chains: list[DispatchedChain] = []
+        self.batches: list[PendingBatch] = []
         self._default_queue = default_queue
         self._lock = threading.Lock()
 
@@ -93,10 +97,28 @@ class QueueFake:
         envelope = chain.envelopes(
             lambda job: job.to_envelope(default_queue=self._default_queue, now=time.time())
         )
+        first = chain.jobs[0]
         with self._lock:
-            self.records.append(Dispatched(chain.jobs[0], envelope))
+            if isinstance(first, Dispatchable):
+                self.records.append(Dispatched(first, envelope))
             self.chains.append(DispatchedChain(list(chain.jobs), list(chain.callbacks), envelope))
         return envelope.id
+
+    def dispatch_batch(self, batch: PendingBatch) -> Batch:
+        """Record the batch (its jobs are not recorded as dispatched: they are the batch's);
+        the answer is a :class:`~kashq.Batch` over a memory store, as if nothing ran yet."""
+        batch.connection_name()  # the same checks as a real dispatch
+        driver = MemoryDriver()
+
+        def envelope_for(job: Dispatchable) -> Envelope:
+            return job.to_envelope(default_queue=self._default_queue, now=time.time())
+
+        record, _, ids = batch.build(envelope_for, time.time())
+        store = MemoryBatchStore()
+        store.create(record, ids)
+        with self._lock:
+            self.batches.append(batch)
+        return Batch(record, store, driver, envelope_for, time.time)
 
     # -- queries --------------------------------------------------------
     def dispatched(
@@ -143,11 +165,16 @@ class QueueFake:
                 + self._summary()
             )
 
-    def assert_chained(self, jobs: Sequence[JobSelector | Dispatchable]) -> None:
+    def assert_chained(self, jobs: Sequence[ChainSelector]) -> None:
         """A chain of exactly ``jobs``, in order, was dispatched: each a class or type name
-        (any job of that type) or a job (an equal one), like Laravel's ``assertChained``."""
+        (any job of that type) or a job (an equal one), like Laravel's ``assertChained``;
+        ``kashq.PendingBatch`` stands for a batch in the chain."""
 
-        def fits(wanted: JobSelector | Dispatchable, job: Dispatchable) -> bool:
+        def fits(wanted: ChainSelector, job: Dispatchable | PendingBatch) -> bool:
+            if isinstance(job, PendingBatch) or wanted is PendingBatch:
+                return wanted is PendingBatch and isinstance(job, PendingBatch)
+            if isinstance(wanted, PendingBatch):
+                return False
             if isinstance(wanted, Dispatchable):
                 return wanted == job or (
                     wanted.type_name == job.type_name
@@ -158,12 +185,22 @@ class QueueFake:
         for chain in list(self.chains):
             if len(chain.jobs) == len(jobs) and all(map(fits, jobs, chain.jobs)):
                 return
-        seen = "; ".join(" -> ".join(job.type_name for job in chain.jobs) for chain in self.chains)
-        wanted = " -> ".join(
-            j.type_name if isinstance(j, Dispatchable) else _type_name(j) for j in jobs
-        )
+        seen = "; ".join(" -> ".join(map(_name_of, chain.jobs)) for chain in self.chains)
+        wanted = " -> ".join(map(_name_of, jobs))
         raise AssertionError(
             f"Expected a chain {wanted} to be dispatched; chains dispatched: {seen or 'none'}"
+        )
+
+    def assert_batched(self, predicate: Callable[[PendingBatch], bool] | None = None) -> None:
+        """A batch was dispatched (one ``predicate`` accepts), like Laravel's ``assertBatched``:
+        the predicate gets the :class:`~kashq.workflows.batch.PendingBatch`, with ``label``,
+        ``jobs()`` (every job, chains' steps included) and ``callbacks``."""
+        if any(predicate is None or predicate(batch) for batch in list(self.batches)):
+            return
+        seen = "; ".join(f"{b.label or '(no name)'} x{len(b.jobs())}" for b in self.batches)
+        raise AssertionError(
+            f"Expected a batch{_matching(predicate)} to be dispatched; "
+            f"batches dispatched: {seen or 'none'}"
         )
 
     def _assert_count(
@@ -268,6 +305,14 @@ def _type_name(job: JobSelector) -> str:
     if isinstance(job, str):
         return job
     return job.__kashq_name__
+
+
+def _name_of(job: ChainSelector) -> str:
+    if isinstance(job, Dispatchable):
+        return job.type_name
+    if isinstance(job, PendingBatch) or job is PendingBatch:
+        return "batch"
+    return _type_name(job)
 
 
 def _times(n: int) -> str:

@@ -8,6 +8,7 @@ import typer
 
 from kashq._version import __version__
 from kashq.cli import (
+    batches,
     control,
     events,
     failed,
@@ -54,6 +55,7 @@ migrate.register(app)
 work.register(app)
 queues.register(app)
 control.register(app)
+batches.register(app)
 failed.register(app)
 events.register(app)
 jobs.register(app)

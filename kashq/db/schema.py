@@ -28,6 +28,10 @@ expired), per queue and outcome, trimmed by age and count; see :mod:`kashq.recen
 
 ``kashq_job_once`` remembers the ids ``push_once`` stored, each until its
 ``expires_at`` (Unix seconds): the chain steps and callbacks of workflows.
+
+``job_batches`` holds each batch's counts and callbacks' state, and
+``kashq_batch_jobs`` its jobs, in dispatch order, with how each ended (NULL
+while pending); see :mod:`kashq.workflows.batches`.
 """
 
 from __future__ import annotations
@@ -127,6 +131,8 @@ class Tables:
     job_recent: Table
     job_tags: Table
     job_once: Table
+    job_batches: Table
+    batch_jobs: Table
 
     @property
     def version_table(self) -> str:
@@ -166,6 +172,8 @@ def tables(prefix: str) -> Tables:
         job_recent=_job_recent(metadata, name),
         job_tags=_job_tags(metadata, name),
         job_once=_job_once(metadata, name),
+        job_batches=_job_batches(metadata, name),
+        batch_jobs=_batch_jobs(metadata, name),
     )
 
 
@@ -347,6 +355,44 @@ def _job_once(metadata: MetaData, name: Name) -> Table:
     return table
 
 
+def _job_batches(metadata: MetaData, name: Name) -> Table:
+    """Batches: a row per batch, its counts updated by each job's end (one transaction)."""
+    table = Table(
+        name("job_batches"),
+        metadata,
+        Column("id", EXACT_JOB_ID, primary_key=True),
+        Column("name", String(255), nullable=False),
+        Column("total", Integer, nullable=False),
+        Column("done", Integer, nullable=False, server_default=text("0")),
+        Column("failed", Integer, nullable=False, server_default=text("0")),
+        Column("cancelled", Integer, nullable=False, server_default=text("0")),
+        Column("allow_failures", Integer, nullable=False, server_default=text("0")),
+        Column("due", Integer, nullable=False, server_default=text("0")),
+        Column("pushed", Integer, nullable=False, server_default=text("0")),
+        Column("options", LONG_TEXT, nullable=False),
+        Column("created_at", Double, nullable=False),
+        Column("cancelled_at", Double, nullable=True),
+        Column("finished_at", Double, nullable=True),
+    )
+    Index(name("ix_job_batches_created_at"), table.c.created_at, table.c.id)
+    Index(name("ix_job_batches_finished_at"), table.c.finished_at)
+    return table
+
+
+def _batch_jobs(metadata: MetaData, name: Name) -> Table:
+    """The jobs of each batch, in dispatch order (``seq``), and how each ended."""
+    table = Table(
+        name("kashq_batch_jobs"),
+        metadata,
+        Column("batch_id", EXACT_JOB_ID, primary_key=True),
+        Column("job_id", EXACT_JOB_ID, primary_key=True),
+        Column("seq", Integer, nullable=False),
+        Column("state", String(16), nullable=True),
+    )
+    Index(name("ix_kashq_batch_jobs_order"), table.c.batch_id, table.c.seq)
+    return table
+
+
 def _job_tags(metadata: MetaData, name: Name) -> Table:
     """The tag index: one row per tag of each tagged job of ``kashq_jobs``, in the order
     they were written (``seq``), deleted with the job."""
@@ -376,3 +422,5 @@ job_results = _UNPREFIXED.job_results
 job_tags = _UNPREFIXED.job_tags
 job_recent = _UNPREFIXED.job_recent
 job_once = _UNPREFIXED.job_once
+job_batches = _UNPREFIXED.job_batches
+batch_jobs = _UNPREFIXED.batch_jobs

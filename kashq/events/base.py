@@ -33,6 +33,13 @@ PROGRESS = "progress"
 CANCEL_REQUESTED = "cancel_requested"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
+# A batch's steps (kashq.batch): the event's job_id is the batch's id, its
+# job_type BATCH_TYPE, its queue the batch's name; details hold its counts.
+BATCH_CREATED = "batch_created"
+BATCH_PROGRESS = "batch_progress"
+BATCH_FINISHED = "batch_finished"
+BATCH_CANCELLED = "batch_cancelled"
+BATCH_TYPE = "kashq.batch"
 
 EVENT_TYPES = (
     DISPATCHED,
@@ -48,8 +55,12 @@ EVENT_TYPES = (
     CANCEL_REQUESTED,
     CANCELLED,
     EXPIRED,
+    BATCH_CREATED,
+    BATCH_PROGRESS,
+    BATCH_FINISHED,
+    BATCH_CANCELLED,
 )
-"""Every event type, in the order a job usually meets them."""
+"""Every event type, in the order a job usually meets them (a batch's last)."""
 
 DEFAULT_POLL_S = 0.5
 DEFAULT_READ_LIMIT = 1000

@@ -39,6 +39,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from kashq.clock import SYSTEM_CLOCK, Clock
@@ -60,8 +61,20 @@ _PROGRESS_MAX = 10_000  # jobs whose latest progress waits for the result store
 _RETRY_MIN_S, _RETRY_MAX_S = 0.1, 5.0
 _LIVE: weakref.WeakSet[EventRecorder] = weakref.WeakSet()
 
+
 # A buffered item: a worker's JobEvent, or (type, envelope, at) from a dispatcher.
-_Item = JobEvent | tuple[str, Envelope, float]
+@dataclass(frozen=True, slots=True)
+class BatchStep:
+    """A step of a batch to record (:data:`~kashq.events.base.BATCH_CREATED` ...)."""
+
+    kind: str
+    batch_id: str
+    name: str
+    at: float
+    details: dict[str, Any]
+
+
+_Item = JobEvent | tuple[str, Envelope, float] | BatchStep
 
 
 class EventRecorder:
@@ -175,6 +188,11 @@ class EventRecorder:
             self._ends.cancelled(envelopes, self._clock.time())
             if self._thread is None:
                 self._start()
+
+    def batch(self, step: BatchStep) -> None:
+        """Record a step of a batch: created, progress, finished, cancelled."""
+        if self._enabled:
+            self._push(step)
 
     def _push(self, item: _Item) -> None:
         buffer = self._buffer
@@ -310,7 +328,7 @@ class EventRecorder:
                 break
             if logs:
                 _to_events(item, host, pid, events.append, self._make)
-            if ends is not None and not isinstance(item, tuple):
+            if ends is not None and isinstance(item, JobEvent):
                 ends.take(item)
         return events
 
@@ -364,6 +382,10 @@ def _to_events(
 ) -> None:
     """Pass the events of one buffered item, built by ``make`` (``Event`` or ``encode_event``,
     which take the same fields), to ``out``; a reclaimed job's STARTED gives two."""
+    if isinstance(item, BatchStep):
+        out(make(item.kind, item.batch_id, base.BATCH_TYPE, item.name, 0, item.at, host, pid,
+                 item.details))  # fmt: skip
+        return
     if isinstance(item, tuple):
         kind, env, at = item
         details: dict[str, Any] = {}

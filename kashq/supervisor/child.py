@@ -33,7 +33,7 @@ from kashq.imports import import_job_modules
 from kashq.jobevents import EventKind, JobEvent
 from kashq.manager import QueueManager
 from kashq.metrics import DefaultMetrics
-from kashq.supervisor.control import settle_left_behind
+from kashq.supervisor.control import settle_left_behind, settle_returned
 from kashq.supervisor.lines import JobLines
 from kashq.supervisor.slots import Slots, SlotState, SlotView, SlotWriter
 from kashq.supervisor.spec import Exit, WorkSpec
@@ -178,7 +178,8 @@ class WorkerProcess:
 
     def _recover(self, worker: Worker, view: SlotView | None, writer: SlotWriter) -> None:
         """Settle the jobs a predecessor in this slot left: acknowledge the completed ones,
-        give the waiting ones back, and count the attempt of the running one failed.
+        give the waiting ones back, count the attempt of the running one failed, and finish
+        one whose ``handle()`` had returned (:func:`~kashq.supervisor.control.settle_returned`).
 
         The slot is cleared first, so a crash while settling leaves the jobs to
         their leases rather than to a loop of replacements.
@@ -194,6 +195,8 @@ class WorkerProcess:
             return  # its lease lapsed and another worker has it now
         if view.timed_out:
             worker.abandon(res, JobTimeout(view.timeout_s, killed=True))
+        elif view.state is SlotState.RETURNED:
+            settle_returned(worker.driver, res)
         elif view.state is SlotState.RUNNING:
             worker.abandon(res, WorkerLost(f"its worker process {self.spec.recover}"))
         else:  # SETTLING: handle() had raised, and recording that did not finish

@@ -9,6 +9,7 @@ database is slow or gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,9 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kashq.clock import SYSTEM_CLOCK
 from kashq.drivers.base import BatchReserving, Driver, Reservation
 from kashq.envelope import decode
-from kashq.exceptions import EnvelopeError, KashqError
+from kashq.exceptions import DriverError, EnvelopeError, KashqError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,11 @@ class ControlThread:
     def hand_back(self, reservation: Reservation) -> None:
         """Put a job a killed worker was running back, as soon as possible."""
         self._tasks.put(lambda: self._release(reservation))
+
+    def settle_returned(self, res: Reservation) -> None:
+        """Settle a job whose ``handle()`` returned when its worker was killed (see
+        :func:`settle_returned`)."""
+        self._tasks.put(lambda: self._call(settle_returned, self.driver, res))
 
     def settle_left_behind(self, done: list[Reservation], waiting: list[Reservation]) -> None:
         """Acknowledge a killed worker's completed jobs and give its waiting ones back."""
@@ -120,6 +127,58 @@ class ControlThread:
         return result
 
 
+def counted(driver: Driver, done: Sequence[Reservation]) -> list[Reservation]:
+    """``done`` once its batch jobs are counted in their batches (their dead worker had
+    them waiting to be counted with their acks); those that could not be are left out:
+    not acknowledged, they are delivered again and counted then."""
+    from kashq.worker.batches import BatchCounter
+    from kashq.workflows.batches import store_for
+
+    held: dict[str, list[Reservation]] = {}
+    for res in done:
+        raw = res.raw or _stored(driver, res)  # the slot keeps no text of held jobs
+        if '"batch"' in raw:  # in the text of every batch job's envelope
+            with contextlib.suppress(EnvelopeError):
+                batch_id = decode(raw).batch
+                if batch_id is not None:
+                    held.setdefault(batch_id, []).append(res)
+    if not held:
+        return list(done)
+    store = store_for(driver)
+    counter, missed = BatchCounter(driver, lambda: store, SYSTEM_CLOCK), set[str]()
+    for batch_id, jobs in held.items():
+        try:
+            counter.count(batch_id, [res.id for res in jobs], "done")
+        except DriverError as exc:
+            log.warning("could not count %d job(s) in batch %s (%s)", len(jobs), batch_id, exc)
+            missed.update(res.id for res in jobs)
+    return [res for res in done if res.id not in missed]
+
+
+def _stored(driver: Driver, res: Reservation) -> str:
+    """The stored text of held job ``res`` ("" if it is gone or cannot be read)."""
+    try:
+        found = driver.find(res.id, [res.queue])
+    except DriverError:
+        return ""
+    return "" if found is None else found.raw
+
+
+def settle_returned(driver: Driver, res: Reservation) -> None:
+    """Settle a job whose ``handle()`` returned in a worker that died before it settled
+    the job: acknowledged; but a job of a batch or a chain runs again (released as it
+    was, no attempt counted), since its count, its result and its next step (with what
+    it added to its chain) died with its worker."""
+    try:
+        env = decode(res.raw)
+    except EnvelopeError:
+        env = None
+    if env is not None and (env.batch is not None or env.chain is not None):
+        driver.release(res, env)
+    else:
+        driver.ack(res)
+
+
 def settle_left_behind(
     driver: Driver, done: Sequence[Reservation], waiting: Sequence[Reservation]
 ) -> None:
@@ -129,6 +188,7 @@ def settle_left_behind(
     A driver that reserves one job at a time has no waiting jobs to give back.
     """
     batches = driver if isinstance(driver, BatchReserving) else None
+    done = counted(driver, done)
     if done:
         if batches is not None:
             batches.ack_many(done)

@@ -69,9 +69,10 @@ class SlotState(enum.IntEnum):
     IDLE = 0  # holds nothing
     RUNNING = 1  # running the reservation in the slot: handle() has not returned
     COMPLETED = (
-        2  # handle() returned; the acknowledgement is pending (or rides on the next reserve)
+        2  # completed and settled; the acknowledgement is pending (or rides on the next reserve)
     )
     SETTLING = 3  # handle() raised; the retry or the failure is being recorded
+    RETURNED = 4  # handle() returned; its result, batch count and next chain step are being settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +324,7 @@ class SlotWriter:
         """handle() is over (``ok``: it returned); its timeout no longer applies."""
         with self._lock:
             self._timeout_s = 0.0
-            self._write(SlotState.COMPLETED if ok else SlotState.SETTLING)
+            self._write(SlotState.RETURNED if ok else SlotState.SETTLING)
 
     def finished(self, *, completed: bool, failed: bool) -> None:
         """The running job ended; ``completed`` if its ack is still to be sent (it joins

@@ -363,6 +363,8 @@ class Supervisor:
             self.control.settle_left_behind(done, waiting)
         if view.reservation is not None and view.state is SlotState.RUNNING:
             self.control.hand_back(view.reservation)
+        elif view.reservation is not None and view.state is SlotState.RETURNED:
+            self.control.settle_returned(view.reservation)
 
     def _restart_workers(self) -> None:
         self.reporter.note(

@@ -9,7 +9,9 @@ jobs that were cancelled among the attempts the worker's heartbeat tracks
 (:meth:`~kashq.worker.heartbeat.Heartbeat.attempts`: nothing is registered
 here per job) and raises their :class:`~kashq.abort.AbortSignal`,
 telling ``on_abort`` (the worker, which tells its listeners: a ``queue:work``
-process then gives the job its grace period before it is killed).
+process then gives the job its grace period before it is killed). Every
+:data:`SWEEP_S` the thread also runs the worker's ``sweep`` (batch callbacks
+a dead worker made due and did not push).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kashq.halts import HALT_PREFIX, NO_HALTS, Halts, job_record, read_halts
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
+SWEEP_S = 30.0  # how often the thread runs its sweep (a batch's callbacks left unpushed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,10 @@ class Controls:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._warned = False
+        # Work done on this thread every sweep_s: the worker's batch sweep.
+        self.sweep: Callable[[], None] | None = None
+        self.sweep_s = SWEEP_S
+        self._swept_at = time.monotonic()
 
     # -- reading ------------------------------------------------------------
     def refresh(self, *, stale_s: float = 0.0) -> Halts:
@@ -133,5 +140,8 @@ class Controls:
         while not stop.wait(self._poll_s):
             try:
                 self.refresh()
+                if self.sweep is not None and time.monotonic() - self._swept_at >= self.sweep_s:
+                    self._swept_at = time.monotonic()
+                    self.sweep()
             except Exception:  # a bug must not end the polling silently
                 log.exception("reading paused queues and cancels failed; going on")

@@ -56,6 +56,11 @@ class Halting:
         """The end of a job that must not start (cancelled, expired), or None to run it."""
         if self._controls.cancelled(env.id):
             return self.cancelled(res, env, None, CANCELLED_WAITING, attempts=env.attempts)
+        if env.batch is not None and env.batch in self._controls.halts.batches:
+            why = "cancelled with its batch before it started"
+            return self._settler.halted(
+                res, env, None, Outcome.CANCELLED, why, attempts=env.attempts
+            )
         if env.expires_at is not None and self._clock.time() >= env.expires_at:
             job = self._job_of(env)
             execute.call_hook(job, "expired")

@@ -29,11 +29,13 @@ from kashq.locks.unique import UniqueLock
 from kashq.middleware import ReleaseJob
 from kashq.retry import StopReason
 from kashq.worker import execute, policy
+from kashq.worker.batches import BatchCounter
 from kashq.worker.events import Listeners
 from kashq.worker.keeper import OutcomeKeeper
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome
 from kashq.workflows import steps
+from kashq.workflows.batches import MemberState
 
 log = logging.getLogger(__name__)
 # Per-job outcomes, apart so queue:work (which prints its own line per job) can mute them.
@@ -53,6 +55,7 @@ class Settler:
         events: Listeners,
         locks_of: Callable[[], LockBackend],
         outcomes: OutcomeKeeper,
+        batches: BatchCounter,
     ) -> None:
         self.driver = driver
         self.failed_store = failed_store
@@ -61,6 +64,7 @@ class Settler:
         self._events = events
         self._unique = UniqueLock(locks_of)
         self._outcomes = outcomes
+        self._batches = batches
 
     def after_error(
         self,
@@ -193,8 +197,10 @@ class Settler:
         job: Job | None = None,
     ) -> Outcome:
         try:
-            if env is not None and env.chain is not None:  # its chain ends: catch, once
-                steps.push_catch(self.driver, env, record.error, self._clock.time())
+            if env is not None:
+                self._ends(env, "failed")
+                if env.chain is not None:  # its chain ends: catch, once
+                    steps.push_catch(self.driver, env, record.error, self._clock.time())
             self.failed_store.log(record)
         except Exception as exc:
             again = env is not None and env.failure is not None  # warned when first parked
@@ -245,6 +251,12 @@ class Settler:
         """End the job ``cancelled`` or ``expired`` (``outcome``): acknowledged, its unique
         claim freed, its end kept for ``status()``; never retried, no ``failed()`` call,
         nothing in ``failed_jobs``. ``why`` says what happened, in one line."""
+        try:
+            self._ends(env, "cancelled")
+        except DriverError as exc:
+            log.warning("could not count job %s in batch %s (%s); it will be delivered again",
+                        env.id, env.batch, exc)  # fmt: skip
+            return outcome
         self._unique.free_at_end(env.metadata, env.id)
         cancelled = outcome is Outcome.CANCELLED
         self._outcomes.stopped(env, job, "cancelled" if cancelled else "expired", attempts, why)
@@ -253,6 +265,14 @@ class Settler:
         self._events.emit(kind, res, env, attempt=attempts, duration_s=took_s, error=why)
         job_log.info("%s %s %s", env.type, env.id, why)
         return outcome
+
+    def _ends(self, env: Envelope, state: MemberState) -> None:
+        """Count ``env``'s end in its batch, and the chain steps after it that never run."""
+        if env.batch is None:
+            return
+        self._batches.ended(env, state)
+        for step in env.chain.next if env.chain is not None else ():
+            self._batches.ended(dataclasses.replace(env, id=str(step["id"])), "cancelled")
 
     def settle(self, step: Callable[..., object], res: Reservation, *args: Envelope) -> None:
         """Ack or release; if the driver fails, the lease lapses and the job comes back."""

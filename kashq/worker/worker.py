@@ -33,6 +33,7 @@ from kashq.results import store_for as results_for
 from kashq.results.base import ResultStore
 from kashq.retry import StopReason
 from kashq.worker import execute, policy
+from kashq.worker.batches import BatchCounter
 from kashq.worker.chains import ChainSteps
 from kashq.worker.controls import POLL_S, Controls
 from kashq.worker.events import Listeners
@@ -45,6 +46,9 @@ from kashq.worker.outcome import Outcome, WorkerStats
 from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
 from kashq.worker.progress import ProgressReports, Sink
 from kashq.worker.settle import Settler, one_line
+from kashq.workflows.batches import BatchStore
+from kashq.workflows.batches import store_for as batches_for
+from kashq.workflows.batches.steps import StepSink
 
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
@@ -67,6 +71,7 @@ class Worker:
         listeners: Sequence[Listener] = (),
         locks: LockBackend | None = None,
         results: ResultStore | None = None,
+        batches: BatchStore | None = None,
     ) -> None:
         self.driver = driver
         self.failed_store = failed_store
@@ -83,6 +88,8 @@ class Worker:
         self._events = Listeners(listeners, clock)
         self._locks = locks
         self._results = results
+        self._batch_store = batches
+        self._batch_counts = BatchCounter(driver, self._batches_of, clock)
         self._outcomes = OutcomeKeeper(self._results_of, self.options.result_ttl_s, clock)
         self._progress = ProgressReports(self._events, clock)
         self._unique = UniqueLock(self._locks_of)
@@ -96,12 +103,13 @@ class Worker:
         self._holdings: Holdings | None = None
         self._settler = Settler(
             driver, failed_store, self.options, clock=clock, events=self._events,
-            locks_of=self._locks_of, outcomes=self._outcomes,
+            locks_of=self._locks_of, outcomes=self._outcomes, batches=self._batch_counts,
         )  # fmt: skip
         self._halting = Halting(
             self._controls, self._settler, self._events, clock, self._job_or_none
         )
         self._controls.on_abort = self._halting.aborting
+        self._controls.sweep = self._batch_counts.sweep
         self._chains = ChainSteps(driver, self._settler, clock, self._events, self.options.park_s)
 
     @property
@@ -122,6 +130,12 @@ class Worker:
     def _results_of(self) -> ResultStore:
         return self.results
 
+    def _batches_of(self) -> BatchStore:
+        """Where this worker counts its batch jobs (default: the store on the driver's storage)."""
+        if self._batch_store is None:
+            self._batch_store = batches_for(self.driver)
+        return self._batch_store
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`JobEvent` from now on."""
         self._events.add(listener)
@@ -130,6 +144,11 @@ class Worker:
         """Give every ``self.progress()`` report of this worker's jobs to ``sink``
         (the event recorder's :meth:`~kashq.events.EventRecorder.progress`)."""
         self._progress.sink = sink
+
+    def send_batch_steps_to(self, sink: StepSink) -> None:
+        """Give the steps of the batches this worker counts (progress, finished, cancelled)
+        to ``sink`` (the event recorder's :meth:`~kashq.events.EventRecorder.batch`)."""
+        self._batch_counts.steps = sink
 
     def track_holdings(self, holdings: Holdings) -> None:
         """Tell ``holdings`` of every reserve and of each job taken from it (see
@@ -176,7 +195,7 @@ class Worker:
         signal.started = True
         context = JobContext(
             self.driver, env, self._clock, self._locks_of, self._progress.report, signal,
-            self.options.connection, self._results_of,
+            self.options.connection, self._results_of, self._batches_of,
         )  # fmt: skip
         error, value = self._run_job(prepared, context, timeout_s)
         took_s = time.perf_counter() - started
@@ -193,6 +212,11 @@ class Worker:
         self._unique.free_at_end(env.metadata, env.id)
         if value is not None:  # kept before the ack: a completed job always has its result
             self._outcomes.completed(env, prepared.job, value, attempt)
+        if env.batch is not None:
+            if defer_ack:  # counted with the others, just before their acks go
+                self._batch_counts.later(env)
+            elif not self._batch_counts.counted(env):
+                return Outcome.RETRIED  # left unacknowledged: counted when it comes back
         if (env.chain is not None or context.chain_edits) and not self._chains.advanced(
             res, env, context.chain_edits
         ):
@@ -399,6 +423,7 @@ class Worker:
         finally:
             if self._prefetch is not None:
                 self._prefetch.unregister(loop.waiting)
+            self._count_before_acks(loop)
             if loop.acks:
                 self._ack_now(loop.acks)
             execute.close_thread_loop()
@@ -426,6 +451,7 @@ class Worker:
         """Reserve the next job, acknowledging ``loop``'s completed ones; the jobs
         reserved with it wait in ``loop``."""
         opts = self.options
+        self._count_before_acks(loop)
         acks = loop.acks
         queues = self._controls.active(opts.queues)
         if not queues:  # every queue is paused: send the acks, and wait
@@ -453,6 +479,13 @@ class Worker:
             res = loop.first_of(found)
         loop.sent_acks()
         return res
+
+    def _count_before_acks(self, loop: ConsumerLoop) -> None:
+        """Count the completed batch jobs among ``loop``'s acks; one that could not be is
+        not acknowledged (delivered again, it is counted then)."""
+        missed = self._batch_counts.flush()
+        if missed:
+            loop.acks[:] = [res for res in loop.acks if res.id not in missed]
 
     def _ack_now(self, reservations: list[Reservation]) -> None:
         if self._batches is None:

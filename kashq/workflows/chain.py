@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kashq.envelope import ChainState, Envelope
+from kashq.envelope import ChainState, Envelope, new_job_id
 from kashq.exceptions import JobDefinitionError
 from kashq.job import Dispatchable, NamedJob
 from kashq.names import check_queue_name
@@ -33,6 +33,7 @@ from kashq.registry import REGISTRY
 if TYPE_CHECKING:
     from kashq.middleware import JobContext
     from kashq.status import JobHandle
+    from kashq.workflows.batch import PendingBatch
 
 Callback = Dispatchable | str | Callable[..., Any]
 """What ``catch`` (and a batch's callbacks) take: a job, or the name of a
@@ -90,14 +91,16 @@ def previous_result(context: JobContext | None) -> Any:
 class PendingChain:
     """A chain being built: ``kashq.chain([...])``; :meth:`dispatch` sends it."""
 
-    def __init__(self, jobs: Sequence[Dispatchable]) -> None:
+    def __init__(self, jobs: Sequence[Dispatchable | PendingBatch]) -> None:
+        from kashq.workflows.batch import PendingBatch
+
         jobs = list(jobs)
         if not jobs:
             raise JobDefinitionError("a chain needs at least one job")
         for job in jobs:
-            if not isinstance(job, Dispatchable):
+            if not isinstance(job, (Dispatchable, PendingBatch)):
                 raise JobDefinitionError(
-                    f"a chain takes jobs (kashq.Job or kashq.NamedJob), got {job!r}"
+                    f"a chain takes jobs (kashq.Job or kashq.NamedJob) and batches, got {job!r}"
                 )
         self.jobs = jobs
         self.queue: str | None = None
@@ -132,20 +135,54 @@ class PendingChain:
 
     def connection_name(self) -> str | None:
         """The one connection of the chain; a job naming another is an error."""
-        names = {job.target_connection() for job in self.jobs} - {None}
+        names = {job.target_connection() for job in self.flat()} - {None}
         names |= {self.connection} - {None}
+        names |= {job.connection for job in self.jobs if not isinstance(job, Dispatchable)} - {None}
         if len(names) > 1:
             raise JobDefinitionError(
                 f"a chain runs on one connection, but its jobs name {sorted(map(str, names))}"
             )
         return next(iter(names), None)
 
-    def envelopes(self, envelope_for: Callable[[Dispatchable], Envelope]) -> Envelope:
-        """The first job's envelope, carrying the rest of the chain."""
-        steps = [self._step(job, envelope_for) for job in self.jobs]
+    def flat(self) -> list[Dispatchable]:
+        """Every job of the chain, a batch's jobs in its place."""
+        return [
+            one
+            for job in self.jobs
+            for one in ([job] if isinstance(job, Dispatchable) else job.jobs())
+        ]
+
+    def envelopes(
+        self, envelope_for: Callable[[Dispatchable], Envelope], chain_id: str | None = None
+    ) -> Envelope:
+        """The first job's envelope, carrying the rest of the chain.
+
+        A batch in the chain ends the part before it: its step starts the batch
+        (:func:`kashq.workflows.batch.start_batch`), whose ``then`` is the chain
+        after it and whose ``catch`` the chain's ``catch``.
+        """
+        cut = next(
+            (k for k, job in enumerate(self.jobs) if not isinstance(job, Dispatchable)), None
+        )
+        before = self.jobs if cut is None else self.jobs[:cut]
+        steps = [self._step(job, envelope_for) for job in before if isinstance(job, Dispatchable)]
+        catch = [envelope_for(job) for job in self.callbacks]
+        if cut is not None:
+            step_id = new_job_id()
+            chain_id = chain_id or (steps[0].id if steps else step_id)
+            after = None
+            if cut + 1 < len(self.jobs):
+                tail = PendingChain(self.jobs[cut + 1 :])
+                tail.queue, tail.callbacks = self.queue, self.callbacks
+                after = tail.envelopes(envelope_for, chain_id)
+            batch = self.jobs[cut]
+            assert not isinstance(batch, Dispatchable)
+            if batch.queue is None and self.queue is not None:
+                batch.queue = self.queue
+            steps.append(batch.chain_step(envelope_for, step_id, after, catch, chain_id))
         head, rest = steps[0], steps[1:]
-        catch = tuple(as_object(envelope_for(job)) for job in self.callbacks)
-        head.chain = ChainState(head.id, tuple(map(as_object, rest)), catch)
+        objects = tuple(as_object(env) for env in catch)
+        head.chain = ChainState(chain_id or head.id, tuple(map(as_object, rest)), objects)
         return head
 
     def _step(

@@ -10,10 +10,20 @@ process ever kills for it):
 
 - ``reserve``: reserved, ``handle()`` not started (its batch is in flight too);
 - ``handle``: in the middle of ``handle()``;
-- ``ack``: ``handle()`` finished well, the acknowledgement not yet sent.
+- ``ack``: ``handle()`` finished well, the acknowledgement not yet sent (for a
+  batch's job: counted in its batch; for a chain's step: its successor pushed);
+- ``count``: a batch's job finished well, not yet counted in its batch;
+- ``flush``: a batch's job finished and settled, waiting to be counted with its
+  ack (its worker's successor counts it as it acknowledges it);
+- ``push``: a chain's step finished well, its successor not yet pushed.
 
-The ``reserve`` and ``ack`` points wrap :meth:`kashq.Worker.process`, only when
-``KASHQ_TEST_CHAOS_LEDGER`` is set: a hook that exists in this test module alone.
+A batch named ``kill-push...`` kills the worker whose count made its callbacks
+due, before it pushes them (once per batch): the sweep, run every
+:data:`SWEEP_S` here, must push them.
+
+The kill points wrap :meth:`kashq.Worker.process` and the worker's batch and
+chain steps, only when ``KASHQ_TEST_CHAOS_LEDGER`` is set: hooks that exist in
+this test module alone.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from kashq.drivers.base import Reservation
 
 LEDGER = os.environ.get("KASHQ_TEST_CHAOS_LEDGER", "")
 KILL_POINTS = ("reserve", "handle", "ack")
+SWEEP_S = 1.0
 
 
 def note(kind: str, job_id: str, extra: str = "") -> None:
@@ -89,6 +100,17 @@ class FailsForGood(Work):
     tries = 1
 
 
+class Callback(Job):
+    """A workflow's callback: notes ``start`` and ``done`` with its ``kind``."""
+
+    kind: str
+
+    def handle(self) -> None:
+        assert self.envelope is not None
+        note("start", self.envelope.id, self.kind)
+        note("done", self.envelope.id, self.kind)
+
+
 def _kill_point(res: Reservation) -> str:
     if '"kill_at"' not in res.raw:
         return ""
@@ -114,5 +136,49 @@ def _install_kill_points() -> None:
     Worker.process = process_with_kill_points  # type: ignore[method-assign]
 
 
+def _install_workflow_kill_points() -> None:
+    from kashq.worker import batches, chains, controls
+
+    controls.SWEEP_S = SWEEP_S  # read by each worker as it starts, after this import
+    counter, advanced, push_due = batches.BatchCounter, chains.ChainSteps.advanced, batches.push_due
+    ended, later, flush = counter.ended, counter.later, counter.flush
+    at_flush: list[str] = []
+
+    def ended_with_kill(self, env, state):  # type: ignore[no-untyped-def]
+        if state == "done" and env.payload.get("kill_at") == "count":
+            kill_here(env.id, "count")
+        return ended(self, env, state)
+
+    def later_with_kill(self, env):  # type: ignore[no-untyped-def]
+        point = env.payload.get("kill_at")
+        if point == "count":
+            kill_here(env.id, "count")
+        elif point == "flush":
+            at_flush.append(env.id)
+        return later(self, env)
+
+    def flush_with_kill(self):  # type: ignore[no-untyped-def]
+        while at_flush:
+            kill_here(at_flush.pop(), "flush")
+        return flush(self)
+
+    def advanced_with_kill(self, res, env, edits):  # type: ignore[no-untyped-def]
+        if env.payload.get("kill_at") == "push":
+            kill_here(env.id, "push")
+        return advanced(self, res, env, edits)
+
+    def push_due_with_kill(driver, store, record, due, now):  # type: ignore[no-untyped-def]
+        if record.name.startswith("kill-push"):
+            kill_here(record.id, "callbacks")
+        return push_due(driver, store, record, due, now)
+
+    counter.ended = ended_with_kill  # type: ignore[method-assign]
+    counter.later = later_with_kill  # type: ignore[method-assign]
+    counter.flush = flush_with_kill  # type: ignore[method-assign]
+    chains.ChainSteps.advanced = advanced_with_kill  # type: ignore[method-assign]
+    batches.push_due = push_due_with_kill
+
+
 if LEDGER:
     _install_kill_points()
+    _install_workflow_kill_points()

@@ -122,3 +122,11 @@ def test_a_step_whose_successor_could_not_be_pushed_pushes_it_later_without_runn
     assert RAN == [("step", 1), ("step", 2)]
     assert flaky.failures == 0
     assert worker.stats.completed == 2
+
+
+def test_a_batch_inside_a_chain_holds_the_chain_until_its_jobs_completed(driver, clock):
+    chain = kashq.chain([Step(n=1), kashq.batch([Step(n=2), [Step(n=3), Step(n=4)]]), Step(n=5)])
+    driver.push(head_of(chain, clock))
+    drain(driver, clock)
+    assert RAN[0] == ("step", 1) and RAN[-1] == ("step", 5)
+    assert sorted(RAN[1:4]) == [("step", 2), ("step", 3), ("step", 4)]

@@ -35,9 +35,11 @@ KASHQ_TABLES = {
     "job_results",
     "kashq_job_tags",
     "kashq_job_once",
+    "job_batches",
+    "kashq_batch_jobs",
     "job_recent",
 }
-HEAD = "0009"
+HEAD = "0010"
 
 
 def schema_diffs(url: str, prefix: str = "") -> list[object]:

@@ -45,6 +45,7 @@ DATABASE_MODULES = (
     "kashq.events.database",
     "kashq.results.database",
     "kashq.recent.database",
+    "kashq.workflows.batches.database",
 )
 REDIS_MODULES = (
     "kashq.drivers.redis",
@@ -53,6 +54,7 @@ REDIS_MODULES = (
     "kashq.events.redis",
     "kashq.results.redis",
     "kashq.recent.redis",
+    "kashq.workflows.batches.redis",
 )
 CORNERS: dict[str, tuple[str, ...]] = {
     "redis": REDIS_MODULES,

@@ -111,13 +111,13 @@ def test_handle_returning_clears_the_timeout_while_the_outcome_is_settled(slots:
     writer.settling(ok=False)
     settling = slots.read(1)
     writer.settling(ok=True)
-    completed = slots.read(1)
+    returned = slots.read(1)
 
-    assert settling is not None and completed is not None
+    assert settling is not None and returned is not None
     assert settling.state is SlotState.SETTLING
-    assert completed.state is SlotState.COMPLETED
-    assert settling.deadline == completed.deadline == 0.0
-    assert completed.reservation == RES
+    assert returned.state is SlotState.RETURNED
+    assert settling.deadline == returned.deadline == 0.0
+    assert returned.reservation == RES
 
 
 def test_a_slot_holding_broken_text_reads_as_none(slots: Slots) -> None:

@@ -45,7 +45,6 @@ from kashq.drivers.redis.client import (
     failure,
     is_cluster,
     longest_block_s,
-    pack_command,
 )
 from kashq.drivers.redis.connection import ThreadConnections
 from kashq.drivers.redis.keys import (
@@ -442,35 +441,8 @@ class RedisDriver:
         return self._stream(lambda: iter((list(args),)))[0]
 
     def _stream(self, commands: Callable[[], Iterator[list[Any]]]) -> list[Any]:
-        """Send ``commands()`` on this thread's connection without waiting, then read
-        every reply: Redis runs one command while the next is being built.
-
-        One attempt (the caller's retry policy makes the others). A connection
-        that failed is closed, so the next attempt connects afresh; the first
-        error among the replies is raised once every reply is read.
-        """
-        conn = self._connections.get()
-        try:
-            sent = 0
-            for command in commands():
-                conn.send_packed_command((pack_command(command),))
-                sent += 1
-            replies: list[Any] = []
-            error: Exception | None = None
-            for _ in range(sent):
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as exc:  # read the rest before raising
-                    error = error or exc
-        except OSError as exc:
-            conn.disconnect()
-            raise redis.ConnectionError(str(exc)) from exc
-        except BaseException:  # failed, or replies left unread: the connection cannot be reused
-            conn.disconnect()
-            raise
-        if error is not None:
-            raise error
-        return replies
+        """Send ``commands()`` on this thread's connection, then read every reply."""
+        return self._connections.stream(commands)
 
     def _run(self, build: Callable[[Any], None], *, pipeline: bool = False) -> list[Any]:
         return self._call(lambda: self._scripts.run(build, pipeline=pipeline))

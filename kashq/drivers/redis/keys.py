@@ -2,14 +2,17 @@
 
 That is the driver's queue, tag-index and control keys, the locks and counters
 of :mod:`kashq.locks.redis`, the event stream of :mod:`kashq.events.redis`, the
-job results of :mod:`kashq.results.redis` and the recent-jobs lists of
-:mod:`kashq.recent.redis` (under their queue's hash tag).
+job results of :mod:`kashq.results.redis`, the recent-jobs lists of
+:mod:`kashq.recent.redis` (under their queue's hash tag) and the batches of
+:mod:`kashq.workflows.batches.redis`.
 All keys of one queue share the hash tag ``{<queue>}`` (``kashq:{emails}:ready``),
 so they live in one Redis Cluster slot and every script can touch them
 atomically. The control records are one hash, ``<prefix>:{control}``; a queue
 named ``control`` shares its slot but none of its keys. A lock or counter is
 tagged with its own key (``<prefix>:lock:{<key>}``), the event stream with
-``{events}``, a job's result and its done stream with the job's id.
+``{events}``, a job's result and its done stream with the job's id, a batch's
+keys with the batch's id (``kashq:batch:{<id>}``) and the batch indexes with
+``{batches}``.
 """
 
 from __future__ import annotations
@@ -146,3 +149,33 @@ def recent_keys(prefix: str, queue: str, outcome: str) -> RecentKeys:
 def recent_queues_key(prefix: str) -> str:
     """The ZSET of queues holding recent jobs: member queue, score its newest finished_at."""
     return f"{prefix}:recent:{{queues}}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKeys:
+    """The keys of one batch (:mod:`kashq.workflows.batches.redis`), under its id's hash tag.
+
+    ``record``  HASH  the batch's fields (:class:`~kashq.workflows.batches.base.BatchRecord`)
+    ``jobs``    HASH  job id → how it ended (``done``, ``failed``, ``cancelled``; ``""`` pending)
+    ``order``   LIST  job ids in dispatch order
+    """
+
+    record: str
+    jobs: str
+    order: str
+
+
+def batch_keys(prefix: str, batch_id: str) -> BatchKeys:
+    """The keys of batch ``batch_id``: one Cluster slot, whatever queues its jobs run on."""
+    base = f"{prefix}:batch:{{{batch_id}}}"
+    return BatchKeys(record=base, jobs=f"{base}:jobs", order=f"{base}:order")
+
+
+def batches_key(prefix: str) -> str:
+    """The ZSET of every batch: member batch id, score its creation time."""
+    return f"{prefix}:{{batches}}"
+
+
+def open_batches_key(prefix: str) -> str:
+    """The ZSET of batches not yet finished and settled (the sweep reads it), by creation."""
+    return f"{prefix}:{{batches}}:open"

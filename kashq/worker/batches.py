@@ -1,0 +1,129 @@
+"""Counting how batch jobs end, for one worker: before each job's ack.
+
+A worker that sends its acks with its next reserve (``queue:work``) counts its
+completed batch jobs the same way: they wait in :meth:`BatchCounter.later` and
+are counted together, one call per batch, just before those acks are sent
+(:meth:`BatchCounter.flush`). A worker process that dies with some of them
+waiting leaves them completed in its slot, and whoever acknowledges them for it
+counts them first (:func:`kashq.supervisor.control.settle_left_behind`).
+
+A count that makes callbacks due pushes them (:mod:`kashq.workflows.batches.callbacks`);
+one that cancels its batch (a failure, failures not allowed) writes the batch's
+halt record, so its jobs not yet started end ``cancelled`` on every worker.
+A store that cannot be reached raises: the caller leaves the job unacknowledged
+(or parks its failure), so it is counted when it comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from kashq.clock import Clock
+from kashq.drivers.base import Driver
+from kashq.envelope import Envelope
+from kashq.events import base as events
+from kashq.exceptions import DriverError
+from kashq.halts import CANCEL_MARK_TTL_S, batch_record, batch_value
+from kashq.workflows.batches import BatchStore, Callbacks, Counted, MemberState
+from kashq.workflows.batches.callbacks import push_due, sweep
+from kashq.workflows.batches.steps import StepSink, step
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 1.0  # a batch's progress events from one worker: at most one a second
+_SEEN_MAX = 1024  # batches whose last progress event a worker remembers
+
+
+class BatchCounter:
+    """Counts the end of each batch job a worker settles."""
+
+    def __init__(self, driver: Driver, store_of: Callable[[], BatchStore], clock: Clock) -> None:
+        self._driver = driver
+        self._store_of = store_of
+        self._clock = clock
+        self.steps: StepSink | None = None  # the event log's, when it is on
+        self._waiting = threading.local()  # each thread's completed jobs, by batch, to count
+        self._progress_at: dict[str, float] = {}  # batch id -> its last progress event
+
+    def ended(self, env: Envelope, state: MemberState) -> None:
+        """Count that batch job ``env`` ended ``state`` (nothing for a job of no batch)."""
+        if env.batch is not None:
+            self.count(env.batch, [env.id], state)
+
+    def counted(self, env: Envelope) -> bool:
+        """Count completed batch job ``env`` now; False (logged) if its store cannot be
+        reached: the job is then left unacknowledged, and counted when it comes back."""
+        try:
+            self.ended(env, "done")
+        except DriverError as exc:
+            log.warning(
+                "could not count job %s in batch %s (%s); it will be delivered again",
+                env.id, env.batch, exc,
+            )  # fmt: skip
+            return False
+        return True
+
+    def sweep(self) -> None:
+        """Push the batch callbacks a worker made due and died before pushing."""
+        try:
+            if pushed := sweep(self._driver, self._store_of(), self._clock.time()):
+                log.info("pushed the due callbacks of %d batch(es) left unpushed", pushed)
+        except DriverError as exc:
+            log.warning("could not sweep the batches (%s); the next sweep tries again", exc)
+
+    def later(self, env: Envelope) -> None:
+        """Count completed batch job ``env`` at this thread's next :meth:`flush`."""
+        waiting = getattr(self._waiting, "jobs", None)
+        if waiting is None:
+            waiting = self._waiting.jobs = {}
+        waiting.setdefault(env.batch, []).append(env.id)
+
+    def flush(self) -> set[str]:
+        """Count this thread's completed batch jobs, one call per batch; the ids of those
+        that could not be counted (their store is unreachable): not to be acknowledged."""
+        waiting: dict[str, list[str]] | None = getattr(self._waiting, "jobs", None)
+        if not waiting:
+            return set()
+        self._waiting.jobs = {}
+        missed: set[str] = set()
+        for batch_id, job_ids in waiting.items():
+            try:
+                self.count(batch_id, job_ids, "done")
+            except DriverError as exc:
+                log.warning(
+                    "could not count %d job(s) in batch %s (%s); they will be delivered again",
+                    len(job_ids), batch_id, exc,
+                )  # fmt: skip
+                missed.update(job_ids)
+        return missed
+
+    def count(self, batch_id: str, job_ids: list[str], state: MemberState) -> None:
+        """Count ``job_ids`` of ``batch_id`` ended ``state``; push what that made due."""
+        now, store = self._clock.time(), self._store_of()
+        counted = store.count(batch_id, job_ids, state, now)
+        if counted is None:
+            return
+        if counted.cancelled:
+            value = batch_value(batch_id, now)
+            self._driver.put_control(batch_record(batch_id), value, CANCEL_MARK_TTL_S)
+        if counted.due:
+            push_due(self._driver, store, counted.record, counted.due, now)
+        if self.steps is not None:
+            self._record(counted, now)
+
+    def _record(self, counted: Counted, now: float) -> None:
+        """Tell the event log: the batch finished or was cancelled now, or (at most once a
+        second per batch) how far it got."""
+        record, sink = counted.record, self.steps
+        assert sink is not None
+        if counted.cancelled:
+            sink(step(events.BATCH_CANCELLED, record, now))
+        if counted.due & Callbacks.FINALLY:  # due exactly when its last job ended
+            self._progress_at.pop(record.id, None)
+            sink(step(events.BATCH_FINISHED, record, now))
+        elif now - self._progress_at.get(record.id, -PROGRESS_EVERY_S) >= PROGRESS_EVERY_S:
+            if len(self._progress_at) >= _SEEN_MAX:
+                self._progress_at.clear()
+            self._progress_at[record.id] = now
+            sink(step(events.BATCH_PROGRESS, record, now))
