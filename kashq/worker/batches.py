@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 
 from kashq.clock import Clock
-from kashq.drivers.base import Driver
+from kashq.drivers.base import Driver, Reservation
 from kashq.envelope import Envelope
 from kashq.events import base as events
 from kashq.exceptions import DriverError
@@ -79,12 +79,13 @@ class BatchCounter:
             waiting = self._waiting.jobs = {}
         waiting.setdefault(env.batch, []).append(env.id)
 
-    def flush(self) -> set[str]:
-        """Count this thread's completed batch jobs, one call per batch; the ids of those
-        that could not be counted (their store is unreachable): not to be acknowledged."""
+    def flush(self, acks: list[Reservation]) -> None:
+        """Count this thread's completed batch jobs, one call per batch, before ``acks``
+        are sent; one that could not be counted (its store is unreachable) is taken out of
+        ``acks``: not acknowledged, it is delivered again and counted then."""
         waiting: dict[str, list[str]] | None = getattr(self._waiting, "jobs", None)
         if not waiting:
-            return set()
+            return
         self._waiting.jobs = {}
         missed: set[str] = set()
         for batch_id, job_ids in waiting.items():
@@ -96,7 +97,8 @@ class BatchCounter:
                     len(job_ids), batch_id, exc,
                 )  # fmt: skip
                 missed.update(job_ids)
-        return missed
+        if missed:
+            acks[:] = [res for res in acks if res.id not in missed]
 
     def count(self, batch_id: str, job_ids: list[str], state: MemberState) -> None:
         """Count ``job_ids`` of ``batch_id`` ended ``state``; push what that made due."""

@@ -423,7 +423,7 @@ class Worker:
         finally:
             if self._prefetch is not None:
                 self._prefetch.unregister(loop.waiting)
-            self._count_before_acks(loop)
+            self._batch_counts.flush(loop.acks)
             if loop.acks:
                 self._ack_now(loop.acks)
             execute.close_thread_loop()
@@ -451,7 +451,7 @@ class Worker:
         """Reserve the next job, acknowledging ``loop``'s completed ones; the jobs
         reserved with it wait in ``loop``."""
         opts = self.options
-        self._count_before_acks(loop)
+        self._batch_counts.flush(loop.acks)
         acks = loop.acks
         queues = self._controls.active(opts.queues)
         if not queues:  # every queue is paused: send the acks, and wait
@@ -479,13 +479,6 @@ class Worker:
             res = loop.first_of(found)
         loop.sent_acks()
         return res
-
-    def _count_before_acks(self, loop: ConsumerLoop) -> None:
-        """Count the completed batch jobs among ``loop``'s acks; one that could not be is
-        not acknowledged (delivered again, it is counted then)."""
-        missed = self._batch_counts.flush()
-        if missed:
-            loop.acks[:] = [res for res in loop.acks if res.id not in missed]
 
     def _ack_now(self, reservations: list[Reservation]) -> None:
         if self._batches is None:

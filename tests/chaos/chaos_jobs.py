@@ -157,10 +157,10 @@ def _install_workflow_kill_points() -> None:
             at_flush.append(env.id)
         return later(self, env)
 
-    def flush_with_kill(self):  # type: ignore[no-untyped-def]
+    def flush_with_kill(self, acks):  # type: ignore[no-untyped-def]
         while at_flush:
             kill_here(at_flush.pop(), "flush")
-        return flush(self)
+        return flush(self, acks)
 
     def advanced_with_kill(self, res, env, edits):  # type: ignore[no-untyped-def]
         if env.payload.get("kill_at") == "push":
