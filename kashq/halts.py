@@ -1,14 +1,15 @@
 """Operators' stops, kept as control records: paused queues, cancelled running jobs and
 cancelled batches.
 
-Both live in the driver's control records (:meth:`~kashq.drivers.base.Driver.put_control`),
+All live in the driver's control records (:meth:`~kashq.drivers.base.Driver.put_control`),
 so they are as durable as the jobs: a worker that starts, or restarts, reads
 them before its first reserve, and a running worker re-reads them about once a
-second, in one round trip for both (they share the prefix :data:`HALT_PREFIX`),
+second, in one round trip for all (they share the prefix :data:`HALT_PREFIX`),
 never once per job. A paused queue's record holds no time limit; a cancelled
 job's lasts until a worker settles the job as cancelled, or
-:data:`CANCEL_MARK_TTL_S` at most. Each record's value is JSON naming what it
-stops, so a queue name too long for a record name is still read back whole.
+:data:`CANCEL_MARK_TTL_S` at most, and a cancelled batch's that long. Each
+record's value is JSON naming what it stops, so a queue name too long for a
+record name is still read back whole.
 """
 
 from __future__ import annotations
