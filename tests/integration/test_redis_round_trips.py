@@ -12,7 +12,7 @@ import redis
 from kashq import Job
 from kashq.drivers.base import QueueSizes
 from kashq.drivers.redis import RedisDriver
-from kashq.drivers.redis import driver as driver_module
+from kashq.drivers.redis import connection as connection_module
 from kashq.envelope import Envelope
 from tests.support.redis import redis_driver
 
@@ -96,14 +96,14 @@ def test_a_command_that_cannot_be_packed_leaves_no_reply_behind(driver, monkeypa
     """Packing fails after an earlier command of the same stream was sent: that
     connection still owes a reply, so it is dropped, and the next call is answered
     with its own replies, not the earlier one's."""
-    real = driver_module.pack_command
+    real = connection_module.pack_command
 
     def failing_second(command):
         if command[0] == "ECHO" and command[1] == "second":
             raise redis.DataError("cannot pack")
         return real(command)
 
-    monkeypatch.setattr(driver_module, "pack_command", failing_second)
+    monkeypatch.setattr(connection_module, "pack_command", failing_second)
     with pytest.raises(redis.DataError):
         driver._stream(lambda: iter([["ECHO", "first"], ["ECHO", "second"]]))
     assert driver._stream(lambda: iter([["ECHO", "third"]])) == [b"third"]
@@ -111,7 +111,7 @@ def test_a_command_that_cannot_be_packed_leaves_no_reply_behind(driver, monkeypa
 
 def test_a_value_redis_cannot_take_is_a_data_error():
     with pytest.raises(redis.DataError):
-        driver_module.pack_command(["SET", "key", None])
+        connection_module.pack_command(["SET", "key", None])
 
 
 def recording_streams(driver: RedisDriver, monkeypatch) -> list[list[str]]:
