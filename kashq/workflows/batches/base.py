@@ -25,7 +25,6 @@ from typing import Literal, Protocol
 from kashq.exceptions import DriverError
 
 MemberState = Literal["done", "failed", "cancelled"]
-MEMBER_STATES: tuple[MemberState, ...] = ("done", "failed", "cancelled")
 
 
 class Callbacks(enum.IntFlag):
