@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.envelope import Envelope
@@ -380,4 +380,40 @@ class BatchReserving(Protocol):
 
     def unreserve(self, reservations: Sequence[Reservation]) -> None:
         """Give jobs back unstarted: in their places in the queue, their delivery uncounted."""
+        ...
+
+
+@dataclass(slots=True)
+class RidingCounts:
+    """Completed batch jobs to count in the very step that reserves and acknowledges
+    them (:class:`CountingReserve`), so no job's ack goes before its count."""
+
+    jobs: dict[str, list[str]]  # batch id -> the ids of its jobs that completed
+    now: float
+    replies: dict[str, Any] | None = None  # batch id -> its batch store's count reply
+
+
+@runtime_checkable
+class CountingReserve(Protocol):
+    """A :class:`BatchReserving` driver whose reserve can also count completed batch
+    jobs (plain Redis: one script counts, acknowledges and reserves)."""
+
+    def counts_ride(self, queue: str, acks: Sequence[Reservation], jobs: int) -> bool:
+        """Whether a reserve of ``queue`` that acknowledges ``acks`` can count ``jobs``
+        batch jobs in the same step."""
+        ...
+
+    def reserve_batch(
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        acks: Sequence[Reservation] = (),
+        limit: int = 1,
+        counts: RidingCounts | None = None,
+    ) -> list[Reservation]:
+        """:meth:`BatchReserving.reserve_batch`; with ``counts`` (only where
+        :meth:`counts_ride` said so), their jobs are counted first, in the same step,
+        and ``counts.replies`` set."""
         ...

@@ -3,9 +3,11 @@
 A worker that sends its acks with its next reserve (``queue:work``) counts its
 completed batch jobs the same way: they wait in :meth:`BatchCounter.later` and
 are counted together, one call per batch, just before those acks are sent
-(:meth:`BatchCounter.flush`). A worker process that dies with some of them
-waiting leaves them completed in its slot, and whoever acknowledges them for it
-counts them first (:func:`kashq.supervisor.control.settle_left_behind`).
+(:meth:`BatchCounter.flush`), or on plain Redis by that very reserve, in the
+script that sends the acks (:meth:`BatchCounter.reserve`). A worker process
+that dies with some of them waiting leaves them completed in its slot, and
+whoever acknowledges them for it counts them first
+(:func:`kashq.supervisor.control.settle_left_behind`).
 
 A count that makes callbacks due pushes them (:mod:`kashq.workflows.batches.callbacks`);
 one that cancels its batch (a failure, failures not allowed) writes the batch's
@@ -18,15 +20,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kashq.clock import Clock
-from kashq.drivers.base import Driver, Reservation
+from kashq.drivers.base import (
+    BatchReserving,
+    CountingReserve,
+    Driver,
+    Reservation,
+    RidingCounts,
+)
 from kashq.envelope import Envelope
 from kashq.events import base as events
 from kashq.exceptions import DriverError
 from kashq.halts import CANCEL_MARK_TTL_S, batch_record, batch_value
 from kashq.workflows.batches import BatchStore, Callbacks, Counted, MemberState
+from kashq.workflows.batches.base import ReadsRidingCounts
 from kashq.workflows.batches.callbacks import push_due, sweep
 from kashq.workflows.batches.steps import StepSink, step
 
@@ -100,12 +109,57 @@ class BatchCounter:
         if missed:
             acks[:] = [res for res in acks if res.id not in missed]
 
+    def reserve(
+        self,
+        driver: BatchReserving,
+        queues: Sequence[str],
+        acks: list[Reservation],
+        *,
+        lease_s: float,
+        wait_s: float,
+        limit: int,
+    ) -> list[Reservation]:
+        """``driver.reserve_batch``, acknowledging ``acks``, with this thread's completed
+        batch jobs counted first: in the reserve's own step where the driver can (plain
+        Redis: no extra round trip), else by :meth:`flush` just before it."""
+        waiting: dict[str, list[str]] | None = getattr(self._waiting, "jobs", None)
+        if waiting:
+            jobs = sum(map(len, waiting.values()))
+            if isinstance(driver, CountingReserve) and driver.counts_ride(queues[0], acks, jobs):
+                counts = RidingCounts(waiting, self._clock.time())
+                found = driver.reserve_batch(
+                    queues, lease_s=lease_s, wait_s=wait_s, acks=acks, limit=limit, counts=counts
+                )
+                self._rode(counts)
+                return found
+            self.flush(acks)
+        return driver.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks, limit=limit)
+
+    def _rode(self, counts: RidingCounts) -> None:
+        """A reserve counted ``counts`` (and acknowledged their jobs): push the callbacks
+        that made due (if that fails, the sweep pushes them)."""
+        self._waiting.jobs = {}
+        store = self._store_of()
+        if counts.replies is None or not isinstance(store, ReadsRidingCounts):
+            raise TypeError("a reserve that counts batch jobs, for a store that reads its replies")
+        for batch_id, reply in counts.replies.items():
+            try:
+                self._counted(batch_id, store.counted_reply(batch_id, reply), counts.now)
+            except DriverError as exc:
+                log.warning(
+                    "could not push the callbacks of batch %s (%s); the sweep will", batch_id, exc
+                )
+
     def count(self, batch_id: str, job_ids: list[str], state: MemberState) -> None:
         """Count ``job_ids`` of ``batch_id`` ended ``state``; push what that made due."""
-        now, store = self._clock.time(), self._store_of()
-        counted = store.count(batch_id, job_ids, state, now)
+        now = self._clock.time()
+        self._counted(batch_id, self._store_of().count(batch_id, job_ids, state, now), now)
+
+    def _counted(self, batch_id: str, counted: Counted | None, now: float) -> None:
+        """Act on a count: halt a batch it cancelled, push the callbacks it made due."""
         if counted is None:
             return
+        store = self._store_of()
         if counted.cancelled:
             value = batch_value(batch_id, now)
             self._driver.put_control(batch_record(batch_id), value, CANCEL_MARK_TTL_S)

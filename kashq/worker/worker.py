@@ -451,9 +451,10 @@ class Worker:
         """Reserve the next job, acknowledging ``loop``'s completed ones; the jobs
         reserved with it wait in ``loop``."""
         opts = self.options
-        self._batch_counts.flush(loop.acks)
         acks = loop.acks
         queues = self._controls.active(opts.queues)
+        if not queues or self._batches is None:
+            self._batch_counts.flush(acks)  # else counted with the reserve (or just before it)
         if not queues:  # every queue is paused: send the acks, and wait
             if acks:
                 self._ack_now(acks)
@@ -471,8 +472,8 @@ class Worker:
                 self._holdings.reserved([] if res is None else [res])
         else:
             limit = min(batch_size(opts.prefetch, loop.last_s), self._quota.left(opts.prefetch) + 1)
-            found = self._batches.reserve_batch(
-                queues, lease_s=opts.lease_s, wait_s=wait_s, acks=acks, limit=limit
+            found = self._batch_counts.reserve(
+                self._batches, queues, acks, lease_s=opts.lease_s, wait_s=wait_s, limit=limit
             )
             if self._holdings is not None:
                 self._holdings.reserved(found)

@@ -141,7 +141,7 @@ def _install_workflow_kill_points() -> None:
 
     controls.SWEEP_S = SWEEP_S  # read by each worker as it starts, after this import
     counter, advanced, push_due = batches.BatchCounter, chains.ChainSteps.advanced, batches.push_due
-    ended, later, flush = counter.ended, counter.later, counter.flush
+    ended, later, flush, reserve = counter.ended, counter.later, counter.flush, counter.reserve
     at_flush: list[str] = []
 
     def ended_with_kill(self, env, state):  # type: ignore[no-untyped-def]
@@ -162,6 +162,11 @@ def _install_workflow_kill_points() -> None:
             kill_here(at_flush.pop(), "flush")
         return flush(self, acks)
 
+    def reserve_with_kill(self, driver, queues, acks, **options):  # type: ignore[no-untyped-def]
+        while at_flush:  # the completed jobs are counted by this reserve (plain Redis)
+            kill_here(at_flush.pop(), "flush")
+        return reserve(self, driver, queues, acks, **options)
+
     def advanced_with_kill(self, res, env, edits):  # type: ignore[no-untyped-def]
         if env.payload.get("kill_at") == "push":
             kill_here(env.id, "push")
@@ -175,6 +180,7 @@ def _install_workflow_kill_points() -> None:
     counter.ended = ended_with_kill  # type: ignore[method-assign]
     counter.later = later_with_kill  # type: ignore[method-assign]
     counter.flush = flush_with_kill  # type: ignore[method-assign]
+    counter.reserve = reserve_with_kill  # type: ignore[method-assign]
     chains.ChainSteps.advanced = advanced_with_kill  # type: ignore[method-assign]
     batches.push_due = push_due_with_kill
 

@@ -33,6 +33,7 @@ from kashq.drivers.base import (
     JobState,
     QueueSizes,
     Reservation,
+    RidingCounts,
     Storage,
     check_control_name,
     is_job_id,
@@ -49,6 +50,7 @@ from kashq.drivers.redis.client import (
 from kashq.drivers.redis.connection import ThreadConnections
 from kashq.drivers.redis.keys import (
     QueueKeys,
+    batch_keys,
     control_key,
     jobs_key_pattern,
     queue_keys,
@@ -57,6 +59,7 @@ from kashq.drivers.redis.keys import (
 from kashq.drivers.redis.scripts import (
     Scripts,
     all_of,
+    counted_replies,
     due_at,
     found_job,
     push_chunks,
@@ -71,6 +74,7 @@ _CLUSTER_WAIT_SLICE_S = 0.05  # a cluster cannot block on keys of several slots 
 _MIN_BLOCK_S = 0.01
 _SCAN_COUNT = 1000  # jobs read per HSCAN step while clearing a queue
 _TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
+_RIDING_MAX = 1000  # batch jobs counted in one reserve script at most
 _TAG_ROUNDS = 10  # calls a remove or clear makes while a job's tags keep changing
 
 
@@ -154,17 +158,19 @@ class RedisDriver:
         wait_s: float = 0.0,
         acks: Sequence[Reservation] = (),
         limit: int = 1,
+        counts: RidingCounts | None = None,
     ) -> list[Reservation]:
         """Up to ``limit`` jobs of the first queue of ``queues`` that has any, in one round trip.
 
-        ``acks`` are acknowledged first, in the same round trip. The first job
-        is delivered as :meth:`reserve` delivers it; the others are prefetched:
-        their leases run from now, and if their worker vanishes their delivery
-        is not counted (see ``lua/reserve.lua``).
+        ``acks`` are acknowledged first, in the same round trip; ``counts`` (where
+        :meth:`counts_ride` allows) are counted before them, in the same script. The
+        first job is delivered as :meth:`reserve` delivers it; the others are
+        prefetched: their leases run from now, and if their worker vanishes their
+        delivery is not counted (see ``lua/reserve.lua``).
         """
         deadline = time.monotonic() + wait_s
         token = os.urandom(8).hex()  # the same token on a retry: the same job comes back
-        found, next_due = self._reserve_pass(queues, lease_s, token, acks, limit)
+        found, next_due = self._reserve_pass(queues, lease_s, token, acks, limit, counts=counts)
         while not found:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -186,13 +192,15 @@ class RedisDriver:
         token: str,
         acks: Sequence[Reservation],
         limit: int,
+        *,
+        counts: RidingCounts | None = None,
     ) -> tuple[list[Reservation], float]:
         """One reserve of each queue in turn: the jobs of the first that has any, or
         none and the earliest time a delayed job or a lease falls due (inf: none)."""
         next_due = float("inf")
         for queue in queues:
-            result = self._reserve_one(queue, lease_s, token, acks, limit)
-            acks = ()
+            result = self._reserve_one(queue, lease_s, token, acks, limit, counts=counts)
+            acks, counts = (), None
             if result[0]:
                 return reserved_jobs(queue, result), next_due
             next_due = min(next_due, due_at(result))
@@ -229,34 +237,60 @@ class RedisDriver:
             return reserved_jobs(queue, result), float("inf")
         return [], due_at(result)
 
+    def counts_ride(self, queue: str, acks: Sequence[Reservation], jobs: int) -> bool:
+        """Whether batch counts can go in the reserve script of ``queue`` acknowledging
+        ``acks``: on plain Redis (a batch's keys are another hash tag), when that script
+        acknowledges every one of them (same queue, no tags), for up to 1,000 jobs."""
+        return (
+            self._pipelines
+            and jobs <= _RIDING_MAX
+            and all(a.queue == queue and _TAGGED not in a.raw for a in acks)
+        )
+
     def _reserve_one(
-        self, queue: str, lease_s: float, token: str, acks: Sequence[Reservation], limit: int
+        self,
+        queue: str,
+        lease_s: float,
+        token: str,
+        acks: Sequence[Reservation],
+        limit: int,
+        *,
+        counts: RidingCounts | None = None,
     ) -> list[Any]:
         """Reserve from ``queue``, acknowledging ``acks`` first in the same round trip (those
-        of this queue without tags in the reserve script, the others beside it)."""
+        of this queue without tags in the reserve script, the others beside it); ``counts``
+        are counted first of all, in the script."""
         keys = self.keys(queue)
         same = [(a.id, a.token) for a in acks if a.queue == queue and _TAGGED not in a.raw]
         others = [a for a in acks if a.queue != queue or _TAGGED in a.raw]
+        if counts is not None and (others or not self._pipelines):
+            raise ValueError("batch counts cannot ride with these acks (see counts_ride)")
         if others and not self._pipelines:
             self.ack_many(others)
             others = []
-        if not others:  # one script does both: same queue, same slot
-            return self._run(  # type: ignore[no-any-return]
-                lambda t: self._scripts.send(
-                    t,
-                    self._scripts.reserve_command(
-                        keys, self._now(), lease_s, token=token, limit=limit, acks=same
-                    ),
-                )
-            )[0]
+        batches = (
+            []
+            if counts is None
+            else [(batch_keys(self.prefix, b), ids) for b, ids in counts.jobs.items()]
+        )
+
+        def command() -> list[Any]:
+            return self._scripts.reserve_command(
+                keys, self._now(), lease_s, token=token, limit=limit, acks=same,
+                counts=batches, counted_at=0.0 if counts is None else counts.now,
+            )  # fmt: skip
+
+        if not others:  # one script does it all: same queue, same slot (counts: first)
+            result: list[Any] = self._run(lambda t: self._scripts.send(t, command()))[0]
+            if counts is not None:
+                result, replies = counted_replies(result)
+                counts.replies = dict(zip(counts.jobs, replies, strict=True))
+            return result
 
         def build(pipe: Any) -> None:
             for step in self._scripts.ack_steps(self.keys, others):
                 step(pipe)
-            reserve = self._scripts.reserve_command(
-                keys, self._now(), lease_s, token=token, limit=limit, acks=same
-            )
-            self._scripts.send(pipe, reserve)
+            self._scripts.send(pipe, command())
 
         return self._run(build, pipeline=True)[-1]  # type: ignore[no-any-return]
 

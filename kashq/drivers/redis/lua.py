@@ -20,7 +20,7 @@ class LuaScripts:
 
     A name of ``joined`` is a script made of several files, one after the other
     (``{"push_once": ("push_once", "push")}``: a prelude that may ``return`` early,
-    then the script it guards).
+    then the script it guards); ``"<package>:<name>"`` is a file of another package.
     """
 
     def __init__(
@@ -32,7 +32,9 @@ class LuaScripts:
         folder = resources.files(package).joinpath("lua")
 
         def read(name: str) -> str:
-            return folder.joinpath(f"{name}.lua").read_text("utf-8")
+            where, _, name = name.rpartition(":")
+            found = resources.files(where).joinpath("lua") if where else folder
+            return found.joinpath(f"{name}.lua").read_text("utf-8")
 
         self._sources = {name: read(name) for name in names}
         for name, parts in (joined or {}).items():

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from kashq.drivers.base import FoundJob, JobState, Reservation, tags_of
-from kashq.drivers.redis.keys import QueueKeys
+from kashq.drivers.redis.keys import BatchKeys, QueueKeys
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.envelope import Envelope
 
@@ -23,6 +23,12 @@ _NAMES = (
     "push", "reserve", "ack", "ack_tagged", "unreserve", "release", "extend", "clear", "find",
     "remove", "list", "list_tag", "oldest", "control_get", "control_delete",
 )  # fmt: skip
+_JOINED = {
+    "push_once": ("push_once", "push"),
+    "reserve_counting": (
+        "kashq.workflows.batches:count_lib", "reserve_counting", "reserve", "reserve_counted"
+    ),
+}  # fmt: skip
 Step = Callable[[Any], None]
 """One script call, queued on a pipeline (or run, on a :class:`_Direct`) by ``step(target)``."""
 _STATES: dict[str, JobState] = {"ready": "ready", "delayed": "delayed", "reserved": "reserved"}
@@ -36,7 +42,7 @@ class Scripts:
         # Runs one command at once; defaults to the client (a caller may pass a
         # faster path, such as a dedicated connection per thread).
         self._execute = execute or client.execute_command
-        self._lua = LuaScripts("kashq.drivers.redis", _NAMES, {"push_once": ("push_once", "push")})
+        self._lua = LuaScripts("kashq.drivers.redis", _NAMES, _JOINED)
 
     def load(self) -> None:
         """Load every script into Redis's script cache."""
@@ -79,14 +85,23 @@ class Scripts:
         token: str,
         limit: int = 1,
         acks: Sequence[tuple[str, str]] = (),
+        counts: Sequence[tuple[BatchKeys, Sequence[str]]] = (),
+        counted_at: float = 0.0,
     ) -> list[Any]:
         """Reserve up to ``limit`` jobs of one queue under ``token``, acknowledging
-        ``acks`` (id, token) first: the whole ``EVALSHA reserve ...`` command."""
-        return self._lua.command(
-            "reserve",
-            [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.claims],
-            [repr(now), repr(lease_s), token, limit, *_flat(acks)],
-        )
+        ``acks`` (id, token) first: the whole ``EVALSHA reserve ...`` command. With
+        ``counts`` (each batch's keys and completed jobs), those jobs are counted as
+        done at ``counted_at`` before anything else, in the same script (its reply:
+        :func:`counted_replies`)."""
+        names = [keys.jobs, keys.state, keys.ready, keys.delayed, keys.reserved, keys.claims]
+        args: list[Any] = [repr(now), repr(lease_s), token, limit, *_flat(acks)]
+        if not counts:
+            return self._lua.command("reserve", names, args)
+        for batch, ids in counts:
+            names += (batch.record, batch.jobs)
+            args += (*ids, len(ids))
+        args += ("done", repr(counted_at), len(counts))
+        return self._lua.command("reserve_counting", names, args)
 
     def ack(self, target: Any, keys: QueueKeys, held: Sequence[tuple[str, str]]) -> None:
         """Acknowledge each (id, token) of ``held``: jobs without tags."""
@@ -282,6 +297,12 @@ def reserved_jobs(queue: str, result: list[Any]) -> list[Reservation]:
         )
         for i in range(0, len(result), 4)
     ]
+
+
+def counted_replies(result: list[Any]) -> tuple[list[Any], list[Any]]:
+    """A ``reserve_counting`` reply split: the reserve's own, and each batch's count reply."""
+    batches = int(result[-1])
+    return result[: -1 - batches], result[-1 - batches : -1]
 
 
 def found_job(queue: str, result: list[Any]) -> FoundJob | None:

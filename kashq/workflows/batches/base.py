@@ -20,7 +20,7 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from kashq.exceptions import DriverError
 
@@ -173,4 +173,14 @@ class BatchStore(Protocol):
 
     def prune(self, finished_before: float) -> int:
         """Delete the batches that finished before ``finished_before``; how many."""
+        ...
+
+
+@runtime_checkable
+class ReadsRidingCounts(Protocol):
+    """A batch store whose counts a driver's reserve can make (Redis: see
+    :class:`kashq.drivers.base.RidingCounts`), and that reads their replies."""
+
+    def counted_reply(self, batch_id: str, reply: Any) -> Counted | None:
+        """What a count of ``batch_id`` made by a reserve changed; None if nothing."""
         ...

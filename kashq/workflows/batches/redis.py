@@ -4,8 +4,12 @@ A batch's keys (:class:`~kashq.drivers.redis.keys.BatchKeys`) share the hash
 tag ``{<batch id>}``: its record, its jobs' states and their order are one
 Redis Cluster slot, so ``lua/count.lua`` counts a job and makes callbacks due
 atomically, wherever the job ran: its queue's keys are another slot, and the
-count is a call of its own, made before the job's ack. Two indexes under
-``{batches}`` list every batch and the open ones (for the sweep); they are
+count is a call of its own, made before the job's ack. On plain Redis, where
+scripts may span hash tags, a worker's completed jobs are counted by its next
+reserve instead, in the same script that acknowledges them
+(:meth:`~kashq.drivers.redis.driver.RedisDriver.counts_ride`): no extra round trip.
+
+Two indexes under ``{batches}`` list every batch and the open ones (for the sweep); they are
 written by separate calls, so a reader skips an index entry whose batch is gone.
 A finished batch whose callbacks are all pushed expires after ``keep_s`` by
 Redis's own TTL; :meth:`RedisBatchStore.prune` deletes earlier ones. Redis
@@ -49,7 +53,11 @@ class RedisBatchStore(RedisClientUser):
         super().__init__(client)
         self.prefix = prefix
         self._keep_ms = max(1, math.ceil(keep_s * 1000))
-        self._lua = LuaScripts("kashq.workflows.batches", ("count", "add", "cancel", "pushed"))
+        self._lua = LuaScripts(
+            "kashq.workflows.batches",
+            ("add", "cancel", "pushed"),
+            {"count": ("count_lib", "count")},
+        )
         # Counting runs once per group of a worker's jobs: on plain Redis, on the thread's
         # own connection, as the driver's scripts do (a cluster routes by the client).
         self._connections = None if is_cluster(self.client) else ThreadConnections(self.client)
@@ -98,15 +106,12 @@ class RedisBatchStore(RedisClientUser):
             send = functools.partial(self._send, command)
             replies.append(self._call("counting batch jobs", send))
         counted = [_counted(batch_id, reply) for reply in replies if reply is not None]
-        if not counted:
-            return None
-        due = Callbacks(0)
-        for one in counted:
-            due |= one.due
-        last = counted[-1]
-        options = next((one.record.options for one in counted if one.due or one.cancelled), "{}")
-        record = dataclasses.replace(last.record, options=options)
-        return Counted(record, due, any(one.cancelled for one in counted))
+        return _merged(counted)
+
+    def counted_reply(self, batch_id: str, reply: Any) -> Counted | None:
+        """What a count of ``batch_id`` that rode with a reserve changed (the driver's
+        :class:`~kashq.drivers.base.RidingCounts` reply); None if nothing."""
+        return None if reply is None else _counted(batch_id, reply)
 
     def mark_pushed(self, batch_id: str, callbacks: Callbacks) -> None:
         keys = self.keys(batch_id)
@@ -237,6 +242,18 @@ def _counted(batch_id: str, reply: list[Any]) -> Counted:
     pairs["options"] = _text(reply[-1]) or "{}"
     record = _record(batch_id, pairs)
     return Counted(record, Callbacks(int(reply[-3])), bool(int(reply[-2])))
+
+
+def _merged(counted: list[Counted]) -> Counted | None:
+    """What several counts of one batch (chunks of its jobs) changed together."""
+    if not counted:
+        return None
+    due = Callbacks(0)
+    for one in counted:
+        due |= one.due
+    options = next((one.record.options for one in counted if one.due or one.cancelled), "{}")
+    record = dataclasses.replace(counted[-1].record, options=options)
+    return Counted(record, due, any(one.cancelled for one in counted))
 
 
 def _record(batch_id: str, flat: Any) -> BatchRecord:
