@@ -295,14 +295,17 @@ class SlotWriter:
             self._lengths = (len(parts[0]), len(parts[1]), len(parts[2]), len(parts[3]))
             self._write(SlotState.RUNNING, begun=True)
 
-    def reserved(self, batch: Sequence[Reservation]) -> None:
-        """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs:
-        the batch's jobs wait to run; nothing else is held."""
+    def reserved(self, batch: Sequence[Reservation], completed: Sequence[Reservation] = ()) -> None:
+        """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs
+        but ``completed`` (batch jobs held to be counted as a group): the batch's jobs
+        wait to run, and only those are held besides."""
         with self._lock:
-            held, count = held_jobs.encode(batch, HELD_BYTES)
+            held, count = held_jobs.encode([*batch, *completed], HELD_BYTES)
             self._begin()
             at = self._base + _HELD_AT
             self._buf[at : at + len(held)] = held
+            for place in range(len(batch), count):  # after the batch: the completed ones
+                self._buf[at + place] = Held.COMPLETED
             self._batch, self._held_count, self._held_bytes = batch[:count], count, len(held)
             self._next, self._taken = 0, None
             self._timeout_s, self._lengths = 0.0, (0, 0, 0, 0)

@@ -33,7 +33,7 @@ from kashq.drivers.base import Driver
 from kashq.envelope import peek
 from kashq.supervisor.child import COMMAND
 from kashq.supervisor.control import ControlThread
-from kashq.supervisor.slots import Slots, SlotState
+from kashq.supervisor.slots import Slots, SlotState, SlotView
 from kashq.supervisor.spec import Exit, WorkSpec
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,8 @@ class Supervisor:
             )
         elif code == Exit.DONE and not proc.told:
             recover = "stopped unexpectedly"  # a SIGTERM from outside: replace it
+        if recover is not None:
+            self._settle_held(index)
         pause = 0.0 if code == Exit.RECYCLE else self._pause_before_restart(proc, now)
         self._scheduled[index] = (now + pause, recover)
 
@@ -352,15 +354,24 @@ class Supervisor:
         view = self.slots.status(index)
         return None if view is None else view.state
 
+    def _settle_held(self, index: int) -> SlotView | None:
+        """A dead worker's completed jobs are acknowledged (their batch jobs counted) and
+        its waiting ones given back now, before their leases lapse, whenever its
+        replacement starts; the replacement settles its running job (it has the job's
+        code) and repeats this, harmlessly."""
+        view = self.slots.read(index)
+        if view is not None:
+            done, waiting = view.left_behind()
+            if done or waiting:
+                self.control.settle_left_behind(done, waiting)
+        return view
+
     def _hand_back(self, index: int) -> None:
         """A worker killed while stopping: its jobs go back now, not after their leases
         (the completed ones are acknowledged)."""
-        view = self.slots.read(index)
+        view = self._settle_held(index)
         if view is None:
             return
-        done, waiting = view.left_behind()
-        if done or waiting:
-            self.control.settle_left_behind(done, waiting)
         if view.reservation is not None and view.state is SlotState.RUNNING:
             self.control.hand_back(view.reservation)
         elif view.reservation is not None and view.state is SlotState.RETURNED:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from kashq.clock import Clock
@@ -42,6 +43,8 @@ from kashq.workflows.batches.steps import StepSink, step
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0  # a batch's progress events from one worker: at most one a second
 _SEEN_MAX = 1024  # batches whose last progress event a worker remembers
+HOLD_JOBS = 50  # completed batch jobs one thread holds to count as a group (see hold)...
+HOLD_S = 0.1  # ...at most, and for at most this long
 
 
 class BatchCounter:
@@ -86,16 +89,58 @@ class BatchCounter:
         waiting = getattr(self._waiting, "jobs", None)
         if waiting is None:
             waiting = self._waiting.jobs = {}
+            self._waiting.fresh, self._waiting.held = [], []
         waiting.setdefault(env.batch, []).append(env.id)
+        self._waiting.fresh.append(env.id)
+
+    def hold(self, acks: list[Reservation]) -> list[Reservation]:
+        """Take this thread's batch jobs completed since the last call out of ``acks``,
+        and hold them; the jobs held.
+
+        For a driver that acknowledges one job per reserve (a database): the held jobs
+        are counted and acknowledged as a group, once :meth:`hold_left_s` says so
+        (:meth:`release`), so their counts cost a transaction per group, not per job.
+        """
+        fresh: list[str] | None = getattr(self._waiting, "fresh", None)
+        if not fresh:
+            return getattr(self._waiting, "held", None) or []
+        held: list[Reservation] = self._waiting.held
+        if not held:
+            self._waiting.since = time.monotonic()
+        ids = set(fresh)
+        fresh.clear()
+        held += [res for res in acks if res.id in ids]
+        acks[:] = [res for res in acks if res.id not in ids]
+        return held
+
+    def hold_left_s(self) -> float | None:
+        """How much longer this thread's held jobs may wait (0: :meth:`release` them
+        now); None if it holds none."""
+        held = getattr(self._waiting, "held", None)
+        if not held:
+            return None
+        if len(held) >= HOLD_JOBS:
+            return 0.0
+        since: float = self._waiting.since
+        return max(0.0, HOLD_S - (time.monotonic() - since))
+
+    def release(self) -> list[Reservation]:
+        """Count the held jobs (one call per batch); those counted, to acknowledge now
+        (one that could not be counted is left unacknowledged: counted when it comes back)."""
+        acks: list[Reservation] = []
+        self.flush(acks)
+        return acks
 
     def flush(self, acks: list[Reservation]) -> None:
         """Count this thread's completed batch jobs, one call per batch, before ``acks``
-        are sent; one that could not be counted (its store is unreachable) is taken out of
-        ``acks``: not acknowledged, it is delivered again and counted then."""
+        are sent (the held ones join ``acks``); one that could not be counted (its store
+        is unreachable) is taken out of ``acks``: not acknowledged, it is delivered again
+        and counted then."""
         waiting: dict[str, list[str]] | None = getattr(self._waiting, "jobs", None)
         if not waiting:
             return
-        self._waiting.jobs = {}
+        acks += self._waiting.held
+        self._reset()
         missed: set[str] = set()
         for batch_id, job_ids in waiting.items():
             try:
@@ -135,10 +180,14 @@ class BatchCounter:
             self.flush(acks)
         return driver.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks, limit=limit)
 
+    def _reset(self) -> None:
+        """Nothing of this thread's waits to be counted any more."""
+        self._waiting.jobs, self._waiting.fresh, self._waiting.held = {}, [], []
+
     def _rode(self, counts: RidingCounts) -> None:
         """A reserve counted ``counts`` (and acknowledged their jobs): push the callbacks
         that made due (if that fails, the sweep pushes them)."""
-        self._waiting.jobs = {}
+        self._reset()
         store = self._store_of()
         if counts.replies is None or not isinstance(store, ReadsRidingCounts):
             raise TypeError("a reserve that counts batch jobs, for a store that reads its replies")

@@ -50,8 +50,9 @@ class Holdings(Protocol):
     The jobs completed meanwhile are told by the worker's COMPLETED events.
     """
 
-    def reserved(self, batch: Sequence[Reservation]) -> None:
-        """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs."""
+    def reserved(self, batch: Sequence[Reservation], completed: Sequence[Reservation] = ()) -> None:
+        """A reserve returned ``batch`` (maybe empty), acknowledging the completed jobs
+        but ``completed`` (still held: acknowledged later)."""
         ...
 
     def taking(self, res: Reservation) -> None:

@@ -37,13 +37,14 @@ from kashq.worker.batches import BatchCounter
 from kashq.worker.chains import ChainSteps
 from kashq.worker.controls import POLL_S, Controls
 from kashq.worker.events import Listeners
+from kashq.worker.fetch import Fetcher
 from kashq.worker.halting import Halting
 from kashq.worker.heartbeat import Heartbeat
 from kashq.worker.keeper import OutcomeKeeper
 from kashq.worker.loop import ConsumerLoop, Quota
 from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome, WorkerStats
-from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher, batch_size
+from kashq.worker.prefetch import Holdings, PrefetchedJobs, Prefetcher
 from kashq.worker.progress import ProgressReports, Sink
 from kashq.worker.settle import Settler, one_line
 from kashq.workflows.batches import BatchStore
@@ -105,6 +106,10 @@ class Worker:
             driver, failed_store, self.options, clock=clock, events=self._events,
             locks_of=self._locks_of, outcomes=self._outcomes, batches=self._batch_counts,
         )  # fmt: skip
+        self._fetcher = Fetcher(
+            driver, self.options, controls=self._controls, quota=self._quota,
+            counts=self._batch_counts, settler=self._settler, stopping=self._stopping,
+        )  # fmt: skip
         self._halting = Halting(
             self._controls, self._settler, self._events, clock, self._job_or_none
         )
@@ -153,7 +158,7 @@ class Worker:
     def track_holdings(self, holdings: Holdings) -> None:
         """Tell ``holdings`` of every reserve and of each job taken from it (see
         :class:`~kashq.worker.prefetch.Holdings`); for ``start(1)`` only."""
-        self._holdings = holdings
+        self._holdings = self._fetcher.holdings = holdings
 
     # -- one job --------------------------------------------------------
     def run_next(self, wait_s: float = 0.0) -> Outcome | None:
@@ -425,7 +430,7 @@ class Worker:
                 self._prefetch.unregister(loop.waiting)
             self._batch_counts.flush(loop.acks)
             if loop.acks:
-                self._ack_now(loop.acks)
+                self._fetcher.ack_now(loop.acks)
             execute.close_thread_loop()
             with self._lock:
                 self._active -= 1
@@ -435,65 +440,17 @@ class Worker:
         opts = self.options
         res = None if self._prefetch is None else self._prefetch.take(loop.waiting)
         if res is None:
-            res = self._fetch(loop, 0.0 if opts.stop_when_empty else opts.sleep_s)
+            res = self._fetcher.fetch(loop, 0.0 if opts.stop_when_empty else opts.sleep_s)
             if res is None and opts.stop_when_empty:
                 if self._queues_empty():
                     return None, True
-                res = self._fetch(loop, opts.sleep_s)  # delayed or reserved jobs remain
+                res = self._fetcher.fetch(loop, opts.sleep_s)  # delayed or reserved jobs remain
         if res is not None and self._stopping.is_set():
             self._hand_back(res)  # reserved while stop was requested
             return None, False
         if res is not None and self._holdings is not None:
             self._holdings.taking(res)
         return res, False
-
-    def _fetch(self, loop: ConsumerLoop, wait_s: float) -> Reservation | None:
-        """Reserve the next job, acknowledging ``loop``'s completed ones; the jobs
-        reserved with it wait in ``loop``."""
-        opts = self.options
-        acks = loop.acks
-        queues = self._controls.active(opts.queues)
-        if not queues or self._batches is None:
-            self._batch_counts.flush(acks)  # else counted with the reserve (or just before it)
-        if not queues:  # every queue is paused: send the acks, and wait
-            if acks:
-                self._ack_now(acks)
-                loop.sent_acks()
-            if self._holdings is not None:
-                self._holdings.reserved([])
-            self._stopping.wait(min(wait_s, POLL_S))
-            return None
-        if self._batches is None:
-            if len(acks) > 1:
-                self._ack_now(acks[:-1])
-            ack = acks[-1] if acks else None
-            res = self.driver.reserve(queues, lease_s=opts.lease_s, wait_s=wait_s, ack=ack)
-            if self._holdings is not None:
-                self._holdings.reserved([] if res is None else [res])
-        else:
-            limit = min(batch_size(opts.prefetch, loop.last_s), self._quota.left(opts.prefetch) + 1)
-            found = self._batch_counts.reserve(
-                self._batches, queues, acks, lease_s=opts.lease_s, wait_s=wait_s, limit=limit
-            )
-            if self._holdings is not None:
-                self._holdings.reserved(found)
-            res = loop.first_of(found)
-        loop.sent_acks()
-        return res
-
-    def _ack_now(self, reservations: list[Reservation]) -> None:
-        if self._batches is None:
-            for res in reservations:
-                self._settler.settle(self.driver.ack, res)
-            return
-        try:
-            self._batches.ack_many(reservations)
-        except DriverError as exc:
-            log.warning(
-                "could not acknowledge %d job(s) (%s); they will be delivered again",
-                len(reservations),
-                exc,
-            )
 
     def _hand_back(self, res: Reservation) -> None:
         """Put a job back as it was, for another worker (this one is stopping)."""

@@ -15,8 +15,8 @@ from kashq.envelope import Envelope
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.jobevents import EventKind
 from kashq.testing import FakeClock
+from kashq.worker import fetch as fetch_module
 from kashq.worker import prefetch
-from kashq.worker import worker as worker_module
 from tests.support.redis import redis_driver
 
 RAN: list[tuple[int, str]] = []  # (n, thread name)
@@ -119,7 +119,7 @@ def full_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's first job alone, then full batches, however long the jobs took: on a
     loaded machine a short job can take long enough to shrink the batches a test needs."""
     monkeypatch.setattr(
-        worker_module, "batch_size", lambda prefetch, last_s: 1 if last_s is None else prefetch
+        fetch_module, "batch_size", lambda prefetch, last_s: 1 if last_s is None else prefetch
     )
 
 

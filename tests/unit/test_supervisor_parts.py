@@ -224,6 +224,20 @@ def test_completed_jobs_are_held_until_the_next_reserve_acknowledges_them(slots:
     )  # fmt: skip
 
 
+def test_completed_jobs_held_past_a_reserve_stay_listed_for_acknowledging(slots: Slots) -> None:
+    """A worker that counts batch jobs in groups keeps their acks past its reserves."""
+    writer = slots.writer(0)
+    first, held = _batch(3)[:1], _batch(3)[1:]
+    writer.reserved(first, held)
+    writer.taking(first[0])
+    writer.running(first[0], 1.0, None)
+
+    done, waiting = slots.read(0).left_behind()  # type: ignore[union-attr]
+    assert (_ids(done), waiting) == (["job-1", "job-2"], [])
+    writer.reserved([])  # the next reserve acknowledged them (no group held)
+    assert slots.read(0).left_behind() == ([], [])  # type: ignore[union-attr]
+
+
 def test_what_a_dead_worker_left_never_lists_its_running_job_as_waiting(slots: Slots) -> None:
     writer = slots.writer(2)
     batch = _batch(3)
@@ -420,6 +434,31 @@ def test_a_worker_that_finished_a_job_before_dying_is_restarted_at_once() -> Non
     pauses.append(_quick_exit(supervisor, jobs_run=0, recover="died"))
 
     assert pauses == [0.0, 0.0, 0.0, 0.0, 0.0]  # the count of quick exits starts again too
+    supervisor.slots.close()
+
+
+def test_a_dead_workers_held_jobs_are_settled_at_once_not_left_to_its_replacement() -> None:
+    """Its completed jobs are acknowledged before their leases lapse, however late the
+    replacement starts; the running job is left to the replacement."""
+    supervisor = Supervisor(
+        WorkSpec("memory", ("default",)), SupervisorOptions(), MemoryDriver(), _Notes()
+    )
+    settled: list[tuple[list[str], list[str]]] = []
+    supervisor.control.settle_left_behind = (  # type: ignore[method-assign]
+        lambda done, waiting: settled.append((_ids(done), _ids(waiting)))
+    )
+    with patch("kashq.supervisor.supervisor.subprocess.Popen"):
+        supervisor._start(0, None)
+    proc = supervisor._procs[0]
+    writer = supervisor.slots.writer(0)
+    running, held = _batch(3)[:1], _batch(3)[1:]
+    writer.reserved(running, held)
+    writer.taking(running[0])
+    writer.running(running[0], 1.0, None)
+
+    supervisor._after_exit(proc, -9, proc.started + 5.0)
+
+    assert settled == [(["job-1", "job-2"], [])]
     supervisor.slots.close()
 
 

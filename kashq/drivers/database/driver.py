@@ -199,6 +199,22 @@ class DatabaseDriver:
         else:
             self._db.run(lambda conn: self._ack_tagged(conn, reservation), what="ack")
 
+    def ack_many(self, reservations: Sequence[Reservation]) -> None:
+        """Acknowledge several finished jobs: those without tags in one statement per 500
+        (each holds a token of its own: see ``Statements.ack_ids``), the others one by one."""
+        plain = [res for res in reservations if _TAGGED not in res.raw]
+        for start in range(0, len(plain), _DELETE_CHUNK):
+            chunk = plain[start : start + _DELETE_CHUNK]
+            params = {"p_ids": [res.id for res in chunk], "p_tokens": [res.token for res in chunk]}
+            self._db.run(
+                lambda conn, p=params: conn.execute(self._sql.ack_ids, p),  # type: ignore[misc]
+                what="ack",
+                atomic=False,
+            )
+        for res in reservations:
+            if _TAGGED in res.raw:
+                self.ack(res)
+
     def _ack_tagged(self, conn: Connection, reservation: Reservation) -> None:
         """Ack a job that has tags, and delete its tag rows if the ack removed it (SQLite,
         MySQL: in the caller's transaction)."""

@@ -58,6 +58,12 @@ class Statements:
         self.claim_seq = update(jobs).where(c.seq == bindparam("p_seq")).values(claim_values)
         owned = (c.id == bindparam("p_id")) & (c.token == bindparam("p_token"))
         self.ack = delete(jobs).where(owned)
+        # Several jobs, each held under a token of its own (one per reserve call), so a
+        # row matching an id and some token of the list is one of them.
+        self.ack_ids = delete(jobs).where(
+            c.id.in_(bindparam("p_ids", expanding=True))
+            & c.token.in_(bindparam("p_tokens", expanding=True))
+        )
         # PostgreSQL: ack the previous job and claim the next in one statement (one
         # round trip); a data-modifying CTE runs whether or not it is referenced.
         self.ack_and_claim = self.claim.add_cte(
