@@ -192,6 +192,10 @@ class BatchCounter:
         if counts.replies is None or not isinstance(store, ReadsRidingCounts):
             raise TypeError("a reserve that counts batch jobs, for a store that reads its replies")
         for batch_id, reply in counts.replies.items():
+            if reply is None or not (
+                store.eventful_reply(reply) or self._progress_due(batch_id, counts.now)
+            ):
+                continue  # counts changed, nothing to act on or tell
             try:
                 self._counted(batch_id, store.counted_reply(batch_id, reply), counts.now)
             except DriverError as exc:
@@ -217,6 +221,11 @@ class BatchCounter:
         if self.steps is not None:
             self._record(counted, now)
 
+    def _progress_due(self, batch_id: str, now: float) -> bool:
+        """Whether the event log (if on) is due a progress event of ``batch_id``."""
+        last = self._progress_at.get(batch_id, -PROGRESS_EVERY_S)
+        return self.steps is not None and now - last >= PROGRESS_EVERY_S
+
     def _record(self, counted: Counted, now: float) -> None:
         """Tell the event log: the batch finished or was cancelled now, or (at most once a
         second per batch) how far it got."""
@@ -227,7 +236,7 @@ class BatchCounter:
         if counted.due & Callbacks.FINALLY:  # due exactly when its last job ended
             self._progress_at.pop(record.id, None)
             sink(step(events.BATCH_FINISHED, record, now))
-        elif now - self._progress_at.get(record.id, -PROGRESS_EVERY_S) >= PROGRESS_EVERY_S:
+        elif self._progress_due(record.id, now):
             if len(self._progress_at) >= _SEEN_MAX:
                 self._progress_at.clear()
             self._progress_at[record.id] = now

@@ -13,6 +13,7 @@ import pytest
 import kashq
 from kashq.drivers.base import QueueSizes, Reservation, RidingCounts
 from kashq.drivers.redis import RedisDriver
+from kashq.events import base as events
 from kashq.exceptions import DriverError
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.worker import Worker, WorkerOptions
@@ -135,3 +136,21 @@ def test_a_worker_counts_a_batch_once_whichever_way_it_counts(request, monkeypat
     assert sum(apart) == (0 if where == "redis" and not tags else 20)
     record = store_for(driver).get(record.id)
     assert record is not None and (record.done, record.pending) == (20, 0)
+
+
+def test_counts_made_by_reserves_still_tell_the_event_log(driver):
+    """Progress (at most once a second per batch) and the end, from the counts' replies."""
+    pending = kashq.batch([Row(n=n) for n in range(20)]).then(Callback(kind="then"))
+    now = time.time()
+    record, heads, ids = pending.build(
+        lambda job: job.to_envelope(default_queue="default", now=now), now
+    )
+    store_for(driver).create(record, ids)
+    driver.push_many(heads)
+    worker = Worker(driver, MemoryFailedJobStore(), WorkerOptions(stop_when_empty=True, prefetch=8))
+    steps: list[tuple[str, int]] = []
+    worker.send_batch_steps_to(lambda step: steps.append((step.kind, step.details["processed"])))
+    worker.run(1)
+    assert steps[0][0] == events.BATCH_PROGRESS and 0 < steps[0][1] < 20
+    assert steps[-1] == (events.BATCH_FINISHED, 20)
+    assert RAN.count("then") == 1

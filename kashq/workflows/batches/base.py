@@ -184,3 +184,8 @@ class ReadsRidingCounts(Protocol):
     def counted_reply(self, batch_id: str, reply: Any) -> Counted | None:
         """What a count of ``batch_id`` made by a reserve changed; None if nothing."""
         ...
+
+    def eventful_reply(self, reply: Any) -> bool:
+        """Whether that count made a callback due or cancelled its batch (else it only
+        changed counts: reading the whole record can wait for a progress event)."""
+        ...

@@ -113,6 +113,9 @@ class RedisBatchStore(RedisClientUser):
         :class:`~kashq.drivers.base.RidingCounts` reply); None if nothing."""
         return None if reply is None else _counted(batch_id, reply)
 
+    def eventful_reply(self, reply: Any) -> bool:
+        return reply is not None and (int(reply[-3]) != 0 or int(reply[-2]) != 0)
+
     def mark_pushed(self, batch_id: str, callbacks: Callbacks) -> None:
         keys = self.keys(batch_id)
         settled = self._call(
