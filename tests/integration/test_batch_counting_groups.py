@@ -18,23 +18,8 @@ from kashq.worker import Worker, WorkerOptions
 from kashq.worker import batches as counting
 from kashq.workflows.batches import store_for
 from kashq.workflows.batches.database import DatabaseBatchStore
+from tests.support.batches import RAN, Callback, Row, count_calls, dispatch
 from tests.support.databases import database
-
-RAN: list[str] = []
-
-
-class Row(kashq.Job):
-    n: int
-
-    def handle(self) -> None:
-        RAN.append("row")
-
-
-class Callback(kashq.Job):
-    kind: str
-
-    def handle(self) -> None:
-        RAN.append(self.kind)
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mariadb"])
@@ -74,23 +59,11 @@ def test_ack_many_acknowledges_the_jobs_still_held_under_their_tokens(driver):
 
 @pytest.mark.parametrize("tags", [(), ("import",)], ids=["plain", "tagged"])
 def test_a_worker_counts_a_batch_a_group_at_a_time(driver, monkeypatch, tags):
-    groups: list[int] = []
-    real_count = DatabaseBatchStore.count
-
-    def count(self, batch_id, job_ids, state, now):
-        groups.append(len(job_ids))
-        return real_count(self, batch_id, job_ids, state, now)
-
-    monkeypatch.setattr(DatabaseBatchStore, "count", count)
+    groups = count_calls(monkeypatch, DatabaseBatchStore)
     monkeypatch.setattr(counting, "HOLD_S", 600.0)  # groups end by size (or at the end)
     rows = [Row(n=n).with_tags(*tags) for n in range(120)]
     pending = kashq.batch(rows).then(Callback(kind="then")).finally_(Callback(kind="finally"))
-    now = time.time()
-    record, heads, ids = pending.build(
-        lambda job: job.to_envelope(default_queue="default", now=now), now
-    )
-    store_for(driver).create(record, ids)
-    driver.push_many(heads)
+    record = dispatch(driver, pending)
     options = WorkerOptions(stop_when_empty=True, sleep_s=0.05)
     Worker(driver, MemoryFailedJobStore(), options).run(1)
     assert sorted(RAN) == ["finally", *["row"] * 120, "then"]

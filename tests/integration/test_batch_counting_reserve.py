@@ -19,23 +19,8 @@ from kashq.failed.memory import MemoryFailedJobStore
 from kashq.worker import Worker, WorkerOptions
 from kashq.workflows.batches import BatchRecord, Callbacks, store_for
 from kashq.workflows.batches.redis import RedisBatchStore
+from tests.support.batches import RAN, Callback, Row, count_calls, dispatch
 from tests.support.redis import redis_driver
-
-RAN: list[str] = []
-
-
-class Row(kashq.Job):
-    n: int
-
-    def handle(self) -> None:
-        RAN.append("row")
-
-
-class Callback(kashq.Job):
-    kind: str
-
-    def handle(self) -> None:
-        RAN.append(self.kind)
 
 
 @pytest.fixture
@@ -114,22 +99,10 @@ def test_a_worker_counts_a_batch_once_whichever_way_it_counts(request, monkeypat
         driver = stack.enter_context(redis_driver(request.getfixturevalue("redis_cluster_url")))
     else:
         driver = request.getfixturevalue("driver")
-    apart: list[int] = []
-    real_count = RedisBatchStore.count
-
-    def count(self, batch_id, job_ids, state, now):
-        apart.append(len(job_ids))
-        return real_count(self, batch_id, job_ids, state, now)
-
-    monkeypatch.setattr(RedisBatchStore, "count", count)
+    apart = count_calls(monkeypatch, RedisBatchStore)
     rows = [Row(n=n).with_tags(*tags) for n in range(20)]
     pending = kashq.batch(rows).then(Callback(kind="then")).finally_(Callback(kind="finally"))
-    now = time.time()
-    record, heads, ids = pending.build(
-        lambda job: job.to_envelope(default_queue="default", now=now), now
-    )
-    store_for(driver).create(record, ids)
-    driver.push_many(heads)
+    record = dispatch(driver, pending)
     options = WorkerOptions(stop_when_empty=True, prefetch=8, sleep_s=0.05)
     Worker(driver, MemoryFailedJobStore(), options).run(1)
     assert sorted(RAN) == ["finally", *["row"] * 20, "then"]
@@ -141,12 +114,7 @@ def test_a_worker_counts_a_batch_once_whichever_way_it_counts(request, monkeypat
 def test_counts_made_by_reserves_still_tell_the_event_log(driver):
     """Progress (at most once a second per batch) and the end, from the counts' replies."""
     pending = kashq.batch([Row(n=n) for n in range(20)]).then(Callback(kind="then"))
-    now = time.time()
-    record, heads, ids = pending.build(
-        lambda job: job.to_envelope(default_queue="default", now=now), now
-    )
-    store_for(driver).create(record, ids)
-    driver.push_many(heads)
+    dispatch(driver, pending)
     worker = Worker(driver, MemoryFailedJobStore(), WorkerOptions(stop_when_empty=True, prefetch=8))
     steps: list[tuple[str, int]] = []
     worker.send_batch_steps_to(lambda step: steps.append((step.kind, step.details["processed"])))
