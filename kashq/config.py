@@ -128,6 +128,19 @@ class Settings(BaseSettings):
     keep_completed_max: int = Field(
         10_000, ge=1, description="recent jobs kept per queue and outcome (the newest)"
     )
+    keep_history: float = Field(
+        86_400.0,
+        ge=0,
+        description=(
+            "seconds the metrics history (jobs, failures, run and wait times per minute, "
+            "queue and job type, for the dashboard) is kept (0: none)"
+        ),
+    )
+    history_series_max: int = Field(
+        500,
+        ge=1,
+        description="(queue, job type) series one minute of the metrics history holds",
+    )
     cancel_grace: float = Field(
         10.0,
         ge=0,

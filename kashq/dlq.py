@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from kashq.alerts import Alert, Alerter, deliver
 from kashq.envelope import Envelope, decode
@@ -18,6 +19,9 @@ from kashq.exceptions import EnvelopeError, KashqError
 from kashq.failed.base import FailedJob, FailedJobStore
 from kashq.manager import QueueManager
 from kashq.manager import manager as current_manager
+
+if TYPE_CHECKING:
+    from kashq.workflows.batch import Batch
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,22 @@ def push_back(
             f"as failed: {exc}"
         ) from exc
     return fresh
+
+
+def retry_batch_failures(
+    manager: QueueManager, store: FailedJobStore, batch: Batch, connection: str
+) -> tuple[int, list[str]]:
+    """Push the failed jobs of ``batch`` back onto ``connection`` (``queue:retry-batch``);
+    returns how many, and the ids of those no longer in the store (forgotten)."""
+    retried, missing = 0, []
+    for job_id in batch.failed_job_ids():
+        job = store.find(job_id)
+        if job is None:
+            missing.append(job_id)
+            continue
+        push_back(manager, store, job, connection=connection)
+        retried += 1
+    return retried, missing
 
 
 class DeadLetterQueue:

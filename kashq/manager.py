@@ -31,6 +31,8 @@ from kashq.events import EventRecorder, store_for
 from kashq.exceptions import ConfigError
 from kashq.failed.base import FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
+from kashq.history import HistoryStore
+from kashq.history import store_for as history_for
 from kashq.job import Dispatchable
 from kashq.listing import JobPage, list_jobs
 from kashq.locks import LockBackend, backend_for
@@ -45,6 +47,7 @@ from kashq.workflows.batches import BatchRecord, BatchStore
 from kashq.workflows.batches import store_for as batches_for
 
 if TYPE_CHECKING:
+    from kashq.history.recorder import HistoryRecorder
     from kashq.worker.worker import Worker
     from kashq.workflows.batch import Batch, PendingBatch
     from kashq.workflows.chain import PendingChain
@@ -69,6 +72,8 @@ class QueueManager:
         self._results: dict[str, ResultStore] = {}
         self._recent: dict[str, RecentStore] = {}
         self._batch_stores: dict[str, BatchStore] = {}
+        self._histories: dict[str, HistoryStore] = {}
+        self._history_recorders: dict[str, HistoryRecorder] = {}
         self._alerts: list[AlertDispatcher] = []
         self._lock = threading.Lock()
         self._dispatcher = QueueDispatcher(
@@ -212,6 +217,31 @@ class QueueManager:
                 store = self._recent[name] = recent_for(driver, self.settings)
             return store
 
+    def history(self, connection: str | None = None) -> HistoryStore:
+        """Where connection ``connection`` keeps its metrics history (:mod:`kashq.history`)."""
+        name = connection or self.settings.connection
+        driver = self.connection(name)
+        with self._lock:
+            store = self._histories.get(name)
+            if store is None:
+                store = self._histories[name] = history_for(driver, self.settings)
+            return store
+
+    def history_recorder(self, connection: str | None = None) -> HistoryRecorder | None:
+        """The recorder feeding ``connection``'s metrics history from this process's workers;
+        None when the history is off (``KASHQ_KEEP_HISTORY=0``)."""
+        if self.settings.keep_history <= 0:
+            return None
+        name = connection or self.settings.connection
+        store = self.history(name)
+        with self._lock:
+            recorder = self._history_recorders.get(name)
+            if recorder is None:
+                from kashq.history.recorder import HistoryRecorder
+
+                recorder = self._history_recorders[name] = HistoryRecorder(store)
+            return recorder
+
     def locks(self, connection: str | None = None) -> LockBackend:
         """The lock backend sharing connection ``connection``'s storage."""
         return backend_for(self.connection(connection))
@@ -272,6 +302,9 @@ class QueueManager:
         worker.send_progress_to(recorder.progress)
         worker.send_batch_steps_to(recorder.batch)
         DefaultMetrics.attach(worker)
+        history = self.history_recorder(name)
+        if history is not None:
+            worker.add_listener(history.listener)
         alerts = dispatcher_from_settings(self.settings, connection=name)
         if alerts is not None:
             worker.add_listener(alerts.listener)
@@ -380,6 +413,8 @@ class QueueManager:
             recorders, self._recorders = list(self._recorders.values()), {}
             results, self._results = list(self._results.values()), {}
             recent, self._recent = list(self._recent.values()), {}
+            histories, self._history_recorders = list(self._history_recorders.values()), {}
+            history_stores, self._histories = list(self._histories.values()), {}
             alerts, self._alerts = self._alerts, []
             stores = list(self._stores.values())
         for dispatcher in alerts:
@@ -390,6 +425,10 @@ class QueueManager:
             result_store.close()  # before its driver, as the recorders
         for recent_store in recent:
             recent_store.close()
+        for history in histories:
+            history.close()  # closes its store too
+        for history_store in history_stores:
+            history_store.close()
         for driver in drivers:
             driver.close()
         for store in stores:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from kashq.cli import output
 from kashq.cli.common import ConnectionOpt, JsonOpt, opened
-from kashq.dlq import push_back
+from kashq.dlq import retry_batch_failures
 from kashq.exceptions import KashqError
 from kashq.manager import QueueManager
 from kashq.workflows.batch import Batch
@@ -109,17 +109,14 @@ def retry_batch_command(batch_id: BatchIdArg, connection: ConnectionOpt = None) 
     counts them, and its callbacks still run once each."""
     with opened(connection) as (manager, store):
         batch = _found(manager, batch_id)
-        retried = 0
-        for job_id in batch.failed_job_ids():
-            job = store.find(job_id)
-            if job is None:
-                output.warning(f"job {job_id} of the batch is not in failed_jobs (forgotten?)")
-                continue
-            try:
-                push_back(manager, store, job, connection=connection or manager.settings.connection)
-            except KashqError as exc:
-                raise output.fail(str(exc)) from None
-            retried += 1
+        try:
+            retried, missing = retry_batch_failures(
+                manager, store, batch, connection or manager.settings.connection
+            )
+        except KashqError as exc:
+            raise output.fail(str(exc)) from None
+        for job_id in missing:
+            output.warning(f"job {job_id} of the batch is not in failed_jobs (forgotten?)")
     output.line(f"Retried {retried} failed job(s) of batch {batch.id}.")
 
 

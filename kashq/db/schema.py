@@ -32,6 +32,9 @@ expired), per queue and outcome, trimmed by age and count; see :mod:`kashq.recen
 ``job_batches`` holds each batch's counts and callbacks' state, and
 ``kashq_batch_jobs`` its jobs, in dispatch order, with how each ended (NULL
 while pending); see :mod:`kashq.workflows.batches`.
+
+``job_history`` is the metrics history: a row per minute (Unix seconds // 60),
+queue and job type, added to by the workers; see :mod:`kashq.history`.
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ class Tables:
     job_once: Table
     job_batches: Table
     batch_jobs: Table
+    job_history: Table
 
     @property
     def version_table(self) -> str:
@@ -174,6 +178,7 @@ def tables(prefix: str) -> Tables:
         job_once=_job_once(metadata, name),
         job_batches=_job_batches(metadata, name),
         batch_jobs=_batch_jobs(metadata, name),
+        job_history=_job_history(metadata, name),
     )
 
 
@@ -229,6 +234,8 @@ def _failed_jobs(metadata: MetaData, name: Name) -> Table:
         sqlite_autoincrement=True,
     )
     Index(name("ix_failed_jobs_failed_at"), table.c.failed_at)
+    # Serves the dashboard's filter by job type, newest first.
+    Index(name("ix_failed_jobs_job_type"), table.c.job_type, table.c.id)
     Index(name("ix_failed_jobs_queue"), table.c.queue)
     return table
 
@@ -410,6 +417,27 @@ def _job_tags(metadata: MetaData, name: Name) -> Table:
     return table
 
 
+def _job_history(metadata: MetaData, name: Name) -> Table:
+    """The metrics history: one row per minute, queue and job type (the key), added to."""
+    zero = text("0")
+    return Table(
+        name("job_history"),
+        metadata,
+        Column("minute", BigInteger, primary_key=True),
+        Column("queue", EXACT_QUEUE, primary_key=True),
+        Column("job_type", String(255), primary_key=True),
+        Column("done", Integer, nullable=False, server_default=zero),
+        Column("failed", Integer, nullable=False, server_default=zero),
+        Column("retried", Integer, nullable=False, server_default=zero),
+        Column("runs", Integer, nullable=False, server_default=zero),
+        Column("run_ms", Double, nullable=False, server_default=zero),
+        Column("run_max_ms", Double, nullable=False, server_default=zero),
+        Column("waits", Integer, nullable=False, server_default=zero),
+        Column("wait_ms", Double, nullable=False, server_default=zero),
+        Column("wait_max_ms", Double, nullable=False, server_default=zero),
+    )
+
+
 _UNPREFIXED = tables("")
 metadata = _UNPREFIXED.metadata
 jobs = _UNPREFIXED.jobs
@@ -424,3 +452,4 @@ job_recent = _UNPREFIXED.job_recent
 job_once = _UNPREFIXED.job_once
 job_batches = _UNPREFIXED.job_batches
 batch_jobs = _UNPREFIXED.batch_jobs
+job_history = _UNPREFIXED.job_history

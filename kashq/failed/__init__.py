@@ -30,7 +30,7 @@ connection with the same job id and its attempts reset, and only then
 forgets the record: a crash in between leaves a duplicate, never a lost job.
 """
 
-from kashq.failed.base import FailedJob, FailedJobStore
+from kashq.failed.base import FailedFilter, FailedJob, FailedJobStore
 from kashq.failed.memory import MemoryFailedJobStore
 
-__all__ = ["FailedJob", "FailedJobStore", "MemoryFailedJobStore"]
+__all__ = ["FailedFilter", "FailedJob", "FailedJobStore", "MemoryFailedJobStore"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -68,6 +69,28 @@ def utc_from_timestamp(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+@dataclass(frozen=True, slots=True)
+class FailedFilter:
+    """Which failed jobs a listing or count takes: of one queue and job type, whose error
+    contains ``error`` (any case), failed at or after ``since`` and before ``until``."""
+
+    queue: str | None = None
+    job_type: str | None = None
+    error: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, job: FailedJob) -> bool:
+        """Whether ``job`` is one of them."""
+        return (
+            (self.queue is None or job.queue == self.queue)
+            and (self.job_type is None or job.job_type == self.job_type)
+            and (self.error is None or self.error.casefold() in job.error.casefold())
+            and (self.since is None or job.failed_at >= self.since)
+            and (self.until is None or job.failed_at < self.until)
+        )
+
+
 class FailedJobStore(Protocol):
     """Record, list and remove failed jobs."""
 
@@ -90,10 +113,11 @@ class FailedJobStore(Protocol):
         job_type: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        where: FailedFilter | None = None,
     ) -> list[FailedJob]:
         """Up to ``limit`` failed jobs whose id is below ``before_id`` (all, when None), newest
-        (highest id) first, optionally of one queue and job type: one indexed query, so a
-        listing walks the table a page at a time."""
+        (highest id) first, optionally of one queue and job type, or as ``where`` says: one
+        query, so a listing walks the table a page at a time."""
         ...
 
     def between(
@@ -110,6 +134,10 @@ class FailedJobStore(Protocol):
         """Delete one failed job (only if it failed at ``failed_at``, when given); False if none."""
         ...
 
+    def forget_many(self, ids: Sequence[int]) -> int:
+        """Delete the failed jobs with these numeric ids; returns how many there were."""
+        ...
+
     def flush(self, *, older_than_hours: float | None = None) -> int:
         """Delete all failed jobs, or those older than the given hours; returns how many."""
         ...
@@ -118,8 +146,12 @@ class FailedJobStore(Protocol):
         """Delete failed jobs that failed before ``before``, in chunks; returns how many."""
         ...
 
-    def count(self, *, queue: str | None = None) -> int:
-        """How many failed jobs there are, optionally in one queue."""
+    def count(self, *, queue: str | None = None, where: FailedFilter | None = None) -> int:
+        """How many failed jobs there are, optionally in one queue, or as ``where`` says."""
+        ...
+
+    def counts_by_queue(self) -> dict[str, int]:
+        """How many failed jobs each queue has (queues with none are absent)."""
         ...
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ parking the job until the store is back.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,7 +35,9 @@ from sqlalchemy.exc import IntegrityError
 from kashq.db.engine import Database, delete_in_chunks
 from kashq.db.schema import as_utc
 from kashq.exceptions import FailedStoreError
-from kashq.failed.base import FailedJob, numeric_id
+from kashq.failed.base import FailedFilter, FailedJob, numeric_id
+
+_FORGET_CHUNK = 500  # ids per DELETE
 
 _COLUMNS = (
     "uuid",
@@ -115,16 +118,31 @@ class DatabaseFailedJobStore:
         job_type: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        where: FailedFilter | None = None,
     ) -> list[FailedJob]:
         c = self._table.c
         query = select(self._table).order_by(c.id.desc()).limit(limit)
         if before_id is not None:
             query = query.where(c.id < before_id)
-        if queue is not None:
-            query = query.where(c.queue == queue)
-        if job_type is not None:
-            query = query.where(c.job_type == job_type)
+        query = self._filtered(query, FailedFilter(queue, job_type), where)
         return [_job(row) for row in self._read(query, "listing failed jobs")]
+
+    def _filtered(self, query: Select[Any], *filters: FailedFilter | None) -> Select[Any]:
+        c = self._table.c
+        for f in filters:
+            if f is None:
+                continue
+            if f.queue is not None:
+                query = query.where(c.queue == f.queue)
+            if f.job_type is not None:
+                query = query.where(c.job_type == f.job_type)
+            if f.error:
+                query = query.where(c.error.icontains(f.error, autoescape=True))
+            if f.since is not None:
+                query = query.where(c.failed_at >= f.since)
+            if f.until is not None:
+                query = query.where(c.failed_at < f.until)
+        return query
 
     def find(self, key: int | str) -> FailedJob | None:
         query = select(self._table).where(_key(self._table, key, self._db.dialect))
@@ -166,6 +184,18 @@ class DatabaseFailedJobStore:
         )
         return bool(result.rowcount)
 
+    def forget_many(self, ids: Sequence[int]) -> int:
+        c, removed = self._table.c, 0
+        for start in range(0, len(ids), _FORGET_CHUNK):
+            chunk = [int(i) for i in ids[start : start + _FORGET_CHUNK]]
+            statement = delete(self._table).where(c.id.in_(chunk))
+
+            def run(conn: Connection, statement: Any = statement) -> int:
+                return int(conn.execute(statement).rowcount)
+
+            removed += self._db.run(run, what="forgetting failed jobs", atomic=False)
+        return removed
+
     def flush(self, *, older_than_hours: float | None = None) -> int:
         if older_than_hours is not None:
             cutoff = datetime.now(timezone.utc) - timedelta(hours=older_than_hours)
@@ -183,12 +213,17 @@ class DatabaseFailedJobStore:
             what="pruning failed jobs",
         )  # fmt: skip
 
-    def count(self, *, queue: str | None = None) -> int:
+    def count(self, *, queue: str | None = None, where: FailedFilter | None = None) -> int:
         query = select(func.count()).select_from(self._table)
-        if queue is not None:
-            query = query.where(self._table.c.queue == queue)
+        query = self._filtered(query, FailedFilter(queue), where)
         rows = self._read(query, "counting failed jobs")
         return int(rows[0][0])
+
+    def counts_by_queue(self) -> dict[str, int]:
+        c = self._table.c
+        query = select(c.queue, func.count().label("n")).group_by(c.queue)
+        rows = self._read(query, "counting failed jobs")
+        return {r._mapping["queue"]: int(r._mapping["n"]) for r in rows}
 
     def close(self) -> None:
         """Release the store's connections (if it created its engine)."""

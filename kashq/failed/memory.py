@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from kashq.failed.base import FailedJob, numeric_id
+from kashq.failed.base import FailedFilter, FailedJob, numeric_id
 
 
 class MemoryFailedJobStore:
@@ -46,14 +48,14 @@ class MemoryFailedJobStore:
         job_type: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        where: FailedFilter | None = None,
     ) -> list[FailedJob]:
+        wanted, also = FailedFilter(queue, job_type), where or FailedFilter()
         with self._lock:
             jobs = [
                 j
                 for j in self._jobs.values()
-                if (queue is None or j.queue == queue)
-                and (job_type is None or j.job_type == job_type)
-                and (before_id is None or j.id < before_id)
+                if wanted.matches(j) and also.matches(j) and (before_id is None or j.id < before_id)
             ]
         jobs.sort(key=lambda j: j.id, reverse=True)
         return jobs[:limit]
@@ -73,6 +75,13 @@ class MemoryFailedJobStore:
             )
         jobs = [j for j in jobs if queue is None or j.queue == queue]
         return jobs if limit is None else jobs[:limit]
+
+    def forget_many(self, ids: Sequence[int]) -> int:
+        with self._lock:
+            found = [self._jobs.pop(i) for i in set(ids) if i in self._jobs]
+            for job in found:
+                del self._by_uuid[job.uuid]
+            return len(found)
 
     def forget(self, key: int | str, *, failed_at: datetime | None = None) -> bool:
         with self._lock:
@@ -102,11 +111,16 @@ class MemoryFailedJobStore:
                 del self._by_uuid[job.uuid]
             return len(old)
 
-    def count(self, *, queue: str | None = None) -> int:
+    def count(self, *, queue: str | None = None, where: FailedFilter | None = None) -> int:
+        wanted, also = FailedFilter(queue), where or FailedFilter()
         with self._lock:
-            if queue is None:
+            if queue is None and where is None:
                 return len(self._jobs)
-            return sum(1 for j in self._jobs.values() if j.queue == queue)
+            return sum(1 for j in self._jobs.values() if wanted.matches(j) and also.matches(j))
+
+    def counts_by_queue(self) -> dict[str, int]:
+        with self._lock:
+            return dict(Counter(j.queue for j in self._jobs.values()))
 
     def close(self) -> None:
         """Nothing to release: the failed jobs live in this object and stay readable."""

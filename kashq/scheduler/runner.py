@@ -16,9 +16,11 @@ skipped; a schedule never fires a burst of catch-up ticks.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +42,10 @@ LOCK_MARGIN_S = 60.0
 """Seconds a tick's lock outlives the gap to the next tick (tolerated clock skew between hosts)."""
 MAX_SLEEP_S = 1.0  # wake at least this often, to see new entries and clock jumps
 RETRY_S = 1.0  # after a lock backend error, try the same tick again this much later
+LAST_FIRE_PREFIX = "schedule:"
+"""Control records ``schedule:<name>``: each entry's last fire (JSON), for the dashboard."""
+LAST_FIRE_KEEP_S = 30 * 86_400.0
+HOST = socket.gethostname()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +133,25 @@ class ScheduleRunner:
             job_id = entry.run(self.dispatcher, self.connection)
         except Exception as exc:  # the user's code: report it, keep the other schedules going
             log.exception("schedule %s failed at its tick", entry.name)
-            return Fired(
+            fired = Fired(
                 entry.name, tick, True, skipped=skipped, error=f"{type(exc).__name__}: {exc}"
             )
-        return Fired(entry.name, tick, fired=True, job_id=job_id, skipped=skipped)
+        else:
+            fired = Fired(entry.name, tick, fired=True, job_id=job_id, skipped=skipped)
+        self._remember(fired)
+        return fired
+
+    def _remember(self, fired: Fired) -> None:
+        """Keep the last fire of an entry as the control record ``schedule:<name>`` (read by
+        the dashboard); a backend that fails costs a log line, never the schedule."""
+        record = {"tick_at": fired.tick_at, "fired_at": self.clock.time(), "host": HOST,
+                  "job_id": fired.job_id, "error": fired.error}  # fmt: skip
+        try:
+            self.manager.connection(self.connection).put_control(
+                LAST_FIRE_PREFIX + fired.name, json.dumps(record), LAST_FIRE_KEEP_S
+            )
+        except (KashqError, OSError) as exc:
+            log.warning("schedule %s: cannot record its last fire: %s", fired.name, exc)
 
     def _trigger(self, entry: ScheduleEntry) -> Trigger:
         trigger = self._triggers.get(entry.name)

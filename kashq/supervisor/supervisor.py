@@ -412,11 +412,16 @@ class Supervisor:
     def _figures(self) -> dict[str, Any]:
         """What the supervisor publishes for ``queue:monitor`` (read by the control thread)."""
         processed = failed = 0
+        processes: list[dict[str, Any]] = []
+        wall, now = time.time(), time.monotonic()
         for index in range(self.options.workers):
             view = self.slots.status(index)
             if view is not None:
                 processed += view.processed
                 failed += view.failed
+            proc = self._procs.get(index)
+            if proc is not None:
+                processes.append(self._process_figures(proc, view, wall - now))
         return {
             "connection": self.spec.connection,
             "queues": list(self.spec.queues),
@@ -424,7 +429,44 @@ class Supervisor:
             "processed": processed,
             "failed": failed,
             "started_at": self._started_at,
+            "processes": processes,
         }
+
+    def _process_figures(
+        self, proc: _Process, view: SlotView | None, to_wall: float
+    ) -> dict[str, Any]:
+        """One worker process for the dashboard: pid, state, current job, jobs done, RSS."""
+        pid = proc.popen.pid
+        figures: dict[str, Any] = {
+            "pid": pid, "started_at": proc.started + to_wall, "rss_bytes": rss_bytes(pid),
+            "state": "starting", "processed": 0, "failed": 0,
+        }  # fmt: skip
+        if view is None or view.pid != pid:
+            return figures
+        figures["processed"] = view.processed - proc.processed_before
+        figures["failed"] = view.failed
+        figures["state"] = view.state.name.lower()
+        if view.state is SlotState.RUNNING:
+            full = self.slots.read(proc.index)
+            if full is not None and full.seq == view.seq and full.reservation is not None:
+                job_id, job_type = peek(full.reservation.raw)
+                figures["job"] = {
+                    "id": job_id or full.reservation.id, "type": job_type or "(job)",
+                    "queue": full.reservation.queue, "since": view.started + to_wall,
+                }  # fmt: skip
+        return figures
+
+
+def rss_bytes(pid: int) -> int | None:
+    """The resident memory of process ``pid`` in bytes (Linux ``/proc``); None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _kill_group(pid: int) -> None:

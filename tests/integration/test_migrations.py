@@ -39,7 +39,7 @@ KASHQ_TABLES = {
     "kashq_batch_jobs",
     "job_recent",
 }
-HEAD = "0010"
+HEAD = "0011"
 
 
 def schema_diffs(url: str, prefix: str = "") -> list[object]:

@@ -4,6 +4,7 @@ fired exactly once per tick by several runners sharing one Redis, SQLite or Post
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from kashq.envelope import decode
 from kashq.locks import MemoryLocks
 from kashq.manager import QueueManager, swap_manager
 from kashq.scheduler import Fired, Schedule, ScheduleError, Scheduler, ScheduleRunner
+from kashq.scheduler.runner import LAST_FIRE_PREFIX
 from kashq.testing import FakeClock, fake
 from tests.support.databases import database
 from tests.support.redis import delete_prefix, shared_client
@@ -222,6 +224,12 @@ def test_a_failing_entry_is_reported_and_the_others_still_fire() -> None:
     results = {f.name: f for f in runner.run_pending()}
     assert results["broken"].error == "RuntimeError: boom"
     assert results["fine"].fired and calls == ["fine"]
+    records = runner.manager.connection().get_control(LAST_FIRE_PREFIX)
+    last = {name: json.loads(text) for name, text in records.items()}
+    assert last["schedule:broken"]["error"] == "RuntimeError: boom"
+    assert (
+        last["schedule:fine"]["tick_at"] == 1_700_000_001 and last["schedule:fine"]["error"] is None
+    )
 
 
 def test_async_functions_are_awaited() -> None:
@@ -293,6 +301,10 @@ def test_two_runners_on_one_store_fire_every_tick_exactly_once(durable: QueueMan
     assert set(per_tick.values()) == {1}, per_tick
     assert all(f.error is None for f in fired)
     assert durable.connection().sizes([queue])[queue].ready == len(per_tick)
+    last = json.loads(
+        durable.connection().get_control("schedule:each-second")["schedule:each-second"]
+    )
+    assert last["tick_at"] in per_tick and last["job_id"]  # the dashboard's "last fire"
 
 
 def test_scheduler_start_fires_schedules_in_a_thread_on_memory_workers() -> None:

@@ -27,6 +27,7 @@ STORES = (
     "kashq.events",
     "kashq.results",
     "kashq.recent",
+    "kashq.history",
 )
 ABOVE_STORES = ("kashq.job", "kashq.worker", "kashq.manager", "kashq.dispatcher")
 CONCRETE_DRIVERS = (
@@ -45,6 +46,7 @@ DATABASE_MODULES = (
     "kashq.events.database",
     "kashq.results.database",
     "kashq.recent.database",
+    "kashq.history.database",
     "kashq.workflows.batches.database",
 )
 REDIS_MODULES = (
@@ -54,6 +56,7 @@ REDIS_MODULES = (
     "kashq.events.redis",
     "kashq.results.redis",
     "kashq.recent.redis",
+    "kashq.history.redis",
     "kashq.workflows.batches.redis",
 )
 CORNERS: dict[str, tuple[str, ...]] = {
@@ -64,6 +67,8 @@ CORNERS: dict[str, tuple[str, ...]] = {
     "click": ("kashq.cli",),
     "rich": ("kashq.cli", "kashq.supervisor.lines"),
     "prometheus_client": ("kashq.metrics",),
+    "jinja2": ("kashq.dashboard",),
+    "markupsafe": ("kashq.dashboard",),
 }
 
 

@@ -3,8 +3,9 @@
 That is the driver's queue, tag-index and control keys, the locks and counters
 of :mod:`kashq.locks.redis`, the event stream of :mod:`kashq.events.redis`, the
 job results of :mod:`kashq.results.redis`, the recent-jobs lists of
-:mod:`kashq.recent.redis` (under their queue's hash tag) and the batches of
-:mod:`kashq.workflows.batches.redis`.
+:mod:`kashq.recent.redis` (under their queue's hash tag), the batches of
+:mod:`kashq.workflows.batches.redis` and the minutes of :mod:`kashq.history.redis`
+(a key each, untagged: nothing touches two at once).
 All keys of one queue share the hash tag ``{<queue>}`` (``kashq:{emails}:ready``),
 so they live in one Redis Cluster slot and every script can touch them
 atomically. The control records are one hash, ``<prefix>:{control}``; a queue
@@ -149,6 +150,11 @@ def recent_keys(prefix: str, queue: str, outcome: str) -> RecentKeys:
 def recent_queues_key(prefix: str) -> str:
     """The ZSET of queues holding recent jobs: member queue, score its newest finished_at."""
     return f"{prefix}:recent:{{queues}}"
+
+
+def history_key(prefix: str, minute: int) -> str:
+    """The HASH of one minute of the metrics history (:mod:`kashq.history.redis`)."""
+    return f"{prefix}:history:{minute}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,166 @@
+"""Metrics history: what each queue and job type did, minute by minute, kept for a while.
+
+Workers add up their jobs per minute, queue and job type (a :class:`Tally`)
+and a store keeps one :class:`MinuteFigures` per (minute, queue, job type)
+for ``keep_s`` seconds. That is what the dashboard's charts read, so they
+need no Prometheus, and history outlives the processes that wrote it.
+
+The storage is bounded, and every store enforces both bounds when it writes:
+a minute older than ``keep_s`` goes (Redis: its key expires; a table: its
+rows are deleted), and one minute holds at most ``series_max`` series; jobs
+of any further (queue, job type) pair are added to the series
+``(other)`` / ``(other)``. So a store holds at most
+``(keep_s / 60 + 2) * (series_max + 1)`` series, each a fixed set of numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+from kashq.exceptions import DriverError
+
+OTHER = "(other)"
+"""The queue and job type of the series that takes jobs beyond ``series_max`` in a minute."""
+SERIES_MAX = 500
+"""The default for the most series one minute keeps."""
+READ_MINUTES_MAX = 7 * 24 * 60
+"""The widest window one read covers (a week of minutes)."""
+
+
+class HistoryStoreError(DriverError):
+    """The metrics history could not be read or written (its backend failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteFigures:
+    """One queue's jobs of one type in one minute (``minute``: Unix seconds // 60).
+
+    ``done`` jobs completed, ``failed`` failed for good, ``retried`` attempts
+    failed and retried; ``runs`` attempts that finished, ``run_ms`` their total
+    run time and ``run_max_ms`` the longest; ``waits`` attempts that started,
+    ``wait_ms`` how long they had been due in total and ``wait_max_ms`` the longest.
+    """
+
+    minute: int
+    queue: str
+    job_type: str
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    runs: int = 0
+    run_ms: float = 0.0
+    run_max_ms: float = 0.0
+    waits: int = 0
+    wait_ms: float = 0.0
+    wait_max_ms: float = 0.0
+
+    def numbers(self) -> list[float]:
+        """The figures in :data:`FIGURES` order."""
+        return [getattr(self, name) for name in FIGURES]
+
+    @classmethod
+    def of(cls, minute: int, queue: str, job_type: str, numbers: Sequence[float]) -> MinuteFigures:
+        """The figures of ``numbers`` (in :data:`FIGURES` order; missing ones are 0)."""
+        values = list(numbers)[: len(FIGURES)]
+        values += [0] * (len(FIGURES) - len(values))
+        typed = (_as(name, v) for name, v in zip(FIGURES, values, strict=True))
+        return cls(minute, queue, job_type, *typed)  # type: ignore[arg-type]
+
+
+FIGURES: tuple[str, ...] = tuple(f.name for f in fields(MinuteFigures))[3:]
+"""The figures of a series, in the order every store keeps them."""
+MAXED = frozenset(("run_max_ms", "wait_max_ms"))
+"""Figures merged by taking the larger one; the others add up."""
+_INTEGER = frozenset(("done", "failed", "retried", "runs", "waits"))
+
+
+def _as(name: str, value: float) -> float:
+    return int(value) if name in _INTEGER else float(value)
+
+
+def merge(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """Two series' numbers (:data:`FIGURES` order) as one."""
+    return [max(x, y) if n in MAXED else x + y for n, x, y in zip(FIGURES, a, b, strict=True)]
+
+
+class Tally:
+    """A worker's figures not yet written, added up in memory per (minute, queue, job type)."""
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[int, str, str], list[float]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.series)
+
+    def _numbers(self, at: float, queue: str, job_type: str) -> list[float]:
+        key = (int(at // 60), queue, job_type)
+        numbers = self.series.get(key)
+        if numbers is None:
+            numbers = self.series[key] = [0, 0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0]
+        return numbers
+
+    def started(self, at: float, queue: str, job_type: str, wait_s: float) -> None:
+        n = self._numbers(at, queue, job_type)
+        wait_ms = max(wait_s, 0.0) * 1000
+        n[6] += 1
+        n[7] += wait_ms
+        n[8] = max(n[8], wait_ms)
+
+    def finished(self, at: float, queue: str, job_type: str, outcome: int, run_s: float) -> None:
+        """An attempt ended: ``outcome`` is 0 (done), 1 (failed) or 2 (retried)."""
+        n = self._numbers(at, queue, job_type)
+        n[outcome] += 1
+        run_ms = max(run_s, 0.0) * 1000
+        n[3] += 1
+        n[4] += run_ms
+        n[5] = max(n[5], run_ms)
+
+    def add(self, figures: MinuteFigures) -> None:
+        """Add figures already made (kept back from a write that failed)."""
+        key = (figures.minute, figures.queue, figures.job_type)
+        old = self.series.get(key)
+        self.series[key] = figures.numbers() if old is None else merge(old, figures.numbers())
+
+    def figures(self) -> list[MinuteFigures]:
+        return [MinuteFigures.of(m, q, t, n) for (m, q, t), n in self.series.items()]
+
+
+class HistoryStore(Protocol):
+    """Where the metrics history of one connection is kept."""
+
+    @property
+    def keep_s(self) -> float:
+        """Seconds a minute is kept."""
+        ...
+
+    def add(self, figures: Sequence[MinuteFigures]) -> None:
+        """Add ``figures`` to what each of their minutes holds (and drop minutes past age)."""
+        ...
+
+    def read(self, first_minute: int, last_minute: int) -> list[MinuteFigures]:
+        """Every series of the minutes ``first_minute`` to ``last_minute``, by minute."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store opened."""
+        ...
+
+
+def check_window(first_minute: int, last_minute: int) -> None:
+    """ValueError, one line, unless the window is a usable read."""
+    if last_minute < first_minute:
+        raise ValueError(f"the window ends before it starts: {first_minute}..{last_minute}")
+    if last_minute - first_minute >= READ_MINUTES_MAX:
+        raise ValueError(f"a read covers at most {READ_MINUTES_MAX} minutes")
+
+
+def combine(figures: Iterable[MinuteFigures]) -> dict[tuple[int, str, str], list[float]]:
+    """Figures that name the same series, merged."""
+    merged: dict[tuple[int, str, str], list[float]] = {}
+    for f in figures:
+        key = (f.minute, f.queue, f.job_type)
+        old = merged.get(key)
+        merged[key] = f.numbers() if old is None else merge(old, f.numbers())
+    return merged

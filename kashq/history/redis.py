@@ -1,0 +1,121 @@
+"""The metrics history on Redis: a hash per minute, expiring when the minute is past its age.
+
+``<prefix>:history:<minute>`` maps each series (the JSON ``[queue, job type]``)
+to its figures (a JSON array, :data:`~kashq.history.base.FIGURES` order).
+``lua/add.lua`` merges a write into one minute, caps the series it holds
+and sets the key to expire ``keep_s`` after the minute ends, on the store's
+clock: nothing has to sweep old minutes, and a minute is one key in one
+Cluster slot. A write of several minutes, and a read of a window, is one
+pipeline (one round trip; one per Cluster node). Errors leave as
+:class:`~kashq.history.base.HistoryStoreError` naming the server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from kashq.clock import SYSTEM_CLOCK, Clock
+from kashq.drivers.redis import retry
+from kashq.drivers.redis.client import RedisClientUser, failure
+from kashq.drivers.redis.keys import history_key
+from kashq.drivers.redis.lua import LuaScripts
+from kashq.history.base import (
+    OTHER,
+    SERIES_MAX,
+    HistoryStoreError,
+    MinuteFigures,
+    check_window,
+    combine,
+)
+from kashq.history.memory import first_kept
+
+T = TypeVar("T")
+_OTHER_FIELD = json.dumps([OTHER, OTHER])
+
+
+class RedisHistoryStore(RedisClientUser):
+    """The metrics history in Redis under ``prefix`` (a URL or a redis-py client)."""
+
+    def __init__(
+        self,
+        client: Any | str,
+        *,
+        prefix: str = "kashq",
+        clock: Clock = SYSTEM_CLOCK,
+        keep_s: float = 86_400.0,
+        series_max: int = SERIES_MAX,
+    ) -> None:
+        RedisClientUser.__init__(self, client)
+        self.prefix = prefix
+        self._clock = clock
+        self._keep_s = keep_s
+        self.series_max = series_max
+        self._lua = LuaScripts("kashq.history", ("add",))
+
+    @property
+    def keep_s(self) -> float:
+        return self._keep_s
+
+    def add(self, figures: Sequence[MinuteFigures]) -> None:
+        now = self._clock.time()
+        oldest = first_kept(now, self._keep_s)
+        by_minute: dict[int, list[str]] = {}
+        for (minute, queue, job_type), numbers in combine(figures).items():
+            if minute >= oldest:
+                by_minute.setdefault(minute, []).extend(
+                    (json.dumps([queue, job_type]), json.dumps(numbers))
+                )
+        if not by_minute:
+            return
+
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for minute, pairs in sorted(by_minute.items()):
+                ends_at = (minute + 1) * 60 + self._keep_s
+                ttl_ms = max(1, math.ceil((ends_at - now) * 1000))
+                args = [ttl_ms, self.series_max, _OTHER_FIELD, *pairs]
+                self._lua.run(pipe, "add", [history_key(self.prefix, minute)], args)
+            _raise_first(pipe.execute(raise_on_error=False))
+
+        self._call("writing the metrics history", write)
+
+    def read(self, first_minute: int, last_minute: int) -> list[MinuteFigures]:
+        check_window(first_minute, last_minute)
+        first_minute = max(first_minute, first_kept(self._clock.time(), self._keep_s))
+        minutes = list(range(first_minute, last_minute + 1))
+        if not minutes:
+            return []
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(history_key(self.prefix, minute))
+            return _raise_first(pipe.execute(raise_on_error=False))
+
+        replies = self._call("reading the metrics history", read)
+        found: list[MinuteFigures] = []
+        for minute, series in zip(minutes, replies, strict=True):
+            for field, numbers in sorted(series.items()):
+                queue, job_type = json.loads(field)
+                found.append(MinuteFigures.of(minute, queue, job_type, json.loads(numbers)))
+        return found
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
+        except redis.RedisError as exc:
+            raise failure(
+                exc, self.address, what=f"{what} failed on Redis", kind=HistoryStoreError
+            ) from exc
+
+
+def _raise_first(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
