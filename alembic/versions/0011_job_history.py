@@ -33,6 +33,7 @@ def upgrade() -> None:
     zero = sa.text("0")
     op.create_table(
         prefixed("job_history"),
+        sa.Column("span", sa.Integer(), primary_key=True),
         sa.Column("minute", sa.BigInteger(), primary_key=True),
         sa.Column("queue", _QUEUE, primary_key=True),
         sa.Column("job_type", sa.String(255), primary_key=True),

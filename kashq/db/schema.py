@@ -33,8 +33,9 @@ expired), per queue and outcome, trimmed by age and count; see :mod:`kashq.recen
 ``kashq_batch_jobs`` its jobs, in dispatch order, with how each ended (NULL
 while pending); see :mod:`kashq.workflows.batches`.
 
-``job_history`` is the metrics history: a row per minute (Unix seconds // 60),
-queue and job type, added to by the workers; see :mod:`kashq.history`.
+``job_history`` is the metrics history: a row per span (a minute, or the quarter
+of an hour from ``minute``: Unix seconds // 60), queue and job type, added to
+by the workers; see :mod:`kashq.history`.
 """
 
 from __future__ import annotations
@@ -418,11 +419,13 @@ def _job_tags(metadata: MetaData, name: Name) -> Table:
 
 
 def _job_history(metadata: MetaData, name: Name) -> Table:
-    """The metrics history: one row per minute, queue and job type (the key), added to."""
+    """The metrics history: one row per span (1 or 15 minutes from ``minute``), queue and
+    job type (the key), added to."""
     zero = text("0")
     return Table(
         name("job_history"),
         metadata,
+        Column("span", Integer, primary_key=True),
         Column("minute", BigInteger, primary_key=True),
         Column("queue", EXACT_QUEUE, primary_key=True),
         Column("job_type", String(255), primary_key=True),

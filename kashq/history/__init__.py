@@ -1,12 +1,14 @@
 """Metrics history: throughput, failures, run and wait times per minute, queue and job type.
 
 :func:`store_for` gives the store sharing the storage of a connection: a hash
-per minute in Redis (a sharded connection uses its first shard), the
-``job_history`` table, or memory for the memory and sync drivers. Workers
+per minute and per quarter of an hour in Redis (a sharded connection uses its
+first shard), the ``job_history`` table, or memory for the memory and sync
+drivers. Workers
 feed it through a :class:`~kashq.history.recorder.HistoryRecorder`; the
 dashboard reads it. ``KASHQ_KEEP_HISTORY`` sets how long a minute is kept (0:
 no history) and ``KASHQ_HISTORY_SERIES_MAX`` how many (queue, job type)
-series one minute holds; see :mod:`kashq.history.base` for the storage bound.
+series one minute (or quarter) holds; see :mod:`kashq.history.base` for the
+storage bound.
 """
 
 from __future__ import annotations

@@ -5,12 +5,17 @@ and a store keeps one :class:`MinuteFigures` per (minute, queue, job type)
 for ``keep_s`` seconds. That is what the dashboard's charts read, so they
 need no Prometheus, and history outlives the processes that wrote it.
 
+Every write goes to two resolutions (:data:`SPANS`): the minute, and the
+quarter of an hour that holds it, so a day's chart reads 96 quarters rather
+than 1,440 minutes. A figure's ``minute`` is the first minute of its span.
+
 The storage is bounded, and every store enforces both bounds when it writes:
-a minute older than ``keep_s`` goes (Redis: its key expires; a table: its
-rows are deleted), and one minute holds at most ``series_max`` series; jobs
-of any further (queue, job type) pair are added to the series
+a span that ended more than ``keep_s`` ago goes (Redis: its key expires; a
+table: its rows are deleted), and one span holds at most ``series_max``
+series; jobs of any further (queue, job type) pair are added to the series
 ``(other)`` / ``(other)``. So a store holds at most
-``(keep_s / 60 + 2) * (series_max + 1)`` series, each a fixed set of numbers.
+``(keep_s / 60 + keep_s / 900 + 4) * (series_max + 1)`` series, each a fixed
+set of numbers.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ SERIES_MAX = 500
 """The default for the most series one minute keeps."""
 READ_MINUTES_MAX = 7 * 24 * 60
 """The widest window one read covers (a week of minutes)."""
+SPANS = (1, 15)
+"""The resolutions every write goes to, in minutes: the minute and its quarter of an hour."""
 
 
 class HistoryStoreError(DriverError):
@@ -63,26 +70,25 @@ class MinuteFigures:
     @classmethod
     def of(cls, minute: int, queue: str, job_type: str, numbers: Sequence[float]) -> MinuteFigures:
         """The figures of ``numbers`` (in :data:`FIGURES` order; missing ones are 0)."""
-        values = list(numbers)[: len(FIGURES)]
-        values += [0] * (len(FIGURES) - len(values))
-        typed = (_as(name, v) for name, v in zip(FIGURES, values, strict=True))
-        return cls(minute, queue, job_type, *typed)  # type: ignore[arg-type]
+        n = [*numbers[:9], *([0] * (9 - len(numbers)))]
+        return cls(
+            minute, queue, job_type, int(n[0]), int(n[1]), int(n[2]), int(n[3]), float(n[4]),
+            float(n[5]), int(n[6]), float(n[7]), float(n[8]),
+        )  # fmt: skip
 
 
 FIGURES: tuple[str, ...] = tuple(f.name for f in fields(MinuteFigures))[3:]
 """The figures of a series, in the order every store keeps them."""
 MAXED = frozenset(("run_max_ms", "wait_max_ms"))
 """Figures merged by taking the larger one; the others add up."""
-_INTEGER = frozenset(("done", "failed", "retried", "runs", "waits"))
-
-
-def _as(name: str, value: float) -> float:
-    return int(value) if name in _INTEGER else float(value)
 
 
 def merge(a: Sequence[float], b: Sequence[float]) -> list[float]:
-    """Two series' numbers (:data:`FIGURES` order) as one."""
-    return [max(x, y) if n in MAXED else x + y for n, x, y in zip(FIGURES, a, b, strict=True)]
+    """Two series' numbers (:data:`FIGURES` order) as one: the maxima (5 and 8) by max."""
+    return [
+        a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4], max(a[5], b[5]),
+        a[6] + b[6], a[7] + b[7], max(a[8], b[8]),
+    ]  # fmt: skip
 
 
 class Tally:
@@ -136,11 +142,13 @@ class HistoryStore(Protocol):
         ...
 
     def add(self, figures: Sequence[MinuteFigures]) -> None:
-        """Add ``figures`` to what each of their minutes holds (and drop minutes past age)."""
+        """Add ``figures`` (one minute each) to their minutes and quarters, and drop spans
+        past their age."""
         ...
 
-    def read(self, first_minute: int, last_minute: int) -> list[MinuteFigures]:
-        """Every series of the minutes ``first_minute`` to ``last_minute``, by minute."""
+    def read(self, first_minute: int, last_minute: int, span: int = 1) -> list[MinuteFigures]:
+        """Every series of the spans of ``span`` minutes (one of :data:`SPANS`) that start
+        from ``first_minute`` to ``last_minute``, in order."""
         ...
 
     def close(self) -> None:
@@ -148,19 +156,34 @@ class HistoryStore(Protocol):
         ...
 
 
-def check_window(first_minute: int, last_minute: int) -> None:
+def check_window(first_minute: int, last_minute: int, span: int = 1) -> None:
     """ValueError, one line, unless the window is a usable read."""
+    if span not in SPANS:
+        raise ValueError(f"span must be one of {SPANS} minutes, got {span!r}")
     if last_minute < first_minute:
         raise ValueError(f"the window ends before it starts: {first_minute}..{last_minute}")
     if last_minute - first_minute >= READ_MINUTES_MAX:
         raise ValueError(f"a read covers at most {READ_MINUTES_MAX} minutes")
 
 
-def combine(figures: Iterable[MinuteFigures]) -> dict[tuple[int, str, str], list[float]]:
-    """Figures that name the same series, merged."""
-    merged: dict[tuple[int, str, str], list[float]] = {}
+def combine(
+    figures: Iterable[MinuteFigures], oldest: int = 0
+) -> dict[tuple[int, int, str, str], list[float]]:
+    """Figures merged per (span, first minute of the span, queue, job type), each figure
+    in every span of :data:`SPANS`; spans that end before minute ``oldest`` are left out."""
+    merged: dict[tuple[int, int, str, str], list[float]] = {}
     for f in figures:
-        key = (f.minute, f.queue, f.job_type)
-        old = merged.get(key)
-        merged[key] = f.numbers() if old is None else merge(old, f.numbers())
+        numbers = f.numbers()
+        for span in SPANS:
+            start = f.minute - f.minute % span
+            if start + span <= oldest:
+                continue
+            key = (span, start, f.queue, f.job_type)
+            old = merged.get(key)
+            merged[key] = numbers if old is None else merge(old, numbers)
     return merged
+
+
+def starts(first_minute: int, last_minute: int, span: int) -> range:
+    """The first minutes of the spans of ``span`` minutes that start in the window."""
+    return range(first_minute + (-first_minute) % span, last_minute + 1, span)

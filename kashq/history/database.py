@@ -1,13 +1,15 @@
 """The metrics history in the ``job_history`` table (SQLite, PostgreSQL, MySQL/MariaDB).
 
-A row per (minute, queue, job type), its primary key. :meth:`~DatabaseHistoryStore.add`
-is one transaction: it reads which series the written minutes hold (a key
-range), folds new series beyond ``series_max`` into ``(other)``, and upserts
-the rest, adding to the counts and keeping the larger maxima. Minutes past
-their age are deleted by key range, at most once a minute. Writers that add
-new series to one minute at the same instant may each pass the cap once, so a
-minute holds at most ``series_max`` plus what they add together. Database
-failures are one-line :class:`~kashq.history.base.HistoryStoreError`.
+A row per (span, minute, queue, job type), its primary key: ``span`` is 1 (a
+minute) or 15 (the quarter of an hour starting at ``minute``).
+:meth:`~DatabaseHistoryStore.add` is one transaction: it reads which series
+the written spans hold (a key range each), folds new series beyond
+``series_max`` into ``(other)``, and upserts the rest, adding to the counts
+and keeping the larger maxima. Spans past their age are deleted by key range,
+at most once a minute. Writers that add new series to one span at the same
+instant may each pass the cap once, so a span holds at most ``series_max``
+plus what they add together. Database failures are one-line
+:class:`~kashq.history.base.HistoryStoreError`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, Table, delete, func, select
+from sqlalchemy import URL, Connection, Engine, Table, delete, func, or_, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -29,6 +31,7 @@ from kashq.history.base import (
     MAXED,
     OTHER,
     SERIES_MAX,
+    SPANS,
     HistoryStoreError,
     MinuteFigures,
     check_window,
@@ -71,25 +74,31 @@ class DatabaseHistoryStore:
 
     def add(self, figures: Sequence[MinuteFigures]) -> None:
         now = self._clock.time()
-        oldest = first_kept(now, self._keep_s)
-        series = {key: n for key, n in combine(figures).items() if key[0] >= oldest}
+        series = combine(figures, first_kept(now, self._keep_s))
         if not series:
             return
         c = self._table.c
 
         def write(conn: Connection) -> None:
-            minutes = sorted({minute for minute, _, _ in series})
-            held: dict[int, set[tuple[str, str]]] = {m: set() for m in minutes}
-            query = select(c.minute, c.queue, c.job_type).where(c.minute.in_(minutes))
-            for minute, queue, job_type in conn.execute(query):
-                held[int(minute)].add((queue, job_type))
-            rows: dict[tuple[int, str, str], list[float]] = {}
-            for (minute, queue, job_type), numbers in sorted(series.items()):
-                kept, name = held[minute], (queue, job_type)
+            held: dict[tuple[int, int], set[tuple[str, str]]] = {}
+            for span in SPANS:
+                starts = sorted({start for s, start, _, _ in series if s == span})
+                for start in starts:
+                    held[(span, start)] = set()
+                if not starts:
+                    continue
+                query = select(c.minute, c.queue, c.job_type).where(
+                    (c.span == span) & c.minute.in_(starts)
+                )
+                for minute, queue, job_type in conn.execute(query):
+                    held[(span, int(minute))].add((queue, job_type))
+            rows: dict[tuple[int, int, str, str], list[float]] = {}
+            for (span, start, queue, job_type), numbers in sorted(series.items()):
+                kept, name = held[(span, start)], (queue, job_type)
                 if name not in kept and len(kept) >= self.series_max:
                     name = (OTHER, OTHER)
                 kept.add(name)
-                key = (minute, *name)
+                key = (span, start, *name)
                 old = rows.get(key)
                 rows[key] = numbers if old is None else merge(old, numbers)
             conn.execute(self._upsert, [_row(key, numbers) for key, numbers in rows.items()])
@@ -97,22 +106,20 @@ class DatabaseHistoryStore:
         self._db.run(write, what="writing the metrics history")
         self._maybe_sweep(now)
 
-    def read(self, first_minute: int, last_minute: int) -> list[MinuteFigures]:
-        check_window(first_minute, last_minute)
-        first_minute = max(first_minute, first_kept(self._clock.time(), self._keep_s))
+    def read(self, first_minute: int, last_minute: int, span: int = 1) -> list[MinuteFigures]:
+        check_window(first_minute, last_minute, span)
+        oldest = first_kept(self._clock.time(), self._keep_s)
+        first = max(first_minute, oldest - span + 1)
         c = self._table.c
         query = (
-            select(self._table)
-            .where(c.minute.between(first_minute, last_minute))
+            select(c.minute, c.queue, c.job_type, *(c[n] for n in FIGURES))
+            .where((c.span == span) & c.minute.between(first, last_minute))
             .order_by(c.minute, c.queue, c.job_type)
         )
         rows = self._db.run(
             lambda conn: conn.execute(query).all(), what="reading the metrics history", atomic=False
         )
-        return [
-            MinuteFigures.of(int(r.minute), r.queue, r.job_type, [r._mapping[n] for n in FIGURES])
-            for r in rows
-        ]
+        return [MinuteFigures.of(int(r[0]), r[1], r[2], r[3:]) for r in rows]
 
     def rows(self) -> int:
         """How many rows the table holds (the storage bound's test reads it)."""
@@ -128,14 +135,16 @@ class DatabaseHistoryStore:
             if now < self._next_sweep_at:
                 return
             self._next_sweep_at = now + _SWEEP_EVERY_S
-        aged = delete(self._table).where(self._table.c.minute < first_kept(now, self._keep_s))
-        self._db.run(lambda conn: conn.execute(aged), what="deleting aged metrics history")
+        c, oldest = self._table.c, first_kept(now, self._keep_s)
+        aged = or_(*((c.span == span) & (c.minute <= oldest - span) for span in SPANS))
+        statement = delete(self._table).where(aged)
+        self._db.run(lambda conn: conn.execute(statement), what="deleting aged metrics history")
 
 
-def _row(key: tuple[int, str, str], numbers: list[float]) -> dict[str, Any]:
-    minute, queue, job_type = key
+def _row(key: tuple[int, int, str, str], numbers: list[float]) -> dict[str, Any]:
+    span, minute, queue, job_type = key
     figures = dict(zip(FIGURES, numbers, strict=True))
-    return {"minute": minute, "queue": queue, "job_type": job_type, **figures}
+    return {"span": span, "minute": minute, "queue": queue, "job_type": job_type, **figures}
 
 
 def _upsert(dialect: str, table: Table) -> Insert:
@@ -151,6 +160,6 @@ def _upsert(dialect: str, table: Table) -> Insert:
     new = on_conflict.excluded
     larger = func.max if dialect == "sqlite" else func.greatest  # SQLite's max(a, b) is scalar
     return on_conflict.on_conflict_do_update(
-        index_elements=[c.minute, c.queue, c.job_type],
+        index_elements=[c.span, c.minute, c.queue, c.job_type],
         set_={n: larger(c[n], new[n]) if n in MAXED else c[n] + new[n] for n in FIGURES},
     )

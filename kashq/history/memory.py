@@ -13,11 +13,12 @@ from kashq.history.base import (
     check_window,
     combine,
     merge,
+    starts,
 )
 
 
 class MemoryHistoryStore:
-    """Minutes in a dict, bounded like every store (see :mod:`kashq.history.base`)."""
+    """Spans in a dict, bounded like every store (see :mod:`kashq.history.base`)."""
 
     def __init__(
         self, clock: Clock = SYSTEM_CLOCK, *, keep_s: float = 86_400.0, series_max: int = SERIES_MAX
@@ -25,7 +26,7 @@ class MemoryHistoryStore:
         self._clock = clock
         self._keep_s = keep_s
         self.series_max = series_max
-        self._minutes: dict[int, dict[tuple[str, str], list[float]]] = {}
+        self._spans: dict[tuple[int, int], dict[tuple[str, str], list[float]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -35,38 +36,37 @@ class MemoryHistoryStore:
     def add(self, figures: Sequence[MinuteFigures]) -> None:
         oldest = first_kept(self._clock.time(), self._keep_s)
         with self._lock:
-            for (minute, queue, job_type), numbers in combine(figures).items():
-                if minute < oldest:
-                    continue
-                series = self._minutes.setdefault(minute, {})
+            for (span, start, queue, job_type), numbers in combine(figures, oldest).items():
+                series = self._spans.setdefault((span, start), {})
                 key = (queue, job_type)
                 if key not in series and len(series) >= self.series_max:
                     key = (OTHER, OTHER)
                 old = series.get(key)
                 series[key] = numbers if old is None else merge(old, numbers)
-            for minute in [m for m in self._minutes if m < oldest]:
-                del self._minutes[minute]
+            for span, start in [k for k in self._spans if k[1] + k[0] <= oldest]:
+                del self._spans[(span, start)]
 
-    def read(self, first_minute: int, last_minute: int) -> list[MinuteFigures]:
-        check_window(first_minute, last_minute)
-        first_minute = max(first_minute, first_kept(self._clock.time(), self._keep_s))
+    def read(self, first_minute: int, last_minute: int, span: int = 1) -> list[MinuteFigures]:
+        check_window(first_minute, last_minute, span)
+        oldest = first_kept(self._clock.time(), self._keep_s)
         with self._lock:
             return [
-                MinuteFigures.of(minute, queue, job_type, numbers)
-                for minute in sorted(self._minutes)
-                if first_minute <= minute <= last_minute
-                for (queue, job_type), numbers in sorted(self._minutes[minute].items())
+                MinuteFigures.of(start, queue, job_type, numbers)
+                for start in starts(first_minute, last_minute, span)
+                if start + span > oldest
+                for (queue, job_type), numbers in sorted(self._spans.get((span, start), {}).items())
             ]
 
-    def minutes(self) -> int:
-        """How many minutes are held (the storage bound's test reads it)."""
+    def spans(self) -> int:
+        """How many spans are held (the storage bound's test reads it)."""
         with self._lock:
-            return len(self._minutes)
+            return len(self._spans)
 
     def close(self) -> None:
         """Nothing to release."""
 
 
 def first_kept(now: float, keep_s: float) -> int:
-    """The oldest minute a store keeps at ``now``: one that ended less than ``keep_s`` ago."""
+    """The oldest minute a store keeps at ``now``: one that ended less than ``keep_s`` ago;
+    a span is kept while it ends after this minute starts."""
     return int((now - keep_s) // 60)

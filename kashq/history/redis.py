@@ -1,13 +1,13 @@
-"""The metrics history on Redis: a hash per minute, expiring when the minute is past its age.
+"""The metrics history on Redis: a hash per span, expiring when the span is past its age.
 
-``<prefix>:history:<minute>`` maps each series (the JSON ``[queue, job type]``)
-to its figures (a JSON array, :data:`~kashq.history.base.FIGURES` order).
-``lua/add.lua`` merges a write into one minute, caps the series it holds
-and sets the key to expire ``keep_s`` after the minute ends, on the store's
-clock: nothing has to sweep old minutes, and a minute is one key in one
-Cluster slot. A write of several minutes, and a read of a window, is one
-pipeline (one round trip; one per Cluster node). Errors leave as
-:class:`~kashq.history.base.HistoryStoreError` naming the server.
+``<prefix>:history:<span>:<minute>`` (a minute, or a quarter of an hour from
+``minute``) maps each series (the JSON ``[queue, job type]``) to its figures
+(a JSON array, :data:`~kashq.history.base.FIGURES` order). ``lua/add.lua``
+merges a write into one span, caps the series it holds and sets the key to
+expire ``keep_s`` after the span ends, on the store's clock: nothing has to
+sweep old spans, and a span is one key in one Cluster slot. A write, and a
+read of a window, is one pipeline (one round trip; one per Cluster node).
+Errors leave as :class:`~kashq.history.base.HistoryStoreError` naming the server.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from kashq.history.base import (
     MinuteFigures,
     check_window,
     combine,
+    starts,
 )
 from kashq.history.memory import first_kept
 
@@ -63,38 +64,38 @@ class RedisHistoryStore(RedisClientUser):
 
     def add(self, figures: Sequence[MinuteFigures]) -> None:
         now = self._clock.time()
-        oldest = first_kept(now, self._keep_s)
-        by_minute: dict[int, list[str]] = {}
-        for (minute, queue, job_type), numbers in combine(figures).items():
-            if minute >= oldest:
-                by_minute.setdefault(minute, []).extend(
-                    (json.dumps([queue, job_type]), json.dumps(numbers))
-                )
-        if not by_minute:
+        by_span: dict[tuple[int, int], list[str]] = {}
+        for (span, start, queue, job_type), numbers in combine(
+            figures, first_kept(now, self._keep_s)
+        ).items():
+            by_span.setdefault((span, start), []).extend(
+                (json.dumps([queue, job_type]), json.dumps(numbers))
+            )
+        if not by_span:
             return
 
         def write() -> None:
             pipe = self.client.pipeline(transaction=False)
-            for minute, pairs in sorted(by_minute.items()):
-                ends_at = (minute + 1) * 60 + self._keep_s
+            for (span, start), pairs in sorted(by_span.items()):
+                ends_at = (start + span) * 60 + self._keep_s
                 ttl_ms = max(1, math.ceil((ends_at - now) * 1000))
                 args = [ttl_ms, self.series_max, _OTHER_FIELD, *pairs]
-                self._lua.run(pipe, "add", [history_key(self.prefix, minute)], args)
+                self._lua.run(pipe, "add", [history_key(self.prefix, span, start)], args)
             _raise_first(pipe.execute(raise_on_error=False))
 
         self._call("writing the metrics history", write)
 
-    def read(self, first_minute: int, last_minute: int) -> list[MinuteFigures]:
-        check_window(first_minute, last_minute)
-        first_minute = max(first_minute, first_kept(self._clock.time(), self._keep_s))
-        minutes = list(range(first_minute, last_minute + 1))
+    def read(self, first_minute: int, last_minute: int, span: int = 1) -> list[MinuteFigures]:
+        check_window(first_minute, last_minute, span)
+        oldest = first_kept(self._clock.time(), self._keep_s)
+        minutes = [m for m in starts(first_minute, last_minute, span) if m + span > oldest]
         if not minutes:
             return []
 
         def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for minute in minutes:
-                pipe.hgetall(history_key(self.prefix, minute))
+                pipe.hgetall(history_key(self.prefix, span, minute))
             return _raise_first(pipe.execute(raise_on_error=False))
 
         replies = self._call("reading the metrics history", read)

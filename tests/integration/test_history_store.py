@@ -70,6 +70,22 @@ def test_reads_the_window_asked_for_minute_by_minute(store: HistoryStore, clock:
     assert [(f.minute, f.done) for f in found] == [(minute - 2, 3), (minute - 1, 2)]
     with pytest.raises(ValueError, match="ends before it starts"):
         store.read(minute, minute - 1)
+    with pytest.raises(ValueError, match="span must be one of"):
+        store.read(minute, minute, 7)
+
+
+def test_every_write_also_adds_up_in_its_quarter_of_an_hour(
+    store: HistoryStore, clock: FakeClock
+) -> None:
+    quarter = now_minute(clock) - now_minute(clock) % 15  # this quarter of an hour
+    store.add([figures(quarter + m, done=1, run_max_ms=float(m)) for m in range(15)])
+    store.add([figures(quarter + 15, done=5)])
+    found = store.read(quarter - 20, quarter + 16, 15)
+    assert [(f.minute, f.done, f.run_max_ms) for f in found] == [
+        (quarter, 15, 14.0), (quarter + 15, 5, 0.0)
+    ]  # fmt: skip
+    kept = [m for m in range(quarter, quarter + 15) if m >= now_minute(clock) - KEEP_S // 60]
+    assert [f.minute for f in store.read(quarter, quarter + 14)] == kept  # the minutes too
 
 
 def test_a_minute_past_its_age_is_neither_written_nor_read(
@@ -95,8 +111,8 @@ def test_a_minute_holds_at_most_series_max_series(store: HistoryStore, clock: Fa
 
 def test_storage_stays_within_its_bound(store: HistoryStore, clock: FakeClock) -> None:
     """Three retention periods of writes, every series_max + 3 series a minute: the storage
-    holds at most (keep_s / 60 + 2) minutes of at most series_max + 1 series each."""
-    minutes_kept = int(KEEP_S // 60) + 2
+    holds at most (keep_s / 60 + keep_s / 900 + 4) spans of at most series_max + 1 series."""
+    spans_kept = int(KEEP_S // 60) + int(KEEP_S // 900) + 4
     for _ in range(3 * int(KEEP_S // 60)):
         minute = now_minute(clock)
         store.add([figures(minute, job_type=f"app.Job{i}", done=1) for i in range(SERIES_MAX + 3)])
@@ -105,15 +121,17 @@ def test_storage_stays_within_its_bound(store: HistoryStore, clock: FakeClock) -
         # Redis expires keys on its own clock, not the fake one: a key is written only while
         # its minute is within its age, and then lives at most until the minute is past it.
         keys = list(store.client.scan_iter(match=f"{store.prefix}:history:*", count=1000))
-        assert len(keys) == 3 * int(KEEP_S // 60)  # each minute written once, none swept
+        minutes = 3 * int(KEEP_S // 60)
+        assert len(keys) == minutes + len({m // 15 for m in range(minutes)}) + 1  # none swept
         for key in keys:
-            assert 0 < store.client.pttl(key) / 1000 <= 60 + KEEP_S
+            span = int(key.split(b":")[-2])
+            assert 0 < store.client.pttl(key) / 1000 <= 60 * span + KEEP_S
             assert store.client.hlen(key) <= SERIES_MAX + 1
     elif isinstance(store, DatabaseHistoryStore):
-        assert store.rows() <= minutes_kept * (SERIES_MAX + 1)
+        assert store.rows() <= spans_kept * (SERIES_MAX + 1)
     else:
         assert isinstance(store, MemoryHistoryStore)
-        assert store.minutes() <= minutes_kept
-    assert len(store.read(now_minute(clock) - 100, now_minute(clock))) <= minutes_kept * (
-        SERIES_MAX + 1
-    )
+        assert store.spans() <= spans_kept
+    for span in (1, 15):
+        found = store.read(now_minute(clock) - 100, now_minute(clock), span)
+        assert len(found) <= spans_kept * (SERIES_MAX + 1)

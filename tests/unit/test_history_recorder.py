@@ -63,7 +63,7 @@ def test_a_drain_is_counted_per_minute_queue_and_type() -> None:
     clock = FakeClock(start=6_000_000.0)
     store = MemoryHistoryStore(clock)
     recorder = drained(clock, store)
-    assert store.minutes() == 0  # nothing written before the flush
+    assert store.spans() == 0  # nothing written before the flush
     assert recorder.flush()
     minute = int(clock.time() // 60)
     quick, breaks = store.read(minute, minute)

@@ -152,9 +152,10 @@ def recent_queues_key(prefix: str) -> str:
     return f"{prefix}:recent:{{queues}}"
 
 
-def history_key(prefix: str, minute: int) -> str:
-    """The HASH of one minute of the metrics history (:mod:`kashq.history.redis`)."""
-    return f"{prefix}:history:{minute}"
+def history_key(prefix: str, span: int, minute: int) -> str:
+    """The HASH of one span (``span`` minutes from ``minute``) of the metrics history
+    (:mod:`kashq.history.redis`)."""
+    return f"{prefix}:history:{span}:{minute}"
 
 
 @dataclass(frozen=True, slots=True)
