@@ -45,9 +45,10 @@ class MinuteFigures:
     """One queue's jobs of one type in one minute (``minute``: Unix seconds // 60).
 
     ``done`` jobs completed, ``failed`` failed for good, ``retried`` attempts
-    failed and retried; ``runs`` attempts that finished, ``run_ms`` their total
-    run time and ``run_max_ms`` the longest; ``waits`` attempts that started,
-    ``wait_ms`` how long they had been due in total and ``wait_max_ms`` the longest.
+    failed and retried; ``runs`` attempts that ended, ``run_ms`` their total
+    run time and ``run_max_ms`` the longest; ``waits`` attempts whose wait is
+    known, ``wait_ms`` how long they had been due when they started, in total,
+    and ``wait_max_ms`` the longest. An attempt counts in the minute it ended.
     """
 
     minute: int
@@ -107,27 +108,30 @@ class Tally:
             numbers = self.series[key] = [0, 0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0]
         return numbers
 
-    def started(self, at: float, queue: str, job_type: str, wait_s: float) -> None:
-        n = self._numbers(at, queue, job_type)
-        wait_ms = max(wait_s, 0.0) * 1000
-        n[6] += 1
-        n[7] += wait_ms
-        n[8] = max(n[8], wait_ms)
-
-    def finished(self, at: float, queue: str, job_type: str, outcome: int, run_s: float) -> None:
-        """An attempt ended: ``outcome`` is 0 (done), 1 (failed) or 2 (retried)."""
+    def ended(
+        self, at: float, queue: str, job_type: str, outcome: int, run_s: float, *,
+        wait_s: float | None,
+    ) -> None:  # fmt: skip
+        """An attempt ended at ``at``: ``outcome`` is 0 (done), 1 (failed) or 2 (retried);
+        it ran ``run_s`` and had waited ``wait_s`` (None: unknown) before it started."""
         n = self._numbers(at, queue, job_type)
         n[outcome] += 1
         run_ms = max(run_s, 0.0) * 1000
         n[3] += 1
         n[4] += run_ms
         n[5] = max(n[5], run_ms)
+        if wait_s is not None:
+            wait_ms = max(wait_s, 0.0) * 1000
+            n[6] += 1
+            n[7] += wait_ms
+            n[8] = max(n[8], wait_ms)
 
-    def add(self, figures: MinuteFigures) -> None:
-        """Add figures already made (kept back from a write that failed)."""
-        key = (figures.minute, figures.queue, figures.job_type)
-        old = self.series.get(key)
-        self.series[key] = figures.numbers() if old is None else merge(old, figures.numbers())
+    def absorb(self, newer: Tally) -> Tally:
+        """This tally with ``newer``'s figures added in; returns itself."""
+        for key, numbers in newer.series.items():
+            old = self.series.get(key)
+            self.series[key] = numbers if old is None else merge(old, numbers)
+        return self
 
     def figures(self) -> list[MinuteFigures]:
         return [MinuteFigures.of(m, q, t, n) for (m, q, t), n in self.series.items()]

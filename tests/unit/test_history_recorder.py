@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import pytest
+
 from kashq import Job, Worker, WorkerOptions
 from kashq.drivers.memory import MemoryDriver
 from kashq.envelope import Envelope
 from kashq.exceptions import DriverError
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.history import MemoryHistoryStore, MinuteFigures
+from kashq.history import recorder as recorders
 from kashq.history.recorder import HistoryRecorder
 from kashq.testing import FakeClock
 
@@ -69,7 +72,10 @@ def test_a_drain_is_counted_per_minute_queue_and_type() -> None:
     quick, breaks = store.read(minute, minute)
     assert (quick.queue, quick.job_type) == ("default", Quick().type_name)
     assert (quick.done, quick.failed, quick.retried, quick.runs, quick.waits) == (3, 0, 0, 3, 3)
-    assert quick.wait_max_ms == 7000.0 and quick.wait_ms == 21_000.0
+    # from each attempt's end: it ran duration_s (real time) before, due 7 s before that
+    assert quick.wait_max_ms == pytest.approx(7000.0, abs=1) and quick.wait_ms == pytest.approx(
+        21_000.0, abs=3
+    )
     assert (breaks.queue, breaks.done, breaks.failed, breaks.retried, breaks.runs) == (
         "risky", 0, 1, 1, 2
     )  # fmt: skip
@@ -86,4 +92,13 @@ def test_figures_are_kept_while_the_store_is_down_and_written_once_back() -> Non
     assert recorder.flush()
     minute = int(clock.time() // 60)
     assert sum(f.done for f in store.read(minute, minute)) == 3
+    recorder.close()
+
+
+def test_while_the_store_is_down_at_most_so_many_series_are_kept(monkeypatch) -> None:
+    monkeypatch.setattr(recorders, "PENDING_SERIES_MAX", 1)
+    clock = FakeClock(start=6_000_000.0)
+    recorder = drained(clock, Down(clock))  # two series: default/Quick and risky/Breaks
+    assert not recorder.flush()
+    assert recorder.dropped == 1
     recorder.close()
