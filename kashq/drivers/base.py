@@ -417,3 +417,14 @@ class CountingReserve(Protocol):
         :meth:`counts_ride` said so), their jobs are counted first, in the same step,
         and ``counts.replies`` set."""
         ...
+
+
+@runtime_checkable
+class CappedSizes(Protocol):
+    """A driver whose exact sizes cost a count of every job (the database), and which can
+    count each state only up to a cap instead, for screens refreshed every few seconds."""
+
+    def sizes_up_to(self, queues: Sequence[str], cap: int) -> dict[str, QueueSizes]:
+        """:meth:`Driver.sizes`, each count stopping at ``cap`` (``cap`` means "that many
+        or more"): the cost is at most ``cap`` index entries per queue and state."""
+        ...

@@ -218,6 +218,24 @@ def test_sizes_count_a_lapsed_lease_as_ready_again(tmp_path):
     driver.close()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_capped_sizes_stop_at_the_cap_and_agree_with_sizes_below_it(kind, tmp_path):
+    with database(kind, tmp_path, migrated=True) as url:
+        driver = DatabaseDriver(url)
+        now = time.time()
+        driver.push_many([envelope("mail") for _ in range(5)])
+        later = [dataclasses.replace(envelope("mail"), available_at=now + 600) for _ in range(3)]
+        driver.push_many([*later, envelope("sms")])
+        assert driver.reserve(["sms"], lease_s=30) is not None
+        assert driver.queue_names() == ["mail", "sms"]  # one index probe per queue
+        capped = driver.sizes_up_to(["mail", "sms", "none"], 2)
+        assert [(s.ready, s.delayed, s.reserved) for s in capped.values()] == [
+            (2, 2, 0), (0, 0, 1), (0, 0, 0)
+        ]  # fmt: skip
+        assert driver.sizes_up_to(["mail", "sms"], 100) == driver.sizes(["mail", "sms"])
+        driver.close()
+
+
 def test_pushing_an_id_again_replaces_the_stored_job(tmp_path):
     driver = DatabaseDriver(f"sqlite:///{tmp_path / 'q.sqlite'}")
     first = envelope(n=1)
