@@ -10,6 +10,7 @@ from kashq._version import __version__
 from kashq.cli import (
     batches,
     control,
+    dashboard,
     events,
     failed,
     jobs,
@@ -62,6 +63,7 @@ jobs.register(app)
 listing.register(app)
 schedule.register(app)
 webhooks.register(app)
+dashboard.register(app)
 
 
 def main() -> None:

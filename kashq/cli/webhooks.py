@@ -9,11 +9,10 @@ uvicorn is an optional extra (``pip install 'kashq[webhooks]'``).
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -26,6 +25,7 @@ from kashq.cli.common import (
     job_modules,
     open_manager,
 )
+from kashq.cli.serving import listening, port_number_of, signals_end_quietly
 from kashq.imports import ImportFailed, import_job_modules
 from kashq.manager import QueueManager, swap_manager
 from kashq.webhooks import default_handler, mount_asgi
@@ -67,7 +67,7 @@ def serve_command(
         from kashq.webhooks.protocol import JSONErrorsHTTPProtocol
     except ImportError:
         raise output.fail("webhooks:serve needs uvicorn: pip install 'kashq[webhooks]'") from None
-    port_number = _port(port)
+    port_number = port_number_of(port)
     prefix = mount_prefix(prefix)
     manager = open_manager(either(connection, connection_option))
     try:
@@ -79,7 +79,7 @@ def serve_command(
                 "in a module given with --import or KASHQ_IMPORTS"
             )
         manager.connection().sizes([manager.settings.queue])  # unreachable: fail now, one line
-        with _listening(host, port_number) as sock:
+        with listening(host, port_number, BACKLOG) as sock:
             logging.basicConfig(
                 level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s"
             )
@@ -92,20 +92,11 @@ def serve_command(
                 access_log=False,
                 backlog=BACKLOG,
             )
-            with _current(manager), _signals_end_quietly():
+            with _current(manager), signals_end_quietly():
                 uvicorn.Server(config).run(sockets=[sock])
         output.line("Stopped.")
     finally:
         manager.close()
-
-
-def _port(value: str) -> int:
-    """The ``--port`` number, or a one-line usage error."""
-    text = value.strip()
-    port = int(text) if text.isascii() and text.isdigit() else -1
-    if not 0 <= port <= 65535:
-        raise output.fail(f"--port must be a port number (0-65535), got {value!r}", code=2)
-    return port
 
 
 def _import(modules: list[str]) -> None:
@@ -123,48 +114,6 @@ def _current(manager: QueueManager) -> Iterator[None]:
         yield
     finally:
         swap_manager(previous)
-
-
-@contextmanager
-def _listening(host: str, port: int) -> Iterator[socket.socket]:
-    """A listening socket on ``host:port``, or one error line saying why not."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise output.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise output.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-@contextmanager
-def _signals_end_quietly() -> Iterator[None]:
-    """Let SIGTERM/SIGINT end the server with exit code 0.
-
-    uvicorn catches both to shut down gracefully, then raises them again once
-    it has: handlers that do nothing make that second delivery harmless.
-    """
-
-    def ignore(signum: int, frame: Any) -> None:
-        return None
-
-    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _banner(manager: QueueManager, sock: socket.socket, prefix: str, routes: list[Route]) -> None:
