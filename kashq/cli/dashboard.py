@@ -22,8 +22,7 @@ from kashq.cli.common import (
     job_modules,
     open_manager,
 )
-from kashq.cli.serving import listening, port_number_of, signals_end_quietly
-from kashq.imports import ImportFailed, import_job_modules
+from kashq.cli.serving import import_or_fail, listening, port_number_of, signals_end_quietly
 from kashq.manager import swap_manager
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -99,7 +98,7 @@ def dashboard_command(
     port_number = port_number_of(port)
     manager = open_manager(either(connection, connection_option))
     try:
-        _import(job_modules(manager.settings, imports))
+        import_or_fail(job_modules(manager.settings, imports))
         manager.connection().queue_names()  # unreachable: fail now, one line
         app = DashboardASGI(Dashboard(manager, options=options))
         with listening(host, port_number) as sock:
@@ -124,13 +123,6 @@ def dashboard_command(
         output.line("Stopped.")
     finally:
         manager.close()
-
-
-def _import(modules: list[str]) -> None:
-    try:
-        import_job_modules(modules)
-    except ImportFailed as exc:
-        raise output.import_failed(exc) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from kashq.cli import output
+from kashq.imports import ImportFailed, import_job_modules
+
+
+def import_or_fail(modules: list[str]) -> None:
+    """Import the ``--import`` modules; a failure is the user's traceback and one line."""
+    try:
+        import_job_modules(modules)
+    except ImportFailed as exc:
+        raise output.import_failed(exc) from None
 
 
 def port_number_of(value: str) -> int:

@@ -25,8 +25,7 @@ from kashq.cli.common import (
     job_modules,
     open_manager,
 )
-from kashq.cli.serving import listening, port_number_of, signals_end_quietly
-from kashq.imports import ImportFailed, import_job_modules
+from kashq.cli.serving import import_or_fail, listening, port_number_of, signals_end_quietly
 from kashq.manager import QueueManager, swap_manager
 from kashq.webhooks import default_handler, mount_asgi
 from kashq.webhooks.handler import Route, mount_prefix
@@ -71,7 +70,7 @@ def serve_command(
     prefix = mount_prefix(prefix)
     manager = open_manager(either(connection, connection_option))
     try:
-        _import(job_modules(manager.settings, imports))
+        import_or_fail(job_modules(manager.settings, imports))
         routes = default_handler.routes
         if not routes:
             raise output.fail(
@@ -97,13 +96,6 @@ def serve_command(
         output.line("Stopped.")
     finally:
         manager.close()
-
-
-def _import(modules: list[str]) -> None:
-    try:
-        import_job_modules(modules)
-    except ImportFailed as exc:
-        raise output.import_failed(exc) from None
 
 
 @contextmanager

@@ -17,12 +17,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kashq.dlq import push_back
 from kashq.exceptions import KashqError
-from kashq.failed.base import FailedFilter
+from kashq.failed.base import FailedFilter, FailedJob, FailedJobStore
 from kashq.manager import QueueManager
 
 log = logging.getLogger(__name__)
@@ -103,16 +103,19 @@ def _run(op: Operation, work: Callable[[], None]) -> None:
         op.finished_at = time.time()
 
 
+def _pages(store: FailedJobStore, where: FailedFilter, before: int) -> Iterator[list[FailedJob]]:
+    """The jobs matching ``where`` below id ``before``, a page at a time, newest first."""
+    while page := store.page(where=where, before_id=before, limit=PAGE):
+        yield page
+        before = page[-1].id
+
+
 def _retry(
     manager: QueueManager, connection: str, where: FailedFilter, before: int, op: Operation
 ) -> None:
     store = manager.failed_store(connection)
-    while True:
-        page = store.page(where=where, before_id=before, limit=PAGE)
-        if not page:
-            return
+    for page in _pages(store, where, before):
         for job in page:
-            before = job.id
             try:
                 push_back(manager, store, job)
             except KashqError as exc:
@@ -126,9 +129,5 @@ def _forget(
     manager: QueueManager, connection: str, where: FailedFilter, before: int, op: Operation
 ) -> None:
     store = manager.failed_store(connection)
-    while True:
-        page = store.page(where=where, before_id=before, limit=PAGE)
-        if not page:
-            return
-        before = page[-1].id
+    for page in _pages(store, where, before):
         op.done += store.forget_many([job.id for job in page])

@@ -15,18 +15,12 @@ from pathlib import Path
 import pytest
 
 from kashq import FailJob, Job, QueueManager, batch
-from kashq.config import load_settings
 from kashq.dashboard.core import Dashboard
-from kashq.drivers.base import Driver
-from kashq.drivers.database import DatabaseDriver
-from kashq.manager import swap_manager
 from kashq.supervisor.control import STATS_PREFIX
 from kashq.testing import FakeClock
-from tests.integration.test_driver_contract import open_driver
 from tests.support.dashboard import get, note, post, text
+from tests.support.managers import KINDS, current_manager
 from tests.support.waiting import eventually
-
-KINDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "redis-cluster", "sharded"]
 
 
 class Greet(Job):
@@ -49,34 +43,11 @@ class Charge(Job):
 GREET, CHARGE = f"{__name__}.Greet", f"{__name__}.Charge"
 
 
-def _name(kind: str) -> str:
-    if kind in ("sqlite", "postgres", "mariadb"):
-        return "database"
-    return {"redis-cluster": "redis"}.get(kind, kind)
-
-
-def _database_url(driver: Driver, tmp_path: Path) -> str:
-    if isinstance(driver, DatabaseDriver):
-        return driver.engine.url.render_as_string(hide_password=False)
-    return f"sqlite:///{tmp_path / 'failed.sqlite'}"
-
-
 @pytest.fixture(params=KINDS)
 def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueManager]:
     clock = FakeClock(start=time.time())
-    with open_driver(request, request.param, clock, tmp_path) as driver:
-        name = _name(request.param)
-        settings = load_settings(
-            connection=name, database_url=_database_url(driver, tmp_path), keep_completed=3600
-        )
-        made = QueueManager(settings, clock=clock)
-        made.add_connection(name, driver)
-        previous = swap_manager(made)
-        try:
-            yield made
-        finally:
-            swap_manager(previous)
-            made.close()
+    with current_manager(request, request.param, tmp_path, clock, keep_completed=3600) as made:
+        yield made
 
 
 def drain(manager: QueueManager, *queues: str) -> None:

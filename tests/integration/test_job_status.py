@@ -21,20 +21,17 @@ from pydantic import BaseModel
 
 import kashq
 from kashq import FailJob, Job, QueueManager
-from kashq.config import load_settings
 from kashq.dlq import push_back
 from kashq.drivers.base import Driver
 from kashq.drivers.database import DatabaseDriver
 from kashq.drivers.redis import RedisDriver
 from kashq.drivers.sharded import ShardedDriver
 from kashq.envelope import new_job_id
-from kashq.manager import swap_manager
 from kashq.status import JobFailed, JobNotFound, ResultTimeout, get_job
 from kashq.testing import FakeClock
-from tests.integration.test_driver_contract import open_driver
+from tests.support.managers import KINDS, current_manager, failed_store_url
 from tests.support.services import REDIS_URL
 
-KINDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "redis-cluster", "sharded"]
 ROOT = Path(__file__).resolve().parents[2]
 GATE = threading.Event()
 
@@ -102,35 +99,16 @@ class Slow(Job):
         return "done"
 
 
-def _name(kind: str) -> str:
-    if kind in ("sqlite", "postgres", "mariadb"):
-        return "database"
-    return {"redis-cluster": "redis"}.get(kind, kind)
-
-
-def _database_url(driver: Driver, tmp_path: Path) -> str:
-    if isinstance(driver, DatabaseDriver):
-        return driver.engine.url.render_as_string(hide_password=False)
-    return f"sqlite:///{tmp_path / 'failed.sqlite'}"
-
-
 @pytest.fixture(params=KINDS)
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueManager]:
     """A current manager whose default connection is the kind under test, on a fake clock."""
     clock = FakeClock(start=time.time())
     GATE.clear()
-    with open_driver(request, request.param, clock, tmp_path) as driver:
-        name = _name(request.param)
-        settings = load_settings(connection=name, database_url=_database_url(driver, tmp_path))
-        manager = QueueManager(settings, clock=clock)
-        manager.add_connection(name, driver)
-        previous = swap_manager(manager)
-        try:
-            yield manager
-        finally:
-            GATE.set()
-            swap_manager(previous)
-            manager.close()
+    try:
+        with current_manager(request, request.param, tmp_path, clock) as made:
+            yield made
+    finally:
+        GATE.set()
 
 
 def _run(manager: QueueManager) -> None:
@@ -281,7 +259,7 @@ kashq.manager().worker(stop_when_empty=True, sleep_s=0.05).run(1)
 def _environment(driver: Driver, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KASHQ_")}
     env["PYTHONPATH"] = str(ROOT)
-    env["KASHQ_DATABASE_URL"] = _database_url(driver, tmp_path)
+    env["KASHQ_DATABASE_URL"] = failed_store_url(driver, tmp_path)
     if isinstance(driver, DatabaseDriver):
         env["KASHQ_CONNECTION"] = "database"
     elif isinstance(driver, ShardedDriver):
