@@ -443,8 +443,8 @@ class Supervisor:
         }  # fmt: skip
         if view is None or view.pid != pid:
             return figures
-        figures["processed"] = view.processed - proc.processed_before
-        figures["failed"] = view.failed
+        # The slot's counts: this worker's and those of the processes it replaced.
+        figures["processed"], figures["failed"] = view.processed, view.failed
         figures["state"] = view.state.name.lower()
         if view.state is SlotState.RUNNING:
             full = self.slots.read(proc.index)

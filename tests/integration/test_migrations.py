@@ -38,6 +38,7 @@ KASHQ_TABLES = {
     "job_batches",
     "kashq_batch_jobs",
     "job_recent",
+    "job_history",
 }
 HEAD = "0011"
 
