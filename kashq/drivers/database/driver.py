@@ -266,30 +266,11 @@ class DatabaseDriver:
 
     def queue_names(self) -> list[str]:
         """Every queue that holds at least one job, by name: one index probe per queue."""
-
-        def walk(conn: Connection) -> list[str]:
-            names: list[str] = []
-            name = conn.execute(self._sql.first_queue).scalar()
-            while name is not None:
-                names.append(name)
-                name = conn.execute(self._sql.next_queue, {"p_after": name}).scalar()
-            return names
-
-        return self._db.run(walk, what="listing queues", atomic=False)
+        return self._listings.queue_names(self._db)
 
     def sizes_up_to(self, queues: Sequence[str], cap: int) -> dict[str, QueueSizes]:
         """:meth:`sizes`, each count stopping at ``cap`` (see :class:`CappedSizes`)."""
-        now = self._clock.time()
-
-        def count(conn: Connection) -> dict[str, QueueSizes]:
-            found = {}
-            for name in queues:
-                params = {"p_queue": name, "p_now": now, "p_cap": cap}
-                ready, delayed, held = conn.execute(self._sql.sizes_capped, params).one()
-                found[name] = QueueSizes(int(ready), int(delayed), int(held))
-            return found
-
-        return self._db.run(count, what="sizes", atomic=False)
+        return self._listings.sizes_up_to(self._db, queues, cap, self._clock.time())
 
     def find(self, job_id: str, queues: Sequence[str] | None = None) -> FoundJob | None:
         if not is_job_id(job_id):

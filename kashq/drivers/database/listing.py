@@ -18,7 +18,9 @@ a tag         ``ix_kashq_job_tags_tag`` (queue, tag, seq) from the tag row's seq
 ============  ================================================================
 
 The oldest ready job is the first row of ``ix_kashq_jobs_state`` for (queue,
-token NULL) whose ``available_at`` has come: one index probe per queue.
+token NULL) whose ``available_at`` has come: one index probe per queue. So are
+the queues' names (the next name after the last), and the capped sizes are
+three range scans of it per queue, each stopping at the cap.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    func,
     literal_column,
     select,
 )
@@ -41,7 +44,7 @@ from sqlalchemy import (
 from kashq.db.engine import Database
 from kashq.db.schema import SEQ_TYPE, Tables
 from kashq.drivers import cursor as cursors
-from kashq.drivers.base import FoundJob, JobListing, JobState, ListedJob
+from kashq.drivers.base import FoundJob, JobListing, JobState, ListedJob, QueueSizes
 
 _SHAPES = {"ready": "ii", "delayed": "fi", "reserved": "fi"}
 _LIMIT = bindparam("p_limit", type_=Integer)
@@ -106,6 +109,9 @@ class Listings:
             .order_by(*by_token, c.available_at)
             .limit(1)
         )
+        self.first_queue = select(func.min(c.queue))
+        self.next_queue = select(func.min(c.queue)).where(c.queue > bindparam("p_after"))
+        self.capped_sizes = _capped_sizes(t)
 
     def page(
         self,
@@ -145,6 +151,35 @@ class Listings:
             position = (last.priority if state == "ready" else last.available_at, last.seq)
         return JobListing(jobs, cursors.encode(kind, position))
 
+    def queue_names(self, db: Database) -> list[str]:
+        """Every queue holding a job, by name: one index probe per queue (a DISTINCT would
+        read every row)."""
+
+        def walk(conn: Connection) -> list[str]:
+            names: list[str] = []
+            name = conn.execute(self.first_queue).scalar()
+            while name is not None:
+                names.append(name)
+                name = conn.execute(self.next_queue, {"p_after": name}).scalar()
+            return names
+
+        return db.run(walk, what="listing queues", atomic=False)
+
+    def sizes_up_to(
+        self, db: Database, queues: Sequence[str], cap: int, now: float
+    ) -> dict[str, QueueSizes]:
+        """Each queue's sizes, each state counted up to ``cap`` rows, on one connection."""
+
+        def count(conn: Connection) -> dict[str, QueueSizes]:
+            found = {}
+            for name in queues:
+                params = {"p_queue": name, "p_now": now, "p_cap": cap}
+                ready, delayed, held = conn.execute(self.capped_sizes, params).one()
+                found[name] = QueueSizes(int(ready), int(delayed), int(held))
+            return found
+
+        return db.run(count, what="sizes", atomic=False)
+
     def oldest_ready(
         self, db: Database, queues: Sequence[str], now: float
     ) -> dict[str, float | None]:
@@ -158,6 +193,24 @@ class Listings:
             }
 
         return db.run(probe, what="reading the oldest ready jobs", atomic=False)
+
+
+def _capped_sizes(t: Tables) -> Select[Any]:
+    """One queue's ready, delayed and reserved jobs, each counted up to ``p_cap`` rows (three
+    index range scans that stop at the cap)."""
+    c, cap = t.jobs.c, bindparam("p_cap", type_=Integer)
+    now = bindparam("p_now", type_=Double)
+    queue = c.queue == bindparam("p_queue")
+
+    def counted(where: ColumnElement[bool], name: str) -> Any:
+        rows = select(c.queue).where(queue & where).limit(cap).subquery(name)  # index only
+        return select(func.count()).select_from(rows).scalar_subquery()
+
+    return select(
+        counted(c.available_at <= now, "ready"),
+        counted(c.token.is_(None) & (c.available_at > now), "delayed"),
+        counted(c.token.is_not(None) & (c.available_at > now), "held"),
+    )
 
 
 def _found(row: Any, state: JobState) -> FoundJob:

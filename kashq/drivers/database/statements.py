@@ -12,9 +12,6 @@ import functools
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
-    Double,
-    Integer,
     Select,
     Table,
     bindparam,
@@ -86,7 +83,6 @@ class Statements:
         )
         self.extend = update(jobs).where(owned).values(available_at=bindparam("p_lease_until"))
         self.sizes = _sizes_query(t)
-        self.sizes_capped = _capped_sizes_query(t)
         self.clear = delete(jobs).where(c.queue == bindparam("p_queue"))
         self.claiming = select(c.raw).where(  # the raws holding a unique claim
             (c.queue == bindparam("p_queue")) & c.raw.contains(UNIQUE_KEY, autoescape=True)
@@ -98,9 +94,6 @@ class Statements:
         self.by_token = select(c.id, c.queue, c.raw, c.deliveries).where(
             c.token == bindparam("p_token")
         )
-        # The queues, one index probe each (a DISTINCT would read every row).
-        self.next_queue = select(func.min(c.queue)).where(c.queue > bindparam("p_after"))
-        self.first_queue = select(func.min(c.queue))
         self.find = select(c.id, c.queue, c.raw, c.available_at, c.token, c.deliveries).where(
             c.id == bindparam("p_id")  # the unique index on id
         )
@@ -143,24 +136,6 @@ class Statements:
             (once.id == bindparam("p_id")) & (once.expires_at <= bindparam("p_now"))
         )
         self.once_sweep = delete(t.job_once).where(once.expires_at <= bindparam("p_now"))
-
-
-def _capped_sizes_query(t: Tables) -> Select[Any]:
-    """One queue's ready, delayed and reserved jobs, each counted up to ``p_cap`` rows (three
-    index range scans that stop at the cap)."""
-    c, cap = t.jobs.c, bindparam("p_cap", type_=Integer)
-    now = bindparam("p_now", type_=Double)
-    queue = c.queue == bindparam("p_queue")
-
-    def counted(where: ColumnElement[bool], name: str) -> Any:
-        rows = select(c.queue).where(queue & where).limit(cap).subquery(name)  # index only
-        return select(func.count()).select_from(rows).scalar_subquery()
-
-    return select(
-        counted(c.available_at <= now, "ready"),
-        counted(c.token.is_(None) & (c.available_at > now), "delayed"),
-        counted(c.token.is_not(None) & (c.available_at > now), "held"),
-    )
 
 
 def _sizes_query(t: Tables) -> Select[Any]:
