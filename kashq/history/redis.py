@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
-
-import redis
+from collections.abc import Sequence
+from typing import Any
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import RedisClientUser, failure
+from kashq.drivers.redis.client import ScriptedStore
 from kashq.drivers.redis.keys import history_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.history.base import (
@@ -35,12 +32,13 @@ from kashq.history.base import (
 )
 from kashq.history.memory import first_kept
 
-T = TypeVar("T")
 _OTHER_FIELD = json.dumps([OTHER, OTHER])
 
 
-class RedisHistoryStore(RedisClientUser):
+class RedisHistoryStore(ScriptedStore):
     """The metrics history in Redis under ``prefix`` (a URL or a redis-py client)."""
+
+    error = HistoryStoreError
 
     def __init__(
         self,
@@ -51,7 +49,7 @@ class RedisHistoryStore(RedisClientUser):
         keep_s: float = 86_400.0,
         series_max: int = SERIES_MAX,
     ) -> None:
-        RedisClientUser.__init__(self, client)
+        ScriptedStore.__init__(self, client)
         self.prefix = prefix
         self._clock = clock
         self._keep_s = keep_s
@@ -105,14 +103,6 @@ class RedisHistoryStore(RedisClientUser):
                 queue, job_type = json.loads(field)
                 found.append(MinuteFigures.of(minute, queue, job_type, json.loads(numbers)))
         return found
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
-        except redis.RedisError as exc:
-            raise failure(
-                exc, self.address, what=f"{what} failed on Redis", kind=HistoryStoreError
-            ) from exc
 
 
 def _raise_first(replies: list[Any]) -> list[Any]:

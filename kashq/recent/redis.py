@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
-
-import redis
+from collections.abc import Sequence
+from typing import Any, cast
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import RedisClientUser, failure
+from kashq.drivers.redis.client import ScriptedStore
 from kashq.drivers.redis.keys import RecentKeys, recent_keys, recent_queues_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.recent.base import (
@@ -43,17 +40,18 @@ from kashq.recent.base import (
     encode_cursor,
 )
 
-T = TypeVar("T")
 _CHUNK = 1000  # records per script call
 _SLACK_MS = 60_000  # keys outlive keep_s by this much: clocks of hosts differ a little
 
 
-class RedisRecentStore(RedisClientUser, Bounds):
+class RedisRecentStore(ScriptedStore, Bounds):
     """Recently ended jobs in Redis under ``prefix``, aged on ``clock`` (the driver's).
 
     ``client`` is a URL (see :func:`~kashq.drivers.redis.client.connect`) or a
     redis-py client (``redis.Redis`` or ``RedisCluster``).
     """
+
+    error = RecentStoreError
 
     def __init__(
         self,
@@ -65,7 +63,7 @@ class RedisRecentStore(RedisClientUser, Bounds):
         keep_max: int = 10_000,
     ) -> None:
         Bounds.__init__(self, clock, keep_s, keep_max)
-        RedisClientUser.__init__(self, client)
+        ScriptedStore.__init__(self, client)
         self.prefix = prefix
         self._lua = LuaScripts("kashq.recent", ("add", "page", "queues"))
 
@@ -166,14 +164,6 @@ class RedisRecentStore(RedisClientUser, Bounds):
             if isinstance(reply, Exception):
                 raise reply
         return cast(list[Any], replies)
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
-        except redis.RedisError as exc:
-            raise failure(
-                exc, self.address, what=f"{what} failed on Redis", kind=RecentStoreError
-            ) from exc
 
 
 def _blob(jobs: Sequence[RecentJob]) -> str:

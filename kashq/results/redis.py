@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import redis
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import RedisClientUser, failure, longest_block_s
+from kashq.drivers.redis.client import ScriptedStore, longest_block_s
 from kashq.drivers.redis.keys import result_done_key, result_key
 from kashq.drivers.redis.lua import LuaScripts
 from kashq.results.base import Outcome, Progress, ResultStoreError, StoredResult
 
-T = TypeVar("T")
 _PROGRESS_CHUNK = 1000  # script calls per pipeline
 # A wait that lost Redis tries again after these pauses (doubling), until its deadline.
 _FIRST_PAUSE_S = 0.05
@@ -45,12 +44,14 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class RedisResultStore(RedisClientUser):
+class RedisResultStore(ScriptedStore):
     """Job results in Redis under ``prefix``; ``clock`` dates the records (``expires_at``).
 
     ``client`` is a URL (see :func:`~kashq.drivers.redis.client.connect`) or a
     redis-py client (``redis.Redis`` or ``RedisCluster``).
     """
+
+    error = ResultStoreError
 
     def __init__(
         self, client: Any | str, *, prefix: str = "kashq", clock: Clock = SYSTEM_CLOCK
@@ -142,15 +143,6 @@ class RedisResultStore(RedisClientUser):
         for reply in pipe.execute(raise_on_error=False):
             if isinstance(reply, Exception):
                 raise reply
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
-        except redis.RedisError as exc:
-            raise self._failure(what, exc) from exc
-
-    def _failure(self, what: str, exc: redis.RedisError) -> Exception:
-        return failure(exc, self.address, what=f"{what} failed on Redis", kind=ResultStoreError)
 
 
 def _outcome_fields(result: StoredResult, expires_at: float) -> list[str]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -14,8 +14,14 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from kashq.drivers.redis import retry
 from kashq.exceptions import ConfigError, DriverError, KashqError
 from kashq.redact import hide_password, hide_secrets_in
+
+if TYPE_CHECKING:
+    from kashq.drivers.redis.lua import LuaScripts
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5.0
 # A server that stops answering (hung, paused, cut off mid-connection) fails a command
@@ -192,3 +198,21 @@ class RedisClientUser:
         """Close the client if this object made it from a URL (a borrowed one stays open)."""
         if self._owned:
             self.client.close()
+
+
+class ScriptedStore(RedisClientUser):
+    """A store on Redis whose steps are Lua scripts (results, recent jobs, batches, history):
+    each step runs under the driver's retry policy, reloading the store's scripts if the
+    server lost them, and a Redis error leaves as one line of ``error`` naming the server."""
+
+    error: type[DriverError] = DriverError
+    _lua: LuaScripts
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
+        except redis.RedisError as exc:
+            raise self._failure(what, exc) from exc
+
+    def _failure(self, what: str, exc: redis.RedisError) -> KashqError:
+        return failure(exc, self.address, what=f"{what} failed on Redis", kind=self.error)

@@ -21,13 +21,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import redis
-
-from kashq.drivers.redis import retry
-from kashq.drivers.redis.client import RedisClientUser, failure, is_cluster
+from kashq.drivers.redis.client import ScriptedStore, is_cluster
 from kashq.drivers.redis.connection import ThreadConnections
 from kashq.drivers.redis.keys import BatchKeys, batch_keys, batches_key, open_batches_key
 from kashq.drivers.redis.lua import LuaScripts
@@ -39,15 +36,16 @@ from kashq.workflows.batches.base import (
     MemberState,
 )
 
-T = TypeVar("T")
 KEEP_S = 7 * 86_400.0
 """How long a finished batch stays in Redis by default: a week."""
 _CHUNK = 1000  # job ids per command
 _INTS = ("total", "done", "failed", "cancelled", "due", "pushed")
 
 
-class RedisBatchStore(RedisClientUser):
+class RedisBatchStore(ScriptedStore):
     """Batches in Redis under ``prefix`` (see the module docstring)."""
+
+    error = BatchStoreError
 
     def __init__(self, client: Any | str, *, prefix: str = "kashq", keep_s: float = KEEP_S) -> None:
         super().__init__(client)
@@ -217,14 +215,6 @@ class RedisBatchStore(RedisClientUser):
         if self._connections is not None:
             self._connections.close()
         super().close()
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return retry.call(fn, reload_scripts=lambda: self._lua.load(self.client))
-        except redis.RedisError as exc:
-            raise failure(
-                exc, self.address, what=f"{what} failed on Redis", kind=BatchStoreError
-            ) from exc
 
 
 def _fields(record: BatchRecord) -> dict[str, Any]:
