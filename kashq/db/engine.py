@@ -333,6 +333,25 @@ class Database:
             self.engine.dispose()
 
 
+def listening_connection(engine: Engine, channel: str) -> Any:
+    """A psycopg connection of its own, autocommit, that has run ``LISTEN "channel"``.
+
+    Made from the engine's URL outside its pool (a listener holds it for as long as it
+    listens). ``channel`` must be a table prefix and a fixed name: it is spliced in.
+    """
+    dialect = engine.dialect
+    cargs, cparams = dialect.create_connect_args(engine.url)
+    cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    conn = dialect.connect(*cargs, **cparams)
+    try:
+        conn.autocommit = True
+        conn.execute(f'LISTEN "{channel}"')
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def delete_in_chunks(
     db: Database, table: Table, where: ColumnElement[bool], *, chunk_size: int, what: str
 ) -> int:

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from kashq.clock import SYSTEM_CLOCK, Clock
-from kashq.db.engine import CONNECT_TIMEOUT_S, Database
+from kashq.db.engine import Database, listening_connection
 from kashq.db.schema import MYSQL
 from kashq.results.base import Outcome, Progress, ResultStoreError, StoredResult
 
@@ -235,18 +235,6 @@ def _listener(engine: Engine, channel: str, job_id: str) -> Iterator[Pause]:
     dbapi_error = cast(type[Exception], dialect.loaded_dbapi.Error)
     held: list[Any] = []
 
-    def connect() -> Any:
-        cargs, cparams = dialect.create_connect_args(engine.url)
-        cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
-        conn = dialect.connect(*cargs, **cparams)
-        try:
-            conn.autocommit = True
-            conn.execute(f'LISTEN "{channel}"')  # a checked table prefix: safe to splice
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
     def drop() -> None:
         while held:
             with suppress(dbapi_error, OSError):  # already broken: nothing more to release
@@ -256,7 +244,7 @@ def _listener(engine: Engine, channel: str, job_id: str) -> Iterator[Pause]:
         slice_end = time.monotonic() + min(left_s, LISTEN_SLICE_S)
         try:
             if not held:
-                held.append(connect())
+                held.append(listening_connection(engine, channel))
             for note in held[0].notifies(timeout=max(slice_end - time.monotonic(), 0)):
                 if note.payload == job_id:
                     return
@@ -268,7 +256,7 @@ def _listener(engine: Engine, channel: str, job_id: str) -> Iterator[Pause]:
         # Listening before the first read, so no notification is missed; if this
         # fails, the pauses connect (or wait out their slices).
         with suppress(dbapi_error, OSError):
-            held.append(connect())
+            held.append(listening_connection(engine, channel))
         yield pause
     finally:
         drop()

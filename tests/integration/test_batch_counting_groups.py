@@ -1,5 +1,5 @@
-"""A worker whose driver acknowledges one job per reserve (a database) holds its completed
-batch jobs and counts them as a group: one count per group, then one ack of them all."""
+"""A database worker counts its completed batch jobs a reserve at a time: one count of the
+jobs of its last prefetched group, then their acks ride with the next claim."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from kashq.drivers.base import QueueSizes
 from kashq.drivers.database import DatabaseDriver
 from kashq.failed.memory import MemoryFailedJobStore
 from kashq.worker import Worker, WorkerOptions
-from kashq.worker import batches as counting
 from kashq.workflows.batches import store_for
 from kashq.workflows.batches.database import DatabaseBatchStore
 from tests.support.batches import RAN, Callback, Row, count_calls, dispatch
@@ -60,14 +59,15 @@ def test_ack_many_acknowledges_the_jobs_still_held_under_their_tokens(driver):
 @pytest.mark.parametrize("tags", [(), ("import",)], ids=["plain", "tagged"])
 def test_a_worker_counts_a_batch_a_group_at_a_time(driver, monkeypatch, tags):
     groups = count_calls(monkeypatch, DatabaseBatchStore)
-    monkeypatch.setattr(counting, "HOLD_S", 600.0)  # groups end by size (or at the end)
     rows = [Row(n=n).with_tags(*tags) for n in range(120)]
     pending = kashq.batch(rows).then(Callback(kind="then")).finally_(Callback(kind="finally"))
     record = dispatch(driver, pending)
     options = WorkerOptions(stop_when_empty=True, sleep_s=0.05)
     Worker(driver, MemoryFailedJobStore(), options).run(1)
     assert sorted(RAN) == ["finally", *["row"] * 120, "then"]
-    assert groups == [50, 50, 20]
+    assert sum(groups) == 120
+    assert max(groups) == WorkerOptions().prefetch, "a prefetched group is counted at once"
+    assert len(groups) < 120 / 4
     assert sizes(driver) == QueueSizes()
     counted = store_for(driver).get(record.id)
     assert counted is not None and (counted.done, counted.pending) == (120, 0)

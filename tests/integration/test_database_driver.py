@@ -303,15 +303,15 @@ def test_a_repeated_reserve_with_the_same_token_returns_the_same_job(kind, tmp_p
             def take() -> object:
                 return driver._db.run(
                     lambda conn: driver._take(
-                        conn, queues=["default"], lease_s=30, ack=None, token="t-1", calls=calls
+                        conn, queues=["default"], lease_s=30, acks=(), token="t-1", limit=1,
+                        calls=calls,
                     ),
                     what="reserve",
-                    atomic=driver._mysql,
-                )
+                )  # fmt: skip
 
             first, again = take(), take()
-            assert first is not None and again is not None
-            assert first.id == again.id  # type: ignore[attr-defined]
+            assert first and again
+            assert first[0].id == again[0].id  # type: ignore[index]
             assert driver.sizes(["default"])["default"].ready == 1
         finally:
             driver.close()

@@ -9,11 +9,9 @@ One row per job (see :mod:`kashq.db.schema`). ``available_at`` is when a
 waiting job may run or when a reserved job's lease ends, so a job whose worker
 vanished is simply eligible again once its lease lapses; ``token`` names the
 current holder, and ack/release/extend only act for that holder (``remove``
-deletes a job only while it has none, under the row's lock). Reserving
-is one statement on PostgreSQL and SQLite (``UPDATE ... RETURNING``) and a
-``SELECT ... FOR UPDATE SKIP LOCKED`` plus ``UPDATE`` on MySQL; a finished job
-passed as ``ack=`` is deleted in that same statement (PostgreSQL) or
-transaction. There is no wake-up signal, so a waiting ``reserve`` polls every
+deletes a job only while it has none, under the row's lock). A reserve claims
+up to N jobs and acknowledges the finished ones in one transaction, one
+statement on PostgreSQL (:mod:`.claims`); a waiting ``reserve`` polls every
 ``poll_interval_s``. Times are the clock's (the worker host's), so the hosts
 of one queue need synchronised clocks (NTP), as with Laravel's database queue.
 
@@ -50,7 +48,6 @@ from sqlalchemy.exc import IntegrityError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
-from kashq.db.schema import MYSQL
 from kashq.drivers.base import (
     ONCE_KEEP_S,
     Cleared,
@@ -63,17 +60,18 @@ from kashq.drivers.base import (
     check_control_name,
     is_job_id,
 )
+from kashq.drivers.database.claims import claims
 from kashq.drivers.database.listing import listings
+from kashq.drivers.database.rows import DELETE_CHUNK, job_row, replace, tag_row, tags
 from kashq.drivers.database.statements import (
-    Statements,
     control_upsert,
     like_prefix,
     statements,
 )
+from kashq.drivers.database.wakeup import CHANNEL, NOTIFY, wakeups
 from kashq.envelope import Envelope, unique_claim
 from kashq.exceptions import DriverError
 
-_DELETE_CHUNK = 500
 _ONCE_SWEEP_S = 60.0  # how often push_once deletes the ids it has forgotten
 _TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
 
@@ -99,9 +97,12 @@ class DatabaseDriver:
         self._db = Database(engine_or_url, error=DriverError, table_prefix=table_prefix)
         self._clock = clock
         self._poll_interval_s = poll_interval_s
-        self._mysql = self._db.dialect in MYSQL
-        self._sql = statements(self._db.tables)
+        self._sql = statements(self._db.tables, self._db.dialect)
         self._listings = listings(self._db.tables, self._db.dialect)
+        self._claims = claims(self._db.tables, self._db.dialect)
+        channel = self._db.tables.prefix + CHANNEL
+        self._wakeups = wakeups(self.engine, channel, poll_interval_s)
+        self._notify_params = {"p_channel": channel}
         self._control_upsert = control_upsert(self._db.dialect, self._db.tables.control)
         self._once_swept_at = 0.0
 
@@ -120,21 +121,33 @@ class DatabaseDriver:
     def push_many(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        rows = [_row(env) for env in envelopes]
-        tag_rows = [_tag_row(env, tag) for env in envelopes if env.tags for tag in _tags(env)]
+        rows = [job_row(env) for env in envelopes]
+        tag_rows = [tag_row(env, tag) for env in envelopes if env.tags for tag in tags(env)]
+
+        # PostgreSQL: one job without tags is inserted and notified in one statement.
+        alone = self._sql.insert_notify if len(rows) == 1 and not tag_rows else None
 
         def insert_all(conn: Connection) -> None:
             try:
+                if alone is not None:
+                    conn.execute(alone, {**rows[0], **self._notify_params})
+                    return
                 conn.execute(self._sql.insert, rows)
             except IntegrityError:
                 raise _Duplicate() from None
             if tag_rows:
                 conn.execute(self._sql.tag, tag_rows)
+            self._notify(conn, envelopes)
+
+        def replace_all(conn: Connection) -> None:
+            replace(conn, self._sql, envelopes)
+            self._notify(conn, envelopes)
 
         try:
-            self._db.run(insert_all, what="push", atomic=len(rows) > 1 or bool(tag_rows))
+            atomic = alone is None and len(rows) + len(tag_rows) > 1
+            self._db.run(insert_all, what="push", atomic=atomic)
         except _Duplicate:
-            self._db.run(lambda conn: _replace(conn, self._sql, envelopes), what="push")
+            self._db.run(replace_all, what="push")
 
     def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
         now = self._clock.time()
@@ -145,7 +158,8 @@ class DatabaseDriver:
                 conn.execute(self._sql.once_insert, {"id": envelope.id, "expires_at": now + keep_s})
             except IntegrityError:
                 raise _Duplicate() from None  # remembered: nothing to store
-            _replace(conn, self._sql, (envelope,))
+            replace(conn, self._sql, (envelope,))
+            self._notify(conn, (envelope,))
             return True
 
         try:
@@ -167,26 +181,65 @@ class DatabaseDriver:
         wait_s: float = 0.0,
         ack: Reservation | None = None,
     ) -> Reservation | None:
+        acks = () if ack is None else (ack,)
+        found = self.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks)
+        return found[0] if found else None
+
+    def reserve_batch(
+        self,
+        queues: Sequence[str],
+        *,
+        lease_s: float,
+        wait_s: float = 0.0,
+        acks: Sequence[Reservation] = (),
+        limit: int = 1,
+    ) -> list[Reservation]:
+        """Up to ``limit`` jobs of the first of ``queues`` that has any, ``acks`` acknowledged
+        in the same transaction (one statement on PostgreSQL): see :mod:`.claims`."""
         deadline = time.monotonic() + wait_s
-        # One statement on PostgreSQL; SQLite and MySQL need a transaction
-        # for the ack to go with the claim (and MySQL for any claim).
-        atomic = self._mysql or (ack is not None and self._db.dialect == "sqlite")
+        # One statement on PostgreSQL; the others need a transaction.
+        atomic = self._db.dialect != "postgresql"
         # One token for the whole call: if a statement is repeated (a dropped
         # connection retried by Database.run), the job it already took is found.
         token, calls = secrets.token_hex(16), [0]
         while True:
+            mark = self._wakeups.mark(queues)
             found = self._db.run(
                 functools.partial(
-                    self._take, queues=queues, lease_s=lease_s, ack=ack, token=token, calls=calls
+                    self._take, queues=queues, lease_s=lease_s, acks=acks, token=token,
+                    limit=limit, calls=calls,
                 ),
                 what="reserve",
                 atomic=atomic,
-            )
+            )  # fmt: skip
             remaining = deadline - time.monotonic()
-            if found is not None or remaining <= 0:
+            if found or remaining <= 0:
+                if found:
+                    self._wakeups.found()
                 return found
-            ack, atomic = None, self._mysql  # acked already: just poll
-            time.sleep(min(self._poll_interval_s, remaining))
+            acks = ()  # acknowledged already: just wait
+            if self._wakeups.exact:  # woken by changes only: wake up for the next delayed job
+                now = self._clock.time()
+                due = self._listings.next_due(self._db, queues, now)
+                remaining = remaining if due is None else min(remaining, max(due - now, 0.0))
+            self._wakeups.wait(mark, queues, remaining)
+
+    def unreserve(self, reservations: Sequence[Reservation]) -> None:
+        """Give prefetched jobs back unstarted: each keeps its place and its delivery is
+        taken back; one no longer held (its lease lapsed) is left alone."""
+        now = self._clock.time()
+
+        def give_back(conn: Connection) -> None:
+            for start in range(0, len(reservations), DELETE_CHUNK):
+                chunk = reservations[start : start + DELETE_CHUNK]
+                ids, held_by = [res.id for res in chunk], [res.token for res in chunk]
+                conn.execute(
+                    self._claims.unreserve, {"p_ids": ids, "p_tokens": held_by, "p_now": now}
+                )
+            self._notify(conn, reservations)
+
+        if reservations:
+            self._db.run(give_back, what="unreserve")
 
     def ack(self, reservation: Reservation) -> None:
         params = {"p_id": reservation.id, "p_token": reservation.token}
@@ -202,18 +255,17 @@ class DatabaseDriver:
     def ack_many(self, reservations: Sequence[Reservation]) -> None:
         """Acknowledge several finished jobs: those without tags in one statement per 500
         (each holds a token of its own: see ``Statements.ack_ids``), the others one by one."""
+        self._db.run(lambda conn: self._ack_in(conn, reservations), what="ack", atomic=False)
+
+    def _ack_in(self, conn: Connection, reservations: Sequence[Reservation]) -> None:
         plain = [res for res in reservations if _TAGGED not in res.raw]
-        for start in range(0, len(plain), _DELETE_CHUNK):
-            chunk = plain[start : start + _DELETE_CHUNK]
+        for start in range(0, len(plain), DELETE_CHUNK):
+            chunk = plain[start : start + DELETE_CHUNK]
             params = {"p_ids": [res.id for res in chunk], "p_tokens": [res.token for res in chunk]}
-            self._db.run(
-                lambda conn, p=params: conn.execute(self._sql.ack_ids, p),  # type: ignore[misc]
-                what="ack",
-                atomic=False,
-            )
+            conn.execute(self._sql.ack_ids, params)
         for res in reservations:
             if _TAGGED in res.raw:
-                self.ack(res)
+                self._ack_tagged(conn, res)
 
     def _ack_tagged(self, conn: Connection, reservation: Reservation) -> None:
         """Ack a job that has tags, and delete its tag rows if the ack removed it (SQLite,
@@ -223,10 +275,10 @@ class DatabaseDriver:
             conn.execute(self._sql.untag, {"p_id": reservation.id, "p_queue": reservation.queue})
 
     def release(self, reservation: Reservation, envelope: Envelope) -> None:
-        row = _row(envelope)
+        row = job_row(envelope)
         row["queue"] = reservation.queue
         params = {"p_id": reservation.id, "p_token": reservation.token}
-        tag_rows = [_tag_row(envelope, tag, reservation.queue) for tag in _tags(envelope)]
+        tag_rows = [tag_row(envelope, tag, reservation.queue) for tag in tags(envelope)]
         untag = {"p_id": reservation.id, "p_queue": reservation.queue}
 
         def reinsert(conn: Connection) -> None:
@@ -237,6 +289,7 @@ class DatabaseDriver:
                 conn.execute(self._sql.insert, row)
                 if tag_rows:
                     conn.execute(self._sql.tag, tag_rows)
+                self._notify(conn, (reservation,))
 
         self._db.run(reinsert, what="release")
 
@@ -381,9 +434,17 @@ class DatabaseDriver:
         return result.rowcount == 1
 
     def close(self) -> None:
+        self._wakeups.close()
         self._db.close()
 
     # -- internals ------------------------------------------------------
+    def _notify(self, conn: Connection, jobs: Sequence[Envelope | Reservation]) -> None:
+        """Wake the workers waiting for the queues of ``jobs`` when ``conn``'s transaction
+        commits (PostgreSQL; elsewhere they see the change by themselves: see :mod:`.wakeup`)."""
+        if self._sql.insert_notify is not None:
+            for queue in dict.fromkeys(job.queue for job in jobs):
+                conn.execute(NOTIFY, {**self._notify_params, "p_queue": queue})
+
     def _found(self, row: Any, job_id: str, queues: Sequence[str] | None) -> FoundJob | None:
         # MySQL compares ids ignoring case and trailing spaces: only the exact id counts.
         if row is None or row.id != job_id or (queues is not None and row.queue not in queues):
@@ -399,95 +460,27 @@ class DatabaseDriver:
         *,
         queues: Sequence[str],
         lease_s: float,
-        ack: Reservation | None,
+        acks: Sequence[Reservation],
         token: str,
+        limit: int,
         calls: list[int],
-    ) -> Reservation | None:
-        now, sql = self._clock.time(), self._sql
+    ) -> list[Reservation]:
+        now = self._clock.time()
         calls[0] += 1
         if calls[0] > 1:
-            taken = conn.execute(sql.by_token, {"p_token": token}).first()
+            taken = conn.execute(self._sql.by_token, {"p_token": token}).first()
             if taken is not None:
-                return Reservation(taken.id, taken.queue, taken.raw, taken.deliveries, token)
-        acked = {"p_acked": "", "p_acked_token": ""}
-        postgres, tagged = self._db.dialect == "postgresql", ack is not None and _TAGGED in ack.raw
-        if ack is not None:
-            acked = {"p_acked": ack.id, "p_acked_token": ack.token}
-            if tagged and not postgres:
-                self._ack_tagged(conn, ack)
-            elif not postgres:
-                conn.execute(sql.ack, {"p_id": ack.id, "p_token": ack.token})
+                return [Reservation(taken.id, taken.queue, taken.raw, taken.deliveries, token)]
+        if acks and not self._claims.postgres:  # PostgreSQL: in the first claim statement
+            self._ack_in(conn, acks)
+            acks = ()
         for queue in queues:
-            params: dict[str, Any] = {
-                "p_queue": queue,
-                "p_now": now,
-                "p_token": token,
-                "p_lease_until": now + lease_s,
-                **acked,
-            }
-            if self._mysql:
-                picked = conn.execute(sql.pick_locked, params).first()
-                if picked is None:
-                    continue
-                conn.execute(sql.claim_seq, {**params, "p_seq": picked.seq})
-                return Reservation(picked.id, queue, picked.raw, picked.deliveries + 1, token)
-            statement = sql.claim
-            if ack is not None and postgres:  # the first statement acks
-                statement, ack = sql.ack_untag_and_claim if tagged else sql.ack_and_claim, None
-            claimed = conn.execute(statement, params).first()
-            if claimed is not None:
-                return Reservation(claimed.id, queue, claimed.raw, claimed.deliveries, token)
-        if ack is not None and postgres:  # no queue given
-            conn.execute(
-                sql.ack_untag if tagged else sql.ack, {"p_id": ack.id, "p_token": ack.token}
+            claimed = self._claims.claim(
+                conn, queue, now=now, lease_s=lease_s, token=token, limit=limit, acks=acks
             )
-        return None
-
-
-def _row(envelope: Envelope) -> dict[str, Any]:
-    return {
-        "id": envelope.id,
-        "queue": envelope.queue,
-        "raw": envelope.encode(),
-        "priority": envelope.priority,
-        "available_at": envelope.available_at,
-        "token": None,
-        "deliveries": 0,
-    }
-
-
-def _tags(envelope: Envelope) -> dict[str, None]:
-    """The envelope's tags, each once (a row per tag)."""
-    return dict.fromkeys(envelope.tags)
-
-
-def _tag_row(envelope: Envelope, tag: str, queue: str | None = None) -> dict[str, Any]:
-    return {"queue": queue or envelope.queue, "tag": tag, "job_id": envelope.id}
-
-
-def _replace(conn: Connection, sql: Statements, envelopes: Sequence[Envelope]) -> None:
-    """Insert ``envelopes``, replacing waiting jobs with the same ids (the last copy wins).
-
-    A job with the same id that a worker holds (it has a token) is left alone
-    and its new copy dropped, so repeating a push is harmless. A replaced job's
-    tag rows go with it.
-    """
-    latest: dict[str, Envelope] = {}
-    for env in envelopes:
-        latest.pop(env.id, None)
-        latest[env.id] = env
-    ids = list(latest)
-    held: set[str] = set()
-    for start in range(0, len(ids), _DELETE_CHUNK):
-        chunk = ids[start : start + _DELETE_CHUNK]
-        held_now = set(conn.execute(sql.held_ids, {"p_ids": chunk}).scalars())
-        conn.execute(sql.delete_waiting_ids, {"p_ids": chunk})
-        if replaced := [job_id for job_id in chunk if job_id not in held_now]:
-            conn.execute(sql.untag_ids, {"p_ids": replaced})
-        held |= held_now
-    fresh = [env for job_id, env in latest.items() if job_id not in held]
-    if fresh:
-        conn.execute(sql.insert, [_row(env) for env in fresh])
-    tag_rows = [_tag_row(env, tag) for env in fresh if env.tags for tag in _tags(env)]
-    if tag_rows:
-        conn.execute(sql.tag, tag_rows)
+            if claimed:
+                return claimed
+            acks = ()
+        if acks:  # PostgreSQL, no queue given
+            self._ack_in(conn, acks)
+        return []

@@ -19,8 +19,9 @@ a tag         ``ix_kashq_job_tags_tag`` (queue, tag, seq) from the tag row's seq
 
 The oldest ready job is the first row of ``ix_kashq_jobs_state`` for (queue,
 token NULL) whose ``available_at`` has come: one index probe per queue. So are
-the queues' names (the next name after the last), and the capped sizes are
-three range scans of it per queue, each stopping at the cap.
+the next delayed job's time (the first whose time has not come) and the queues'
+names (the next name after the last); the capped sizes are three range scans of
+it per queue, each stopping at the cap.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class Listings:
             .order_by(*by_token, c.available_at)
             .limit(1)
         )
+        self.next_delayed = (
+            select(c.available_at)
+            .where(queue & self._states["delayed"])
+            .order_by(*by_token, c.available_at)
+            .limit(1)
+        )
         self.first_queue = select(func.min(c.queue))
         self.next_queue = select(func.min(c.queue)).where(c.queue > bindparam("p_after"))
         self.capped_sizes = _capped_sizes(t)
@@ -193,6 +200,17 @@ class Listings:
             }
 
         return db.run(probe, what="reading the oldest ready jobs", atomic=False)
+
+    def next_due(self, db: Database, queues: Sequence[str], now: float) -> float | None:
+        """When the first delayed job of ``queues`` falls due (None: none is delayed): one
+        index probe per queue, all on one connection."""
+
+        def probe(conn: Connection) -> float | None:
+            params = [{"p_queue": queue, "p_now": now} for queue in queues]
+            due = [conn.execute(self.next_delayed, p).scalar() for p in params]
+            return min((at for at in due if at is not None), default=None)
+
+        return db.run(probe, what="reading when the next delayed job falls due", atomic=False)
 
 
 def _capped_sizes(t: Tables) -> Select[Any]:

@@ -1,9 +1,7 @@
 """The database driver's SQL statements, built once per set of tables.
 
 Each statement takes its values as bind parameters named ``p_*``, so one
-compiled statement serves every call. Claims pick a row with ``FOR UPDATE SKIP
-LOCKED`` (SQLite ignores the clause: its writes are serialised), so a row that
-another transaction has locked is skipped, never waited for.
+compiled statement serves every call. The claims are built in :mod:`.claims`.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     Select,
+    String,
     Table,
     bindparam,
     case,
@@ -29,43 +28,24 @@ from kashq.db.schema import MYSQL, Tables
 from kashq.envelope import UNIQUE_KEY
 
 LIKE_ESCAPE = "/"
+JOB_COLUMNS = ("id", "queue", "raw", "priority", "available_at", "token", "deliveries")
+"""The columns of a job's row that a push writes (see :func:`.rows.job_row`)."""
 
 
 class Statements:
     """The driver's statements on one set of tables (see :func:`statements`)."""
 
-    def __init__(self, t: Tables) -> None:
+    def __init__(self, t: Tables, dialect: str) -> None:
         jobs, c, control, k = t.jobs, t.jobs.c, t.control, t.control.c
         self.insert = insert(jobs)
-        eligible = (
-            (c.queue == bindparam("p_queue"))
-            & (c.available_at <= bindparam("p_now"))
-            # The job being acked in the same statement is never handed out again.
-            & (c.id != bindparam("p_acked"))
-        )
-        pick = select(c.seq).where(eligible).order_by(c.priority.desc(), c.seq).limit(1)
-        claim_values = {
-            "token": bindparam("p_token"),
-            "deliveries": c.deliveries + 1,
-            "available_at": bindparam("p_lease_until"),
-        }
-        # PostgreSQL and SQLite: one atomic statement picks and claims the job
-        # (SQLite ignores FOR UPDATE; its writes are serialised anyway).
-        self.claim = (
-            update(jobs)
-            .where(c.seq == pick.with_for_update(skip_locked=True).scalar_subquery())
-            .values(claim_values)
-            .returning(c.id, c.raw, c.deliveries)
-        )
-        # MySQL/MariaDB have no UPDATE ... RETURNING: lock the row, then claim it.
-        self.pick_locked = (
-            select(c.seq, c.id, c.raw, c.deliveries)
-            .where(eligible)
-            .order_by(c.priority.desc(), c.seq)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        self.claim_seq = update(jobs).where(c.seq == bindparam("p_seq")).values(claim_values)
+        # PostgreSQL: insert one job and wake the workers waiting for its queue (.wakeup).
+        self.insert_notify: Select[Any] | None = None
+        if dialect == "postgresql":
+            pushed = insert(jobs).values({n: bindparam(n) for n in JOB_COLUMNS}).cte("pushed")
+            notify = func.pg_notify(
+                bindparam("p_channel", type_=String), bindparam("queue", type_=String)
+            )
+            self.insert_notify = select(notify).add_cte(pushed)
         owned = (c.id == bindparam("p_id")) & (c.token == bindparam("p_token"))
         self.ack = delete(jobs).where(owned)
         # Several jobs, each held under a token of its own (one per reserve call), so a
@@ -73,13 +53,6 @@ class Statements:
         self.ack_ids = delete(jobs).where(
             c.id.in_(bindparam("p_ids", expanding=True))
             & c.token.in_(bindparam("p_tokens", expanding=True))
-        )
-        # PostgreSQL: ack the previous job and claim the next in one statement (one
-        # round trip); a data-modifying CTE runs whether or not it is referenced.
-        self.ack_and_claim = self.claim.add_cte(
-            delete(jobs)
-            .where((c.id == bindparam("p_acked")) & (c.token == bindparam("p_acked_token")))
-            .cte("acked")
         )
         self.extend = update(jobs).where(owned).values(available_at=bindparam("p_lease_until"))
         self.sizes = _sizes_query(t)
@@ -102,18 +75,10 @@ class Statements:
         self.delete_seq = delete(jobs).where(c.seq == bindparam("p_seq"))
         # The tag index: a leaving job's rows go with it (by the index on job_id).
         g = t.job_tags.c
-        # PostgreSQL: a job with tags is acked with its tag rows in one statement, riding on
-        # a claim or not (a data-modifying CTE deletes the rows of the job the other acked).
+        # PostgreSQL: a job with tags is acked with its tag rows in one statement (a
+        # data-modifying CTE deletes the rows of the job the other acked).
         acked = self.ack.returning(c.id).cte("acked")
         self.ack_untag = delete(t.job_tags).where(g.job_id.in_(select(acked.c.id))).add_cte(acked)
-        acked_then = (
-            delete(jobs)
-            .where((c.id == bindparam("p_acked")) & (c.token == bindparam("p_acked_token")))
-            .returning(c.id)
-            .cte("acked")
-        )
-        untagged = delete(t.job_tags).where(g.job_id.in_(select(acked_then.c.id)))
-        self.ack_untag_and_claim = self.claim.add_cte(acked_then).add_cte(untagged.cte("untagged"))
         self.tag = insert(t.job_tags)
         self.untag = delete(t.job_tags).where(
             (g.job_id == bindparam("p_id")) & (g.queue == bindparam("p_queue"))
@@ -156,9 +121,9 @@ def _sizes_query(t: Tables) -> Select[Any]:
 
 
 @functools.cache
-def statements(t: Tables) -> Statements:
-    """The statements on ``t``, built once per table prefix."""
-    return Statements(t)
+def statements(t: Tables, dialect: str) -> Statements:
+    """The statements on ``t``, built once per table prefix and dialect."""
+    return Statements(t, dialect)
 
 
 def control_upsert(dialect: str, control: Table) -> Insert:

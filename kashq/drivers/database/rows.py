@@ -1,0 +1,62 @@
+"""The rows the database driver writes for a job: the job's own, and one per tag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from kashq.drivers.database.statements import Statements
+from kashq.envelope import Envelope
+
+DELETE_CHUNK = 500
+
+
+def job_row(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "id": envelope.id,
+        "queue": envelope.queue,
+        "raw": envelope.encode(),
+        "priority": envelope.priority,
+        "available_at": envelope.available_at,
+        "token": None,
+        "deliveries": 0,
+    }
+
+
+def tags(envelope: Envelope) -> dict[str, None]:
+    """The envelope's tags, each once (a row per tag)."""
+    return dict.fromkeys(envelope.tags)
+
+
+def tag_row(envelope: Envelope, tag: str, queue: str | None = None) -> dict[str, Any]:
+    return {"queue": queue or envelope.queue, "tag": tag, "job_id": envelope.id}
+
+
+def replace(conn: Connection, sql: Statements, envelopes: Sequence[Envelope]) -> None:
+    """Insert ``envelopes``, replacing waiting jobs with the same ids (the last copy wins).
+
+    A job with the same id that a worker holds (it has a token) is left alone
+    and its new copy dropped, so repeating a push is harmless. A replaced job's
+    tag rows go with it.
+    """
+    latest: dict[str, Envelope] = {}
+    for env in envelopes:
+        latest.pop(env.id, None)
+        latest[env.id] = env
+    ids = list(latest)
+    held: set[str] = set()
+    for start in range(0, len(ids), DELETE_CHUNK):
+        chunk = ids[start : start + DELETE_CHUNK]
+        held_now = set(conn.execute(sql.held_ids, {"p_ids": chunk}).scalars())
+        conn.execute(sql.delete_waiting_ids, {"p_ids": chunk})
+        if replaced := [job_id for job_id in chunk if job_id not in held_now]:
+            conn.execute(sql.untag_ids, {"p_ids": replaced})
+        held |= held_now
+    fresh = [env for job_id, env in latest.items() if job_id not in held]
+    if fresh:
+        conn.execute(sql.insert, [job_row(env) for env in fresh])
+    tag_rows = [tag_row(env, tag) for env in fresh if env.tags for tag in tags(env)]
+    if tag_rows:
+        conn.execute(sql.tag, tag_rows)
