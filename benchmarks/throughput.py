@@ -10,7 +10,8 @@ the jobs built beforehand), drain jobs/s with one worker
 The raw redis-py figure is one LPUSH + one RPOP per item, one round trip each,
 measured in the same run; every Redis figure is also printed as a ratio to it.
 Each figure is the median of 3 runs (1 with ``--quick``). With
-``KASHQ_BENCH_POSTGRES_URL`` set (a SQLAlchemy URL), PostgreSQL is measured too.
+``KASHQ_BENCH_POSTGRES_URL`` (or ``KASHQ_BENCH_MYSQL_URL``) set to a migrated database's
+SQLAlchemy URL, PostgreSQL (MariaDB) is measured too.
 """
 
 from __future__ import annotations
@@ -148,11 +149,12 @@ def main() -> None:
                 connection="database", database_url=f"sqlite:///{sqlite_file}"
             ),
         }
-        postgres = os.environ.get("KASHQ_BENCH_POSTGRES_URL")
-        if postgres:
-            connections["database (PostgreSQL)"] = kashq.load_settings(
-                connection="database", database_url=postgres
-            )
+        for name, variable in (("PostgreSQL", "POSTGRES"), ("MariaDB", "MYSQL")):
+            database_url = os.environ.get(f"KASHQ_BENCH_{variable}_URL")
+            if database_url:
+                connections[f"database ({name})"] = kashq.load_settings(
+                    connection="database", database_url=database_url
+                )
         results = bench_all(connections, size)
 
     title = f"kashq, {n:,} no-op jobs, one worker thread, median of {runs} run(s)"

@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         "sqlite:///kashq.sqlite",
         description="SQLAlchemy URL of the `database` connection's jobs and of `failed_jobs`",
     )
+    after_commit: bool = Field(
+        False,
+        description=(
+            "dispatches given a Session with `using=` are pushed once it commits (dropped if "
+            "it rolls back) instead of being written in its transaction"
+        ),
+    )
+    relay_outbox: bool = Field(
+        True,
+        description=(
+            "`queue:work` on a Redis connection also relays the outbox: the jobs dispatched "
+            "in transactions (`using=`)"
+        ),
+    )
     table_prefix: str = Field(
         "", description="prefix of every kashq table name, e.g. `app_` gives `app_failed_jobs`"
     )

@@ -55,6 +55,7 @@ class DispatchOptions:
     available_at: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     job_id: str | None = None
+    after_commit: bool | None = None
 
 
 def delay_seconds(delay: Delay, name: str = "delay") -> float:
@@ -155,6 +156,22 @@ class Dispatchable:
             raise ValueError(f"a job id must be a UUID, got {job_id!r}") from None
         return self
 
+    def after_commit(self) -> Self:
+        """Dispatched with ``using=session``: push the job once the session's transaction
+        commits (nothing if it rolls back), instead of writing it in the transaction."""
+        self._opts().after_commit = True
+        return self
+
+    def before_commit(self) -> Self:
+        """Dispatched with ``using=...``: write the job in the transaction, whatever
+        ``KASHQ_AFTER_COMMIT`` says."""
+        self._opts().after_commit = False
+        return self
+
+    def sent_after_commit(self) -> bool | None:
+        """Whether a dispatch with ``using=`` waits for the commit (None: the setting says)."""
+        return self._opts().after_commit
+
     def delay(self, delay: Delay) -> Self:
         """Make the job available only after ``delay`` (seconds or timedelta)."""
         self._opts().delay_s = delay_seconds(delay)
@@ -162,25 +179,30 @@ class Dispatchable:
         return self
 
     # -- dispatching ----------------------------------------------------
-    def dispatch(self) -> JobHandle | None:
+    def dispatch(self, *, using: object = None) -> JobHandle | None:
         """Queue the job; returns its id as a :class:`~kashq.JobHandle` (None: a unique
-        job already queued, nothing pushed)."""
+        job already queued, nothing pushed).
+
+        ``using``: the caller's open transaction (an SQLAlchemy Session or Connection,
+        or a psycopg, sqlite3 or PyMySQL connection) to write the job in: it exists
+        once that commits, never if it rolls back (see :mod:`kashq.transactions`).
+        """
         from kashq.dispatcher import get_dispatcher
 
-        job_id = get_dispatcher().dispatch(self)
+        job_id = get_dispatcher().dispatch(self, using=using)
         if job_id is None or isinstance(job_id, JobHandle):
             return job_id
         return JobHandle(job_id, connection=self.target_connection(), dispatched=True)
 
-    def dispatch_after(self, delay: Delay) -> JobHandle | None:
+    def dispatch_after(self, delay: Delay, *, using: object = None) -> JobHandle | None:
         """Queue the job to run after ``delay`` (seconds or timedelta)."""
-        return self.delay(delay).dispatch()
+        return self.delay(delay).dispatch(using=using)
 
-    def dispatch_at(self, when: datetime) -> JobHandle | None:
+    def dispatch_at(self, when: datetime, *, using: object = None) -> JobHandle | None:
         """Queue the job to run at ``when`` (a naive datetime is local time)."""
         self._opts().available_at = when.timestamp()
         self._opts().delay_s = None
-        return self.dispatch()
+        return self.dispatch(using=using)
 
     # -- envelope -------------------------------------------------------
     @property

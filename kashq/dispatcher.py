@@ -19,13 +19,14 @@ from kashq import dispatch_counts
 from kashq.clock import Clock
 from kashq.drivers.base import Driver
 from kashq.envelope import Envelope
-from kashq.exceptions import JobDefinitionError
+from kashq.exceptions import ConfigError, JobDefinitionError
 from kashq.job import Delay, Dispatchable, Job, NamedJob
 from kashq.locks.base import LockBackend
 from kashq.locks.unique import Claim, UniqueLock
 
 if TYPE_CHECKING:
     from kashq.events.recorder import EventRecorder
+    from kashq.transactions import Transaction
     from kashq.workflows.batch import PendingBatch
     from kashq.workflows.batches import BatchRecord, BatchStore
     from kashq.workflows.chain import PendingChain
@@ -34,13 +35,19 @@ if TYPE_CHECKING:
 class Dispatcher(Protocol):
     """Anything that can take jobs: the queue manager, or a test fake."""
 
-    def dispatch(self, job: Dispatchable) -> str | None: ...
+    def dispatch(self, job: Dispatchable, *, using: object = None) -> str | None: ...
 
-    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> Sequence[str | None]: ...
+    def dispatch_many(
+        self, jobs: Iterable[Dispatchable], *, using: object = None
+    ) -> Sequence[str | None]: ...
 
     def dispatch_chain(self, chain: PendingChain) -> Any: ...
 
     def dispatch_batch(self, batch: PendingBatch) -> Any: ...
+
+
+Outboxing = Callable[[str | None, "Transaction", Sequence[Envelope]], None]
+"""Writes jobs of a connection to the outbox, in the caller's transaction."""
 
 
 class QueueDispatcher:
@@ -50,7 +57,9 @@ class QueueDispatcher:
     lock backend and event recorder (None: events are off) by connection name
     (None: the default connection); ``default_queue`` is where a job naming no
     queue goes; ``clock`` stamps envelopes. ``handle`` makes what ``dispatch``
-    returns from the pushed envelope (default: its id).
+    returns from the pushed envelope (default: its id). ``outbox`` writes the jobs
+    dispatched in a caller's transaction for a connection other than the database;
+    ``after_commit`` is ``KASHQ_AFTER_COMMIT`` (see :meth:`_push_in`).
     """
 
     def __init__(
@@ -63,8 +72,12 @@ class QueueDispatcher:
         clock: Clock,
         handle: Callable[[Envelope, str | None], str] | None = None,
         batches: Callable[[str | None], BatchStore] | None = None,
+        outbox: Outboxing | None = None,
+        after_commit: bool = False,
     ) -> None:
         self._handle = handle
+        self._outbox = outbox
+        self._after_commit = after_commit
         self._batches = batches
         self._connection = connection
         self._locks = locks
@@ -76,8 +89,11 @@ class QueueDispatcher:
         """The envelope ``job`` would be pushed as."""
         return job.to_envelope(default_queue=self._default_queue, now=self._clock.time())
 
-    def dispatch(self, job: Dispatchable) -> str | None:
-        """Push one job; returns its id, or None for a unique job already queued."""
+    def dispatch(self, job: Dispatchable, *, using: object = None) -> str | None:
+        """Push one job; returns its id, or None for a unique job already queued.
+
+        ``using``: the caller's open transaction to write the job in (see
+        :meth:`_push_in`)."""
         envelope = self.envelope_for(job)
         name = job.target_connection()
         claim = None
@@ -85,15 +101,22 @@ class QueueDispatcher:
             claim = self._claim_unique(job, job.unique_for, name, envelope)
             if claim is None:
                 return None
+        claims = [] if claim is None else [claim]
         try:
-            self._connection(name).push(envelope)
+            if using is None:
+                self._connection(name).push(envelope)
+            else:
+                self._push_in(using, name, [envelope], claims, job.sent_after_commit())
         except BaseException:
-            UniqueLock.unclaim([claim] if claim is not None else [])
+            UniqueLock.unclaim(claims)
             raise
-        self._record_dispatched(name, [envelope])
+        if using is None:
+            self._record_dispatched(name, [envelope])
         return envelope.id if self._handle is None else self._handle(envelope, name)
 
-    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
+    def dispatch_many(
+        self, jobs: Iterable[Dispatchable], *, using: object = None
+    ) -> list[str | None]:
         """Push many jobs, one ``push_many`` per connection; returns their ids in order.
 
         A unique job whose equal is already queued (or earlier in ``jobs``) is
@@ -102,6 +125,7 @@ class QueueDispatcher:
         by_connection: dict[str | None, list[Envelope]] = {}
         claimed: dict[str | None, list[Claim]] = {}
         ids: list[str | None] = []
+        after_commit: dict[str | None, bool | None] = {}
         try:
             for job in jobs:
                 envelope = self.envelope_for(job)
@@ -113,11 +137,15 @@ class QueueDispatcher:
                         continue
                     claimed.setdefault(name, []).append(claim)
                 by_connection.setdefault(name, []).append(envelope)
+                after_commit[name] = after_commit.get(name) or job.sent_after_commit()
                 ids.append(envelope.id)
             for name, envelopes in list(by_connection.items()):
-                self._connection(name).push_many(envelopes)
+                if using is None:
+                    self._connection(name).push_many(envelopes)
+                    self._record_dispatched(name, envelopes)
+                else:
+                    self._push_in(using, name, envelopes, claimed.get(name, []), after_commit[name])
                 claimed.pop(name, None)  # pushed: the worker frees these
-                self._record_dispatched(name, envelopes)
         except BaseException:
             UniqueLock.unclaim(claim for claims in claimed.values() for claim in claims)
             raise
@@ -172,6 +200,49 @@ class QueueDispatcher:
             envelope.metadata.update(claim.metadata)
         return claim
 
+    def _push_in(
+        self,
+        using: object,
+        name: str | None,
+        envelopes: Sequence[Envelope],
+        claims: Sequence[Claim],
+        after_commit: bool | None,
+    ) -> None:
+        """Write ``envelopes`` in the caller's transaction ``using`` (:mod:`kashq.transactions`).
+
+        The database connection writes the jobs' rows there; the others write them to
+        the outbox (:mod:`kashq.outbox`), for the relay. With ``after_commit`` (the
+        job's, else ``KASHQ_AFTER_COMMIT``) they are pushed once it commits instead
+        (a Session only), and dropped if it rolls back. On a Session, the jobs are
+        counted as dispatched at the commit, and their unique claims freed at a rollback.
+        """
+        from kashq.drivers.base import TransactionalPush
+        from kashq.transactions import Transaction
+
+        transaction = Transaction(using)
+        driver = self._connection(name)
+        if self._after_commit if after_commit is None else after_commit:
+
+            def push() -> None:
+                driver.push_many(envelopes)
+                self._record_dispatched(name, envelopes)
+
+            transaction.on_end(push, lambda: UniqueLock.unclaim(claims))
+            return
+        if isinstance(driver, TransactionalPush):
+            driver.push_in(transaction, envelopes)
+        elif self._outbox is not None and driver.storage.durable:
+            self._outbox(name, transaction, envelopes)
+        else:
+            raise ConfigError(
+                f"dispatch(using=...) writes to the database, redis or sharded connection, "
+                f"not {driver.storage.kind}; dispatch after the commit instead (after_commit)"
+            )
+        transaction.when_known(
+            committed=lambda: self._record_dispatched(name, envelopes),
+            rolled_back=lambda: UniqueLock.unclaim(claims),
+        )
+
     def _record_dispatched(self, name: str | None, envelopes: Sequence[Envelope]) -> None:
         dispatch_counts.count(envelopes)
         recorder = self._recorder(name)
@@ -210,8 +281,10 @@ def dispatch(
     tries: int | None = None,
     delay: Delay | None = None,
     metadata: dict[str, Any] | None = None,
+    using: object = None,
 ) -> str | None:
-    """Dispatch a Job, or a named job: ``dispatch("send_email", {"to": ...})``."""
+    """Dispatch a Job, or a named job: ``dispatch("send_email", {"to": ...})``; ``using``:
+    the caller's open transaction to write it in (``job.dispatch(using=...)``)."""
     if isinstance(job, str):
         job = NamedJob(job, payload)
     elif payload is not None:
@@ -229,7 +302,7 @@ def dispatch(
         job.delay(delay)
     if metadata:
         job.with_metadata(**metadata)
-    return job.dispatch()
+    return job.dispatch(using=using)
 
 
 def dispatch_after(job: Dispatchable, delay: Delay) -> str | None:
@@ -242,12 +315,14 @@ def dispatch_at(job: Dispatchable, when: datetime) -> str | None:
     return _check_dispatchable(job).dispatch_at(when)
 
 
-def dispatch_many(jobs: Iterable[Dispatchable]) -> list[str | None]:
-    """Dispatch several jobs in one round trip per connection where the driver can.
+def dispatch_many(jobs: Iterable[Dispatchable], *, using: object = None) -> list[str | None]:
+    """Dispatch several jobs in one round trip per connection where the driver can
+    (``using``: the caller's open transaction to write them in).
 
     Returns their ids in order; None for a unique job that was already queued.
     """
-    return list(get_dispatcher().dispatch_many([_check_dispatchable(job) for job in jobs]))
+    checked = [_check_dispatchable(job) for job in jobs]
+    return list(get_dispatcher().dispatch_many(checked, using=using))
 
 
 def _check_dispatchable(job: object) -> Dispatchable:

@@ -48,6 +48,8 @@ from kashq.workflows.batches import store_for as batches_for
 
 if TYPE_CHECKING:
     from kashq.history.recorder import HistoryRecorder
+    from kashq.outbox import Outbox
+    from kashq.transactions import Transaction
     from kashq.worker.worker import Worker
     from kashq.workflows.batch import Batch, PendingBatch
     from kashq.workflows.chain import PendingChain
@@ -75,6 +77,7 @@ class QueueManager:
         self._histories: dict[str, HistoryStore] = {}
         self._history_recorders: dict[str, HistoryRecorder] = {}
         self._alerts: list[AlertDispatcher] = []
+        self._outbox: Outbox | None = None
         self._lock = threading.Lock()
         self._dispatcher = QueueDispatcher(
             connection=self.connection,
@@ -84,6 +87,8 @@ class QueueManager:
             clock=clock,
             handle=self._handle,
             batches=self.batches,
+            outbox=self._put_in_outbox,
+            after_commit=self.settings.after_commit,
         )
 
     # -- connections ----------------------------------------------------
@@ -316,21 +321,39 @@ class QueueManager:
         """The envelope ``job`` would be pushed as."""
         return self._dispatcher.envelope_for(job)
 
-    def dispatch(self, job: Dispatchable) -> JobHandle | None:
+    def dispatch(self, job: Dispatchable, *, using: object = None) -> JobHandle | None:
         """Push one job; returns its id as a :class:`~kashq.JobHandle`, or None for a
-        unique job already queued."""
-        return self._dispatcher.dispatch(job)  # type: ignore[return-value]
+        unique job already queued. ``using``: the caller's open transaction to write it
+        in (``job.dispatch(using=...)``)."""
+        return self._dispatcher.dispatch(job, using=using)  # type: ignore[return-value]
 
     def _handle(self, envelope: Envelope, connection: str | None) -> JobHandle:
         return JobHandle.dispatched(envelope.id, self, connection, envelope.queue)
 
-    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str | None]:
+    def dispatch_many(
+        self, jobs: Iterable[Dispatchable], *, using: object = None
+    ) -> list[str | None]:
         """Push many jobs, one ``push_many`` per connection; returns their ids in order.
 
         A unique job whose equal is already queued (or earlier in ``jobs``) is
-        skipped: its place in the list holds None.
+        skipped: its place in the list holds None. ``using``: as :meth:`dispatch`.
         """
-        return self._dispatcher.dispatch_many(jobs)
+        return self._dispatcher.dispatch_many(jobs, using=using)
+
+    def outbox(self) -> Outbox:
+        """The outbox in the database of ``KASHQ_DATABASE_URL`` (:mod:`kashq.outbox`)."""
+        with self._lock:
+            if self._outbox is None:
+                from kashq.outbox import Outbox
+
+                s = self.settings
+                self._outbox = Outbox(s.database_url, clock=self.clock, table_prefix=s.table_prefix)
+            return self._outbox
+
+    def _put_in_outbox(
+        self, connection: str | None, transaction: Transaction, envelopes: Sequence[Envelope]
+    ) -> None:
+        self.outbox().put_in(transaction, connection or self.settings.connection, envelopes)
 
     def dispatch_batch(self, batch: PendingBatch) -> Batch:
         """Store a batch, then push its jobs; its :class:`~kashq.Batch` (:func:`kashq.batch`)."""
@@ -416,9 +439,12 @@ class QueueManager:
             histories, self._history_recorders = list(self._history_recorders.values()), {}
             history_stores, self._histories = list(self._histories.values()), {}
             alerts, self._alerts = self._alerts, []
+            outbox, self._outbox = self._outbox, None
             stores = list(self._stores.values())
         for dispatcher in alerts:
             dispatcher.close()
+        if outbox is not None:
+            outbox.close()
         for recorder in recorders:
             recorder.close()  # before its driver: the store shares the driver's client
         for result_store in results:

@@ -82,13 +82,13 @@ class QueueFake:
         self._lock = threading.Lock()
 
     # -- Dispatcher protocol ----------------------------------------------
-    def dispatch(self, job: Dispatchable) -> str:
+    def dispatch(self, job: Dispatchable, *, using: object = None) -> str:
         envelope = job.to_envelope(default_queue=self._default_queue, now=time.time())
         with self._lock:
             self.records.append(Dispatched(job, envelope))
         return envelope.id
 
-    def dispatch_many(self, jobs: Iterable[Dispatchable]) -> list[str]:
+    def dispatch_many(self, jobs: Iterable[Dispatchable], *, using: object = None) -> list[str]:
         return [self.dispatch(job) for job in jobs]
 
     def dispatch_chain(self, chain: PendingChain) -> str:

@@ -17,6 +17,7 @@ from kashq.cli import (
     listing,
     make,
     migrate,
+    outbox,
     output,
     queues,
     schedule,
@@ -64,6 +65,7 @@ listing.register(app)
 schedule.register(app)
 webhooks.register(app)
 dashboard.register(app)
+outbox.register(app)
 
 
 def main() -> None:

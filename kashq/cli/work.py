@@ -20,6 +20,7 @@ from kashq.cli.common import (
     queue_list,
     shown_url,
 )
+from kashq.cli.outbox import start_relay
 from kashq.config import Settings
 from kashq.drivers.base import Driver
 from kashq.exceptions import DriverError
@@ -189,9 +190,12 @@ def work_command(
     supervisor = Supervisor(spec, options, driver, lines, metrics, companions=companions)
     if scheduler is not None:
         scheduler.start()  # after the supervisor's set-up: a failure above leaves no child
+    relay = start_relay(manager)
     try:
         code = supervisor.run()
     finally:
+        if relay is not None:
+            relay.stop()
         if scheduler is not None:
             scheduler.stop()
         if metrics is not None:

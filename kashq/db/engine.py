@@ -327,6 +327,23 @@ class Database:
                 raise self.error("checking the schema", exc) from exc
             self._ready = True
 
+    def ensure_schema_beside(self) -> None:
+        """:meth:`ensure_schema` before a write inside the caller's open transaction.
+
+        On SQLite that transaction holds the database's only write lock, so tables
+        still to be created are a one-line error at once, not a wait for that lock.
+        """
+        if not self._ready and self.dialect == "sqlite":
+            from kashq.db import migrate
+
+            if migrate.current_revision(self.engine) != migrate.head_revision():
+                raise self._error(
+                    f"kashq's tables are not in {self.url} yet: run `kashq migrate` (or use "
+                    "kashq once outside a transaction) before dispatching inside one, whose "
+                    "write lock the migration would wait for"
+                )
+        self.ensure_schema()
+
     def close(self) -> None:
         """Dispose of the engine's connections if this object created the engine."""
         if self._owned:

@@ -36,6 +36,10 @@ while pending); see :mod:`kashq.workflows.batches`.
 ``job_history`` is the metrics history: a row per span (a minute, or the quarter
 of an hour from ``minute``: Unix seconds // 60), queue and job type, added to
 by the workers; see :mod:`kashq.history`.
+
+``kashq_outbox`` holds the jobs dispatched inside an application's transaction
+for a connection other than the database (``dispatch(using=...)``), in order,
+until the relay has pushed them; see :mod:`kashq.outbox`.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class Tables:
     job_batches: Table
     batch_jobs: Table
     job_history: Table
+    outbox: Table
 
     @property
     def version_table(self) -> str:
@@ -180,6 +185,7 @@ def tables(prefix: str) -> Tables:
         job_batches=_job_batches(metadata, name),
         batch_jobs=_batch_jobs(metadata, name),
         job_history=_job_history(metadata, name),
+        outbox=_outbox(metadata, name),
     )
 
 
@@ -438,6 +444,18 @@ def _job_history(metadata: MetaData, name: Name) -> Table:
         Column("waits", Integer, nullable=False, server_default=zero),
         Column("wait_ms", Double, nullable=False, server_default=zero),
         Column("wait_max_ms", Double, nullable=False, server_default=zero),
+    )
+
+
+def _outbox(metadata: MetaData, name: Name) -> Table:
+    """Jobs dispatched in an application's transaction, waiting for the relay, by ``seq``."""
+    return Table(
+        name("kashq_outbox"),
+        metadata,
+        Column("seq", SEQ_TYPE, primary_key=True, autoincrement=True),
+        Column("connection", String(100), nullable=False),
+        Column("raw", LONG_TEXT, nullable=False),
+        Column("created_at", Double, nullable=False),
     )
 
 

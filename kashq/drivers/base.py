@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.envelope import Envelope
+
+if TYPE_CHECKING:
+    from kashq.transactions import Transaction
 
 CONTROL_NAME_MAX = 191
 """Longest control record name: a MySQL/MariaDB key of 191 utf8mb4 characters fits 767 bytes."""
@@ -416,6 +419,15 @@ class CountingReserve(Protocol):
         """:meth:`BatchReserving.reserve_batch`; with ``counts`` (only where
         :meth:`counts_ride` said so), their jobs are counted first, in the same step,
         and ``counts.replies`` set."""
+        ...
+
+
+@runtime_checkable
+class TransactionalPush(Protocol):
+    """A driver that can write jobs in the caller's own transaction (the database)."""
+
+    def push_in(self, transaction: Transaction, envelopes: Sequence[Envelope]) -> None:
+        """Write ``envelopes`` in ``transaction``: seen by workers once it commits."""
         ...
 
 

@@ -39,8 +39,9 @@ KASHQ_TABLES = {
     "kashq_batch_jobs",
     "job_recent",
     "job_history",
+    "kashq_outbox",
 }
-HEAD = "0011"
+HEAD = "0012"
 
 
 def schema_diffs(url: str, prefix: str = "") -> list[object]:

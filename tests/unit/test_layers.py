@@ -48,6 +48,8 @@ DATABASE_MODULES = (
     "kashq.recent.database",
     "kashq.history.database",
     "kashq.workflows.batches.database",
+    "kashq.transactions",
+    "kashq.outbox",
 )
 REDIS_MODULES = (
     "kashq.drivers.redis",

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.db.engine import Database
@@ -62,7 +62,7 @@ from kashq.drivers.base import (
 )
 from kashq.drivers.database.claims import claims
 from kashq.drivers.database.listing import listings
-from kashq.drivers.database.rows import DELETE_CHUNK, job_row, replace, tag_row, tags
+from kashq.drivers.database.rows import DELETE_CHUNK, insert_in, job_row, replace, tag_row, tags
 from kashq.drivers.database.statements import (
     control_upsert,
     like_prefix,
@@ -71,6 +71,7 @@ from kashq.drivers.database.statements import (
 from kashq.drivers.database.wakeup import CHANNEL, NOTIFY, wakeups
 from kashq.envelope import Envelope, unique_claim
 from kashq.exceptions import DriverError
+from kashq.transactions import Transaction
 
 _ONCE_SWEEP_S = 60.0  # how often push_once deletes the ids it has forgotten
 _TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
@@ -148,6 +149,18 @@ class DatabaseDriver:
             self._db.run(insert_all, what="push", atomic=atomic)
         except _Duplicate:
             self._db.run(replace_all, what="push")
+
+    def push_in(self, transaction: Transaction, envelopes: Sequence[Envelope]) -> None:
+        """Write ``envelopes`` in the caller's open ``transaction`` (``dispatch(using=...)``):
+        workers see them once it commits (woken then on PostgreSQL), never if it rolls back."""
+        dialect = self.engine.dialect
+        transaction.check(dialect, f"the database connection ({self._db.url})")
+        self._db.ensure_schema_beside()
+        notify = self._notify_params if self._sql.insert_notify is not None else None
+        try:
+            insert_in(transaction, dialect, self._sql, envelopes, notify)
+        except (SQLAlchemyError, dialect.loaded_dbapi.Error) as exc:
+            raise self._db.error("push", exc) from exc
 
     def push_once(self, envelope: Envelope, keep_s: float = ONCE_KEEP_S) -> bool:
         now = self._clock.time()

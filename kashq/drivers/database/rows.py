@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 
 from kashq.drivers.database.statements import Statements
+from kashq.drivers.database.wakeup import NOTIFY
 from kashq.envelope import Envelope
+from kashq.transactions import Transaction
 
 DELETE_CHUNK = 500
 
@@ -60,3 +62,21 @@ def replace(conn: Connection, sql: Statements, envelopes: Sequence[Envelope]) ->
     tag_rows = [tag_row(env, tag) for env in fresh if env.tags for tag in tags(env)]
     if tag_rows:
         conn.execute(sql.tag, tag_rows)
+
+
+def insert_in(
+    transaction: Transaction,
+    dialect: Dialect,
+    sql: Statements,
+    envelopes: Sequence[Envelope],
+    notify: dict[str, str] | None,
+) -> None:
+    """Insert ``envelopes`` (and their tag rows) in the caller's ``transaction``; with
+    ``notify`` (PostgreSQL's channel), wake the workers of their queues at its commit."""
+    transaction.execute(sql.insert, [job_row(env) for env in envelopes], dialect)
+    tag_rows = [tag_row(env, tag) for env in envelopes if env.tags for tag in tags(env)]
+    if tag_rows:
+        transaction.execute(sql.tag, tag_rows, dialect)
+    if notify is not None:
+        for queue in dict.fromkeys(env.queue for env in envelopes):
+            transaction.execute(NOTIFY, {**notify, "p_queue": queue}, dialect)

@@ -1,0 +1,1 @@
+"""Per-system apps and adapters of ``benchmarks/pg_peers.py`` (standard library only at import)."""
