@@ -11,8 +11,8 @@ vanished is simply eligible again once its lease lapses; ``token`` names the
 current holder, and ack/release/extend only act for that holder (``remove``
 deletes a job only while it has none, under the row's lock). A reserve claims
 up to N jobs and acknowledges the finished ones in one transaction, one
-statement on PostgreSQL (:mod:`.claims`); a waiting ``reserve`` polls every
-``poll_interval_s``. Times are the clock's (the worker host's), so the hosts
+statement on PostgreSQL (:mod:`.claims`); a waiting one sleeps until :mod:`.wakeup`
+says a job may have come. Times are the clock's (the worker host's), so the hosts
 of one queue need synchronised clocks (NTP), as with Laravel's database queue.
 
 Differences from the memory driver, neither visible to the contract: a job
@@ -268,7 +268,8 @@ class DatabaseDriver:
     def ack_many(self, reservations: Sequence[Reservation]) -> None:
         """Acknowledge several finished jobs: those without tags in one statement per 500
         (each holds a token of its own: see ``Statements.ack_ids``), the others one by one."""
-        self._db.run(lambda conn: self._ack_in(conn, reservations), what="ack", atomic=False)
+        tagged = any(_TAGGED in res.raw for res in reservations)  # two statements each
+        self._db.run(lambda conn: self._ack_in(conn, reservations), what="ack", atomic=tagged)
 
     def _ack_in(self, conn: Connection, reservations: Sequence[Reservation]) -> None:
         plain = [res for res in reservations if _TAGGED not in res.raw]
