@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 
+from chancy import Chancy, Queue, job
 from chancy.app import setup_default_logger
 
-from chancy import Chancy, Queue, job
 from pg_peer_systems import probe
 
 app = Chancy(os.environ.get("BENCH_PG_URL", ""), log=setup_default_logger(logging.WARNING))

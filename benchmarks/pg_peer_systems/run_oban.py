@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from oban import Oban, worker
+
 from pg_peer_systems import probe
 
 
