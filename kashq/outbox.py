@@ -42,6 +42,8 @@ RELAY_CHUNK = 500
 CHANNEL = "kashq_outbox"
 """The PostgreSQL notification channel, after the table prefix."""
 _RETRY_MAX_S = 30.0  # longest pause after a failed relay pass
+IDLE_WAIT_S = 1.0
+"""The longest the relay waits between passes while nothing wakes it."""
 
 
 class Outbox:
@@ -62,10 +64,6 @@ class Outbox:
         self._channel = self._db.tables.prefix + CHANNEL
         self._wakeups = wakeups(self._db.engine, self._channel, poll_interval_s)
         self._reported: set[int] = set()  # rows reported as unusable, not again
-
-    @property
-    def engine(self) -> Engine:
-        return self._db.engine
 
     @property
     def url(self) -> str:
@@ -127,8 +125,10 @@ class Outbox:
         """Relay until ``stop`` is set, waking for new rows; failures are logged, then tried
         again after a pause that grows."""
         pause_s, failing = 1.0, False
-        while not stop.is_set():
-            mark = self._wakeups.mark([""])
+        while True:
+            mark = self._wakeups.mark([""])  # before the check: a stop after it ends the wait
+            if stop.is_set():
+                return
             try:
                 relayed = self.relay(connection_of)
             except KashqError as exc:
@@ -145,7 +145,11 @@ class Outbox:
                 continue  # more are waiting
             if relayed:
                 self._wakeups.found()
-            self._wakeups.wait(mark, [""], 1.0)
+            self._wakeups.wait(mark, [""], IDLE_WAIT_S)
+
+    def wake(self) -> None:
+        """End :meth:`run`'s wait now (it then looks at its ``stop`` event)."""
+        self._wakeups.wake()
 
     def close(self) -> None:
         self._wakeups.close()
@@ -169,6 +173,7 @@ class RelayThread:
     """``outbox.run`` on a daemon thread (``queue:work``'s relay), stopped by :meth:`stop`."""
 
     def __init__(self, outbox: Outbox, connection_of: Callable[[str], Driver]) -> None:
+        self._outbox = outbox
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=outbox.run, args=(connection_of, self._stop), name="kashq-outbox", daemon=True
@@ -180,4 +185,5 @@ class RelayThread:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self._outbox.wake()
         self._thread.join(timeout_s)

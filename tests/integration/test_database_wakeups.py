@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from kashq import Job
+from kashq import outbox as outbox_module
 from kashq.db import migrate
 from kashq.drivers.base import Reservation
 from kashq.drivers.database import DatabaseDriver
@@ -239,3 +240,62 @@ def test_mariadb_polls_back_off_while_idle_and_speed_up_after_a_job(tmp_path, mo
             assert polling.interval_s() == 0.05
         finally:
             driver.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mariadb"])
+def test_a_wake_ends_every_wait_at_once(kind, tmp_path, monkeypatch):
+    monkeypatch.setattr(wakeups, "IDLE_POLL_MAX_S", LONG_S)
+    monkeypatch.setattr(wakeups, "LISTEN_FALLBACK_S", LONG_S)
+    with database(kind, tmp_path, migrated=True) as url:
+        driver = DatabaseDriver(url, poll_interval_s=LONG_S)
+        try:
+            if kind == "postgres":
+                live(driver)
+            waits = driver._wakeups
+            marks = [waits.mark(["default"]) for _ in range(2)]
+            ended: list[int] = []
+            threads = [
+                threading.Thread(
+                    target=lambda m=m: (waits.wait(m, ["default"], LONG_S), ended.append(1)),
+                    daemon=True,
+                )
+                for m in marks
+            ]
+            for t in threads:
+                t.start()
+            time.sleep(0.2)
+            assert not ended, "nothing should end the waits yet"
+            waits.wake()
+            for t in threads:
+                t.join(10)
+            assert len(ended) == 2, "the wake did not end the waits"
+            assert waits.mark(["default"]) != marks[0]
+        finally:
+            driver.close()
+
+
+def test_a_stopped_outbox_relay_ends_its_idle_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(wakeups, "IDLE_POLL_MAX_S", LONG_S)
+    monkeypatch.setattr(outbox_module, "IDLE_WAIT_S", LONG_S)
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    migrate.upgrade(url)
+    outbox = outbox_module.Outbox(url, poll_interval_s=LONG_S)
+    relays = 0
+    relay = outbox.relay
+
+    def counting(*args, **kwargs):
+        nonlocal relays
+        relays += 1
+        return relay(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "relay", counting)
+    try:
+        thread = outbox_module.RelayThread(outbox, lambda name: None).start()  # type: ignore[arg-type, return-value]
+        assert eventually(lambda: relays >= 1, 10)
+        time.sleep(0.3)  # in its idle wait now
+        passes = relays
+        thread.stop(timeout_s=10)
+        assert not thread._thread.is_alive(), "the relay slept through its stop"
+        assert relays == passes, "a stopped relay makes no more passes"
+    finally:
+        outbox.close()

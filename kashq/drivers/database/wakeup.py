@@ -61,11 +61,24 @@ class Polling:
     def __init__(self, poll_s: float) -> None:
         self._poll_s = poll_s
         self._idle = threading.local()
+        self._changed = threading.Condition()
+        self._wakes = 0  # times wake() was called
 
     def mark(self, queues: Sequence[str]) -> object:
         """What :meth:`wait` compares against: taken before a claim, so a job pushed after
         the claim looked wakes the wait that follows it."""
-        return None
+        with self._changed:
+            return self._mark(queues)
+
+    def _mark(self, queues: Sequence[str]) -> object:
+        return self._wakes
+
+    def wake(self) -> None:
+        """End the waits in progress, and any wait on a mark taken before this call (a
+        thread told to stop does not sleep through its wait)."""
+        with self._changed:
+            self._wakes += 1
+            self._changed.notify_all()
 
     def found(self) -> None:
         """This thread found a job: the next idle spell starts polling fast again."""
@@ -80,10 +93,16 @@ class Polling:
         return min(IDLE_POLL_MAX_S, max(self._poll_s, (now - since) / 4))
 
     def wait(self, mark: object, queues: Sequence[str], timeout_s: float) -> None:
-        time.sleep(min(timeout_s, self.interval_s()))
+        self._wait_for(mark, queues, min(timeout_s, self.interval_s()))
+
+    def _wait_for(self, mark: object, queues: Sequence[str], timeout_s: float) -> bool:
+        """Until the mark of ``queues`` differs from ``mark``, at most ``timeout_s``;
+        whether it does."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._mark(queues) != mark, timeout=timeout_s)
 
     def close(self) -> None:
-        pass
+        self.wake()
 
 
 class FileWatch(Polling):
@@ -95,14 +114,13 @@ class FileWatch(Polling):
         super().__init__(poll_s)
         self._paths = (path, path.with_name(path.name + "-wal"))
 
-    def mark(self, queues: Sequence[str]) -> object:
-        return tuple(_stamp(p) for p in self._paths)
+    def _mark(self, queues: Sequence[str]) -> object:
+        return self._wakes, tuple(_stamp(p) for p in self._paths)
 
     def wait(self, mark: object, queues: Sequence[str], timeout_s: float) -> None:
         end = time.monotonic() + min(timeout_s, IDLE_POLL_MAX_S)
         while (left := end - time.monotonic()) > 0:
-            time.sleep(min(WATCH_S, left))
-            if self.mark(queues) != mark:
+            if self._wait_for(mark, queues, min(WATCH_S, left)):
                 return
 
 
@@ -121,7 +139,6 @@ class Notifications(Polling):
         super().__init__(poll_s)
         self._engine = engine
         self._channel = channel
-        self._changed = threading.Condition()
         self._arrived: dict[str, int] = {}  # queue -> notifications so far
         self._rounds = 0  # times the listening connection came up
         self._live = False
@@ -133,26 +150,21 @@ class Notifications(Polling):
     def exact(self) -> bool:  # type: ignore[override]
         return self._live
 
-    def mark(self, queues: Sequence[str]) -> object:
-        with self._changed:
-            return self._mark(queues)
-
     def _mark(self, queues: Sequence[str]) -> object:
-        return self._rounds, self._live, tuple(self._arrived.get(q, 0) for q in queues)
+        arrived = tuple(self._arrived.get(q, 0) for q in queues)
+        return self._wakes, self._rounds, self._live, arrived
 
     def wait(self, mark: object, queues: Sequence[str], timeout_s: float) -> None:
         """Until a notification for ``queues`` or a change of the connection since ``mark``,
         or the fallback poll (``poll_interval_s`` while the connection is down)."""
         if self._thread is None:
             self._start()
-        with self._changed:
-            longest_s = LISTEN_FALLBACK_S if self._live else self._poll_s
-            self._changed.wait_for(
-                lambda: self._mark(queues) != mark, timeout=min(timeout_s, longest_s)
-            )
+        longest_s = LISTEN_FALLBACK_S if self._live else self._poll_s
+        self._wait_for(mark, queues, min(timeout_s, longest_s))
 
     def close(self) -> None:
         self._closed.set()
+        super().close()
 
     def _start(self) -> None:
         with self._changed:
