@@ -1,11 +1,11 @@
 """The event store in the ``job_events`` table (SQLite, PostgreSQL, MySQL/MariaDB).
 
-A batch is one ``executemany`` INSERT in one transaction (a multi-row INSERT on
-MySQL, pipelined on psycopg). Positions are the table's ids. Live reads poll
-by id; since concurrent writers may commit their ids out of order, a follower
-that sees a hole in the ids waits up to ``GAP_WAIT_S`` for it to fill before
-moving past it (a rolled-back insert leaves a hole for good). Pruning deletes
-by ``at`` in short chunks. Database failures are one-line
+A batch is written in one transaction: one ``COPY`` on PostgreSQL with psycopg,
+else one ``executemany`` INSERT (a multi-row INSERT on MySQL). Positions are the
+table's ids. Live reads poll by id; since concurrent writers may commit their
+ids out of order, a follower that sees a hole in the ids waits up to
+``GAP_WAIT_S`` for it to fill before moving past it (a rolled-back insert leaves
+a hole for good). Pruning deletes by ``at`` in short chunks. Database failures are one-line
 :class:`~kashq.events.base.EventStoreError` (a ``DriverError``).
 """
 
@@ -17,8 +17,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import URL, Engine, Row, func, insert, select
+from sqlalchemy import URL, Engine, Row, func, select
 
+from kashq.db.bulk import insert_rows
 from kashq.db.engine import Database, delete_in_chunks
 from kashq.events.base import (
     DEFAULT_POLL_S,
@@ -55,8 +56,7 @@ class DatabaseEventStore(Subscribing):
         if not events:
             return
         rows = [_values(event) for event in events]
-        statement = insert(self._table)
-        self._db.run(lambda conn: conn.execute(statement, rows), what="recording events")
+        self._db.run(lambda conn: insert_rows(conn, self._table, rows), what="recording events")
 
     def get_job_events(self, job_id: str) -> list[Event]:
         c = self._table.c
