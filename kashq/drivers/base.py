@@ -386,6 +386,20 @@ class BatchReserving(Protocol):
         ...
 
 
+def reserve_one(
+    driver: BatchReserving,
+    queues: Sequence[str],
+    *,
+    lease_s: float,
+    wait_s: float,
+    ack: Reservation | None,
+) -> Reservation | None:
+    """``reserve`` on a driver that reserves in batches: a batch of one, ``ack`` with it."""
+    acks = () if ack is None else (ack,)
+    found = driver.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks)
+    return found[0] if found else None
+
+
 @dataclass(slots=True)
 class RidingCounts:
     """Completed batch jobs to count in the very step that reserves and acknowledges

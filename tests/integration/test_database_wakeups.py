@@ -81,6 +81,19 @@ def postgres(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def pair(postgres: str, monkeypatch) -> Iterator[tuple[DatabaseDriver, DatabaseDriver]]:
+    """A waiting driver whose poll never comes in time, listening, and one that pushes."""
+    monkeypatch.setattr(wakeups, "LISTEN_FALLBACK_S", LONG_S)
+    waiter, pusher = DatabaseDriver(postgres, poll_interval_s=LONG_S), DatabaseDriver(postgres)
+    try:
+        live(waiter)
+        yield waiter, pusher
+    finally:
+        waiter.close()
+        pusher.close()
+
+
 def live(driver: DatabaseDriver) -> wakeups.Notifications:
     """The driver's notifications, once its listening connection is up."""
     listening = driver._wakeups
@@ -90,52 +103,34 @@ def live(driver: DatabaseDriver) -> wakeups.Notifications:
     return listening
 
 
-def test_postgres_a_pushed_job_wakes_the_waiting_worker_at_once(postgres, monkeypatch):
-    monkeypatch.setattr(wakeups, "LISTEN_FALLBACK_S", LONG_S)
-    waiter, pusher = DatabaseDriver(postgres, poll_interval_s=LONG_S), DatabaseDriver(postgres)
-    try:
-        live(waiter)
-        waiting = Waiting(waiter, ["default"]).settled()
-        pusher.push(envelope("other"))  # another queue's notification: not woken for it
-        job = envelope()
-        pusher.push(job)
-        assert [r.id for r in waiting.result()] == [job.id]
-        assert waiting.claims <= 2, "the first claim, and the one after the push"
-    finally:
-        waiter.close()
-        pusher.close()
+def test_postgres_a_pushed_job_wakes_the_waiting_worker_at_once(pair):
+    waiter, pusher = pair
+    waiting = Waiting(waiter, ["default"]).settled()
+    pusher.push(envelope("other"))  # another queue's notification: not woken for it
+    job = envelope()
+    pusher.push(job)
+    assert [r.id for r in waiting.result()] == [job.id]
+    assert waiting.claims <= 2, "the first claim, and the one after the push"
 
 
-def test_postgres_a_bulk_push_and_a_released_job_wake_waiting_workers(postgres, monkeypatch):
-    monkeypatch.setattr(wakeups, "LISTEN_FALLBACK_S", LONG_S)
-    waiter, pusher = DatabaseDriver(postgres, poll_interval_s=LONG_S), DatabaseDriver(postgres)
-    try:
-        live(waiter)
-        waiting = Waiting(waiter, ["bulk"]).settled()
-        pusher.push_many([envelope("bulk"), envelope("bulk")])
-        taken = waiting.result()
-        assert len(taken) == 2
+def test_postgres_a_bulk_push_and_a_released_job_wake_waiting_workers(pair):
+    waiter, pusher = pair
+    waiting = Waiting(waiter, ["bulk"]).settled()
+    pusher.push_many([envelope("bulk"), envelope("bulk")])
+    taken = waiting.result()
+    assert len(taken) == 2
 
-        waiting = Waiting(waiter, ["bulk"]).settled()
-        pusher.release(taken[0], Ping(n=1).to_envelope(default_queue="bulk", now=time.time()))
-        assert len(waiting.result()) == 1
-    finally:
-        waiter.close()
-        pusher.close()
+    waiting = Waiting(waiter, ["bulk"]).settled()
+    pusher.release(taken[0], Ping(n=1).to_envelope(default_queue="bulk", now=time.time()))
+    assert len(waiting.result()) == 1
 
 
-def test_postgres_a_waiting_worker_wakes_for_a_delayed_job_when_it_falls_due(postgres, monkeypatch):
-    monkeypatch.setattr(wakeups, "LISTEN_FALLBACK_S", LONG_S)
-    waiter, pusher = DatabaseDriver(postgres, poll_interval_s=LONG_S), DatabaseDriver(postgres)
-    try:
-        live(waiter)
-        waiting = Waiting(waiter, ["default"]).settled()
-        job = envelope(delay_s=0.5)
-        pusher.push(job)
-        assert [r.id for r in waiting.result()] == [job.id]
-    finally:
-        waiter.close()
-        pusher.close()
+def test_postgres_a_waiting_worker_wakes_for_a_delayed_job_when_it_falls_due(pair):
+    waiter, pusher = pair
+    waiting = Waiting(waiter, ["default"]).settled()
+    job = envelope(delay_s=0.5)
+    pusher.push(job)
+    assert [r.id for r in waiting.result()] == [job.id]
 
 
 def test_postgres_two_installs_in_one_database_do_not_wake_each_other(postgres, monkeypatch):

@@ -59,8 +59,9 @@ from kashq.drivers.base import (
     Storage,
     check_control_name,
     is_job_id,
+    reserve_one,
 )
-from kashq.drivers.database.claims import claims
+from kashq.drivers.database.claims import TAGGED, claims
 from kashq.drivers.database.listing import listings
 from kashq.drivers.database.rows import DELETE_CHUNK, insert_in, job_row, replace, tag_row, tags
 from kashq.drivers.database.statements import (
@@ -74,7 +75,6 @@ from kashq.exceptions import DriverError
 from kashq.transactions import Transaction
 
 _ONCE_SWEEP_S = 60.0  # how often push_once deletes the ids it has forgotten
-_TAGGED = '"tags"'  # in the text of every tagged envelope (and of few others)
 
 
 class _Duplicate(Exception):
@@ -194,9 +194,7 @@ class DatabaseDriver:
         wait_s: float = 0.0,
         ack: Reservation | None = None,
     ) -> Reservation | None:
-        acks = () if ack is None else (ack,)
-        found = self.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks)
-        return found[0] if found else None
+        return reserve_one(self, queues, lease_s=lease_s, wait_s=wait_s, ack=ack)
 
     def reserve_batch(
         self,
@@ -256,7 +254,7 @@ class DatabaseDriver:
 
     def ack(self, reservation: Reservation) -> None:
         params = {"p_id": reservation.id, "p_token": reservation.token}
-        if _TAGGED not in reservation.raw:
+        if TAGGED not in reservation.raw:
             self._db.run(lambda conn: conn.execute(self._sql.ack, params), what="ack", atomic=False)
         elif self._db.dialect == "postgresql":  # one statement takes its tag rows along
             self._db.run(
@@ -268,17 +266,17 @@ class DatabaseDriver:
     def ack_many(self, reservations: Sequence[Reservation]) -> None:
         """Acknowledge several finished jobs: those without tags in one statement per 500
         (each holds a token of its own: see ``Statements.ack_ids``), the others one by one."""
-        tagged = any(_TAGGED in res.raw for res in reservations)  # two statements each
+        tagged = any(TAGGED in res.raw for res in reservations)  # two statements each
         self._db.run(lambda conn: self._ack_in(conn, reservations), what="ack", atomic=tagged)
 
     def _ack_in(self, conn: Connection, reservations: Sequence[Reservation]) -> None:
-        plain = [res for res in reservations if _TAGGED not in res.raw]
+        plain = [res for res in reservations if TAGGED not in res.raw]
         for start in range(0, len(plain), DELETE_CHUNK):
             chunk = plain[start : start + DELETE_CHUNK]
             params = {"p_ids": [res.id for res in chunk], "p_tokens": [res.token for res in chunk]}
             conn.execute(self._sql.ack_ids, params)
         for res in reservations:
-            if _TAGGED in res.raw:
+            if TAGGED in res.raw:
                 self._ack_tagged(conn, res)
 
     def _ack_tagged(self, conn: Connection, reservation: Reservation) -> None:
@@ -298,7 +296,7 @@ class DatabaseDriver:
         def reinsert(conn: Connection) -> None:
             # Re-inserting gives the job a new seq: it goes behind its equals (in its tags too).
             if conn.execute(self._sql.ack, params).rowcount == 1:
-                if _TAGGED in reservation.raw:
+                if TAGGED in reservation.raw:
                     conn.execute(self._sql.untag, untag)
                 conn.execute(self._sql.insert, row)
                 if tag_rows:
@@ -367,7 +365,7 @@ class DatabaseDriver:
             found = self._found(row, job_id, queues)
             if row is not None and found is not None and found.state != "reserved":
                 conn.execute(self._sql.delete_seq, {"p_seq": row.seq})
-                if _TAGGED in row.raw:
+                if TAGGED in row.raw:
                     conn.execute(self._sql.untag, {"p_id": row.id, "p_queue": row.queue})
             return found
 

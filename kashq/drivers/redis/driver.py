@@ -37,6 +37,7 @@ from kashq.drivers.base import (
     Storage,
     check_control_name,
     is_job_id,
+    reserve_one,
     tags_of,
 )
 from kashq.drivers.redis import listing, retry
@@ -146,9 +147,7 @@ class RedisDriver:
         wait_s: float = 0.0,
         ack: Reservation | None = None,
     ) -> Reservation | None:
-        acks = () if ack is None else (ack,)
-        found = self.reserve_batch(queues, lease_s=lease_s, wait_s=wait_s, acks=acks)
-        return found[0] if found else None
+        return reserve_one(self, queues, lease_s=lease_s, wait_s=wait_s, ack=ack)
 
     def reserve_batch(
         self,
