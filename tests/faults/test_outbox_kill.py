@@ -80,6 +80,13 @@ DISPATCH_THEN_DIE = """
     os.kill(os.getpid(), signal.SIGKILL)  # before anything relays the jobs
 """
 
+MIGRATE = """
+    import os
+    from kashq.db import migrate
+
+    migrate.upgrade(os.environ["KASHQ_DATABASE_URL"])
+"""
+
 RELAY_THEN_DIE = """
     import os, signal
     import kashq
@@ -166,6 +173,10 @@ def test_queue_work_relays_the_outbox_by_itself(tmp_path):
     )  # fmt: skip
     try:
         time.sleep(0.5)  # the relay waits on a file that does not exist yet
+        # The application creates the database and kashq's tables before dispatching inside
+        # a transaction (else a one-line error: the migration would wait for its lock).
+        created = python(env, tmp_path, MIGRATE)
+        assert created.returncode == 0, created.stderr
         dispatched = python(
             env,
             tmp_path,
