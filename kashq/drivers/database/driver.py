@@ -63,7 +63,16 @@ from kashq.drivers.base import (
 )
 from kashq.drivers.database.claims import TAGGED, claims
 from kashq.drivers.database.listing import listings
-from kashq.drivers.database.rows import DELETE_CHUNK, insert_in, job_row, replace, tag_row, tags
+from kashq.drivers.database.rows import (
+    DELETE_CHUNK,
+    insert_in,
+    job_row,
+    notifications,
+    replace,
+    tag_row,
+    tag_rows,
+    tags,
+)
 from kashq.drivers.database.statements import (
     control_upsert,
     like_prefix,
@@ -123,10 +132,10 @@ class DatabaseDriver:
         if not envelopes:
             return
         rows = [job_row(env) for env in envelopes]
-        tag_rows = [tag_row(env, tag) for env in envelopes if env.tags for tag in tags(env)]
+        tagging = tag_rows(envelopes)
 
         # PostgreSQL: one job without tags is inserted and notified in one statement.
-        alone = self._sql.insert_notify if len(rows) == 1 and not tag_rows else None
+        alone = self._sql.insert_notify if len(rows) == 1 and not tagging else None
 
         def insert_all(conn: Connection) -> None:
             try:
@@ -136,8 +145,8 @@ class DatabaseDriver:
                 conn.execute(self._sql.insert, rows)
             except IntegrityError:
                 raise _Duplicate() from None
-            if tag_rows:
-                conn.execute(self._sql.tag, tag_rows)
+            if tagging:
+                conn.execute(self._sql.tag, tagging)
             self._notify(conn, envelopes)
 
         def replace_all(conn: Connection) -> None:
@@ -145,7 +154,7 @@ class DatabaseDriver:
             self._notify(conn, envelopes)
 
         try:
-            atomic = alone is None and len(rows) + len(tag_rows) > 1
+            atomic = alone is None and len(rows) + len(tagging) > 1
             self._db.run(insert_all, what="push", atomic=atomic)
         except _Duplicate:
             self._db.run(replace_all, what="push")
@@ -290,7 +299,7 @@ class DatabaseDriver:
         row = job_row(envelope)
         row["queue"] = reservation.queue
         params = {"p_id": reservation.id, "p_token": reservation.token}
-        tag_rows = [tag_row(envelope, tag, reservation.queue) for tag in tags(envelope)]
+        retag = [tag_row(envelope, tag, reservation.queue) for tag in tags(envelope)]
         untag = {"p_id": reservation.id, "p_queue": reservation.queue}
 
         def reinsert(conn: Connection) -> None:
@@ -299,8 +308,8 @@ class DatabaseDriver:
                 if TAGGED in reservation.raw:
                     conn.execute(self._sql.untag, untag)
                 conn.execute(self._sql.insert, row)
-                if tag_rows:
-                    conn.execute(self._sql.tag, tag_rows)
+                if retag:
+                    conn.execute(self._sql.tag, retag)
                 self._notify(conn, (reservation,))
 
         self._db.run(reinsert, what="release")
@@ -454,8 +463,8 @@ class DatabaseDriver:
         """Wake the workers waiting for the queues of ``jobs`` when ``conn``'s transaction
         commits (PostgreSQL; elsewhere they see the change by themselves: see :mod:`.wakeup`)."""
         if self._sql.insert_notify is not None:
-            for queue in dict.fromkeys(job.queue for job in jobs):
-                conn.execute(NOTIFY, {**self._notify_params, "p_queue": queue})
+            for params in notifications(self._notify_params, jobs):
+                conn.execute(NOTIFY, params)
 
     def _found(self, row: Any, job_id: str, queues: Sequence[str] | None) -> FoundJob | None:
         # MySQL compares ids ignoring case and trailing spaces: only the exact id counts.

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect
 
+from kashq.drivers.base import Reservation
 from kashq.drivers.database.statements import Statements
 from kashq.drivers.database.wakeup import NOTIFY
 from kashq.envelope import Envelope
@@ -36,6 +37,18 @@ def tag_row(envelope: Envelope, tag: str, queue: str | None = None) -> dict[str,
     return {"queue": queue or envelope.queue, "tag": tag, "job_id": envelope.id}
 
 
+def tag_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    """The tag rows of ``envelopes``: one per tag of each tagged job."""
+    return [tag_row(env, tag) for env in envelopes if env.tags for tag in tags(env)]
+
+
+def notifications(
+    notify: dict[str, str], jobs: Sequence[Envelope | Reservation]
+) -> list[dict[str, str]]:
+    """The parameters of one ``NOTIFY`` per queue of ``jobs`` (``notify``: the channel's)."""
+    return [{**notify, "p_queue": queue} for queue in dict.fromkeys(job.queue for job in jobs)]
+
+
 def replace(conn: Connection, sql: Statements, envelopes: Sequence[Envelope]) -> None:
     """Insert ``envelopes``, replacing waiting jobs with the same ids (the last copy wins).
 
@@ -59,9 +72,8 @@ def replace(conn: Connection, sql: Statements, envelopes: Sequence[Envelope]) ->
     fresh = [env for job_id, env in latest.items() if job_id not in held]
     if fresh:
         conn.execute(sql.insert, [job_row(env) for env in fresh])
-    tag_rows = [tag_row(env, tag) for env in fresh if env.tags for tag in tags(env)]
-    if tag_rows:
-        conn.execute(sql.tag, tag_rows)
+    if rows := tag_rows(fresh):
+        conn.execute(sql.tag, rows)
 
 
 def insert_in(
@@ -74,9 +86,8 @@ def insert_in(
     """Insert ``envelopes`` (and their tag rows) in the caller's ``transaction``; with
     ``notify`` (PostgreSQL's channel), wake the workers of their queues at its commit."""
     transaction.execute(sql.insert, [job_row(env) for env in envelopes], dialect)
-    tag_rows = [tag_row(env, tag) for env in envelopes if env.tags for tag in tags(env)]
-    if tag_rows:
-        transaction.execute(sql.tag, tag_rows, dialect)
+    if rows := tag_rows(envelopes):
+        transaction.execute(sql.tag, rows, dialect)
     if notify is not None:
-        for queue in dict.fromkeys(env.queue for env in envelopes):
-            transaction.execute(NOTIFY, {**notify, "p_queue": queue}, dialect)
+        for params in notifications(notify, envelopes):
+            transaction.execute(NOTIFY, params, dialect)
