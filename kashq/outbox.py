@@ -121,6 +121,15 @@ class Outbox:
 
         return self._db.run(push_then_delete, what="relaying the outbox")
 
+    def relay_all(self, connection_of: Callable[[str], Driver]) -> int:
+        """Passes of :meth:`relay` until one is not full; how many rows went in all."""
+        total = 0
+        while (relayed := self.relay(connection_of, limit=RELAY_CHUNK)) > 0:
+            total += relayed
+            if relayed < RELAY_CHUNK:
+                break
+        return total
+
     def run(self, connection_of: Callable[[str], Driver], stop: threading.Event) -> None:
         """Relay until ``stop`` is set, waking for new rows; failures are logged, then tried
         again after a pause that grows."""

@@ -36,12 +36,7 @@ def relay_command(
     try:
         outbox = manager.outbox()
         if once:
-            relayed = total = 0
-            while relayed == total:  # full chunks: more may wait
-                relayed = outbox.relay(manager.connection)
-                total += relayed
-                if relayed == 0:
-                    break
+            total = outbox.relay_all(manager.connection)
             output.out.print(f"relayed {total} job(s) from the outbox at {outbox.url}")
             return
         logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")

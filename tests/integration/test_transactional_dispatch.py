@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 import kashq
 from kashq import Job
+from kashq import outbox as outbox_module
 from kashq.drivers.base import QueueSizes
 from kashq.exceptions import ConfigError, DriverError
 from kashq.manager import QueueManager
@@ -213,4 +214,18 @@ def test_a_sqlite_file_without_kashqs_tables_says_so_instead_of_waiting_for_its_
         with pytest.raises(DriverError, match="run `kashq migrate`") as caught:
             manager.dispatch(Ship(order=1), using=session)
         assert "\n" not in str(caught.value)
+    engine.dispose()
+
+
+def test_relaying_everything_takes_as_many_full_passes_as_it_needs(url, redis_prefix, monkeypatch):
+    monkeypatch.setattr(outbox_module, "RELAY_CHUNK", 2)
+    engine = create_engine(url)
+    settings = {"connection": "redis", "redis_url": REDIS_URL, "prefix": redis_prefix}
+    with managed(url, **settings) as manager:
+        with Session(engine) as session:
+            manager.dispatch_many([Ship(order=n) for n in range(5)], using=session)
+            session.commit()
+        outbox = manager.outbox()
+        assert outbox.relay_all(manager.connection) == 5
+        assert (outbox.pending(), sizes(manager)) == (0, QueueSizes(ready=5))
     engine.dispose()
