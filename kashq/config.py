@@ -83,11 +83,14 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds an attempt may run (`none`: no limit); keep it below `retry_after`",
     )
-    prefetch: int = Field(
-        8,
+    prefetch: int | None = Field(
+        None,
         ge=1,
         le=1000,
-        description="most jobs a worker reserves at once while jobs are short (1: one at a time)",
+        description=(
+            "most jobs a worker reserves at once while jobs are short (1: one at a time;"
+            " none: 64 on the database connection, 8 on Redis)"
+        ),
     )
     imports: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -230,9 +233,9 @@ class Settings(BaseSettings):
             parse_backoff(value)  # its ValueError names what is wrong
         return value
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "prefetch", mode="before")
     @classmethod
-    def _none_timeout(cls, value: Any) -> Any:
+    def _none_of(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
             return None
         return value

@@ -12,7 +12,6 @@ a failed-job store directly.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -267,18 +266,18 @@ class QueueManager:
     def worker_options(self, **overrides: Any) -> WorkerOptions:
         """Worker options from settings, with ``overrides`` (WorkerOptions fields) on top."""
         s = self.settings
-        options = WorkerOptions(
-            connection=s.connection,
-            queues=(s.queue,),
-            tries=s.max_retry,
-            backoff=parse_backoff(s.backoff),
-            result_ttl_s=s.result_ttl,
-            timeout_s=s.timeout,
-            lease_s=s.retry_after,
-            prefetch=s.prefetch,
-            cancel_grace_s=s.cancel_grace,
-        )
-        return dataclasses.replace(options, **overrides)
+        fields: dict[str, Any] = {
+            "connection": s.connection,
+            "queues": (s.queue,),
+            "tries": s.max_retry,
+            "backoff": parse_backoff(s.backoff),
+            "result_ttl_s": s.result_ttl,
+            "timeout_s": s.timeout,
+            "lease_s": s.retry_after,
+            "prefetch": s.prefetch or 0,  # 0: the connection's own default
+            "cancel_grace_s": s.cancel_grace,
+        }
+        return WorkerOptions(**{**fields, **overrides})
 
     def worker(self, connection: str | None = None, **overrides: Any) -> Worker:
         """A :class:`Worker` on ``connection`` using this manager's failed-job store.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kashq.names import check_queue_name
 from kashq.retry import DEFAULT_BACKOFF, Backoff, backoff_of
+from kashq.worker.prefetch import default_prefetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,8 @@ class WorkerOptions:
     wakes it at once); it is also the longest an idle worker takes to notice
     ``stop()`` or a limit. ``park_s`` is the delay before retrying to record a
     failure when the failed-job store is unreachable. ``prefetch`` is the most
-    jobs one reserve takes while jobs are short (1: one at a time); see
+    jobs one reserve takes while jobs are short (1: one at a time; 0, the
+    default: the connection's, 64 on ``database`` and 8 elsewhere); see
     :mod:`kashq.worker.prefetch`. ``result_ttl_s`` is how long outcomes are
     kept for jobs that set no ``result_ttl`` (0: none). ``cancel_grace_s`` is how
     long a cancelled running job has to stop at a check (``self.cancelled()``,
@@ -38,7 +40,7 @@ class WorkerOptions:
     max_time_s: float | None = None
     stop_when_empty: bool = False
     park_s: float = 5.0
-    prefetch: int = 8
+    prefetch: int = 0
     result_ttl_s: float = 86_400.0
     cancel_grace_s: float = 10.0
 
@@ -48,3 +50,5 @@ class WorkerOptions:
         for queue in self.queues:
             check_queue_name(queue)
         object.__setattr__(self, "backoff", backoff_of(self.backoff))
+        if self.prefetch == 0:
+            object.__setattr__(self, "prefetch", default_prefetch(self.connection))

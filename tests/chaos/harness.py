@@ -42,7 +42,7 @@ from tests.support import report
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0  # KASHQ_RETRY_AFTER of every scenario: a lost job comes back quickly
-PREFETCH = 8  # the default: the most jobs one worker process holds at once
+PREFETCH = 8  # KASHQ_PREFETCH of every scenario (the Redis default): the most jobs one worker holds
 RUNNING_PER_WORKER = 1
 """What a SIGKILLed worker process may run twice: the job it was running. The rest of its
 batch (completed, acknowledgements unsent; prefetched, not started) is in its slot, which

@@ -162,3 +162,21 @@ def test_an_explicit_none_override_turns_a_worker_option_off():
     manager = QueueManager(load_settings(connection="memory"))
     assert manager.worker_options().timeout_s == 25.0
     assert manager.worker_options(timeout_s=None).timeout_s is None
+
+
+def test_prefetch_defaults_to_the_connection_s_own_and_a_setting_wins_everywhere():
+    # A database claim is a transaction: 64 jobs per claim by default; Redis takes 8.
+    assert WorkerOptions(connection="database").prefetch == 64
+    assert WorkerOptions(connection="redis").prefetch == 8
+    assert WorkerOptions(connection="database", prefetch=3).prefetch == 3
+    manager = QueueManager(load_settings(connection="database"))
+    assert manager.worker_options().prefetch == 64
+    assert manager.worker_options(connection="redis").prefetch == 8  # the named connection's
+    assert manager.worker_options(connection="sharded", prefetch=2).prefetch == 2
+    assert QueueManager(load_settings(connection="redis")).worker_options().prefetch == 8
+    for connection in ("database", "redis"):
+        fixed = QueueManager(load_settings(connection=connection, prefetch=5))
+        assert fixed.worker_options().prefetch == 5
+    assert load_settings(prefetch="none").prefetch is None
+    with pytest.raises(kashq.ConfigError, match="prefetch"):
+        load_settings(prefetch="0")
