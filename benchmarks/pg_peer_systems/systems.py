@@ -84,7 +84,7 @@ class System:
 
 class Kashq(System):
     name = "kashq"
-    config = "`kashq queue:work --workers 1|2 --quiet`, its defaults (prefetch 8, events on)"
+    config = "`kashq queue:work --workers 1|2 --quiet`, its defaults (prefetch 64, events on)"
     bulk_label = "kashq.dispatch_many"
 
     @property
