@@ -22,7 +22,13 @@ from kashq.alerts import (
 from kashq.clock import SYSTEM_CLOCK, Clock, SystemClock
 from kashq.config import Settings, load_settings
 from kashq.control import Cancellation
-from kashq.dispatcher import dispatch, dispatch_after, dispatch_at, dispatch_many
+from kashq.dispatcher import (
+    adispatch_many,
+    dispatch,
+    dispatch_after,
+    dispatch_at,
+    dispatch_many,
+)
 from kashq.dlq import DeadLetterError, DeadLetterQueue, RetryError
 from kashq.drivers import Driver, MemoryDriver, QueueSizes, Reservation, SyncDriver
 from kashq.envelope import Envelope
@@ -242,6 +248,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerStats",
     "__version__",
+    "adispatch_many",
     "batch",
     "cancel",
     "chain",

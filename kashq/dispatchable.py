@@ -8,6 +8,7 @@ both into the envelope that is pushed.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Callable, Sequence
@@ -193,6 +194,11 @@ class Dispatchable:
         if job_id is None or isinstance(job_id, JobHandle):
             return job_id
         return JobHandle(job_id, connection=self.target_connection(), dispatched=True)
+
+    async def adispatch(self, *, using: object = None) -> JobHandle | None:
+        """:meth:`dispatch` from a thread, so the event loop runs on while the job is
+        written (in an ``async def`` view or handler)."""
+        return await asyncio.to_thread(self.dispatch, using=using)
 
     def dispatch_after(self, delay: Delay, *, using: object = None) -> JobHandle | None:
         """Queue the job to run after ``delay`` (seconds or timedelta)."""

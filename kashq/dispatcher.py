@@ -10,6 +10,7 @@ test installed (:func:`kashq.testing.fake`).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -323,6 +324,12 @@ def dispatch_many(jobs: Iterable[Dispatchable], *, using: object = None) -> list
     """
     checked = [_check_dispatchable(job) for job in jobs]
     return list(get_dispatcher().dispatch_many(checked, using=using))
+
+
+async def adispatch_many(jobs: Iterable[Dispatchable], *, using: object = None) -> list[str | None]:
+    """:func:`dispatch_many` from a thread, so the event loop runs on meanwhile."""
+    checked = [_check_dispatchable(job) for job in jobs]
+    return await asyncio.to_thread(dispatch_many, checked, using=using)
 
 
 def _check_dispatchable(job: object) -> Dispatchable:

@@ -71,6 +71,8 @@ CORNERS: dict[str, tuple[str, ...]] = {
     "prometheus_client": ("kashq.metrics",),
     "jinja2": ("kashq.dashboard",),
     "markupsafe": ("kashq.dashboard",),
+    "starlette": ("kashq.contrib.fastapi",),
+    "fastapi": ("kashq.contrib.fastapi",),
 }
 
 
