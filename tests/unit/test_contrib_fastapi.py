@@ -4,6 +4,9 @@ to end in ``tests/e2e/test_fastapi_app.py``)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -16,6 +19,7 @@ import kashq
 from kashq import Job, JobHandle
 from kashq.contrib.fastapi import KashQ
 from kashq.manager import swap_manager
+from kashq.webhooks import WebhookHandler, WebhookJob
 
 
 class Noted(Job):
@@ -23,6 +27,35 @@ class Noted(Job):
 
     def handle(self) -> None:
         pass
+
+
+class Pushed(WebhookJob):
+    def handle(self) -> None:
+        pass
+
+
+async def _request(
+    app: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One HTTP request through ``app`` (ASGI, in process): its status and body."""
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": b"", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +125,22 @@ def test_at_interpreter_exit_kashq_closes_its_manager_on_the_loop(
 
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert closed == [True]
+
+
+def test_webhooks_mount_where_given_and_a_signed_post_queues_one_job() -> None:
+    hooks = WebhookHandler()
+    hooks.register_job_webhook("/github", Pushed, secret="s3cret", verifier="github")
+    app = FastAPI()
+    KashQ(app, connection="memory", webhooks="/hooks/", webhook_handler=hooks)
+    body = json.dumps({"ref": "main"}).encode()
+    signed = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    headers = {"x-hub-signature-256": signed, "x-github-delivery": "d-1"}
+
+    status, reply = asyncio.run(_request(app, "POST", "/hooks/github", body, headers))
+    forged, _ = asyncio.run(_request(app, "POST", "/hooks/github", body + b" ", headers))
+
+    assert (status, forged) == (202, 401), reply
+    assert kashq.manager().connection().sizes(["default"])["default"].ready == 1
 
 
 def test_without_settings_kashq_keeps_the_current_manager() -> None:
