@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,17 @@ from kashq import dispatcher
 from kashq.manager import swap_manager
 from tests.support import report
 from tests.support.services import RedisClusterNodes, RedisServer, in_ci
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start, however the suite was launched.
+
+    A suite started in the background by a shell without job control inherits
+    SIGINT ignored, and an in-process command that restores the handler it found
+    puts the ignore back; every process started after that inherits it, and the
+    tests that stop a command with SIGINT wait for nothing.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
