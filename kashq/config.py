@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     events_max_len: int = Field(
         100_000, ge=100, description="events kept in a connection's Redis stream (approximately)"
     )
+    tracing: bool = Field(
+        True,
+        description=(
+            "OpenTelemetry spans for dispatches and attempts, when `opentelemetry-api` is "
+            "installed (the `otel` extra) and the application sets a tracer provider"
+        ),
+    )
     slack_webhook_url: str | None = Field(
         None,
         description="Slack incoming webhook told of every job that fails for good",
@@ -319,19 +326,41 @@ def config_file() -> Path:
     return path
 
 
+# An app framework's settings (Django's settings.KASHQ) and where they come from.
+_app_settings: dict[str, Any] = {}
+_app_origin = ""
+
+
+def use_app_settings(settings: Mapping[str, Any], origin: str) -> None:
+    """Make ``settings`` the base of every :func:`load_settings` in this process.
+
+    An app framework's own settings (``origin``: "settings.KASHQ") win over the
+    environment and ``kashq.toml``, like ``kashq.configure()``'s, and lose to the
+    command line's. Checked now: an unknown name or a bad value is a ConfigError.
+    """
+    global _app_settings, _app_origin
+    values = {key: value for key, value in settings.items() if value is not None}
+    _refuse_unknown(values, origin)
+    _app_settings, _app_origin = {}, ""
+    load_settings(origin=origin, **values)
+    _app_settings, _app_origin = values, origin
+
+
 def load_settings(*, origin: str = "load_settings()", **overrides: Any) -> Settings:
     """Settings from every source; ``overrides`` (CLI flags, code) win. None values are ignored.
 
     ``origin`` names where the overrides come from ("the command line",
     "kashq.configure()"), for error messages. Unknown ``KASHQ_*`` variables
-    are logged once per process as a warning.
+    are logged once per process as a warning. An app's settings
+    (:func:`use_app_settings`) come under the overrides.
     """
     _refuse_unknown(overrides, origin)
     given = {key: value for key, value in overrides.items() if value is not None}
+    origins = dict.fromkeys(_app_settings, _app_origin) | dict.fromkeys(given, origin)
     try:
-        settings = Settings(**given)
+        settings = Settings(**(_app_settings | given))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, given, origin)) from None
+        raise ConfigError(_describe(exc, origins)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read config file {config_file()}: {_line(exc)}") from None
     _warn_unknown_variables()
@@ -343,7 +372,7 @@ def env_name(setting: str) -> str:
     return ENV_PREFIX + setting.upper()
 
 
-def _describe(exc: ValidationError, given: Mapping[str, Any], origin: str) -> str:
+def _describe(exc: ValidationError, origins: Mapping[str, str]) -> str:
     err = exc.errors(include_url=False)[0]
     name = str(err["loc"][0]) if err["loc"] else "settings"
     value = err.get("input")
@@ -357,13 +386,14 @@ def _describe(exc: ValidationError, given: Mapping[str, Any], origin: str) -> st
         message = "must be one of " + ", ".join(SHARD_STRATEGIES)
     elif name == "shards":
         shown = ""  # the message names the bad URL, its password hidden
-    return f"invalid setting {name} (from {_source_of(name, given, origin)}): {message}{shown}"
+    return f"invalid setting {name} (from {_source_of(name, origins)}): {message}{shown}"
 
 
-def _source_of(name: str, given: Mapping[str, Any], origin: str) -> str:
-    """Where the value of setting ``name`` came from, highest source first."""
-    if name in given:
-        return origin
+def _source_of(name: str, origins: Mapping[str, str]) -> str:
+    """Where the value of setting ``name`` came from, highest source first (``origins``:
+    the given settings' sources by name)."""
+    if name in origins:
+        return origins[name]
     variable = env_name(name)
     if any(key.upper() == variable for key in os.environ):
         return f"environment variable {variable}"
@@ -403,9 +433,21 @@ def _warn_unknown_variables() -> None:
         ):
             continue
         _warned.add(variable)
-        close = _closest(variable.removeprefix(ENV_PREFIX))
-        guess = f" (did you mean {env_name(close)}?)" if close else ""
-        log.warning("unknown setting %s in %s, ignored%s", key, where, guess)
+        log.warning("unknown setting %s in %s, ignored%s", key, where, variable_guess(variable))
+
+
+def setting_of(variable: str) -> str | None:
+    """The setting ``variable`` names (``KASHQ_MAX_RETRY``: ``max_retry``), or None."""
+    name = variable.removeprefix(ENV_PREFIX).lower()
+    known = name in Settings.model_fields and env_name(name) == variable
+    return name if known else None
+
+
+def variable_guess(variable: str) -> str:
+    """`` (did you mean KASHQ_<NAME>?)`` for the setting a mistyped ``KASHQ_*`` name is
+    close to, or ``""``."""
+    close = _closest(variable.removeprefix(ENV_PREFIX))
+    return f" (did you mean {env_name(close)}?)" if close else ""
 
 
 def _did_you_mean(name: str) -> str:

@@ -24,9 +24,11 @@ from kashq.exceptions import ConfigError, JobDefinitionError
 from kashq.job import Delay, Dispatchable, Job, NamedJob
 from kashq.locks.base import LockBackend
 from kashq.locks.unique import Claim, UniqueLock
+from kashq.tracing import UNTRACED
 
 if TYPE_CHECKING:
     from kashq.events.recorder import EventRecorder
+    from kashq.tracing.spans import Tracing
     from kashq.transactions import Transaction
     from kashq.workflows.batch import PendingBatch
     from kashq.workflows.batches import BatchRecord, BatchStore
@@ -60,7 +62,8 @@ class QueueDispatcher:
     queue goes; ``clock`` stamps envelopes. ``handle`` makes what ``dispatch``
     returns from the pushed envelope (default: its id). ``outbox`` writes the jobs
     dispatched in a caller's transaction for a connection other than the database;
-    ``after_commit`` is ``KASHQ_AFTER_COMMIT`` (see :meth:`_push_in`).
+    ``after_commit`` is ``KASHQ_AFTER_COMMIT`` (see :meth:`_push_in`). ``tracing``
+    (:func:`kashq.tracing.build`) pushes each dispatch in a producer span.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class QueueDispatcher:
         batches: Callable[[str | None], BatchStore] | None = None,
         outbox: Outboxing | None = None,
         after_commit: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         self._handle = handle
+        self._tracing = tracing
         self._outbox = outbox
         self._after_commit = after_commit
         self._batches = batches
@@ -97,6 +102,8 @@ class QueueDispatcher:
         :meth:`_push_in`)."""
         envelope = self.envelope_for(job)
         name = job.target_connection()
+        if using is None and _ambient is not None:
+            using = _ambient()
         claim = None
         if isinstance(job, Job) and job.unique_for is not None:
             claim = self._claim_unique(job, job.unique_for, name, envelope)
@@ -104,7 +111,11 @@ class QueueDispatcher:
                 return None
         claims = [] if claim is None else [claim]
         try:
-            if using is None:
+            if self._tracing is not None and self._tracing.active():
+                self._tracing.publish(
+                    [envelope], lambda: self._push_one(envelope, name, using, claims, job)
+                )
+            elif using is None:
                 self._connection(name).push(envelope)
             else:
                 self._push_in(using, name, [envelope], claims, job.sent_after_commit())
@@ -123,6 +134,8 @@ class QueueDispatcher:
         A unique job whose equal is already queued (or earlier in ``jobs``) is
         skipped: its place in the list holds None.
         """
+        if using is None and _ambient is not None:
+            using = _ambient()
         by_connection: dict[str | None, list[Envelope]] = {}
         claimed: dict[str | None, list[Claim]] = {}
         ids: list[str | None] = []
@@ -140,13 +153,21 @@ class QueueDispatcher:
                 by_connection.setdefault(name, []).append(envelope)
                 after_commit[name] = after_commit.get(name) or job.sent_after_commit()
                 ids.append(envelope.id)
-            for name, envelopes in list(by_connection.items()):
-                if using is None:
-                    self._connection(name).push_many(envelopes)
-                    self._record_dispatched(name, envelopes)
-                else:
-                    self._push_in(using, name, envelopes, claimed.get(name, []), after_commit[name])
-                claimed.pop(name, None)  # pushed: the worker frees these
+
+            def push() -> None:
+                for name, envelopes in list(by_connection.items()):
+                    if using is None:
+                        self._connection(name).push_many(envelopes)
+                        self._record_dispatched(name, envelopes)
+                    else:
+                        claims = claimed.get(name, [])
+                        self._push_in(using, name, envelopes, claims, after_commit[name])
+                    claimed.pop(name, None)  # pushed: the worker frees these
+
+            if self._tracing is None or not by_connection:
+                push()
+            else:  # every job of the call in one producer span
+                self._tracing.publish([e for group in by_connection.values() for e in group], push)
         except BaseException:
             UniqueLock.unclaim(claim for claims in claimed.values() for claim in claims)
             raise
@@ -155,10 +176,19 @@ class QueueDispatcher:
     def dispatch_chain(self, chain: PendingChain) -> str:
         """Push a chain's first job, carrying the rest (see :mod:`kashq.workflows.chain`)."""
         name = chain.connection_name()
-        head = chain.envelopes(self.envelope_for)
-        self._connection(name).push(head)
-        self._record_dispatched(name, [head])
+        publishing = UNTRACED if self._tracing is None else self._tracing.publishing()
+        with publishing:  # traced: every job of the chain carries the span's context
+            head = chain.envelopes(publishing.stamping(self.envelope_for))
+            publishing.send([head], lambda: self._push_chain(name, head))
         return head.id if self._handle is None else self._handle(head, name)
+
+    def _push_chain(self, name: str | None, head: Envelope) -> None:
+        using = None if _ambient is None else _ambient()
+        if using is None:
+            self._connection(name).push(head)
+            self._record_dispatched(name, [head])
+        else:
+            self._push_in(using, name, [head], (), None)
 
     def dispatch_batch(self, batch: PendingBatch) -> BatchRecord:
         """Store a batch, then push its jobs (see :mod:`kashq.workflows.batch`); its record."""
@@ -166,16 +196,30 @@ class QueueDispatcher:
 
         name = batch.connection_name()
         driver = self._connection(name)
-        record, heads, ids = batch.build(self.envelope_for, self._clock.time())
-        (store_for(driver) if self._batches is None else self._batches(name)).create(record, ids)
-        driver.push_many(heads)
-        self._record_dispatched(name, heads)
-        recorder = self._recorder(name)
-        if recorder is not None:
-            from kashq.events.base import BATCH_CREATED
-            from kashq.workflows.batches.steps import step
+        publishing = UNTRACED if self._tracing is None else self._tracing.publishing()
+        with publishing:  # traced: its jobs and callbacks carry the span's context
+            record, heads, ids = batch.build(
+                publishing.stamping(self.envelope_for), self._clock.time()
+            )
 
-            recorder.batch(step(BATCH_CREATED, record, record.created_at))
+            def store_and_push() -> None:
+                (store_for(driver) if self._batches is None else self._batches(name)).create(
+                    record, ids
+                )
+                driver.push_many(heads)
+                self._record_dispatched(name, heads)
+                recorder = self._recorder(name)
+                if recorder is not None:
+                    from kashq.events.base import BATCH_CREATED
+                    from kashq.workflows.batches.steps import step
+
+                    recorder.batch(step(BATCH_CREATED, record, record.created_at))
+
+            using = None if _ambient is None else _ambient()
+            if using is None:
+                publishing.send(heads, store_and_push)
+            else:  # its record and its jobs go together, once the transaction commits
+                publishing.send(heads, lambda: using.on_end(store_and_push, lambda: None))
         return record
 
     def clear(self, queue: str, connection: str | None = None) -> int:
@@ -187,6 +231,20 @@ class QueueDispatcher:
         cleared = self._connection(connection).clear(queue)
         UniqueLock.on(self._locks(connection)).free_claims(cleared.claims)
         return cleared.count
+
+    def _push_one(
+        self,
+        envelope: Envelope,
+        name: str | None,
+        using: object,
+        claims: list[Claim],
+        job: Dispatchable,
+    ) -> None:
+        """:meth:`dispatch`'s push, for a traced dispatch."""
+        if using is None:
+            self._connection(name).push(envelope)
+        else:
+            self._push_in(using, name, [envelope], claims, job.sent_after_commit())
 
     def _claim_unique(
         self, job: Job, ttl_s: float, name: str | None, envelope: Envelope
@@ -220,7 +278,7 @@ class QueueDispatcher:
         from kashq.drivers.base import TransactionalPush
         from kashq.transactions import Transaction
 
-        transaction = Transaction(using)
+        transaction = using if isinstance(using, Transaction) else Transaction(using)
         driver = self._connection(name)
         if self._after_commit if after_commit is None else after_commit:
 
@@ -253,6 +311,14 @@ class QueueDispatcher:
 
 _lock = threading.Lock()
 _override: Dispatcher | None = None
+_ambient: Callable[[], Transaction | None] | None = None
+
+
+def use_ambient_transaction(find: Callable[[], Transaction | None] | None) -> None:
+    """Make ``find`` say which transaction a dispatch without ``using=`` joins (None:
+    none is open). An app framework's: Django's ``transaction.atomic()`` block."""
+    global _ambient
+    _ambient = find
 
 
 def get_dispatcher() -> Dispatcher:
@@ -328,8 +394,7 @@ def dispatch_many(jobs: Iterable[Dispatchable], *, using: object = None) -> list
 
 async def adispatch_many(jobs: Iterable[Dispatchable], *, using: object = None) -> list[str | None]:
     """:func:`dispatch_many` from a thread, so the event loop runs on meanwhile."""
-    checked = [_check_dispatchable(job) for job in jobs]
-    return await asyncio.to_thread(dispatch_many, checked, using=using)
+    return await asyncio.to_thread(dispatch_many, list(jobs), using=using)
 
 
 def _check_dispatchable(job: object) -> Dispatchable:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kashq import control
+from kashq import control, tracing
 from kashq.alerts import AlertDispatcher, dispatcher_from_settings
 from kashq.clock import SYSTEM_CLOCK, Clock
 from kashq.config import CONNECTIONS, Settings, load_settings
@@ -47,7 +47,9 @@ from kashq.workflows.batches import store_for as batches_for
 
 if TYPE_CHECKING:
     from kashq.history.recorder import HistoryRecorder
+    from kashq.jobevents import Listener
     from kashq.outbox import Outbox
+    from kashq.tracing import TracerProvider
     from kashq.transactions import Transaction
     from kashq.worker.worker import Worker
     from kashq.workflows.batch import Batch, PendingBatch
@@ -63,8 +65,12 @@ class QueueManager:
         *,
         clock: Clock = SYSTEM_CLOCK,
         failed_store: FailedJobStore | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """``tracer_provider``: where the OpenTelemetry spans of this manager's dispatches
+        and workers go (default: the global provider; see ``KASHQ_TRACING``)."""
         self.settings = settings or load_settings()
+        self.tracing = tracing.build(self.settings.tracing, tracer_provider)
         self.clock = clock
         self._given_store = failed_store
         self._stores: dict[bool, FailedJobStore] = {}  # keyed by "durable"
@@ -88,6 +94,7 @@ class QueueManager:
             batches=self.batches,
             outbox=self._put_in_outbox,
             after_commit=self.settings.after_commit,
+            tracing=self.tracing,
         )
 
     # -- connections ----------------------------------------------------
@@ -259,7 +266,7 @@ class QueueManager:
         locks, results = self.locks("sync"), self.results("sync")
         Worker(
             driver, self.failed_store("sync"), options, clock=self.clock, locks=locks,
-            results=results, batches=self.batches("sync"),
+            results=results, batches=self.batches("sync"), tracing=self.tracing,
         ).drain()  # fmt: skip
 
     # -- workers --------------------------------------------------------
@@ -293,7 +300,7 @@ class QueueManager:
         store = self.failed_store(name)
         worker = Worker(
             self.connection(name), store, options, clock=self.clock, results=self.results(name),
-            batches=self.batches(name),
+            batches=self.batches(name), tracing=self.tracing,
         )  # fmt: skip
         self._listen(worker, name)
         return worker
@@ -314,6 +321,8 @@ class QueueManager:
             worker.add_listener(alerts.listener)
             with self._lock:
                 self._alerts.append(alerts)
+        for listener in _every_worker:
+            worker.add_listener(listener)
 
     # -- dispatching ----------------------------------------------------
     def envelope_for(self, job: Dispatchable) -> Envelope:
@@ -458,10 +467,20 @@ class QueueManager:
             driver.close()
         for store in stores:
             store.close()
+        if self.tracing is not None:
+            self.tracing.flush()  # a worker process ends with os._exit: no atexit hook runs
 
 
 _current_lock = threading.Lock()
 _current: QueueManager | None = None
+_every_worker: list[Listener] = []
+
+
+def listen_to_every_worker(listener: Listener) -> None:
+    """Give ``listener`` the events of every worker a manager of this process builds from
+    now on: an app framework's upkeep around each job (Django's stale connections)."""
+    if listener not in _every_worker:
+        _every_worker.append(listener)
 
 
 def configure(manager: QueueManager | None = None, **settings: Any) -> QueueManager:

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kashq.clock import Clock
 from kashq.drivers.base import Driver, Reservation
@@ -36,6 +37,9 @@ from kashq.worker.options import WorkerOptions
 from kashq.worker.outcome import Outcome
 from kashq.workflows import steps
 from kashq.workflows.batches import MemberState
+
+if TYPE_CHECKING:
+    from kashq.tracing.spans import AttemptSpan
 
 log = logging.getLogger(__name__)
 # Per-job outcomes, apart so queue:work (which prints its own line per job) can mute them.
@@ -73,16 +77,23 @@ class Settler:
         error: BaseException,
         job: Job | None,
         took_s: float | None = None,
+        *,
+        span: AttemptSpan | None = None,
     ) -> Outcome:
+        """Retry the job after its backoff, or fail it for good (``span``: the attempt's,
+        when tracing, told the error and the delay)."""
         if isinstance(error, ReleaseJob):  # not a failure: a middleware put the job back
-            return self._release(res, env, error, job, took_s)
+            return self._release(res, env, error, job, took_s, span=span)
         attempts = env.attempts + 1
         env = dataclasses.replace(env, attempts=attempts, exceptions=env.exceptions + 1)
         now = self._clock.time()
         rules = policy.rules_for(env, job, self.options.tries, self.options.backoff)
         delay_s = policy.decide(rules, error, attempts=attempts, exceptions=env.exceptions, now=now)
         if isinstance(delay_s, StopReason):
-            return self.fail(res, env, error, job, took_s, reason=delay_s)
+            return self.fail(res, env, error, job, took_s, reason=delay_s, span=span)
+        if span is not None:
+            span.raised(error)
+            span.retry_in(delay_s)
         retry = dataclasses.replace(env, available_at=now + delay_s)
         self.settle(self.driver.release, res, retry)
         self._events.emit(
@@ -111,6 +122,8 @@ class Settler:
         release: ReleaseJob,
         job: Job | None,
         took_s: float | None,
+        *,
+        span: AttemptSpan | None,
     ) -> Outcome:
         """Put the job back as a middleware asked: no failure, the attempt counted only if asked."""
         attempt = env.attempts + 1
@@ -119,9 +132,13 @@ class Settler:
             env = dataclasses.replace(env, attempts=attempt)
             if env.retry_until is not None:
                 if now + release.delay_s > env.retry_until:
-                    return self.fail(res, env, release, job, took_s, reason=StopReason.DEADLINE)
+                    return self.fail(
+                        res, env, release, job, took_s, reason=StopReason.DEADLINE, span=span
+                    )
             elif not policy.should_retry(attempt, env.max_tries or self.options.tries):
-                return self.fail(res, env, release, job, took_s, reason=StopReason.TRIES)
+                return self.fail(res, env, release, job, took_s, reason=StopReason.TRIES, span=span)
+        if span is not None:
+            span.retry_in(release.delay_s)
         back = dataclasses.replace(env, available_at=now + release.delay_s)
         self.settle(self.driver.release, res, back)
         self._events.emit(
@@ -140,8 +157,12 @@ class Settler:
         took_s: float | None = None,
         *,
         reason: StopReason = StopReason.TRIES,
+        span: AttemptSpan | None = None,
     ) -> Outcome:
-        """Fail for good: tell the job, then record it (or park it if the store is down)."""
+        """Fail for good: tell the job (and ``span``, the attempt's when tracing), then
+        record it (or park it if the store is down)."""
+        if span is not None:
+            span.raised(error)
         execute.call_failed_hook(job, error)
         failure = Failure(one_line(error), _traceback(error), reason.value)
         return self.record(res, env, failure, took_s, job=job)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kashq.abort import AbortSignal
 from kashq.clock import SYSTEM_CLOCK, Clock
@@ -51,6 +52,9 @@ from kashq.workflows.batches import BatchStore
 from kashq.workflows.batches import store_for as batches_for
 from kashq.workflows.batches.steps import StepSink
 
+if TYPE_CHECKING:
+    from kashq.tracing.spans import AttemptSpan, Tracing
+
 __all__ = ["Outcome", "Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,9 @@ class Worker:
         locks: LockBackend | None = None,
         results: ResultStore | None = None,
         batches: BatchStore | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing`` (:func:`kashq.tracing.build`) runs each attempt in a consumer span."""
         self.driver = driver
         self.failed_store = failed_store
         self.options = options or WorkerOptions()
@@ -90,6 +96,7 @@ class Worker:
         self._locks = locks
         self._results = results
         self._batch_store = batches
+        self._tracing = tracing
         self._batch_counts = BatchCounter(driver, self._batches_of, clock)
         self._outcomes = OutcomeKeeper(self._results_of, self.options.result_ttl_s, clock)
         self._progress = ProgressReports(self._events, clock)
@@ -180,18 +187,35 @@ class Worker:
         signal = AbortSignal()  # raised by the controls if the job is cancelled
         self._heartbeat.track(reservation, signal)
         try:
-            outcome = self._process(reservation, defer_ack, signal)
+            ready = self._ready(reservation)
+            if isinstance(ready, Outcome):
+                outcome = ready
+            elif self._tracing is None or not self._tracing.active():
+                outcome = self._attempt(reservation, *ready, defer_ack, signal, span=None)
+            else:  # the attempt in a consumer span
+                res, (env, prepared) = reservation, ready
+                outcome = self._tracing.attempt(
+                    env, res.deliveries,
+                    lambda span: self._attempt(res, env, prepared, defer_ack, signal, span=span),
+                )  # fmt: skip
         finally:
             self._heartbeat.untrack(reservation)
         with self._lock:
             self.stats.count(outcome)
         return outcome
 
-    def _process(self, res: Reservation, defer_ack: bool, signal: AbortSignal) -> Outcome:
-        ready = self._ready(res)
-        if isinstance(ready, Outcome):
-            return ready
-        env, prepared = ready
+    def _attempt(
+        self,
+        res: Reservation,
+        env: Envelope,
+        prepared: execute.Prepared,
+        defer_ack: bool,
+        signal: AbortSignal,
+        *,
+        span: AttemptSpan | None,
+    ) -> Outcome:
+        """Run the job of ``env`` once and settle what came of it (``span``: its
+        attempt's consumer span, when tracing)."""
         timeout_s = env.timeout_s if env.timeout_s is not None else self.options.timeout_s
         attempt = env.attempts + 1
         self._unique.free_at_start(env.metadata, env.id)
@@ -213,7 +237,7 @@ class Worker:
             if halted is not None:
                 return halted
         if error is not None:
-            return self._settler.after_error(res, env, error, prepared.job, took_s)
+            return self._settler.after_error(res, env, error, prepared.job, took_s, span=span)
         self._unique.free_at_end(env.metadata, env.id)
         if value is not None:  # kept before the ack: a completed job always has its result
             self._outcomes.completed(env, prepared.job, value, attempt)
@@ -256,9 +280,19 @@ class Worker:
         try:
             prepared = execute.prepare(env, self._registry)
         except KashqError as exc:  # unknown type, invalid payload, no handle()
-            env = dataclasses.replace(env, attempts=env.attempts + 1)
-            return self._settler.fail(res, env, exc, None, reason=policy.unrunnable(exc))
+            return self._unrunnable(res, env, exc)
         return env, prepared
+
+    def _unrunnable(self, res: Reservation, env: Envelope, error: KashqError) -> Outcome:
+        """Fail for good a job that cannot be run, its attempt counted (and traced)."""
+        failed = dataclasses.replace(env, attempts=env.attempts + 1)
+        reason = policy.unrunnable(error)
+        if self._tracing is None:
+            return self._settler.fail(res, failed, error, None, reason=reason)
+        return self._tracing.attempt(
+            env, res.deliveries,
+            lambda span: self._settler.fail(res, failed, error, None, reason=reason, span=span),
+        )  # fmt: skip
 
     def _finish(self, res: Reservation, env: Envelope) -> Outcome:
         """A job that ended already, back only to finish: a parked failure to record, or a

@@ -23,6 +23,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kashq import tracing
 from kashq.envelope import Envelope, decode, new_job_id
 from kashq.events.base import BATCH_CANCELLED, BATCH_TYPE
 from kashq.exceptions import JobDefinitionError, KashqError
@@ -334,12 +335,12 @@ def start_batch(envelope: Envelope) -> None:
             allow_failures=spec["allow_failures"],
         )  # fmt: skip
         store.create(record, list(spec["ids"]))
+    heads = []
     for head in spec["jobs"]:
         job = decode(json.dumps(head))
         delay_s = max(job.available_at - job.created_at, 0.0)
-        context.driver.push_once(
-            dataclasses.replace(job, created_at=now, available_at=now + delay_s)
-        )
+        heads.append(dataclasses.replace(job, created_at=now, available_at=now + delay_s))
+    tracing.forward(heads, lambda: [context.driver.push_once(job) for job in heads])
 
 
 REGISTRY.add(START_BATCH, start_batch, is_handler=True)

@@ -9,9 +9,11 @@ next delivery pushes the successor without running the step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
+from kashq import tracing
 from kashq.envelope import ChainState, Envelope, decode
 from kashq.exceptions import JobDefinitionError
 from kashq.workflows.chain import (
@@ -63,7 +65,7 @@ def push_next(driver: Driver, env: Envelope, edits: Edits, now: float) -> None:
     """Push the step after ``env`` (raises :class:`~kashq.exceptions.DriverError`)."""
     step = next_step(env, edits, now)
     if step is not None:
-        driver.push_once(step)
+        tracing.forward([step], lambda: driver.push_once(step))
 
 
 def done(env: Envelope, edits: Edits, available_at: float) -> Envelope:
@@ -90,7 +92,7 @@ def push_catch(driver: Driver, env: Envelope, error: str, now: float) -> None:
             job, id=derived_id(env.chain.id, f"catch.{number}"), metadata=metadata,
             created_at=now, available_at=now + delay_s,
         )  # fmt: skip
-        driver.push_once(job)
+        tracing.forward([job], functools.partial(driver.push_once, job))
 
 
 def _folded(env: Envelope, edits: Edits) -> ChainState:

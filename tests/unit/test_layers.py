@@ -50,6 +50,7 @@ DATABASE_MODULES = (
     "kashq.workflows.batches.database",
     "kashq.transactions",
     "kashq.outbox",
+    "kashq.contrib.django",  # Django's transactions and database, for kashq's tables
 )
 REDIS_MODULES = (
     "kashq.drivers.redis",
@@ -66,13 +67,17 @@ CORNERS: dict[str, tuple[str, ...]] = {
     "sqlalchemy": DATABASE_MODULES,
     "alembic": DATABASE_MODULES,
     "typer": ("kashq.cli",),
-    "click": ("kashq.cli",),
+    "click": ("kashq.cli", "kashq.contrib.flask"),
     "rich": ("kashq.cli", "kashq.supervisor.lines"),
     "prometheus_client": ("kashq.metrics",),
     "jinja2": ("kashq.dashboard",),
     "markupsafe": ("kashq.dashboard",),
     "starlette": ("kashq.contrib.fastapi",),
     "fastapi": ("kashq.contrib.fastapi",),
+    "django": ("kashq.contrib.django",),
+    "opentelemetry": ("kashq.tracing",),
+    "flask": ("kashq.contrib.flask",),
+    "werkzeug": ("kashq.contrib.flask",),
 }
 
 
@@ -133,7 +138,16 @@ def test_the_modules_were_read() -> None:
 def test_only_the_command_line_imports_the_command_line() -> None:
     assert (
         offences(
-            lambda module: not within(module, "kashq.cli", "kashq.__main__"),
+            # and the frameworks' own commands, which are the kashq command
+            lambda module: (
+                not within(
+                    module,
+                    "kashq.cli",
+                    "kashq.__main__",
+                    "kashq.contrib.django.management",
+                    "kashq.contrib.flask",
+                )
+            ),
             lambda name: within(name, "kashq.cli"),
         )
         == []
