@@ -31,6 +31,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from kashq.contrib._mounts import mount_path
 from kashq.manager import QueueManager, configure
 from kashq.manager import manager as current_manager
 from kashq.webhooks.handler import WebhookHandler
@@ -60,11 +61,11 @@ class KashQ:
         if dashboard is not None:
             from kashq.dashboard import app as dashboard_app
 
-            app.mount(_path(dashboard), dashboard_app(**dict(dashboard_options or {})))
+            app.mount(mount_path(dashboard), dashboard_app(**dict(dashboard_options or {})))
         if webhooks is not None:
             from kashq.webhooks import default_handler
 
-            app.mount(_path(webhooks), (webhook_handler or default_handler).app)
+            app.mount(mount_path(webhooks), (webhook_handler or default_handler).app)
         self._wrap_lifespan()
 
     @property
@@ -80,7 +81,7 @@ class KashQ:
         DefaultMetrics.collect_queue_sizes(
             manager.connection(name), manager.failed_store(name), queues=(manager.settings.queue,)
         )
-        self.app.add_route(_path(path), DefaultMetrics.handler())  # an ASGI app, not a view
+        self.app.add_route(mount_path(path), DefaultMetrics.handler())  # an ASGI app, not a view
 
     def _wrap_lifespan(self) -> None:
         router = self.app.router
@@ -107,10 +108,3 @@ async def _close(manager: QueueManager) -> None:
         manager.close()
         return
     await closing
-
-
-def _path(path: str) -> str:
-    """``path`` checked: a mount point starts with ``/`` and is not the root."""
-    if not path.startswith("/") or path.rstrip("/") == "":
-        raise ValueError(f"a kashq mount path starts with / and is not the root, got {path!r}")
-    return path.rstrip("/")
