@@ -3,7 +3,8 @@
 This package is light: :mod:`opentelemetry` is imported by :mod:`kashq.tracing.spans`
 alone, once, when a queue manager is built (:func:`build`). Without it (the extra
 not installed) or with ``KASHQ_TRACING=false``, :func:`build` gives None and the
-dispatcher and the worker pay one ``is None`` check per job.
+dispatcher and the worker pay one ``is None`` check per job (with the API but no
+SDK, a clock read: see :mod:`kashq.tracing.spans`).
 
 A dispatch is a PRODUCER span whose W3C trace context (``traceparent``,
 ``tracestate``) goes into each envelope's metadata; each attempt a worker runs is a

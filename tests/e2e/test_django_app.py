@@ -137,3 +137,7 @@ def test_kashq_s_commands_run_under_manage_py(env: dict[str, str], tmp_path: Pat
     listed = _run([*MANAGE, "kashq", "--help"], env | {"COLUMNS": "120"}, tmp_path)
     assert "queue:work" in listed and "queue:failed" in listed
     assert "No failed jobs" in _run([*MANAGE, "kashq", "queue:failed"], env, tmp_path)
+    # Django's own options are Django's, wherever they are on the line
+    for settings in (["--settings=reports_site.settings"], ["--settings", "reports_site.settings"]):
+        failed = _run([*MANAGE, "kashq", "queue:failed", *settings], env, tmp_path)
+        assert "No failed jobs" in failed

@@ -67,7 +67,17 @@ def test_the_checks_pass_under_django_s_test_runner(kind: str, tmp_path: Path) -
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert "Ran 11 tests" in output and "\nOK" in output, output
+    assert "Ran 12 tests" in output and "\nOK" in output, output
+
+
+def test_django_s_parallel_runner_moves_kashq_to_each_worker_s_database(tmp_path: Path) -> None:
+    done = _django(
+        "test", "django_project.checks", "--noinput", "--parallel", "2",
+        database=_databases(tmp_path)["postgresql"],
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Ran 12 tests" in output and "\nOK" in output, output
 
 
 def _shell(command: str, **kwargs: object) -> str:
@@ -91,6 +101,9 @@ def test_settings_kashq_wins_over_the_environment_and_the_database_follows_djang
         SHOW, database=database, kashq={"after_commit": False}, KASHQ_DATABASE_URL=elsewhere
     )
     assert shown == f"default {elsewhere} False"
+    # AFTER_COMMIT is on by default in Django, unless set anywhere (the environment here)
+    shown = _shell(SHOW, database=database, KASHQ_AFTER_COMMIT="false")
+    assert shown.endswith(" False")
 
 
 @pytest.mark.parametrize(
@@ -118,8 +131,13 @@ def test_django_s_database_settings_become_a_url_and_others_are_refused() -> Non
     assert database_url(postgres) == "postgresql+psycopg://app:s3cret@db.internal:6432/shop"
     postgres["OPTIONS"] = {"sslmode": "require", "server_side_binding": True}  # libpq's only
     assert database_url(postgres).endswith("/shop?sslmode=require")
+    socket = {"ENGINE": "django.db.backends.postgresql", "NAME": "shop", "HOST": "/run/pg"}
+    assert make_url(database_url(socket)).query == {"host": "/run/pg"}
+    assert make_url(database_url(socket)).database == "shop"
     mysql = {"ENGINE": "django.db.backends.mysql", "NAME": "shop", "USER": "root"}
     assert database_url(mysql) == "mysql+pymysql://root@/shop"
+    mysql["OPTIONS"] = {"charset": "utf8mb4", "init_command": "SET sql_mode='STRICT_ALL_TABLES'"}
+    assert database_url(mysql) == "mysql+pymysql://root@/shop?charset=utf8mb4"
     memory = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
     assert database_url(memory) == database_url(memory)  # one stand-in file per name
     assert database_url(memory).endswith("/kashq.sqlite3")

@@ -7,6 +7,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
@@ -31,6 +32,17 @@ class KashqConfig(AppConfig):
         autodiscover_modules("jobs")
         listen_to_every_worker(close_old_connections)
         post_migrate.connect(migrate_kashq, sender=self)
+        connection_created.connect(self.moved, dispatch_uid="kashq-follows-django")
+
+    def moved(self, sender: Any, connection: Any, **kwargs: Any) -> None:
+        """A connection to the database kashq follows opened: when Django's settings for it
+        changed since (a parallel test runner's worker, on its clone of the test
+        database), kashq follows them."""
+        if connection.alias != conf.ALIAS or self.followed.database_url is None:
+            return
+        if conf.database_url(connection.settings_dict) != self.followed.database_url:
+            self.follow(connection.settings_dict)
+            _let_go_before_destroyed(connection.creation)
 
     def follow(self, database: dict[str, Any] | None) -> None:
         """Configure kashq from ``settings.KASHQ`` and Django's ``database`` settings."""
@@ -61,7 +73,7 @@ def close_old_connections(event: JobEvent) -> None:
 def migrate_kashq(sender: KashqConfig, using: str, verbosity: int = 1, **kwargs: Any) -> None:
     """After ``manage.py migrate`` (and the test runner's) on the database kashq follows:
     kashq's own migrations, on the database Django just migrated (a test database too)."""
-    if using != conf.ALIAS:
+    if using != conf.ALIAS or "plan" not in kwargs:  # not after a flush: after migrate only
         return
     from kashq.db import migrate
     from kashq.db.engine import safe_url

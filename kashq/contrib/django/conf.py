@@ -14,7 +14,9 @@ unless ``AFTER_COMMIT`` is False.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,14 +29,18 @@ from kashq.exceptions import ConfigError
 
 ALIAS = "default"
 ORIGIN = "settings.KASHQ"
-# The OPTIONS of a PostgreSQL entry that are libpq's own (the rest are Django's).
-_LIBPQ = frozenset(
-    {
-        "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "options",
-        "connect_timeout", "application_name", "target_session_attrs", "service", "passfile",
-        "keepalives", "keepalives_idle",
-    }
-)  # fmt: skip
+# The OPTIONS of an entry that are its driver's connection settings (the rest are Django's).
+_CARRIED = {
+    "postgresql": frozenset(
+        {
+            "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "options",
+            "connect_timeout", "application_name", "target_session_attrs", "service",
+            "passfile", "keepalives", "keepalives_idle",
+        }
+    ),
+    "mysql": frozenset({"charset", "unix_socket", "connect_timeout"}),
+    "sqlite": frozenset(),
+}  # fmt: skip
 _in_memory: dict[str, str] = {}  # an in-memory SQLite database's stand-in file, by name
 _DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite", "mysql": "mysql+pymysql"}
 
@@ -63,7 +69,8 @@ def apply(kashq: object, database: Mapping[str, Any] | None, setup_module: str) 
     ``setup_module`` goes first in ``imports``, so worker processes set Django up."""
     values = app_settings(kashq)
     use_app_settings({}, ORIGIN)  # what the environment and kashq.toml say on their own
-    values.setdefault("after_commit", True)
+    if "after_commit" not in values and not _given_elsewhere("after_commit"):
+        values["after_commit"] = True  # Django's default: on_commit
     imports = values["imports"] if "imports" in values else load_settings().imports
     if isinstance(imports, str):
         imports = [name.strip() for name in imports.split(",") if name.strip()]
@@ -97,19 +104,24 @@ def database_url(database: Mapping[str, Any]) -> str:
         if not name or name == ":memory:" or "mode=memory" in name:
             if name not in _in_memory:
                 directory = tempfile.mkdtemp(prefix="kashq-django-")
+                atexit.register(shutil.rmtree, directory, ignore_errors=True)
                 _in_memory[name] = os.path.join(directory, "kashq.sqlite3")
             name = _in_memory[name]
         return f"sqlite:///{os.path.abspath(name)}"
-    port = database.get("PORT")
+    port, host = database.get("PORT"), str(database.get("HOST") or "")
     options = database.get("OPTIONS") or {}
+    query = {k: str(v) for k, v in options.items() if k in _CARRIED[vendor]}
+    if host.startswith("/"):  # a Unix socket's directory (PostgreSQL) or path (MySQL)
+        query["host" if vendor == "postgresql" else "unix_socket"] = host
+        host = ""
     url = URL.create(
         _DRIVERS[vendor],
         username=database.get("USER") or None,
         password=database.get("PASSWORD") or None,
-        host=database.get("HOST") or None,
+        host=host or None,
         port=int(port) if port else None,
         database=name or None,
-        query={k: str(v) for k, v in options.items() if k in _LIBPQ and vendor == "postgresql"},
+        query=query,
     )
     return url.render_as_string(hide_password=False)
 

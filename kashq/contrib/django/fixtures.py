@@ -6,7 +6,9 @@
 - ``kashq_worker``: jobs really go to kashq's queue (in the test database when
   kashq follows Django's); ``kashq_worker.drain()`` runs them in the test's
   thread, on its database connection, and returns the worker's counts. The
-  queues it drained are emptied after the test.
+  queues it drained are emptied before and after the test when they are the test
+  database's (or in memory); on Redis, or in a database of kashq's own, they are
+  real queues, left alone.
 
 A job dispatched inside ``transaction.atomic()`` is sent when the block commits,
 which a test wrapped in a transaction never does: run the callbacks with
@@ -45,10 +47,23 @@ class KashqWorker:
         return worker.stats
 
     def clear(self) -> None:
-        """Empty the queues drained (and the default one)."""
+        """Empty the queues drained (and the default one), when they are the test's own."""
         manager = current_manager()
+        if not _test_s_own(manager.settings.connection):
+            return
         for queue in self.drained | {manager.settings.queue}:
             manager.clear(queue)
+
+
+def _test_s_own(connection: str) -> bool:
+    """Whether ``connection``'s queues live only for the tests: in memory, or in the
+    test database kashq follows."""
+    from django.apps import apps
+
+    if connection in ("memory", "sync"):
+        return True
+    follows = apps.get_app_config("kashq").followed.database_url is not None
+    return connection == "database" and follows
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ class AtomicBlock(Transaction):
         if not self._same_database:
             raise ConfigError(
                 "a job written inside transaction.atomic() needs kashq's tables in Django's "
-                "database, but KASHQ['DATABASE_URL'] names another: send it after the commit"
+                "database, and they are elsewhere (KASHQ['DATABASE_URL'], or a file beside "
+                "an in-memory SQLite test database): send it after the commit"
             )
         connection = connections[self.alias]
         connection.ensure_connection()
@@ -64,7 +65,8 @@ class AtomicBlock(Transaction):
         django_transaction.on_commit(on_commit, using=self.alias)
         # Django keeps on-commit callbacks in a list it empties when it runs them or
         # rolls back: the callback dying unrun is the rollback.
-        weakref.finalize(on_commit, lambda: None if done[0] else rolled_back())
+        dropped = weakref.finalize(on_commit, lambda: None if done[0] else rolled_back())
+        dropped.atexit = False  # a block still open at exit: nothing to free, no I/O then
 
 
 def open_block(alias: str, same_database: bool) -> Callable[[], AtomicBlock | None]:

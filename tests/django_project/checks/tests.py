@@ -6,6 +6,7 @@ import re
 from urllib.parse import urlencode
 
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django.test import TransactionTestCase
@@ -101,6 +102,13 @@ class StaleConnections(EmptyQueue, TransactionTestCase):
         UsesConnection().dispatch()
         self.assertEqual(run_all().completed, 1)
         self.assertIsNone(connection.connection)  # CONN_MAX_AGE = 0: closed, as after a request
+
+
+class Commands(EmptyQueue, TransactionTestCase):
+    def test_call_command_runs_a_kashq_command(self) -> None:
+        MarkSeen(note_id=1).dispatch()
+        call_command("kashq", "queue:clear", "--queue", QUEUE, "--force")
+        self.assertEqual(ready(), 0)
 
 
 class AdminDashboard(EmptyQueue, TransactionTestCase):
