@@ -249,16 +249,23 @@ class Chaos:
         """Wait until every dispatched job is completed, failed or ``cancelled()`` and the
         queue is empty."""
 
+        left: list[str] = []  # what the last look found unsettled, for a timeout's message
+
         def settled() -> bool:
             try:
-                if driver.sizes(["default"])["default"].total:
-                    return False
+                sizes = driver.sizes(["default"])["default"]
             except DriverError:  # a server the scenario restarts is on its way back
+                left[:] = ["the queue unreachable"]
                 return False
             ended = set(self.ledger.done()) | {job.uuid for job in store.all()} | cancelled()
-            return all(job_id in ended for job_id in self.dispatched)
+            missing = [job_id for job_id in self.dispatched if job_id not in ended]
+            left[:] = [f"queue sizes {sizes}", f"{len(missing)} not ended: {missing[:5]}"]
+            return not sizes.total and not missing
 
-        self.wait_for("every job to complete or fail", settled, timeout_s)
+        try:
+            self.wait_for("every job to complete or fail", settled, timeout_s)
+        except pytest.fail.Exception as timed_out:
+            pytest.fail(f"{timed_out} ({'; '.join(left)})")
 
     # -- the invariant ----------------------------------------------------
     def check(
