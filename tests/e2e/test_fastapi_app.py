@@ -13,18 +13,15 @@ import json
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.test_cli import _clean_env, _kashq_executable
-from tests.support.redis import delete_prefix, shared_client
-from tests.support.services import REDIS_URL, free_port
+from tests.e2e.example_apps import get, post, serving, shared_settings
+from tests.e2e.test_cli import _kashq_executable
+from tests.support.services import free_port
 from tests.support.waiting import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -32,41 +29,9 @@ EXAMPLE = EXAMPLES / "fastapi_app.py"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The settings the server and the worker share: the SQLite default, or Redis."""
-    env = _clean_env()
-    prefix = None
-    if request.param == "redis":
-        shared_client()  # skip locally / fail in CI when Redis is down
-        prefix = f"kashq-e2e-{uuid.uuid4().hex[:10]}"
-        env.update(KASHQ_CONNECTION="redis", KASHQ_REDIS_URL=REDIS_URL, KASHQ_PREFIX=prefix)
-    try:
-        yield env
-    finally:
-        if prefix is not None:
-            delete_prefix(shared_client(), prefix)
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _post(url: str) -> dict[str, Any]:
-    request = urllib.request.Request(url, method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        data: dict[str, Any] = json.loads(response.read())
-        return data
-
-
-def _serving(base: str) -> bool:
-    try:
-        return _get(f"{base}/reports/none")[0] == 404
-    except OSError:
-        return False
+    yield from shared_settings(request.param)
 
 
 def test_a_request_dispatches_a_job_a_worker_runs_it_and_a_request_reads_its_result(
@@ -80,9 +45,9 @@ def test_a_request_dispatches_a_job_a_worker_runs_it_and_a_request_reads_its_res
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        assert eventually(lambda: _serving(base), 30), "the app never answered"
-        job_id = _post(f"{base}/reports?n=100")["id"]
-        assert json.loads(_get(f"{base}/reports/{job_id}")[1])["state"] == "queued"
+        assert eventually(lambda: serving(base), 30), "the app never answered"
+        job_id = post(f"{base}/reports?n=100")["id"]
+        assert json.loads(get(f"{base}/reports/{job_id}")[1])["state"] == "queued"
 
         work = [str(_kashq_executable()), "queue:work", "--import", str(EXAMPLE)]
         worked = subprocess.run(
@@ -91,14 +56,14 @@ def test_a_request_dispatches_a_job_a_worker_runs_it_and_a_request_reads_its_res
         )  # fmt: skip
         assert worked.returncode == 0, worked.stdout + worked.stderr
 
-        status, body = _get(f"{base}/reports/{job_id}")
+        status, body = get(f"{base}/reports/{job_id}")
         assert (status, json.loads(body)) == (200, {"state": "completed", "result": 5050})
-        assert _get(f"{base}/reports/{uuid.uuid4()}")[0] == 404
+        assert get(f"{base}/reports/{uuid.uuid4()}")[0] == 404
 
-        status, body = _get(f"{base}/metrics")
+        status, body = get(f"{base}/metrics")
         assert status == 200
         assert b"kashq_queue_size" in body
-        status, body = _get(f"{base}/kashq/")
+        status, body = get(f"{base}/kashq/")
         assert status == 200
         assert b"kashq" in body.lower()
     finally:

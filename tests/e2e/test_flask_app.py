@@ -18,18 +18,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.example_apps import get, post, serving, shared_settings
 from tests.e2e.test_cli import _clean_env
-from tests.support.redis import delete_prefix, shared_client
-from tests.support.services import REDIS_URL, free_port
+from tests.support.services import free_port
 from tests.support.waiting import eventually
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -46,39 +43,7 @@ CLOSED = "kashq: queue manager closed at exit"
 @pytest.fixture(params=["sqlite", "redis"])
 def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The settings the server and the worker share: the SQLite default, or Redis."""
-    env = _clean_env()
-    prefix = None
-    if request.param == "redis":
-        shared_client()  # skip locally / fail in CI when Redis is down
-        prefix = f"kashq-e2e-{uuid.uuid4().hex[:10]}"
-        env.update(KASHQ_CONNECTION="redis", KASHQ_REDIS_URL=REDIS_URL, KASHQ_PREFIX=prefix)
-    try:
-        yield env
-    finally:
-        if prefix is not None:
-            delete_prefix(shared_client(), prefix)
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _post(url: str) -> dict[str, Any]:
-    request = urllib.request.Request(url, method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        data: dict[str, Any] = json.loads(response.read())
-        return data
-
-
-def _serving(base: str) -> bool:
-    try:
-        return _get(f"{base}/reports/none")[0] == 404
-    except OSError:
-        return False
+    yield from shared_settings(request.param)
 
 
 def _work(app: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -99,27 +64,27 @@ def test_a_request_dispatches_a_job_flask_kashq_runs_it_and_a_request_reads_its_
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        assert eventually(lambda: _serving(base), 30), "the app never answered"
-        ids = [_post(f"{base}/reports?n={n}")["id"] for n in (100, 10)]
-        assert json.loads(_get(f"{base}/reports/{ids[0]}")[1])["state"] == "queued"
+        assert eventually(lambda: serving(base), 30), "the app never answered"
+        ids = [post(f"{base}/reports?n={n}")["id"] for n in (100, 10)]
+        assert json.loads(get(f"{base}/reports/{ids[0]}")[1])["state"] == "queued"
 
         worked = _work(str(EXAMPLE), tmp_path, env)
         assert worked.returncode == 0, worked.stdout + worked.stderr
         assert "modules      flask_app" in worked.stdout, worked.stdout
         assert worked.stdout.count("flask_app.SumTo") >= 2, worked.stdout
 
-        results = [json.loads(_get(f"{base}/reports/{job_id}")[1]) for job_id in ids]
+        results = [json.loads(get(f"{base}/reports/{job_id}")[1]) for job_id in ids]
         assert results == [
             {"state": "completed", "result": 5050},
             {"state": "completed", "result": 55},
         ]
-        assert _get(f"{base}/reports/{uuid.uuid4()}")[0] == 404
+        assert get(f"{base}/reports/{uuid.uuid4()}")[0] == 404
 
-        status, body = _get(f"{base}/metrics")
+        status, body = get(f"{base}/metrics")
         assert status == 200
         assert b"kashq_queue_size" in body
-        assert _get(f"{base}/metrics/more")[0] == 404  # exactly the path
-        status, body = _get(f"{base}/kashq/")
+        assert get(f"{base}/metrics/more")[0] == 404  # exactly the path
+        status, body = get(f"{base}/kashq/")
         assert status == 200
         assert b"kashq" in body.lower()
     finally:
