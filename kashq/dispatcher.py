@@ -115,10 +115,8 @@ class QueueDispatcher:
                 self._tracing.publish(
                     [envelope], lambda: self._push_one(envelope, name, using, claims, job)
                 )
-            elif using is None:
-                self._connection(name).push(envelope)
             else:
-                self._push_in(using, name, [envelope], claims, job.sent_after_commit())
+                self._push_one(envelope, name, using, claims, job)
         except BaseException:
             UniqueLock.unclaim(claims)
             raise
@@ -240,7 +238,7 @@ class QueueDispatcher:
         claims: list[Claim],
         job: Dispatchable,
     ) -> None:
-        """:meth:`dispatch`'s push, for a traced dispatch."""
+        """:meth:`dispatch`'s push: onto the connection, or in the caller's transaction."""
         if using is None:
             self._connection(name).push(envelope)
         else:

@@ -78,3 +78,15 @@ class JobEvent:
 
 
 Listener = Callable[[JobEvent], None]
+
+
+EVERY_WORKER: list[Listener] = []
+"""Listeners every worker a queue manager of this process builds gets (see
+:func:`listen_to_every_worker`)."""
+
+
+def listen_to_every_worker(listener: Listener) -> None:
+    """Give ``listener`` the events of every worker a manager of this process builds from
+    now on: an app framework's upkeep around each job (Django's stale connections)."""
+    if listener not in EVERY_WORKER:
+        EVERY_WORKER.append(listener)

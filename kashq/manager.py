@@ -33,6 +33,7 @@ from kashq.failed.memory import MemoryFailedJobStore
 from kashq.history import HistoryStore
 from kashq.history import store_for as history_for
 from kashq.job import Dispatchable
+from kashq.jobevents import EVERY_WORKER
 from kashq.listing import JobPage, list_jobs
 from kashq.locks import LockBackend, backend_for
 from kashq.recent import RecentStore
@@ -47,7 +48,6 @@ from kashq.workflows.batches import store_for as batches_for
 
 if TYPE_CHECKING:
     from kashq.history.recorder import HistoryRecorder
-    from kashq.jobevents import Listener
     from kashq.outbox import Outbox
     from kashq.tracing import TracerProvider
     from kashq.transactions import Transaction
@@ -321,7 +321,7 @@ class QueueManager:
             worker.add_listener(alerts.listener)
             with self._lock:
                 self._alerts.append(alerts)
-        for listener in _every_worker:
+        for listener in EVERY_WORKER:
             worker.add_listener(listener)
 
     # -- dispatching ----------------------------------------------------
@@ -473,14 +473,6 @@ class QueueManager:
 
 _current_lock = threading.Lock()
 _current: QueueManager | None = None
-_every_worker: list[Listener] = []
-
-
-def listen_to_every_worker(listener: Listener) -> None:
-    """Give ``listener`` the events of every worker a manager of this process builds from
-    now on: an app framework's upkeep around each job (Django's stale connections)."""
-    if listener not in _every_worker:
-        _every_worker.append(listener)
 
 
 def configure(manager: QueueManager | None = None, **settings: Any) -> QueueManager:

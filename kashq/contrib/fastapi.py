@@ -31,7 +31,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from kashq.contrib._mounts import mount_path
+from kashq.contrib._mounts import metrics_endpoint, mount_path
 from kashq.manager import QueueManager, configure
 from kashq.manager import manager as current_manager
 from kashq.webhooks.handler import WebhookHandler
@@ -74,14 +74,8 @@ class KashQ:
         return current_manager()
 
     def _mount_metrics(self, path: str) -> None:
-        from kashq.metrics import DefaultMetrics
-
-        manager = self.manager
-        name = manager.settings.connection
-        DefaultMetrics.collect_queue_sizes(
-            manager.connection(name), manager.failed_store(name), queues=(manager.settings.queue,)
-        )
-        self.app.add_route(mount_path(path), DefaultMetrics.handler())  # an ASGI app, not a view
+        endpoint = metrics_endpoint(self.manager)
+        self.app.add_route(mount_path(path), endpoint)  # an ASGI app, not a view
 
     def _wrap_lifespan(self) -> None:
         router = self.app.router

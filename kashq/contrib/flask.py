@@ -43,7 +43,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from kashq.config import ENV_PREFIX, Settings, env_name, load_settings, setting_of, variable_guess
-from kashq.contrib._mounts import mount_path
+from kashq.contrib._mounts import metrics_endpoint, mount_path
 from kashq.exceptions import ConfigError
 from kashq.manager import QueueManager, configure, swap_manager
 from kashq.manager import manager as current_manager
@@ -109,14 +109,7 @@ class KashQ:
 
     def _mount_metrics(self, app: Flask, path: str) -> None:
         """Serve Prometheus text at exactly ``path``: a route of the app, its other routes kept."""
-        from kashq.metrics import DefaultMetrics
-
-        manager = self.manager
-        name = manager.settings.connection
-        DefaultMetrics.collect_queue_sizes(
-            manager.connection(name), manager.failed_store(name), queues=(manager.settings.queue,)
-        )
-        endpoint = DefaultMetrics.handler()
+        endpoint = metrics_endpoint(self.manager)
 
         def kashq_metrics() -> Any:
             return endpoint.wsgi  # Flask runs a WSGI app returned by a view

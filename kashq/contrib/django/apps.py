@@ -13,8 +13,8 @@ from django.utils.module_loading import autodiscover_modules
 
 from kashq.contrib.django import conf
 from kashq.exceptions import ConfigError
-from kashq.jobevents import EventKind, JobEvent
-from kashq.manager import configure, listen_to_every_worker
+from kashq.jobevents import EventKind, JobEvent, listen_to_every_worker
+from kashq.manager import configure
 from kashq.manager import manager as current_manager
 
 SETUP_MODULE = "kashq.contrib.django.setup"
@@ -36,8 +36,8 @@ class KashqConfig(AppConfig):
 
     def moved(self, sender: Any, connection: Any, **kwargs: Any) -> None:
         """A connection to the database kashq follows opened: when Django's settings for it
-        changed since (a parallel test runner's worker, on its clone of the test
-        database), kashq follows them."""
+        changed since (the test runner's database, or a parallel runner worker's clone
+        of it), kashq follows them, and lets go before the runner drops it."""
         if connection.alias != conf.ALIAS or self.followed.database_url is None:
             return
         if conf.database_url(connection.settings_dict) != self.followed.database_url:
@@ -78,11 +78,7 @@ def migrate_kashq(sender: KashqConfig, using: str, verbosity: int = 1, **kwargs:
     from kashq.db import migrate
     from kashq.db.engine import safe_url
 
-    if sender.followed.database_url is not None:
-        database = connections[using].settings_dict
-        if conf.database_url(database) != sender.followed.database_url:
-            sender.follow(database)  # the test runner's database: kashq moves with it
-            _let_go_before_destroyed(connections[using].creation)
+    sender.moved(None, connections[using])  # migrate connected already: followed then
     settings = current_manager().settings
     url, prefix = settings.database_url, settings.table_prefix
     before = migrate.current_revision(url, table_prefix=prefix)

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from kashq.config import env_name, load_settings, use_app_settings
+from kashq.config import load_settings, use_app_settings
 from kashq.exceptions import ConfigError
 
 ALIAS = "default"
@@ -68,16 +68,17 @@ def apply(kashq: object, database: Mapping[str, Any] | None, setup_module: str) 
     database URL is given elsewhere) the base of every kashq setting of this process;
     ``setup_module`` goes first in ``imports``, so worker processes set Django up."""
     values = app_settings(kashq)
-    use_app_settings({}, ORIGIN)  # what the environment and kashq.toml say on their own
-    if "after_commit" not in values and not _given_elsewhere("after_commit"):
+    use_app_settings({}, ORIGIN)
+    elsewhere = load_settings()  # what the environment and kashq.toml say on their own
+    if "after_commit" not in values and "after_commit" not in elsewhere.model_fields_set:
         values["after_commit"] = True  # Django's default: on_commit
-    imports = values["imports"] if "imports" in values else load_settings().imports
+    imports = values.get("imports", elsewhere.imports)
     if isinstance(imports, str):
         imports = [name.strip() for name in imports.split(",") if name.strip()]
     if isinstance(imports, (list, tuple)):
         values["imports"] = [setup_module, *(name for name in imports if name != setup_module)]
     derived = None
-    if "database_url" not in values and not _given_elsewhere("database_url"):
+    if "database_url" not in values and "database_url" not in elsewhere.model_fields_set:
         if database is None:
             raise ConfigError(
                 f"Django has no {ALIAS!r} database: set KASHQ['DATABASE_URL'] for kashq's tables"
@@ -124,10 +125,3 @@ def database_url(database: Mapping[str, Any]) -> str:
         query=query,
     )
     return url.render_as_string(hide_password=False)
-
-
-def _given_elsewhere(name: str) -> bool:
-    """Whether setting ``name`` is set by the environment, ``.env`` or ``kashq.toml``."""
-    if env_name(name) in os.environ:
-        return True
-    return name in load_settings().model_fields_set

@@ -21,8 +21,6 @@ from sqlalchemy.sql import Executable
 from kashq.exceptions import ConfigError
 from kashq.transactions import Params, Transaction
 
-_FAMILIES = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
-
 
 class AtomicBlock(Transaction):
     """The open ``atomic()`` block of Django's database ``alias``."""
@@ -31,7 +29,7 @@ class AtomicBlock(Transaction):
         self.using = connection = connections[alias]
         self.alias = alias
         self._session = self._connection = None
-        self.family = _FAMILIES.get(connection.vendor, connection.vendor)
+        self.family = connection.vendor  # postgresql, sqlite, mysql: kashq's names too
         self._same_database = same_database
         self._dbapi = None
 
